@@ -1,0 +1,609 @@
+//! The pipeline configuration: the OpenTelemetry Collector's shape, Vellum's components.
+//!
+//! ```yaml
+//! receivers:
+//!   otlp:
+//!     protocols:
+//!       grpc: { endpoint: 127.0.0.1:4317 }
+//!       http: { endpoint: 127.0.0.1:4318 }
+//!   syslog/tcp: { protocol: tcp, endpoint: 127.0.0.1:5514 }
+//! processors:
+//!   hash_chain: { origin: audit.example.com }
+//! exporters:
+//!   file/evidence: { directory: ./data/evidence }
+//! service:
+//!   storage: { directory: ./data/state }
+//!   pipelines:
+//!     logs/audit:
+//!       receivers: [otlp, syslog/tcp]
+//!       processors: [hash_chain]
+//!       exporters: [file/evidence]
+//! ```
+//!
+//! Component ids are `type` or `type/name`. Loading parses the YAML into located nodes,
+//! expands `${env:…}`/`${file:…}` (see [`expand`]), decodes each component with its own
+//! typed config (unknown keys are errors) and then checks the graph. Every problem found
+//! is reported at once, each with its YAML path and position.
+
+pub mod expand;
+pub mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::exporters::ExporterConfig;
+use crate::processors::ProcessorConfig;
+use crate::receivers::ReceiverConfig;
+use yaml::{Node, Pos};
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// YAML path: `exporters.file/evidence.directory`, `service.pipelines.logs/audit.receivers[2]`.
+    pub path: String,
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "line {}: {}", self.pos.line, self.message)
+        } else {
+            write!(
+                f,
+                "{}: {} (line {}, column {})",
+                self.path, self.message, self.pos.line, self.pos.column
+            )
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub origin: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "{}: {n} problem{}",
+            self.origin,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A component id, `type` or `type/name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ComponentId(String);
+
+impl ComponentId {
+    pub fn parse(id: &str) -> Result<ComponentId, String> {
+        let (kind, name) = match id.split_once('/') {
+            Some((k, n)) => (k, Some(n)),
+            None => (id, None),
+        };
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        };
+        if !valid(kind) || name.is_some_and(|n| !valid(n)) {
+            return Err(format!(
+                "`{id}` is not a component id: use `type` or `type/name` with letters, digits, `_` and `-`"
+            ));
+        }
+        Ok(ComponentId(id.to_string()))
+    }
+
+    /// The component type: `syslog` for `syslog/tcp`.
+    pub fn kind(&self) -> &str {
+        self.0.split('/').next().unwrap_or(&self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub receivers: BTreeMap<ComponentId, ReceiverConfig>,
+    pub processors: BTreeMap<ComponentId, ProcessorConfig>,
+    pub exporters: BTreeMap<ComponentId, ExporterConfig>,
+    pub service: ServiceConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    pub pipelines: BTreeMap<String, PipelineConfig>,
+}
+
+/// `service.storage`: the journal and every other piece of persistent state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub directory: PathBuf,
+    /// Size at which a journal segment is closed and a new one started.
+    #[serde(default = "default_segment_size")]
+    pub segment_size: bytesize::ByteSize,
+    /// Records accepted but not yet delivered by the slowest exporter, past which receivers
+    /// push back (gRPC RESOURCE_EXHAUSTED, HTTP 429/503 with Retry-After).
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog_records: u64,
+    /// The largest record, sealed, that the journal takes.
+    #[serde(default = "default_max_record_size")]
+    pub max_record_size: bytesize::ByteSize,
+}
+
+fn default_segment_size() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(64)
+}
+fn default_max_backlog() -> u64 {
+    1_000_000
+}
+fn default_max_record_size() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(4)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    #[serde(default)]
+    pub logs: LogsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// A `tracing` filter: `info`, `debug`, `vellum=debug,info`; `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub receivers: Vec<String>,
+    #[serde(default)]
+    pub processors: Vec<String>,
+    pub exporters: Vec<ExporterRef>,
+}
+
+/// An exporter in a pipeline: its id, or `{ id, when }` to route only matching records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ExporterRef {
+    Id(String),
+    Routed { id: String, when: Option<String> },
+}
+
+impl ExporterRef {
+    pub fn id(&self) -> &str {
+        match self {
+            ExporterRef::Id(id) | ExporterRef::Routed { id, .. } => id,
+        }
+    }
+    pub fn when(&self) -> Option<&str> {
+        match self {
+            ExporterRef::Id(_) => None,
+            ExporterRef::Routed { when, .. } => when.as_deref(),
+        }
+    }
+}
+
+/// The default pipeline, used by `vellum run` without `--config`.
+pub const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/default.yaml");
+
+impl Config {
+    /// Reads, expands and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: origin.clone(),
+            problems: vec![Problem {
+                path: String::new(),
+                pos: Pos::default(),
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Config::from_yaml(&text, &origin, &expand::SystemSource)
+    }
+
+    /// Parses, expands and validates configuration text; `origin` names it in errors.
+    pub fn from_yaml(
+        text: &str,
+        origin: &str,
+        source: &dyn expand::Source,
+    ) -> Result<Config, ConfigError> {
+        let fail = |problems| ConfigError {
+            origin: origin.to_string(),
+            problems,
+        };
+        let mut root = yaml::parse(text).map_err(|e| {
+            fail(vec![Problem {
+                path: String::new(),
+                pos: e.pos,
+                message: format!("invalid YAML: {}", e.message),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        root.for_each_string_mut(&mut String::new(), &mut |path, pos, scalar| {
+            if let Err(message) = expand::expand_scalar(scalar, source) {
+                problems.push(Problem {
+                    path: path.to_string(),
+                    pos,
+                    message,
+                });
+            }
+        });
+        let config = Loader {
+            problems,
+            key_positions: BTreeMap::new(),
+        }
+        .load(&root);
+        config.map_err(fail)
+    }
+}
+
+struct Loader {
+    problems: Vec<Problem>,
+    /// Where each component's key stands, `section.id` → position, for graph errors.
+    key_positions: BTreeMap<String, Pos>,
+}
+
+impl Loader {
+    fn problem(&mut self, path: impl Into<String>, pos: Pos, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            pos,
+            message: message.into(),
+        });
+    }
+
+    fn load(mut self, root: &Node) -> Result<Config, Vec<Problem>> {
+        if !matches!(root.kind, yaml::NodeKind::Map(_)) {
+            self.problem("", root.pos, "the configuration must be a map with `receivers`, `processors`, `exporters` and `service`");
+            return Err(self.problems);
+        }
+        for (key, pos, _) in root.entries() {
+            if !matches!(
+                key.as_str(),
+                "receivers" | "processors" | "exporters" | "service"
+            ) {
+                self.problem(key.clone(), *pos, format!("unknown section `{key}`: expected `receivers`, `processors`, `exporters` or `service`"));
+            }
+        }
+        let receivers = self.section::<ReceiverConfig>(root, "receivers");
+        let processors = self.section::<ProcessorConfig>(root, "processors");
+        let exporters = self.section::<ExporterConfig>(root, "exporters");
+        let service = match root.get("service") {
+            Some(node) => self.typed::<ServiceConfig>("service", node),
+            None => {
+                self.problem(
+                    "service",
+                    root.pos,
+                    "missing section `service` (storage and pipelines)",
+                );
+                None
+            }
+        };
+        if let Some(service) = &service {
+            let service_node = root.get("service").unwrap_or(root);
+            self.check_graph(service, service_node, &receivers, &processors, &exporters);
+        }
+        match service {
+            Some(service) if self.problems.is_empty() => Ok(Config {
+                receivers,
+                processors,
+                exporters,
+                service,
+            }),
+            _ => Err(self.problems),
+        }
+    }
+
+    /// Decodes one section's components: id, known type, typed config.
+    fn section<T: ComponentConfig>(&mut self, root: &Node, name: &str) -> BTreeMap<ComponentId, T> {
+        let mut out = BTreeMap::new();
+        let Some(node) = root.get(name) else {
+            return out;
+        };
+        if node.is_null() {
+            return out;
+        }
+        if !matches!(node.kind, yaml::NodeKind::Map(_)) {
+            self.problem(
+                name,
+                node.pos,
+                format!("`{name}` must be a map of component ids to their settings"),
+            );
+            return out;
+        }
+        for (id, key_pos, body) in node.entries() {
+            let path = format!("{name}.{id}");
+            self.key_positions.insert(path.clone(), *key_pos);
+            let id = match ComponentId::parse(id) {
+                Ok(id) => id,
+                Err(message) => {
+                    self.problem(path, *key_pos, message);
+                    continue;
+                }
+            };
+            let json = if body.is_null() {
+                serde_json::Value::Object(Default::default())
+            } else {
+                body.to_json()
+            };
+            match T::decode(&id, json) {
+                Ok(config) => {
+                    for (inner, message) in config.problems() {
+                        self.problem(format!("{path}.{inner}"), body.locate(&inner), message);
+                    }
+                    out.insert(id, config);
+                }
+                Err(DecodeError::UnknownType(known)) => self.problem(
+                    path,
+                    *key_pos,
+                    format!(
+                        "unknown {} type `{}`: expected one of {}",
+                        &name[..name.len() - 1],
+                        id.kind(),
+                        known.join(", ")
+                    ),
+                ),
+                Err(DecodeError::Invalid {
+                    path: inner,
+                    message,
+                }) => {
+                    let full = if inner.is_empty() {
+                        path.clone()
+                    } else {
+                        format!("{path}.{inner}")
+                    };
+                    self.problem(full, body.locate(&inner), message)
+                }
+            }
+        }
+        out
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(&mut self, path: &str, node: &Node) -> Option<T> {
+        match decode_json::<T>(node.to_json()) {
+            Ok(v) => Some(v),
+            Err(DecodeError::Invalid {
+                path: inner,
+                message,
+            }) => {
+                let full = if inner.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}.{inner}")
+                };
+                self.problem(full, node.locate(&inner), message);
+                None
+            }
+            Err(DecodeError::UnknownType(_)) => None,
+        }
+    }
+
+    fn check_graph(
+        &mut self,
+        service: &ServiceConfig,
+        node: &Node,
+        receivers: &BTreeMap<ComponentId, ReceiverConfig>,
+        processors: &BTreeMap<ComponentId, ProcessorConfig>,
+        exporters: &BTreeMap<ComponentId, ExporterConfig>,
+    ) {
+        let mut used = BTreeSet::new();
+        let pipelines_node = node.get("pipelines");
+        if service.pipelines.is_empty() {
+            self.problem("service.pipelines", node.pos, "no pipeline is defined");
+        }
+        for (name, pipeline) in &service.pipelines {
+            let base = format!("service.pipelines.{name}");
+            let pnode = pipelines_node.and_then(|n| n.get(name)).unwrap_or(node);
+            if let Err(message) = ComponentId::parse(name) {
+                self.problem(
+                    base.clone(),
+                    pnode.pos,
+                    message.replace("component id", "pipeline id"),
+                );
+            }
+            let mut check = |section: &str, id: &str, i: usize, defined: bool, this: &mut Self| {
+                let path = format!("{base}.{section}[{i}]");
+                let pos = pnode.locate(&format!("{section}[{i}]"));
+                if !defined {
+                    this.problem(
+                        path,
+                        pos,
+                        format!("`{id}` is not defined under `{section}`"),
+                    );
+                }
+                used.insert(format!("{section}.{id}"));
+            };
+            if pipeline.receivers.is_empty() {
+                self.problem(
+                    format!("{base}.receivers"),
+                    pnode.pos,
+                    "a pipeline needs at least one receiver",
+                );
+            }
+            if pipeline.exporters.is_empty() {
+                self.problem(
+                    format!("{base}.exporters"),
+                    pnode.pos,
+                    "a pipeline needs at least one exporter",
+                );
+            }
+            for (i, id) in pipeline.receivers.iter().enumerate() {
+                let defined = ComponentId::parse(id).is_ok_and(|c| receivers.contains_key(&c));
+                check("receivers", id, i, defined, self);
+            }
+            for (i, id) in pipeline.processors.iter().enumerate() {
+                let defined = ComponentId::parse(id).is_ok_and(|c| processors.contains_key(&c));
+                check("processors", id, i, defined, self);
+            }
+            for (i, exporter) in pipeline.exporters.iter().enumerate() {
+                let defined =
+                    ComponentId::parse(exporter.id()).is_ok_and(|c| exporters.contains_key(&c));
+                check("exporters", exporter.id(), i, defined, self);
+                if let Some(when) = exporter.when() {
+                    if let Err((column, message)) = crate::pipeline::routing::check(when) {
+                        let pos = pnode.locate(&format!("exporters[{i}].when"));
+                        self.problem(
+                            format!("{base}.exporters[{i}].when"),
+                            pos,
+                            format!("column {column} of the condition: {message}"),
+                        );
+                    }
+                }
+            }
+            for (i, message) in crate::processors::check_order(&pipeline.processors) {
+                let pos = pnode.locate(&format!("processors[{i}]"));
+                self.problem(format!("{base}.processors[{i}]"), pos, message);
+            }
+        }
+        let sections: [(&str, Vec<&ComponentId>); 3] = [
+            ("receivers", receivers.keys().collect()),
+            ("processors", processors.keys().collect()),
+            ("exporters", exporters.keys().collect()),
+        ];
+        for (section, ids) in sections {
+            for id in ids {
+                let path = format!("{section}.{id}");
+                if !used.contains(&path) {
+                    let pos = self.key_positions.get(&path).copied().unwrap_or_default();
+                    self.problem(
+                        path,
+                        pos,
+                        format!("`{id}` is defined but no pipeline uses it"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// What each section's config enum provides to the loader.
+pub trait ComponentConfig: Sized {
+    /// Decodes the settings of component `id` (its type picks the struct).
+    fn decode(id: &ComponentId, json: serde_json::Value) -> Result<Self, DecodeError>;
+    /// Problems serde cannot see (ranges, combinations), as (path inside the component, message).
+    fn problems(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+/// How a component's typed config failed to decode.
+pub enum DecodeError {
+    /// The component type does not exist; these do.
+    UnknownType(&'static [&'static str]),
+    /// `path` is relative to the component's own settings.
+    Invalid { path: String, message: String },
+}
+
+/// Decodes a typed config from JSON, keeping the path of the first error.
+pub fn decode_json<T: serde::de::DeserializeOwned>(
+    json: serde_json::Value,
+) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(json).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        DecodeError::Invalid {
+            path,
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// A checked `host:port` that a receiver or exporter binds or connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint(pub String);
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Endpoint, D::Error> {
+        let s = String::deserialize(d)?;
+        Endpoint::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Endpoint {
+    pub fn parse(s: &str) -> Result<Endpoint, String> {
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+            format!("`{s}` is not an endpoint: expected `host:port`, e.g. `127.0.0.1:4317`")
+        })?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty() {
+            return Err(format!(
+                "`{s}`: the host is missing (use 0.0.0.0 to listen on every interface)"
+            ));
+        }
+        if host.parse::<std::net::IpAddr>().is_err()
+            && !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        {
+            return Err(format!(
+                "`{s}`: `{host}` is neither an IP address nor a host name"
+            ));
+        }
+        match port.parse::<u16>() {
+            Ok(_) => Ok(Endpoint(s.to_string())),
+            Err(_) => Err(format!("`{s}`: the port must be a number from 0 to 65535")),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}

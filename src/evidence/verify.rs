@@ -1,0 +1,1113 @@
+//! The verifier of evidence format §5 for a local evidence directory.
+//!
+//! It walks the directory (recursively) for entry files (`*.jsonl`, `*.jsonl.gz`) and
+//! checkpoints (`*.note`); file names carry no meaning. The first readable line of each
+//! entry file tells its stream and first `seq`; each stream's files are then read in
+//! `seq` order, one line at a time, so memory stays flat however large the evidence.
+//!
+//! For every entry it checks the JSON (strict: no duplicate names), `v`, the `hash`
+//! against the content, the `mac` against the key ring, that `seq` runs without gaps,
+//! repeats or reordering, that `prev` links, and that the line is in canonical form
+//! (Vellum writes RFC 8785 text, so any other spelling means the bytes were changed).
+//! Each checkpoint's signature is checked against the given verifier keys, and its root
+//! against the Merkle root of the first `size` entries when the pass reaches `size`.
+//! All checkpoints of a stream are compared with the roots of one and the same
+//! sequence of leaves, which makes them consistent with each other by construction.
+//!
+//! [`StreamVerifier`] holds the per-stream checks so that other sources of entries (S3
+//! bundles) can feed it the same way.
+
+use flate2::read::MultiGzDecoder;
+use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::hmac::{KeyRing, MacError};
+use super::jcs;
+use super::merkle::{Frontier, Hash, parse_hex_hash};
+use super::note::{self, NoteVerifier, parse_checkpoint};
+use super::seal::{FORMAT_VERSION, Head, ZERO_HASH};
+
+/// Lines longer than this are reported and skipped, never buffered whole.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
+
+/// Checkpoint files larger than this are not notes.
+pub const MAX_NOTE_BYTES: u64 = 64 << 10;
+
+/// Findings kept per stream; further ones are only counted.
+pub const MAX_FINDINGS_PER_STREAM: usize = 1000;
+
+/// What the verifier is given besides the directory.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// HMAC keys; without them macs are not checked (and the report says so).
+    pub keys: Option<KeyRing>,
+    /// Verifier keys of the checkpoint signers; without them signatures are not checked.
+    pub vkeys: Vec<NoteVerifier>,
+    /// The configured origin prefix: when set, a checkpoint's origin must be exactly
+    /// `<prefix>/<stream>`; otherwise it matches the stream whose name ends the origin.
+    pub origin_prefix: Option<String>,
+    pub max_line_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            keys: None,
+            vkeys: Vec::new(),
+            origin_prefix: None,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
+/// One problem, located as precisely as the evidence allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The stream, or `?` when the problem cannot be attributed to one.
+    pub stream: String,
+    /// The entry's `seq`; for an unreadable line, the `seq` expected at that place.
+    pub seq: Option<u64>,
+    pub file: String,
+    /// 1-based line number within the (decompressed) file.
+    pub line: Option<u64>,
+    pub problem: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stream {}", self.stream)?;
+        if let Some(seq) = self.seq {
+            write!(f, ", seq {seq}")?;
+        }
+        write!(f, ", {}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, " line {line}")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+/// The outcome of verifying a directory.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub streams: u64,
+    /// Entry lines read (readable or not).
+    pub entries: u64,
+    /// Checkpoint files found.
+    pub checkpoints: u64,
+    /// Checkpoints whose signature (when checked) and root were confirmed.
+    pub checkpoints_confirmed: u64,
+    pub macs_checked: bool,
+    pub signatures_checked: bool,
+    pub findings: Vec<Finding>,
+    /// Findings beyond [`MAX_FINDINGS_PER_STREAM`], counted but not kept.
+    pub findings_not_shown: u64,
+    /// Remarks that are not failures (what was not checked, entries past the last
+    /// checkpoint, duplicate checkpoints).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    pub fn is_ok(&self) -> bool {
+        self.findings.is_empty() && self.findings_not_shown == 0
+    }
+
+    /// One line: what was checked and whether it held.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} stream(s), {} entries, {} checkpoint(s) ({} confirmed)",
+            self.streams, self.entries, self.checkpoints, self.checkpoints_confirmed
+        );
+        if !self.macs_checked {
+            s.push_str(", macs not checked");
+        }
+        if !self.signatures_checked {
+            s.push_str(", checkpoint signatures not checked");
+        }
+        let problems = self.findings.len() as u64 + self.findings_not_shown;
+        if problems == 0 {
+            s.push_str(": OK");
+        } else {
+            s.push_str(&format!(": FAILED, {problems} finding(s)"));
+        }
+        s
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot read evidence directory {path}: {source}")]
+    Walk {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Verifies the evidence under `dir`. Errors only when `dir` itself cannot be read;
+/// everything wrong with its contents is a finding.
+pub fn verify_dir(dir: &Path, options: &Options) -> Result<Report, VerifyError> {
+    let found = discover(dir, options.max_line_bytes)?;
+    let mut report = Report {
+        streams: found.streams.len() as u64,
+        macs_checked: options.keys.is_some(),
+        signatures_checked: !options.vkeys.is_empty(),
+        checkpoints: found.notes.len() as u64,
+        ..Report::default()
+    };
+    if !report.macs_checked {
+        report
+            .notes
+            .push("no HMAC key ring given: macs were not checked".into());
+    }
+    if !report.signatures_checked {
+        report
+            .notes
+            .push("no verifier key given: checkpoint signatures were not checked".into());
+    }
+    for path in &found.empty {
+        report
+            .notes
+            .push(format!("{} holds no entries", path.display()));
+    }
+    for (path, problem) in found.unreadable {
+        report.findings.push(Finding {
+            stream: "?".into(),
+            seq: None,
+            file: path.display().to_string(),
+            line: None,
+            problem,
+        });
+    }
+
+    let mut verifiers: BTreeMap<&str, StreamVerifier> = found
+        .streams
+        .keys()
+        .map(|s| (s.as_str(), StreamVerifier::new(s, options.keys.as_ref())))
+        .collect();
+    for path in &found.notes {
+        add_note(path, options, &mut verifiers, &mut report);
+    }
+    for (stream, files) in &found.streams {
+        let Some(mut verifier) = verifiers.remove(stream.as_str()) else {
+            continue;
+        };
+        for path in files {
+            feed_file(path, options.max_line_bytes, &mut verifier);
+        }
+        verifier.finish_into(&mut report);
+    }
+    Ok(report)
+}
+
+/// What a walk of an evidence directory found.
+pub(super) struct Discovery {
+    /// Entry files per stream, in order of their first `seq`.
+    pub streams: BTreeMap<String, Vec<PathBuf>>,
+    pub notes: Vec<PathBuf>,
+    pub empty: Vec<PathBuf>,
+    /// Entry files with no readable entry, and why.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+pub(super) fn discover(dir: &Path, max_line: usize) -> Result<Discovery, VerifyError> {
+    let mut entry_files = Vec::new();
+    let mut notes = Vec::new();
+    walk(dir, &mut entry_files, &mut notes).map_err(|source| VerifyError::Walk {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    entry_files.sort();
+    notes.sort();
+    let mut ordered: BTreeMap<String, Vec<(u64, PathBuf)>> = BTreeMap::new();
+    let mut empty = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in entry_files {
+        match first_entry(&path, max_line) {
+            Ok(Some((stream, first_seq))) => {
+                ordered.entry(stream).or_default().push((first_seq, path))
+            }
+            Ok(None) => empty.push(path),
+            Err(problem) => unreadable.push((path, problem)),
+        }
+    }
+    let streams = ordered
+        .into_iter()
+        .map(|(stream, mut files)| {
+            files.sort();
+            (stream, files.into_iter().map(|(_, p)| p).collect())
+        })
+        .collect();
+    Ok(Discovery {
+        streams,
+        notes,
+        empty,
+        unreadable,
+    })
+}
+
+fn walk(dir: &Path, entries: &mut Vec<PathBuf>, notes: &mut Vec<PathBuf>) -> io::Result<()> {
+    for item in std::fs::read_dir(dir)? {
+        let item = item?;
+        let path = item.path();
+        let kind = item.file_type()?;
+        // Symbolic links to files are followed, to directories not (no cycles).
+        let is_dir = kind.is_dir();
+        let is_file = kind.is_file() || (kind.is_symlink() && path.is_file());
+        if is_dir {
+            walk(&path, entries, notes)?;
+        } else if is_file {
+            let name = item.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
+                entries.push(path);
+            } else if name.ends_with(".note") {
+                notes.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn open_entries(path: &Path) -> io::Result<Box<dyn BufRead>> {
+    let file = File::open(path)?;
+    let is_gz = path.to_string_lossy().ends_with(".gz");
+    Ok(if is_gz {
+        Box::new(BufReader::with_capacity(
+            1 << 16,
+            MultiGzDecoder::new(BufReader::new(file)),
+        ))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 16, file))
+    })
+}
+
+/// The stream and (estimated) first `seq` of an entry file, from its first line that
+/// parses as an entry; the estimate subtracts the unreadable lines before it.
+fn first_entry(path: &Path, max_line: usize) -> Result<Option<(String, u64)>, String> {
+    let describe = |e: io::Error| format!("cannot read the file: {e}");
+    let mut lines = LineReader::new(open_entries(path).map_err(describe)?, max_line);
+    let mut buf = Vec::new();
+    let mut skipped = 0u64;
+    while let Some(read) = lines.next(&mut buf).map_err(describe)? {
+        if let Line::Complete = read {
+            if let Ok(entry) = parse_entry(&buf) {
+                if let (Some(stream), Some(seq)) = (
+                    entry.get("stream").and_then(Value::as_str),
+                    entry.get("seq").and_then(Value::as_u64),
+                ) {
+                    return Ok(Some((stream.to_string(), seq.saturating_sub(skipped))));
+                }
+            }
+        }
+        skipped += 1;
+    }
+    if skipped == 0 {
+        Ok(None)
+    } else {
+        Err(format!("none of its {skipped} lines is a readable entry"))
+    }
+}
+
+fn feed_file(path: &Path, max_line: usize, verifier: &mut StreamVerifier) {
+    let file = path.display().to_string();
+    let reader = match open_entries(path) {
+        Ok(r) => r,
+        Err(e) => return verifier.file_problem(&file, None, format!("cannot read the file: {e}")),
+    };
+    let mut lines = LineReader::new(reader, max_line);
+    let mut buf = Vec::new();
+    loop {
+        match lines.next(&mut buf) {
+            Ok(None) => return,
+            Ok(Some(Line::Complete)) => verifier.feed_line(&buf, &file, lines.line_no),
+            Ok(Some(Line::TooLong(len))) => verifier.unreadable(
+                &file,
+                lines.line_no,
+                format!("line is {len} bytes, longer than the {max_line} allowed"),
+            ),
+            Err(e) => {
+                let line = lines.line_no + 1;
+                return verifier.file_problem(&file, Some(line), format!("reading stopped: {e}"));
+            }
+        }
+    }
+}
+
+fn add_note(
+    path: &Path,
+    options: &Options,
+    verifiers: &mut BTreeMap<&str, StreamVerifier>,
+    report: &mut Report,
+) {
+    let file = path.display().to_string();
+    let mut finding = |stream: &str, problem: String| {
+        report.findings.push(Finding {
+            stream: stream.to_string(),
+            seq: None,
+            file: file.clone(),
+            line: None,
+            problem,
+        })
+    };
+    let text = match read_small(path, MAX_NOTE_BYTES) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => return finding("?", "checkpoint is not UTF-8 text".into()),
+        },
+        Err(e) => return finding("?", format!("cannot read the checkpoint: {e}")),
+    };
+    // The unverified body only serves to name the stream in a finding.
+    let claimed = note::split(&text)
+        .ok()
+        .and_then(|(body, _)| parse_checkpoint(body).ok());
+    let stream_of = |origin: &str| {
+        match_stream(
+            origin,
+            options.origin_prefix.as_deref(),
+            verifiers.keys().copied(),
+        )
+    };
+    let claimed_stream = claimed
+        .as_ref()
+        .and_then(|c| stream_of(&c.origin))
+        .unwrap_or("?")
+        .to_string();
+    let body = if options.vkeys.is_empty() {
+        note::split(&text).map(|(body, _)| body)
+    } else {
+        note::open(&text, &options.vkeys)
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return finding(&claimed_stream, format!("checkpoint rejected: {e}")),
+    };
+    let checkpoint = match parse_checkpoint(body) {
+        Ok(c) => c,
+        Err(e) => return finding(&claimed_stream, format!("checkpoint body rejected: {e}")),
+    };
+    let Some(stream) = stream_of(&checkpoint.origin).map(str::to_string) else {
+        if checkpoint.size == 0 {
+            return;
+        }
+        return finding(
+            "?",
+            format!(
+                "checkpoint of origin {:?} commits to {} entries, but no stream here matches that origin",
+                checkpoint.origin, checkpoint.size
+            ),
+        );
+    };
+    if let Some(v) = verifiers.get_mut(stream.as_str()) {
+        v.add_checkpoint(checkpoint.size, checkpoint.root, &file);
+    }
+}
+
+/// The stream a checkpoint origin belongs to: `<prefix>/<stream>` exactly when the
+/// prefix is known, else the longest stream name that ends the origin after a `/`.
+fn match_stream<'a>(
+    origin: &str,
+    prefix: Option<&str>,
+    streams: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let mut best: Option<&str> = None;
+    for stream in streams {
+        let matches = match prefix {
+            Some(p) => origin.strip_prefix(p).and_then(|r| r.strip_prefix('/')) == Some(stream),
+            None => {
+                origin == stream
+                    || origin
+                        .strip_suffix(stream)
+                        .is_some_and(|head| head.ends_with('/'))
+            }
+        };
+        if matches && best.is_none_or(|b| b.len() < stream.len()) {
+            best = Some(stream);
+        }
+    }
+    best
+}
+
+fn read_small(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)?.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+pub(super) enum Line {
+    Complete,
+    /// Skipped; holds its length.
+    TooLong(u64),
+}
+
+/// Reads `\n`-terminated lines into a caller buffer, never holding more than `max`
+/// bytes of one line.
+pub(super) struct LineReader<R> {
+    inner: R,
+    max: usize,
+    pub(super) line_no: u64,
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub(super) fn new(inner: R, max: usize) -> LineReader<R> {
+        LineReader {
+            inner,
+            max,
+            line_no: 0,
+        }
+    }
+
+    pub(super) fn next(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<Line>> {
+        buf.clear();
+        let mut total: u64 = 0;
+        let mut started = false;
+        loop {
+            let chunk = match self.inner.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                if !started {
+                    return Ok(None);
+                }
+                break;
+            }
+            started = true;
+            let (part, consumed, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (&chunk[..i], i + 1, true),
+                None => (chunk, chunk.len(), false),
+            };
+            total += part.len() as u64;
+            if total <= self.max as u64 {
+                buf.extend_from_slice(part);
+            }
+            self.inner.consume(consumed);
+            if done {
+                break;
+            }
+        }
+        self.line_no += 1;
+        if total > self.max as u64 {
+            buf.clear();
+            return Ok(Some(Line::TooLong(total)));
+        }
+        Ok(Some(Line::Complete))
+    }
+}
+
+/// Parses one entry line: a JSON object, no duplicate member names at any depth, no
+/// trailing data.
+pub fn parse_entry(line: &[u8]) -> Result<Map<String, Value>, String> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let value = StrictValue
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| format!("not valid JSON ({e})"))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err("not a JSON object".into()),
+    }
+}
+
+/// A `serde_json::Value` that refuses duplicate member names, which RFC 8785 (I-JSON)
+/// forbids and which different parsers would read differently.
+struct StrictValue;
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number is not finite"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictValue)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(name) = access.next_key::<String>()? {
+            let value = access.next_value_seed(StrictValue)?;
+            match map.entry(name) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    return Err(A::Error::custom(format!(
+                        "duplicate member {:?}",
+                        slot.key()
+                    )));
+                }
+            }
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+struct ExpectedCheckpoint {
+    root: Hash,
+    file: String,
+}
+
+/// A run of entries that repeat `seq`s already seen, reported as one finding.
+struct RepeatRun {
+    first: u64,
+    last: u64,
+    file: String,
+    line: u64,
+    expected: u64,
+}
+
+/// The checks of one stream, fed its entry lines in order.
+pub struct StreamVerifier<'k> {
+    stream: String,
+    keys: Option<&'k KeyRing>,
+    next_seq: u64,
+    /// Recomputed leaf of the last entry in sequence.
+    prev: Hash,
+    /// Its `hash` field as written, when that differs from `prev` (already reported).
+    prev_claimed: Option<Hash>,
+    frontier: Frontier,
+    /// The Merkle tree cannot be rebuilt past this `seq`: an entry before it is missing.
+    tree_broken_at: Option<u64>,
+    /// Unreadable lines since the last entry in sequence (each already reported).
+    unreadable: u64,
+    checkpoints: BTreeMap<u64, Vec<ExpectedCheckpoint>>,
+    checkpoints_confirmed: u64,
+    last_checkpoint: Option<u64>,
+    repeats: Option<RepeatRun>,
+    lines: u64,
+    findings: Vec<Finding>,
+    findings_not_shown: u64,
+    notes: Vec<String>,
+    canonical: Vec<u8>,
+    members: Vec<(usize, usize, bool)>,
+}
+
+impl<'k> StreamVerifier<'k> {
+    /// Checks `stream` from its first entry (`seq` 0).
+    pub fn new(stream: &str, keys: Option<&'k KeyRing>) -> StreamVerifier<'k> {
+        let head = Head {
+            next_seq: 0,
+            prev: ZERO_HASH,
+            frontier: Frontier::new(),
+        };
+        StreamVerifier::resume(stream, keys, head)
+    }
+
+    /// Checks `stream` from `head.next_seq`, trusting `head` for what came before.
+    pub fn resume(stream: &str, keys: Option<&'k KeyRing>, head: Head) -> StreamVerifier<'k> {
+        StreamVerifier {
+            stream: stream.to_string(),
+            keys,
+            next_seq: head.next_seq,
+            prev: head.prev,
+            prev_claimed: None,
+            frontier: head.frontier,
+            tree_broken_at: None,
+            unreadable: 0,
+            checkpoints: BTreeMap::new(),
+            checkpoints_confirmed: 0,
+            last_checkpoint: None,
+            repeats: None,
+            lines: 0,
+            findings: Vec::new(),
+            findings_not_shown: 0,
+            notes: Vec::new(),
+            canonical: Vec::with_capacity(1024),
+            members: Vec::with_capacity(32),
+        }
+    }
+
+    /// `seq` the next entry must have.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The head after the entries fed so far.
+    pub fn head(&self) -> Head {
+        Head {
+            next_seq: self.next_seq,
+            prev: self.prev,
+            frontier: self.frontier.clone(),
+        }
+    }
+
+    /// Findings so far.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// Registers a checkpoint (its signature already checked) to compare with the
+    /// Merkle root when the entries reach `size`.
+    pub fn add_checkpoint(&mut self, size: u64, root: Hash, file: &str) {
+        let same_size = self.checkpoints.entry(size).or_default();
+        if let Some(other) = same_size.first() {
+            if other.root == root {
+                self.notes.push(format!(
+                    "stream {}: {file} repeats the checkpoint of size {size} in {}",
+                    self.stream, other.file
+                ));
+            } else {
+                let problem = format!(
+                    "conflicts with {}: both sign size {size} with different roots",
+                    other.file
+                );
+                self.push_finding(None, file, None, problem);
+            }
+        }
+        let same_size = self.checkpoints.entry(size).or_default();
+        same_size.push(ExpectedCheckpoint {
+            root,
+            file: file.to_string(),
+        });
+        if size == self.frontier.size() && self.tree_broken_at.is_none() {
+            self.check_checkpoints(file, 0);
+        }
+    }
+
+    /// Reports a problem with a file as a whole (unreadable, cut short).
+    pub fn file_problem(&mut self, file: &str, line: Option<u64>, problem: String) {
+        let seq = Some(self.next_seq + self.unreadable);
+        self.push_finding(seq, file, line, problem);
+    }
+
+    /// Reports a line that could not be read as an entry.
+    pub fn unreadable(&mut self, file: &str, line: u64, problem: String) {
+        self.flush_repeats();
+        self.lines += 1;
+        let seq = Some(self.next_seq + self.unreadable);
+        self.unreadable += 1;
+        self.push_finding(seq, file, Some(line), problem);
+    }
+
+    /// Checks one entry line (without its newline).
+    pub fn feed_line(&mut self, line: &[u8], file: &str, line_no: u64) {
+        let entry = match parse_entry(line) {
+            Ok(e) => e,
+            Err(problem) => return self.unreadable(file, line_no, format!("line is {problem}")),
+        };
+        let seq = match entry.get("seq").and_then(Value::as_u64) {
+            Some(s) => s,
+            None => return self.unreadable(file, line_no, "entry has no integer `seq`".into()),
+        };
+        match entry.get("stream").and_then(Value::as_str) {
+            Some(s) if s == self.stream => {}
+            other => {
+                let problem = match other {
+                    Some(s) => format!(
+                        "entry names stream {s:?}, in a file of stream {:?}",
+                        self.stream
+                    ),
+                    None => "entry has no string `stream`".into(),
+                };
+                return self.unreadable(file, line_no, problem);
+            }
+        }
+        self.lines += 1;
+        let at = Some(line_no);
+        let seq_at = Some(seq);
+
+        // Sequence first: a repeat is reported as part of a run and otherwise ignored.
+        if seq < self.next_seq {
+            self.note_repeat(seq, file, line_no);
+            return;
+        }
+        self.flush_repeats();
+
+        if entry.get("v").and_then(Value::as_u64) != Some(FORMAT_VERSION) {
+            self.push_finding(
+                seq_at,
+                file,
+                at,
+                format!("`v` is {}, not {FORMAT_VERSION}", show(entry.get("v"))),
+            );
+        }
+        let leaf = self.canonicalise(&entry);
+        let claimed = entry
+            .get("hash")
+            .and_then(Value::as_str)
+            .and_then(parse_hex_hash);
+        let hash_ok = claimed == Some(leaf);
+        if !hash_ok {
+            let problem = match claimed {
+                Some(_) => "`hash` does not match the entry's content".to_string(),
+                None => "`hash` is missing or not 64 lowercase hex digits".to_string(),
+            };
+            self.push_finding(seq_at, file, at, problem);
+        } else if line != self.canonical.as_slice() {
+            let problem =
+                "line is not in canonical (RFC 8785) form: its bytes were changed after sealing"
+                    .into();
+            self.push_finding(seq_at, file, at, problem);
+        }
+        self.check_mac(&entry, &leaf, seq, file, line_no);
+
+        let prev = entry
+            .get("prev")
+            .and_then(Value::as_str)
+            .and_then(parse_hex_hash);
+        if seq > self.next_seq {
+            let missing = seq - self.next_seq;
+            if missing != self.unreadable {
+                let problem = if missing == 1 {
+                    format!("seq {} is missing before this entry", self.next_seq)
+                } else {
+                    format!(
+                        "seq {}..={} ({missing} entries) are missing before this entry",
+                        self.next_seq,
+                        seq - 1
+                    )
+                };
+                self.push_finding(seq_at, file, at, problem);
+            }
+            self.tree_broken_at.get_or_insert(self.next_seq);
+            if prev.is_none() {
+                self.push_finding(
+                    seq_at,
+                    file,
+                    at,
+                    "`prev` is not 64 lowercase hex digits".into(),
+                );
+            }
+        } else if prev != Some(self.prev) && (prev.is_none() || prev != self.prev_claimed) {
+            let problem = if seq == 0 {
+                "`prev` of the first entry is not 64 zeros".to_string()
+            } else {
+                format!("`prev` does not link to the hash of seq {}", seq - 1)
+            };
+            self.push_finding(seq_at, file, at, problem);
+        }
+
+        self.unreadable = 0;
+        self.next_seq = seq + 1;
+        self.prev = leaf;
+        self.prev_claimed = claimed.filter(|c| *c != leaf);
+        if self.tree_broken_at.is_none() {
+            self.frontier.push(leaf);
+            self.check_checkpoints(file, line_no);
+        }
+    }
+
+    /// Writes the canonical form of `entry` into `self.canonical` and returns the leaf
+    /// hash of the entry without `hash` and `mac`, hashing the kept members' bytes in
+    /// place rather than canonicalising twice.
+    fn canonicalise(&mut self, entry: &Map<String, Value>) -> Hash {
+        let out = &mut self.canonical;
+        let members = &mut self.members;
+        out.clear();
+        members.clear();
+        out.push(b'{');
+        let mut write_member = |i: usize, name: &str, value: &Value, out: &mut Vec<u8>| {
+            if i > 0 {
+                out.push(b',');
+            }
+            let start = out.len();
+            jcs::write_str(name, out);
+            out.push(b':');
+            jcs::write(value, out);
+            members.push((start, out.len(), name == "hash" || name == "mac"));
+        };
+        if jcs::is_sorted_utf16(entry.keys().map(String::as_str)) {
+            for (i, (name, value)) in entry.iter().enumerate() {
+                write_member(i, name, value, out);
+            }
+        } else {
+            let mut sorted: Vec<(&String, &Value)> = entry.iter().collect();
+            sorted.sort_by(|a, b| jcs::cmp_utf16(a.0, b.0));
+            for (i, (name, value)) in sorted.into_iter().enumerate() {
+                write_member(i, name, value, out);
+            }
+        }
+        out.push(b'}');
+
+        let mut sha = Sha256::new();
+        sha.update(b"\x00{");
+        let mut fed_any = false;
+        let mut run: Option<(usize, usize)> = None;
+        let mut flush = |run: &mut Option<(usize, usize)>, sha: &mut Sha256| {
+            if let Some((start, end)) = run.take() {
+                if fed_any {
+                    sha.update(b",");
+                }
+                sha.update(&out[start..end]);
+                fed_any = true;
+            }
+        };
+        for &(start, end, skip) in members.iter() {
+            if skip {
+                flush(&mut run, &mut sha);
+            } else {
+                run = Some((run.map_or(start, |r| r.0), end));
+            }
+        }
+        flush(&mut run, &mut sha);
+        sha.update(b"}");
+        sha.finalize().into()
+    }
+
+    fn check_mac(
+        &mut self,
+        entry: &Map<String, Value>,
+        leaf: &Hash,
+        seq: u64,
+        file: &str,
+        line: u64,
+    ) {
+        let kid = entry.get("kid");
+        let mac = entry.get("mac");
+        let problem = match (kid, mac) {
+            (None, None) => match self.keys {
+                Some(_) => Some("entry carries no `mac`, but a key ring was given".to_string()),
+                None => None,
+            },
+            (Some(Value::String(kid)), Some(Value::String(mac))) => match self.keys {
+                None => None,
+                Some(keys) => match keys.verify(kid, leaf, mac) {
+                    Ok(()) => None,
+                    Err(MacError::UnknownKid(kid)) => {
+                        Some(format!("`kid` {kid:?} is not in the key ring"))
+                    }
+                    Err(e) => Some(e.to_string()),
+                },
+            },
+            (Some(_), Some(_)) => Some("`kid` and `mac` must be strings".into()),
+            (Some(_), None) => Some("entry has a `kid` but no `mac`".into()),
+            (None, Some(_)) => Some("entry has a `mac` but no `kid`".into()),
+        };
+        if let Some(problem) = problem {
+            self.push_finding(Some(seq), file, Some(line), problem);
+        }
+    }
+
+    fn check_checkpoints(&mut self, file: &str, line: u64) {
+        let size = self.frontier.size();
+        let Some(expected) = self.checkpoints.remove(&size) else {
+            return;
+        };
+        let root = self.frontier.root();
+        for cp in expected {
+            if cp.root == root {
+                self.checkpoints_confirmed += 1;
+            } else {
+                let place = if size == 0 {
+                    "the empty tree".to_string()
+                } else {
+                    format!("the tree ending at seq {} ({file} line {line})", size - 1)
+                };
+                let problem = format!(
+                    "checkpoint root for size {size} does not match the Merkle root of {place}"
+                );
+                self.push_finding(size.checked_sub(1), &cp.file, None, problem);
+            }
+        }
+        self.last_checkpoint = Some(size);
+    }
+
+    fn note_repeat(&mut self, seq: u64, file: &str, line: u64) {
+        if let Some(run) = &mut self.repeats {
+            if run.file == file && run.last + 1 == seq {
+                run.last = seq;
+                return;
+            }
+        }
+        self.flush_repeats();
+        self.repeats = Some(RepeatRun {
+            first: seq,
+            last: seq,
+            file: file.to_string(),
+            line,
+            expected: self.next_seq,
+        });
+    }
+
+    fn flush_repeats(&mut self) {
+        let Some(run) = self.repeats.take() else {
+            return;
+        };
+        let what = if run.first == run.last {
+            format!("seq {} comes again", run.first)
+        } else {
+            format!("seq {}..={} come again", run.first, run.last)
+        };
+        let problem = format!(
+            "{what} after seq {} (repeated or out of order)",
+            run.expected - 1
+        );
+        self.push_finding(Some(run.first), &run.file.clone(), Some(run.line), problem);
+    }
+
+    fn push_finding(&mut self, seq: Option<u64>, file: &str, line: Option<u64>, problem: String) {
+        if self.findings.len() >= MAX_FINDINGS_PER_STREAM {
+            self.findings_not_shown += 1;
+            return;
+        }
+        self.findings.push(Finding {
+            stream: self.stream.clone(),
+            seq,
+            file: file.to_string(),
+            line,
+            problem,
+        });
+    }
+
+    /// Ends the stream: reports checkpoints never reached and adds everything to `report`.
+    pub fn finish_into(mut self, report: &mut Report) {
+        self.flush_repeats();
+        let entries_present = self.next_seq;
+        for (size, list) in std::mem::take(&mut self.checkpoints) {
+            for cp in list {
+                let problem = if size > entries_present {
+                    format!(
+                        "checkpoint commits to {size} entries, but only {entries_present} are present"
+                    )
+                } else {
+                    let from = self.tree_broken_at.unwrap_or(0);
+                    format!(
+                        "checkpoint of size {size} cannot be confirmed: entries from seq {from} on are missing"
+                    )
+                };
+                self.push_finding(None, &cp.file, None, problem);
+            }
+        }
+        match self.last_checkpoint {
+            None if entries_present > 0 => self.notes.push(format!(
+                "stream {}: no checkpoint confirms its {entries_present} entries",
+                self.stream
+            )),
+            Some(size) if size < entries_present => self.notes.push(format!(
+                "stream {}: {} entries after the last confirmed checkpoint (size {size}) rest on the hash chain{} alone",
+                self.stream,
+                entries_present - size,
+                if self.keys.is_some() { " and macs" } else { "" }
+            )),
+            _ => {}
+        }
+        report.entries += self.lines;
+        report.checkpoints_confirmed += self.checkpoints_confirmed;
+        report.findings.append(&mut self.findings);
+        report.findings_not_shown += self.findings_not_shown;
+        report.notes.append(&mut self.notes);
+    }
+}
+
+fn show(v: Option<&Value>) -> String {
+    v.map_or_else(|| "missing".to_string(), Value::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_with_duplicate_names_or_trailing_data_are_refused() {
+        assert!(parse_entry(br#"{"a":1}"#).is_ok());
+        for bad in [
+            &br#"{"a":1,"a":1}"#[..],
+            br#"{"a":{"b":1,"b":2}}"#,
+            br#"{"a":1} {}"#,
+            b"{\"a\":\"\xff\"}",
+            br#"[1]"#,
+            br#"{"a":1e400}"#,
+            b"",
+        ] {
+            assert!(
+                parse_entry(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn origins_match_streams_by_suffix_or_exact_prefix() {
+        let streams = ["default", "eu/default", "x"];
+        let m = |o: &str, p: Option<&str>| match_stream(o, p, streams.iter().copied());
+        assert_eq!(m("vellum.example/audit/default", None), Some("default"));
+        assert_eq!(m("vellum.example/eu/default", None), Some("eu/default"));
+        assert_eq!(m("vellum.example/audit/nodefault", None), None);
+        assert_eq!(m("a/eu/default", Some("a")), Some("eu/default"));
+        assert_eq!(m("a/eu/default", Some("a/eu")), Some("default"));
+        assert_eq!(m("b/x", Some("a")), None);
+    }
+
+    #[test]
+    fn long_lines_are_skipped_without_being_held() {
+        let data = format!("{}\nshort\n{}", "x".repeat(100), "y".repeat(5));
+        let mut r = LineReader::new(io::BufReader::with_capacity(7, data.as_bytes()), 10);
+        let mut buf = Vec::new();
+        assert!(matches!(
+            r.next(&mut buf).unwrap(),
+            Some(Line::TooLong(100))
+        ));
+        assert!(buf.capacity() <= 16);
+        assert!(matches!(r.next(&mut buf).unwrap(), Some(Line::Complete)));
+        assert_eq!(buf, b"short");
+        assert!(matches!(r.next(&mut buf).unwrap(), Some(Line::Complete)));
+        assert_eq!(buf, b"yyyyy");
+        assert_eq!(r.line_no, 3);
+        assert!(r.next(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn findings_name_stream_seq_file_and_line() {
+        let f = Finding {
+            stream: "default".into(),
+            seq: Some(7),
+            file: "ev/default/00000000000000000000.jsonl".into(),
+            line: Some(8),
+            problem: "`hash` does not match the entry's content".into(),
+        };
+        assert_eq!(
+            f.to_string(),
+            "stream default, seq 7, ev/default/00000000000000000000.jsonl line 8: `hash` does not match the entry's content"
+        );
+    }
+}

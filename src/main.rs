@@ -1,0 +1,396 @@
+//! The `vellum` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use vellum::config::{Config, LogFormat, TelemetryConfig};
+
+/// Turns audit events into compliance evidence anyone can verify.
+///
+/// Receivers (OTLP, HTTP JSON, syslog) feed processors (redact, classify, filter) and
+/// the hash chain; records are durable in the journal before any client is answered;
+/// exporters deliver them from the journal.
+#[derive(Parser)]
+#[command(name = "vellum", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (SIGTERM or Ctrl-C drains and stops it).
+    Run {
+        /// Pipeline configuration; without it, the built-in default (loopback only).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// How long exporters may take to deliver what is left at shutdown.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        drain_timeout: Duration,
+    },
+    /// Check a configuration and report every problem with its YAML path (exit 2 if any).
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Verify a local evidence directory: hashes, macs, chain links, checkpoints.
+    ///
+    /// Exit 0 with a one-line summary when everything holds; 1 with one finding per line
+    /// (stream, seq, file and line) when something does not; 2 when the arguments are wrong.
+    Verify {
+        /// The evidence directory (the `file` exporter's `directory`).
+        path: PathBuf,
+        /// An HMAC key, `kid=key` (`hex:…`/`base64:…` for binary keys); repeat for a ring.
+        #[arg(long = "hmac-key", value_name = "KID=KEY")]
+        hmac_keys: Vec<String>,
+        /// A file of `kid=key` lines (`#` starts a comment).
+        #[arg(long = "hmac-keys", value_name = "FILE")]
+        hmac_key_file: Option<PathBuf>,
+        /// A checkpoint verifier key (`name+hash+base64`); repeat for several signers.
+        #[arg(long = "vkey")]
+        vkeys: Vec<String>,
+        /// Require checkpoint origins to be exactly `<ORIGIN>/<stream>`.
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Print RFC 9162 proofs over a local evidence directory, or check a printed one.
+    Prove {
+        #[command(subcommand)]
+        proof: ProveCommand,
+    },
+    /// Print a new checkpoint signing key and its verifier key (vkey).
+    Keygen {
+        /// The key name: the checkpoint origin, `<origin>/<stream>`.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProveCommand {
+    /// That entry `seq` is in the tree of the first `size` entries.
+    Inclusion {
+        path: PathBuf,
+        #[arg(long)]
+        stream: String,
+        #[arg(long)]
+        seq: u64,
+        /// Tree size; by default all entries present.
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// That the tree of the first `old` entries is a prefix of the tree of `new`.
+    Consistency {
+        path: PathBuf,
+        #[arg(long)]
+        stream: String,
+        #[arg(long)]
+        old: u64,
+        #[arg(long)]
+        new: Option<u64>,
+    },
+    /// Check a printed proof (from a file, or `-` for standard input).
+    Check { proof: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            drain_timeout,
+        } => run(config, drain_timeout),
+        Command::Validate { config } => validate(&config),
+        Command::Keygen { name } => keygen(&name),
+        Command::Verify {
+            path,
+            hmac_keys,
+            hmac_key_file,
+            vkeys,
+            origin,
+        } => verify(&path, &hmac_keys, hmac_key_file.as_deref(), &vkeys, origin),
+        Command::Prove { proof } => prove(proof),
+    }
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("vellum: {message}");
+    ExitCode::from(2)
+}
+
+fn verify(
+    path: &std::path::Path,
+    hmac_keys: &[String],
+    hmac_key_file: Option<&std::path::Path>,
+    vkeys: &[String],
+    origin: Option<String>,
+) -> ExitCode {
+    use vellum::evidence::hmac::KeyRing;
+    use vellum::evidence::note::NoteVerifier;
+    use vellum::evidence::verify::{Options, verify_dir};
+    let ring = {
+        let mut strings: Vec<(String, String)> = Vec::new();
+        if let Some(file) = hmac_key_file {
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => return usage_error(format!("cannot read {}: {e}", file.display())),
+            };
+            for line in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                match KeyRing::parse_arg(line) {
+                    Ok(pair) => strings.push(pair),
+                    Err(e) => return usage_error(format!("{}: {e}", file.display())),
+                }
+            }
+        }
+        for arg in hmac_keys {
+            match KeyRing::parse_arg(arg) {
+                Ok(pair) => strings.push(pair),
+                Err(e) => return usage_error(format!("--hmac-key: {e}")),
+            }
+        }
+        if strings.is_empty() {
+            None
+        } else {
+            match KeyRing::from_strings(strings) {
+                Ok(r) => Some(r),
+                Err(e) => return usage_error(e),
+            }
+        }
+    };
+    let mut verifiers = Vec::new();
+    for v in vkeys {
+        match NoteVerifier::parse(v.trim()) {
+            Ok(v) => verifiers.push(v),
+            Err(e) => return usage_error(format!("--vkey: {e}")),
+        }
+    }
+    let options = Options {
+        keys: ring,
+        vkeys: verifiers,
+        origin_prefix: origin,
+        ..Options::default()
+    };
+    match verify_dir(path, &options) {
+        Ok(report) => {
+            for f in &report.findings {
+                println!("{f}");
+            }
+            if report.findings_not_shown > 0 {
+                println!("… and {} more findings", report.findings_not_shown);
+            }
+            for n in &report.notes {
+                eprintln!("note: {n}");
+            }
+            println!("{}", report.summary());
+            if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => usage_error(e),
+    }
+}
+
+fn prove(command: ProveCommand) -> ExitCode {
+    use vellum::evidence::prove::{self, Proof};
+    let result = match command {
+        ProveCommand::Inclusion {
+            path,
+            stream,
+            seq,
+            size,
+        } => prove::collect_leaves(&path, &stream, size)
+            .and_then(|leaves| {
+                let size = size.unwrap_or(leaves.len() as u64);
+                prove::inclusion(&stream, &leaves, seq, size)
+            })
+            .map(|p| p.to_string()),
+        ProveCommand::Consistency {
+            path,
+            stream,
+            old,
+            new,
+        } => prove::collect_leaves(&path, &stream, new)
+            .and_then(|leaves| {
+                let new = new.unwrap_or(leaves.len() as u64);
+                prove::consistency(&stream, &leaves, old, new)
+            })
+            .map(|p| p.to_string()),
+        ProveCommand::Check { proof } => {
+            let text = if proof.as_os_str() == "-" {
+                let mut s = String::new();
+                match std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+                    Ok(_) => s,
+                    Err(e) => return usage_error(format!("cannot read standard input: {e}")),
+                }
+            } else {
+                match std::fs::read_to_string(&proof) {
+                    Ok(s) => s,
+                    Err(e) => return usage_error(format!("cannot read {}: {e}", proof.display())),
+                }
+            };
+            return match Proof::parse(&text) {
+                Ok(p) => match p.check() {
+                    Ok(()) => {
+                        println!("proof OK");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        println!("proof FAILED: {e}");
+                        ExitCode::from(1)
+                    }
+                },
+                Err(e) => usage_error(e),
+            };
+        }
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(e),
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, vellum::config::ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Config::from_yaml(
+            vellum::config::DEFAULT_PIPELINE,
+            "the default pipeline (pipelines/default.yaml)",
+            &vellum::config::expand::SystemSource,
+        ),
+    }
+}
+
+fn validate(path: &PathBuf) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(problems) = vellum::pipeline::plan(&config) {
+        eprintln!(
+            "{}: {} problem{}",
+            path.display(),
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        return ExitCode::from(2);
+    }
+    println!(
+        "{}: valid ({} receivers, {} processors, {} exporters, {} pipelines)",
+        path.display(),
+        config.receivers.len(),
+        config.processors.len(),
+        config.exporters.len(),
+        config.service.pipelines.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn keygen(name: &str) -> ExitCode {
+    match vellum::evidence::note::generate(name) {
+        Ok((skey, vkey)) => {
+            println!("{skey}");
+            println!("{vkey}");
+            eprintln!(
+                "The first line is the private key (keep it secret: `signing_key` under `hash_chain`); the second is the vkey verifiers use."
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vellum keygen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(telemetry: &TelemetryConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&telemetry.logs.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match telemetry.logs.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn run(path: Option<PathBuf>, drain_timeout: Duration) -> ExitCode {
+    let config = match load(path.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let plan = match vellum::pipeline::plan(&config) {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.service.telemetry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vellum: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let service = match vellum::pipeline::start(&config, plan).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("vellum: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!("vellum is running");
+        wait_for_signal().await;
+        tracing::info!("draining: no new records are accepted");
+        service.shutdown(drain_timeout).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the daemon could not stop cleanly; stop waiting on them.
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,149 @@
+//! What receivers submit to: a pipeline's processors, backpressure and writer queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::sync::{Semaphore, oneshot};
+
+use super::writer::WriteRequest;
+use crate::component::{Intake, Processor, Submit, SubmitError, SubmitFuture};
+use crate::event::Record;
+use crate::journal::Journal;
+
+/// How long clients are told to wait when the backlog is full.
+const OVERLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Batches queued for the writer at once; past this, submitters wait their turn.
+const MAX_QUEUED_BATCHES: usize = 4096;
+
+/// One pipeline's entry point.
+pub struct PipelineIntake {
+    pub pipeline: String,
+    processors: Vec<Arc<dyn Processor>>,
+    queue: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    queued: Semaphore,
+    journal: Journal,
+    /// Each exporter's next journal index; the slowest sets the backlog.
+    positions: Vec<Arc<AtomicU64>>,
+    max_backlog: u64,
+}
+
+impl PipelineIntake {
+    pub fn new(
+        pipeline: String,
+        processors: Vec<Arc<dyn Processor>>,
+        queue: mpsc::Sender<WriteRequest>,
+        journal: Journal,
+        positions: Vec<Arc<AtomicU64>>,
+        max_backlog: u64,
+    ) -> PipelineIntake {
+        PipelineIntake {
+            pipeline,
+            processors,
+            queue: Mutex::new(Some(queue)),
+            queued: Semaphore::new(MAX_QUEUED_BATCHES),
+            journal,
+            positions,
+            max_backlog,
+        }
+    }
+
+    /// Records accepted but not yet delivered by the slowest exporter.
+    pub fn backlog(&self) -> u64 {
+        let end = self.journal.committed_end();
+        let slowest = self
+            .positions
+            .iter()
+            .map(|p| p.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(end);
+        end.saturating_sub(slowest)
+    }
+
+    /// Refuses new batches from now on; the writer ends once queued ones are written.
+    pub fn close(&self) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+        self.queued.close();
+    }
+
+    async fn submit_owned(self: Arc<Self>, records: Vec<Record>) -> Result<(), SubmitError> {
+        if self.backlog() > self.max_backlog {
+            return Err(SubmitError::Overloaded {
+                retry_after: OVERLOAD_RETRY_AFTER,
+            });
+        }
+        let mut records = records;
+        for p in &self.processors {
+            records = p.process(records);
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let _permit = self
+            .queued
+            .acquire()
+            .await
+            .map_err(|_| SubmitError::ShuttingDown)?;
+        let (done, answer) = oneshot::channel();
+        {
+            let queue = self.queue.lock().map_err(|_| SubmitError::ShuttingDown)?;
+            let sender = queue.as_ref().ok_or(SubmitError::ShuttingDown)?;
+            sender
+                .send(WriteRequest { records, done })
+                .map_err(|_| SubmitError::ShuttingDown)?;
+        }
+        answer.await.unwrap_or(Err(SubmitError::ShuttingDown))
+    }
+}
+
+/// The intake of one pipeline, shared.
+pub struct SharedIntake(pub Arc<PipelineIntake>);
+
+impl Submit for SharedIntake {
+    fn submit(&self, records: Vec<Record>) -> SubmitFuture {
+        Box::pin(self.0.clone().submit_owned(records))
+    }
+}
+
+/// A receiver that feeds several pipelines: each gets its own copy, and the client is
+/// answered `Ok` only when every pipeline has made it durable. If one refuses, the
+/// client retries, and pipelines that had accepted may hold the batch twice (at least
+/// once, never lost).
+pub struct Fanout(pub Vec<Arc<PipelineIntake>>);
+
+impl Submit for Fanout {
+    fn submit(&self, records: Vec<Record>) -> SubmitFuture {
+        let targets = self.0.clone();
+        Box::pin(async move {
+            let mut copies = Vec::with_capacity(targets.len());
+            let last = targets.len().saturating_sub(1);
+            let mut records = Some(records);
+            for (i, t) in targets.into_iter().enumerate() {
+                let batch = if i == last {
+                    records.take().unwrap_or_default()
+                } else {
+                    records.clone().unwrap_or_default()
+                };
+                copies.push(t.submit_owned(batch));
+            }
+            join_all(copies)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<()>, _>>()
+                .map(|_| ())
+        })
+    }
+}
+
+/// The intake a receiver gets for the pipelines it feeds.
+pub fn for_receiver(pipelines: Vec<Arc<PipelineIntake>>) -> Intake {
+    if pipelines.len() == 1 {
+        Arc::new(SharedIntake(pipelines[0].clone()))
+    } else {
+        Arc::new(Fanout(pipelines))
+    }
+}

@@ -1,0 +1,1138 @@
+//! The condition language shared by `classify`, `filter` and routing (`when:` on exporters).
+//!
+//! ```yaml
+//! processors:
+//!   filter/violations:
+//!     keep: "event_type == 'security' or severity >= high"
+//! service:
+//!   pipelines:
+//!     logs/audit:
+//!       exporters:
+//!         - { id: webhook/pager, when: "severity >= high and attributes.action matches '^(login|role)\\.'" }
+//! ```
+//!
+//! Grammar (keywords are lowercase; `not` binds tighter than `and`, `and` tighter than `or`):
+//!
+//! ```text
+//! condition  := or
+//! or         := and ("or" and)*
+//! and        := unary ("and" unary)*
+//! unary      := "not" unary | "(" condition ")" | "true" | "false" | predicate
+//! predicate  := path ( ("==" | "!=" | "<" | "<=" | ">" | ">=") literal
+//!                    | "in" "[" literal ("," literal)* "]"
+//!                    | "matches" string
+//!                    | "contains" literal
+//!                    | "exists" )
+//! literal    := string | number | "true" | "false" | "null" | severity word (after `severity`)
+//! ```
+//!
+//! Paths name a record's fields as its JSON form does: `severity`, `severity_number`,
+//! `severity_text`, `event_type`, `source`, `trace_id`, `span_id`, `tags`, `body[.…]`,
+//! `attributes.…`, `resource.…`, `scope.…`, `redaction[.…]`. Below `body`, `attributes`,
+//! `resource`, `scope` and `redaction` a path descends maps (a key that itself holds dots,
+//! like `service.name`, is matched whole first) and arrays by index (`roles.0`).
+//!
+//! Semantics, chosen so that a condition never matches by accident:
+//! - A missing field makes every test on it false (`!=` included); `not` of such a test is true.
+//!   `exists` is true for any present value, `null` included.
+//! - Values of different JSON types are never equal: `'401' == 401` is false, and `!=` is
+//!   true for a present value of another type. Numbers compare by value (`1 == 1.0`).
+//! - `<`, `<=`, `>`, `>=` order numbers by value and strings by their bytes; across types
+//!   they are false. `severity` is ordered `info < low < medium < high < critical`.
+//! - `matches` takes a regular expression (Rust `regex` syntax, unanchored) and tests
+//!   strings only. `contains` tests a string for a substring, or an array for an element
+//!   equal to the literal; `tags contains 'x'` tests the record's tags.
+//! - In strings, `\\` is a backslash and `\'` / `\"` a quote; any other backslash is kept,
+//!   so regular expressions read as usual: `matches '^key\.(created|deleted)$'`.
+//!
+//! What can be checked when the condition is parsed is: unknown fields, comparisons that
+//! can never hold (`severity == 'bogus'`, `event_type > 3`, `severity_number == 'x'`),
+//! invalid regular expressions and syntax. Errors carry the 1-based column they point at.
+//!
+//! Evaluation borrows from the record and allocates nothing.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use regex::Regex;
+use serde_json::{Number, Value};
+
+use crate::event::{Record, Severity, lookup, lookup_map};
+
+/// Parentheses and `not`s nested deeper than this are refused, so that a hostile or
+/// mistaken condition cannot exhaust the stack.
+const MAX_DEPTH: usize = 64;
+
+/// Why a condition was refused: where (1-based column, in characters) and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {message}")]
+pub struct ConditionError {
+    pub column: usize,
+    pub message: String,
+}
+
+/// A parsed, type-checked condition, ready to test records.
+#[derive(Clone)]
+pub struct Condition {
+    source: String,
+    expr: Expr,
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Condition").field(&self.source).finish()
+    }
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl Condition {
+    /// Parses and type-checks a condition.
+    pub fn parse(source: &str) -> Result<Condition, ConditionError> {
+        let tokens = lex(source)?;
+        let mut parser = Parser { tokens: &tokens, at: 0, depth: 0 };
+        let expr = parser.or()?;
+        let next = parser.peek();
+        if next.kind != Tok::End {
+            return Err(err(next.column, format!("expected `and`, `or` or the end, found {}", next.kind)));
+        }
+        Ok(Condition { source: source.to_string(), expr })
+    }
+
+    /// Whether the record matches.
+    pub fn eval(&self, record: &Record) -> bool {
+        self.expr.eval(record)
+    }
+
+    /// The text the condition was parsed from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+fn err(column: usize, message: impl Into<String>) -> ConditionError {
+    ConditionError { column, message: message.into() }
+}
+
+// ---------------------------------------------------------------------------------------
+// Evaluation
+
+#[derive(Clone)]
+enum Expr {
+    Const(bool),
+    Not(Box<Expr>),
+    And(Box<[Expr]>),
+    Or(Box<[Expr]>),
+    Test(Field, Test),
+}
+
+#[derive(Clone)]
+enum Test {
+    Compare(CmpOp, Literal),
+    In(LiteralSet),
+    Matches(Regex),
+    Contains(Literal),
+    Exists,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+
+    fn is_ordering(self) -> bool {
+        !matches!(self, CmpOp::Eq | CmpOp::Ne)
+    }
+
+    fn holds(self, ord: Ordering) -> bool {
+        match self {
+            CmpOp::Eq => ord == Ordering::Equal,
+            CmpOp::Ne => ord != Ordering::Equal,
+            CmpOp::Lt => ord == Ordering::Less,
+            CmpOp::Le => ord != Ordering::Greater,
+            CmpOp::Gt => ord == Ordering::Greater,
+            CmpOp::Ge => ord != Ordering::Less,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Str(Box<str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Null,
+    Severity(Severity),
+}
+
+/// The members of an `in [...]` list; strings are sorted for a binary search.
+#[derive(Clone)]
+struct LiteralSet {
+    strings: Box<[Box<str>]>,
+    others: Box<[Literal]>,
+}
+
+impl LiteralSet {
+    fn new(items: Vec<Literal>) -> LiteralSet {
+        let mut strings = Vec::new();
+        let mut others = Vec::new();
+        for item in items {
+            match item {
+                Literal::Str(s) => strings.push(s),
+                other => others.push(other),
+            }
+        }
+        strings.sort();
+        strings.dedup();
+        LiteralSet { strings: strings.into(), others: others.into() }
+    }
+
+    fn has_str(&self, s: &str) -> bool {
+        self.strings.binary_search_by(|probe| (**probe).cmp(s)).is_ok()
+    }
+
+    fn has(&self, value: Val<'_>) -> bool {
+        match value.string() {
+            Some(s) => self.has_str(s),
+            None => self.others.iter().any(|l| value.equals(l)),
+        }
+    }
+}
+
+/// A record field a condition reads.
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    Severity,
+    SeverityNumber,
+    SeverityText,
+    EventType,
+    Source,
+    TraceId,
+    SpanId,
+    Tags,
+    Body(Option<Box<str>>),
+    Attributes(Box<str>),
+    Resource(Box<str>),
+    Scope(Box<str>),
+    Redaction(Option<Box<str>>),
+}
+
+/// What a field holds in one record, borrowed from it.
+#[derive(Clone, Copy)]
+enum Val<'a> {
+    Str(&'a str),
+    Int(i64),
+    Severity(Severity),
+    Tags(&'a [String]),
+    Json(&'a Value),
+}
+
+impl Field {
+    fn resolve<'a>(&self, r: &'a Record) -> Option<Val<'a>> {
+        match self {
+            Field::Severity => r.severity.map(Val::Severity),
+            Field::SeverityNumber => Some(Val::Int(i64::from(r.severity_number))),
+            Field::SeverityText => Some(Val::Str(&r.severity_text)),
+            Field::EventType => r.event_type.as_deref().map(Val::Str),
+            Field::Source => Some(Val::Str(&r.source)),
+            Field::TraceId => r.trace_id.as_deref().map(Val::Str),
+            Field::SpanId => r.span_id.as_deref().map(Val::Str),
+            Field::Tags => Some(Val::Tags(&r.tags)),
+            Field::Body(None) => Some(Val::Json(&r.body)),
+            Field::Body(Some(p)) => lookup(&r.body, p).map(Val::Json),
+            Field::Attributes(p) => lookup_map(&r.attributes, p).map(Val::Json),
+            Field::Resource(p) => lookup_map(&r.resource, p).map(Val::Json),
+            Field::Scope(p) => lookup_map(&r.scope, p).map(Val::Json),
+            Field::Redaction(None) => r.redaction.as_ref().map(Val::Json),
+            Field::Redaction(Some(p)) => r.redaction.as_ref().and_then(|v| lookup(v, p)).map(Val::Json),
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Field::Severity => Kind::Severity,
+            Field::SeverityNumber => Kind::Number,
+            Field::SeverityText | Field::EventType | Field::Source | Field::TraceId | Field::SpanId => {
+                Kind::String
+            }
+            Field::Tags => Kind::Tags,
+            _ => Kind::Json,
+        }
+    }
+}
+
+/// The static type of a field, for checking conditions as they are parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Severity,
+    Number,
+    String,
+    Tags,
+    Json,
+}
+
+impl<'a> Val<'a> {
+    /// Order against a literal of a comparable type; `None` across types.
+    fn compare(self, lit: &Literal) -> Option<Ordering> {
+        match (self, lit) {
+            (Val::Severity(s), Literal::Severity(l)) => Some(s.cmp(l)),
+            (Val::Str(s), Literal::Str(l)) => Some(s.cmp(&**l)),
+            (Val::Int(i), Literal::Int(l)) => Some(i.cmp(l)),
+            (Val::Int(i), Literal::Float(l)) => (i as f64).partial_cmp(l),
+            (Val::Json(v), _) => compare_json(v, lit),
+            _ => None,
+        }
+    }
+
+    fn equals(self, lit: &Literal) -> bool {
+        self.compare(lit) == Some(Ordering::Equal)
+    }
+
+    /// The value as a string, when it is one.
+    fn string(self) -> Option<&'a str> {
+        match self {
+            Val::Str(s) => Some(s),
+            Val::Json(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// What `matches` reads: strings, and the severity's name.
+    fn text(self) -> Option<&'a str> {
+        match self {
+            Val::Severity(s) => Some(s.as_str()),
+            other => other.string(),
+        }
+    }
+}
+
+fn compare_json(v: &Value, lit: &Literal) -> Option<Ordering> {
+    match (v, lit) {
+        (Value::String(s), Literal::Str(l)) => Some(s.as_str().cmp(&**l)),
+        (Value::Number(n), Literal::Int(l)) => compare_number(n, *l),
+        (Value::Number(n), Literal::Float(l)) => n.as_f64()?.partial_cmp(l),
+        (Value::Bool(b), Literal::Bool(l)) => Some(b.cmp(l)),
+        (Value::Null, Literal::Null) => Some(Ordering::Equal),
+        _ => None,
+    }
+}
+
+/// A JSON number against an integer literal, exactly when both are integers.
+fn compare_number(n: &Number, l: i64) -> Option<Ordering> {
+    if let Some(i) = n.as_i64() {
+        Some(i.cmp(&l))
+    } else if n.as_u64().is_some() {
+        // Only integers above i64::MAX fail `as_i64` yet pass `as_u64`.
+        Some(Ordering::Greater)
+    } else {
+        n.as_f64()?.partial_cmp(&(l as f64))
+    }
+}
+
+impl Expr {
+    fn eval(&self, r: &Record) -> bool {
+        match self {
+            Expr::Const(b) => *b,
+            Expr::Not(e) => !e.eval(r),
+            Expr::And(es) => es.iter().all(|e| e.eval(r)),
+            Expr::Or(es) => es.iter().any(|e| e.eval(r)),
+            Expr::Test(field, test) => {
+                let Some(value) = field.resolve(r) else { return false };
+                test.eval(value)
+            }
+        }
+    }
+}
+
+impl Test {
+    fn eval(&self, value: Val<'_>) -> bool {
+        match self {
+            Test::Exists => match value {
+                Val::Tags(tags) => !tags.is_empty(),
+                _ => true,
+            },
+            Test::Compare(CmpOp::Ne, lit) => !value.equals(lit),
+            Test::Compare(op, lit) => value.compare(lit).is_some_and(|ord| op.holds(ord)),
+            Test::In(set) => set.has(value),
+            Test::Matches(re) => value.text().is_some_and(|s| re.is_match(s)),
+            Test::Contains(lit) => match (value, lit) {
+                (Val::Tags(tags), Literal::Str(l)) => tags.iter().any(|t| **t == **l),
+                (Val::Json(Value::Array(items)), _) => items.iter().any(|v| compare_json(v, lit) == Some(Ordering::Equal)),
+                (_, Literal::Str(l)) => value.string().is_some_and(|s| s.contains(&**l)),
+                _ => false,
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Lexing
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Op(CmpOp),
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    Comma,
+    End,
+}
+
+impl fmt::Display for Tok {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tok::Word(w) => write!(f, "`{w}`"),
+            Tok::Str(s) => write!(f, "the string '{s}'"),
+            Tok::Int(i) => write!(f, "the number {i}"),
+            Tok::Float(x) => write!(f, "the number {x}"),
+            Tok::Op(op) => write!(f, "`{}`", op.as_str()),
+            Tok::LParen => f.write_str("`(`"),
+            Tok::RParen => f.write_str("`)`"),
+            Tok::LBracket => f.write_str("`[`"),
+            Tok::RBracket => f.write_str("`]`"),
+            Tok::Comma => f.write_str("`,`"),
+            Tok::End => f.write_str("the end of the condition"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    kind: Tok,
+    column: usize,
+}
+
+fn is_word_start(c: char) -> bool {
+    c.is_ascii_alphabetic() || matches!(c, '_' | '@' | '$')
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '$' | '-' | '.')
+}
+
+fn lex(source: &str) -> Result<Vec<Token>, ConditionError> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let column = i + 1;
+        let single = |kind| Token { kind, column };
+        match c {
+            c if c.is_whitespace() => {
+                i += 1;
+                continue;
+            }
+            '(' => tokens.push(single(Tok::LParen)),
+            ')' => tokens.push(single(Tok::RParen)),
+            '[' => tokens.push(single(Tok::LBracket)),
+            ']' => tokens.push(single(Tok::RBracket)),
+            ',' => tokens.push(single(Tok::Comma)),
+            '=' | '!' | '<' | '>' => {
+                let next = chars.get(i + 1).copied();
+                let (op, len) = match (c, next) {
+                    ('=', Some('=')) => (CmpOp::Eq, 2),
+                    ('!', Some('=')) => (CmpOp::Ne, 2),
+                    ('<', Some('=')) => (CmpOp::Le, 2),
+                    ('>', Some('=')) => (CmpOp::Ge, 2),
+                    ('<', _) => (CmpOp::Lt, 1),
+                    ('>', _) => (CmpOp::Gt, 1),
+                    ('=', _) => return Err(err(column, "`=` is not an operator: use `==` to compare")),
+                    _ => return Err(err(column, "`!` is not an operator: use `not` to negate, `!=` to compare")),
+                };
+                tokens.push(single(Tok::Op(op)));
+                i += len;
+                continue;
+            }
+            '&' | '|' => {
+                let word = if c == '&' { "and" } else { "or" };
+                return Err(err(column, format!("`{c}` is not an operator: use `{word}`")));
+            }
+            '\'' | '"' => {
+                let (text, end) = lex_string(&chars, i)?;
+                tokens.push(single(Tok::Str(text)));
+                i = end;
+                continue;
+            }
+            c if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) => {
+                let (kind, end) = lex_number(&chars, i)?;
+                tokens.push(single(kind));
+                i = end;
+                continue;
+            }
+            c if is_word_start(c) => {
+                let mut end = i;
+                while end < chars.len() && is_word_char(chars[end]) {
+                    end += 1;
+                }
+                tokens.push(single(Tok::Word(chars[i..end].iter().collect())));
+                i = end;
+                continue;
+            }
+            other => return Err(err(column, format!("unexpected character `{other}`"))),
+        }
+        i += 1;
+    }
+    tokens.push(Token { kind: Tok::End, column: chars.len() + 1 });
+    Ok(tokens)
+}
+
+/// A quoted string starting at `start`; returns its text and the index after the quote.
+fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), ConditionError> {
+    let quote = chars[start];
+    let mut text = String::new();
+    let mut i = start + 1;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' if matches!(chars.get(i + 1), Some('\\' | '\'' | '"')) => {
+                text.push(chars[i + 1]);
+                i += 2;
+            }
+            c if c == quote => return Ok((text, i + 1)),
+            c => {
+                text.push(c);
+                i += 1;
+            }
+        }
+    }
+    Err(err(start + 1, format!("the string that starts here is never closed: add a closing {quote}")))
+}
+
+fn lex_number(chars: &[char], start: usize) -> Result<(Tok, usize), ConditionError> {
+    let mut end = start + 1;
+    let digits = |end: &mut usize| {
+        while *end < chars.len() && chars[*end].is_ascii_digit() {
+            *end += 1;
+        }
+    };
+    digits(&mut end);
+    let mut float = false;
+    if chars.get(end) == Some(&'.') && chars.get(end + 1).is_some_and(|d| d.is_ascii_digit()) {
+        float = true;
+        end += 1;
+        digits(&mut end);
+    }
+    if matches!(chars.get(end), Some('e' | 'E')) {
+        let mut exp = end + 1;
+        if matches!(chars.get(exp), Some('+' | '-')) {
+            exp += 1;
+        }
+        if chars.get(exp).is_some_and(|d| d.is_ascii_digit()) {
+            float = true;
+            end = exp;
+            digits(&mut end);
+        }
+    }
+    let text: String = chars[start..end].iter().collect();
+    if chars.get(end).is_some_and(|&c| is_word_char(c)) {
+        let mut word_end = end;
+        while word_end < chars.len() && is_word_char(chars[word_end]) {
+            word_end += 1;
+        }
+        let word: String = chars[start..word_end].iter().collect();
+        return Err(err(start + 1, format!("`{word}` is not a number; quote it if it is a string: '{word}'")));
+    }
+    let kind = if float {
+        Tok::Float(text.parse().map_err(|_| err(start + 1, format!("`{text}` is not a number")))?)
+    } else {
+        match text.parse::<i64>() {
+            Ok(i) => Tok::Int(i),
+            Err(_) => return Err(err(start + 1, format!("`{text}` is too large for an integer"))),
+        }
+    };
+    Ok((kind, end))
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing and type checking
+
+const KEYWORDS: &[&str] = &["and", "or", "not", "in", "matches", "contains", "exists", "true", "false", "null"];
+
+struct Parser<'t> {
+    tokens: &'t [Token],
+    at: usize,
+    depth: usize,
+}
+
+impl<'t> Parser<'t> {
+    fn peek(&self) -> &'t Token {
+        &self.tokens[self.at.min(self.tokens.len() - 1)]
+    }
+
+    fn bump(&mut self) -> &'t Token {
+        let t = self.peek();
+        if self.at < self.tokens.len() - 1 {
+            self.at += 1;
+        }
+        t
+    }
+
+    fn at_word(&self, word: &str) -> bool {
+        matches!(&self.peek().kind, Tok::Word(w) if w == word)
+    }
+
+    fn or(&mut self) -> Result<Expr, ConditionError> {
+        let mut items = vec![self.and()?];
+        while self.at_word("or") {
+            self.bump();
+            items.push(self.and()?);
+        }
+        Ok(if items.len() == 1 { items.remove(0) } else { Expr::Or(items.into()) })
+    }
+
+    fn and(&mut self) -> Result<Expr, ConditionError> {
+        let mut items = vec![self.unary()?];
+        while self.at_word("and") {
+            self.bump();
+            items.push(self.unary()?);
+        }
+        Ok(if items.len() == 1 { items.remove(0) } else { Expr::And(items.into()) })
+    }
+
+    fn nested<T>(&mut self, column: usize, f: impl FnOnce(&mut Self) -> Result<T, ConditionError>) -> Result<T, ConditionError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(err(column, format!("nested more than {MAX_DEPTH} levels deep")));
+        }
+        let out = f(self);
+        self.depth -= 1;
+        out
+    }
+
+    fn unary(&mut self) -> Result<Expr, ConditionError> {
+        let token = self.bump();
+        match &token.kind {
+            Tok::Word(w) if w == "not" => {
+                self.nested(token.column, |p| Ok(Expr::Not(Box::new(p.unary()?))))
+            }
+            Tok::LParen => self.nested(token.column, |p| {
+                let inner = p.or()?;
+                let close = p.bump();
+                if close.kind != Tok::RParen {
+                    return Err(err(
+                        close.column,
+                        format!("expected `)` to close the `(` at column {}, found {}", token.column, close.kind),
+                    ));
+                }
+                Ok(inner)
+            }),
+            Tok::Word(w) if w == "true" || w == "false" => Ok(Expr::Const(w == "true")),
+            Tok::Word(w) if KEYWORDS.contains(&w.as_str()) => {
+                Err(err(token.column, format!("expected a field or `(`, found the keyword `{w}`")))
+            }
+            Tok::Word(w) => {
+                let field = parse_field(w, token.column)?;
+                self.predicate(field, token.column)
+            }
+            other => Err(err(token.column, format!("expected a field, `not` or `(`, found {other}"))),
+        }
+    }
+
+    fn predicate(&mut self, field: Field, field_column: usize) -> Result<Expr, ConditionError> {
+        let token = self.bump();
+        let test = match &token.kind {
+            Tok::Op(op) => {
+                let (lit, column) = self.literal(&field)?;
+                check_compare(&field, *op, &lit, column)?;
+                Test::Compare(*op, lit)
+            }
+            Tok::Word(w) if w == "in" => Test::In(self.list(&field, token.column)?),
+            Tok::Word(w) if w == "exists" => Test::Exists,
+            Tok::Word(w) if w == "matches" => {
+                let pattern = self.bump();
+                let Tok::Str(text) = &pattern.kind else {
+                    return Err(err(pattern.column, format!("`matches` takes a quoted regular expression, found {}", pattern.kind)));
+                };
+                if matches!(field.kind(), Kind::Number | Kind::Tags) {
+                    return Err(err(token.column, format!("{} is not a string; `matches` tests strings", field_name(&field))));
+                }
+                let re = Regex::new(text).map_err(|e| err(pattern.column, format!("invalid regular expression: {}", regex_message(&e))))?;
+                Test::Matches(re)
+            }
+            Tok::Word(w) if w == "contains" => {
+                let (lit, column) = self.literal(&field)?;
+                match (field.kind(), &lit) {
+                    (Kind::Json, Literal::Severity(_)) => unreachable_severity(column)?,
+                    (Kind::Json, _) | (Kind::Tags | Kind::String, Literal::Str(_)) => {}
+                    (Kind::Tags | Kind::String, _) => {
+                        return Err(err(column, format!("{} holds strings: `contains` takes a quoted string", field_name(&field))));
+                    }
+                    (Kind::Severity | Kind::Number, _) => {
+                        return Err(err(token.column, format!("`contains` tests strings and arrays, not {}", field_name(&field))));
+                    }
+                }
+                Test::Contains(lit)
+            }
+            Tok::End => {
+                return Err(err(
+                    token.column,
+                    format!("`{}` needs a test after it: `==`, `in [..]`, `matches '..'`, `contains`, `exists`, …", field_source(&field)),
+                ));
+            }
+            other => {
+                return Err(err(
+                    token.column,
+                    format!(
+                        "expected a test on the field at column {field_column} (`==`, `!=`, `<`, `in`, `matches`, `contains`, `exists`), found {other}"
+                    ),
+                ));
+            }
+        };
+        Ok(Expr::Test(field, test))
+    }
+
+    fn literal(&mut self, field: &Field) -> Result<(Literal, usize), ConditionError> {
+        let token = self.bump();
+        let column = token.column;
+        let severity_field = field.kind() == Kind::Severity;
+        let lit = match &token.kind {
+            Tok::Str(s) if severity_field => Literal::Severity(severity_word(s, column)?),
+            Tok::Str(s) => Literal::Str(s.as_str().into()),
+            Tok::Int(i) => Literal::Int(*i),
+            Tok::Float(x) => Literal::Float(*x),
+            Tok::Word(w) if w == "true" || w == "false" => Literal::Bool(w == "true"),
+            Tok::Word(w) if w == "null" => Literal::Null,
+            Tok::Word(w) if severity_field => Literal::Severity(severity_word(w, column)?),
+            Tok::Word(w) => {
+                let hint = if Severity::parse(w).is_some() {
+                    " (bare severity words are only for `severity`)"
+                } else {
+                    ""
+                };
+                return Err(err(column, format!("`{w}` is not a value: quote strings, as in '{w}'{hint}")));
+            }
+            other => return Err(err(column, format!("expected a value (a quoted string, a number, true, false or null), found {other}"))),
+        };
+        Ok((lit, column))
+    }
+
+    fn list(&mut self, field: &Field, in_column: usize) -> Result<LiteralSet, ConditionError> {
+        let open = self.bump();
+        if open.kind != Tok::LBracket {
+            return Err(err(open.column, format!("`in` takes a list like ['a', 'b'], found {}", open.kind)));
+        }
+        if field.kind() == Kind::Tags {
+            return Err(err(in_column, "`tags` is a list: test it with `tags contains '...'`"));
+        }
+        let mut items = Vec::new();
+        loop {
+            if self.peek().kind == Tok::RBracket && items.is_empty() {
+                return Err(err(self.peek().column, "an empty list never matches; name at least one value"));
+            }
+            let (lit, column) = self.literal(field)?;
+            check_compare(field, CmpOp::Eq, &lit, column)?;
+            items.push(lit);
+            let sep = self.bump();
+            match sep.kind {
+                Tok::Comma if self.peek().kind == Tok::RBracket => {
+                    self.bump();
+                    break;
+                }
+                Tok::Comma => continue,
+                Tok::RBracket => break,
+                ref other => return Err(err(sep.column, format!("expected `,` or `]` in the list, found {other}"))),
+            }
+        }
+        Ok(LiteralSet::new(items))
+    }
+}
+
+fn unreachable_severity(column: usize) -> Result<(), ConditionError> {
+    // Severity literals are only produced for the `severity` field; kept as an error
+    // rather than a panic should that ever change.
+    Err(err(column, "a severity word is only a value for `severity`"))
+}
+
+/// Refuses comparisons that can never hold or make no sense for the field's type.
+fn check_compare(field: &Field, op: CmpOp, lit: &Literal, column: usize) -> Result<(), ConditionError> {
+    let name = field_name(field);
+    match (field.kind(), lit) {
+        (Kind::Severity, Literal::Severity(_)) => Ok(()),
+        (Kind::Severity, _) => Err(err(column, "`severity` is compared with info, low, medium, high or critical")),
+        (Kind::Number, Literal::Int(_) | Literal::Float(_)) => Ok(()),
+        (Kind::Number, _) => Err(err(column, format!("{name} is a number; compare it with a number"))),
+        (Kind::String, Literal::Str(_)) => Ok(()),
+        (Kind::String, _) => Err(err(column, format!("{name} is a string; compare it with a quoted string"))),
+        (Kind::Tags, _) => Err(err(column, "`tags` is a list: test it with `tags contains '...'`")),
+        (Kind::Json, Literal::Bool(_) | Literal::Null) if op.is_ordering() => {
+            Err(err(column, format!("`{}` orders numbers and strings only", op.as_str())))
+        }
+        (Kind::Json, Literal::Severity(_)) => unreachable_severity(column),
+        (Kind::Json, _) => Ok(()),
+    }
+}
+
+fn severity_word(word: &str, column: usize) -> Result<Severity, ConditionError> {
+    Severity::parse(word).ok_or_else(|| {
+        err(column, format!("`{word}` is not a severity: expected info, low, medium, high or critical"))
+    })
+}
+
+fn regex_message(e: &regex::Error) -> String {
+    // The syntax error's own text spans several lines with a caret diagram; keep its
+    // last line, which says what is wrong.
+    let text = e.to_string();
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&text).trim().trim_start_matches("error: ").to_string()
+}
+
+const SCALAR_FIELDS: &[&str] = &[
+    "severity",
+    "severity_number",
+    "severity_text",
+    "event_type",
+    "source",
+    "trace_id",
+    "span_id",
+    "tags",
+];
+
+fn parse_field(path: &str, column: usize) -> Result<Field, ConditionError> {
+    if path.starts_with('.') || path.ends_with('.') || path.contains("..") {
+        return Err(err(column, format!("`{path}` has an empty segment between dots")));
+    }
+    let (head, rest) = match path.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    let rest_box = rest.map(Box::<str>::from);
+    let needs_key = |f: fn(Box<str>) -> Field| match rest {
+        Some(r) => Ok(f(r.into())),
+        None => Err(err(column, format!("`{head}` is a map: name a key, as in `{head}.<key>`"))),
+    };
+    let scalar = |f: Field| match rest {
+        None => Ok(f),
+        Some(_) => Err(err(column, format!("`{head}` has no fields below it"))),
+    };
+    match head {
+        "severity" => scalar(Field::Severity),
+        "severity_number" => scalar(Field::SeverityNumber),
+        "severity_text" => scalar(Field::SeverityText),
+        "event_type" => scalar(Field::EventType),
+        "source" => scalar(Field::Source),
+        "trace_id" => scalar(Field::TraceId),
+        "span_id" => scalar(Field::SpanId),
+        "tags" => scalar(Field::Tags),
+        "body" => Ok(Field::Body(rest_box)),
+        "redaction" => Ok(Field::Redaction(rest_box)),
+        "attributes" => needs_key(Field::Attributes),
+        "resource" => needs_key(Field::Resource),
+        "scope" => needs_key(Field::Scope),
+        _ => {
+            let hint = match head {
+                "attribute" | "attrs" | "attr" => format!("; did you mean `attributes{}`?", rest.map(|r| format!(".{r}")).unwrap_or_default()),
+                _ => format!("; an event's own keys live under `attributes`, as in `attributes.{path}`"),
+            };
+            Err(err(
+                column,
+                format!(
+                    "unknown field `{path}`: a path starts with `attributes.`, `body`, `resource.`, `scope.` or `redaction`, or is one of {}{hint}",
+                    SCALAR_FIELDS.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+fn field_source(field: &Field) -> String {
+    let with = |head: &str, rest: &Option<Box<str>>| match rest {
+        Some(r) => format!("{head}.{r}"),
+        None => head.to_string(),
+    };
+    match field {
+        Field::Severity => "severity".into(),
+        Field::SeverityNumber => "severity_number".into(),
+        Field::SeverityText => "severity_text".into(),
+        Field::EventType => "event_type".into(),
+        Field::Source => "source".into(),
+        Field::TraceId => "trace_id".into(),
+        Field::SpanId => "span_id".into(),
+        Field::Tags => "tags".into(),
+        Field::Body(r) => with("body", r),
+        Field::Redaction(r) => with("redaction", r),
+        Field::Attributes(r) => format!("attributes.{r}"),
+        Field::Resource(r) => format!("resource.{r}"),
+        Field::Scope(r) => format!("scope.{r}"),
+    }
+}
+
+fn field_name(field: &Field) -> String {
+    format!("`{}`", field_source(field))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record() -> Record {
+        let mut r = Record::new("http/gateway");
+        r.severity = Some(Severity::High);
+        r.severity_number = 20;
+        r.event_type = Some("authentication".into());
+        r.attributes.insert("action".into(), json!("login.failed"));
+        r.attributes.insert("user_id".into(), json!("u-17"));
+        r.attributes.insert("status".into(), json!(401));
+        r.attributes.insert("status_text".into(), json!("401"));
+        r.attributes.insert("ratio".into(), json!(0.25));
+        r.attributes.insert("admin".into(), json!(true));
+        r.attributes.insert("nothing".into(), json!(null));
+        r.attributes.insert("roles".into(), json!(["viewer", "admin"]));
+        r.attributes.insert("huge".into(), json!(u64::MAX));
+        r.attributes.insert("actor".into(), json!({"session": {"user": {"id": "user-abc"}, "ip_address": "10.0.0.7"}}));
+        r.attributes.insert("login.failed".into(), json!({"error_code": "invalid_credentials"}));
+        r.resource.insert("service.name".into(), json!("litellm-proxy"));
+        r.body = json!({"status": "denied", "items": [{"id": 3}]});
+        r.tags = vec!["failed_login_burst".into()];
+        r
+    }
+
+    fn eval(src: &str) -> bool {
+        match Condition::parse(src) {
+            Ok(c) => c.eval(&record()),
+            Err(e) => panic!("{src}: {e}"),
+        }
+    }
+
+    fn parse_err(src: &str) -> ConditionError {
+        match Condition::parse(src) {
+            Ok(_) => panic!("{src} parsed"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn equality_on_strings_numbers_booleans_and_null() {
+        assert!(eval("attributes.action == 'login.failed'"));
+        assert!(eval("attributes.action == \"login.failed\""));
+        assert!(!eval("attributes.action == 'login.succeeded'"));
+        assert!(eval("attributes.status == 401"));
+        assert!(eval("attributes.status == 401.0"));
+        assert!(eval("attributes.ratio == 0.25"));
+        assert!(eval("attributes.admin == true"));
+        assert!(!eval("attributes.admin == false"));
+        assert!(eval("attributes.nothing == null"));
+        assert!(eval("body.status == 'denied'"));
+        assert!(eval("body.items.0.id == 3"));
+        assert!(eval("resource.service.name == 'litellm-proxy'"));
+        assert!(eval("attributes.actor.session.user.id == 'user-abc'"));
+        assert!(eval("attributes.login.failed.error_code == 'invalid_credentials'"));
+        assert!(eval("event_type == 'authentication'"));
+        assert!(eval("source == 'http/gateway'"));
+    }
+
+    #[test]
+    fn strings_and_numbers_are_never_equal() {
+        assert!(!eval("attributes.status == '401'"));
+        assert!(!eval("attributes.status_text == 401"));
+        assert!(eval("attributes.status != '401'"));
+        assert!(eval("attributes.status_text != 401"));
+        assert!(!eval("attributes.status < '5'"));
+        assert!(!eval("attributes.admin == 1"));
+    }
+
+    #[test]
+    fn missing_fields_fail_every_test_and_not_inverts_that() {
+        for test in ["== 'x'", "!= 'x'", "< 3", ">= 'a'", "in ['x', 1]", "matches '.*'", "contains 'x'", "exists"] {
+            assert!(!eval(&format!("attributes.missing {test}")), "{test}");
+            assert!(eval(&format!("not attributes.missing {test}")), "{test}");
+        }
+        let mut unclassified = record();
+        unclassified.severity = None;
+        unclassified.event_type = None;
+        for src in ["severity >= info", "severity != high", "event_type != 'x'", "event_type exists"] {
+            assert!(!Condition::parse(src).unwrap().eval(&unclassified), "{src}");
+        }
+        assert!(eval("attributes.nothing exists"));
+    }
+
+    #[test]
+    fn ordering_numbers_by_value_and_strings_by_bytes() {
+        assert!(eval("attributes.status >= 400 and attributes.status < 500"));
+        assert!(eval("attributes.status > 400.5"));
+        assert!(!eval("attributes.status > 401"));
+        assert!(eval("attributes.ratio < 1"));
+        assert!(eval("attributes.huge > 9223372036854775807"));
+        assert!(eval("attributes.user_id > 'u-1' and attributes.user_id < 'u-2'"));
+        assert!(eval("severity_number >= 17"));
+        assert!(eval("attributes.status > -1"));
+    }
+
+    #[test]
+    fn severity_compares_on_its_scale() {
+        assert!(eval("severity >= high"));
+        assert!(eval("severity > medium"));
+        assert!(!eval("severity > high"));
+        assert!(eval("severity == 'high'"));
+        assert!(eval("severity < critical"));
+        assert!(eval("severity in [high, critical]"));
+        assert!(!eval("severity in [info, 'low']"));
+        assert!(eval("severity matches '^hi'"));
+    }
+
+    #[test]
+    fn in_lists_matches_and_contains() {
+        assert!(eval("attributes.action in ['login.failed', 'logout.failed']"));
+        assert!(eval("attributes.status in [400, 401, 403]"));
+        assert!(!eval("attributes.status in ['401']"));
+        assert!(eval("attributes.action matches '^login\\.(failed|denied)$'"));
+        assert!(!eval("attributes.status matches '401'"));
+        assert!(eval("attributes.roles contains 'admin'"));
+        assert!(!eval("attributes.roles contains 'owner'"));
+        assert!(eval("attributes.action contains 'fail'"));
+        assert!(eval("tags contains 'failed_login_burst'"));
+        assert!(eval("tags exists"));
+        assert!(eval("event_type contains 'auth'"));
+    }
+
+    #[test]
+    fn string_escapes_keep_regex_backslashes() {
+        assert!(eval(r"attributes.action matches 'login\.failed'"));
+        let mut r = record();
+        r.attributes.insert("q".into(), json!("it's \"quoted\" \\ here"));
+        let c = Condition::parse(r#"attributes.q == 'it\'s "quoted" \\ here'"#).unwrap();
+        assert!(c.eval(&r));
+        let c = Condition::parse(r#"attributes.q == "it's \"quoted\" \\ here""#).unwrap();
+        assert!(c.eval(&r));
+    }
+
+    #[test]
+    fn boolean_structure_and_precedence() {
+        assert!(eval("true"));
+        assert!(!eval("false"));
+        // `not` binds tighter than `and`, `and` tighter than `or`.
+        assert!(eval("attributes.status == 1 or attributes.status == 401 and severity == high"));
+        assert!(!eval("(attributes.status == 1 or attributes.status == 401) and severity == low"));
+        assert!(eval("not attributes.status == 1 and not (severity == low or severity == info)"));
+        assert!(eval("not not attributes.admin == true"));
+        assert!(!eval("attributes.admin == true and false"));
+    }
+
+    /// An independent reference: the same three-valued rules written directly against
+    /// `Record::get_path`, checked on random combinations.
+    #[test]
+    fn agrees_with_a_direct_reading_of_the_rules() {
+        use proptest::prelude::*;
+        let values = [json!("a"), json!("b"), json!(1), json!(2.5), json!(true), json!(null)];
+        let literals = ["'a'", "'b'", "1", "2.5", "true", "null"];
+        let reference = |v: Option<&Value>, op: &str, lit: &Value| -> bool {
+            let Some(v) = v else { return false };
+            let eq = match (v, lit) {
+                (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+                _ => v == lit,
+            };
+            let ord = match (v, lit) {
+                (Value::Number(a), Value::Number(b)) => a.as_f64().partial_cmp(&b.as_f64()),
+                (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
+                _ => None,
+            };
+            match op {
+                "==" => eq,
+                "!=" => !eq,
+                "<" => ord == Some(Ordering::Less),
+                ">=" => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
+                _ => unreachable!(),
+            }
+        };
+        let mut runner = proptest::test_runner::TestRunner::default();
+        runner
+            .run(&(0..7usize, 0..6usize, 0..4usize, any::<bool>()), |(vi, li, oi, negate)| {
+                let op = ["==", "!=", "<", ">="][oi];
+                if (literals[li] == "true" || literals[li] == "null") && (op == "<" || op == ">=") {
+                    return Ok(());
+                }
+                let mut r = Record::default();
+                if vi < values.len() {
+                    r.attributes.insert("x".into(), values[vi].clone());
+                }
+                let lit: Value = serde_json::from_str(&literals[li].replace('\'', "\"")).unwrap();
+                let src = format!("{}attributes.x {op} {}", if negate { "not " } else { "" }, literals[li]);
+                let expected = reference(r.get_path("attributes.x").as_ref(), op, &lit) != negate;
+                prop_assert_eq!(Condition::parse(&src).unwrap().eval(&r), expected, "{}", src);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn errors_point_at_the_column() {
+        let e = parse_err("severity == 'bogus'");
+        assert_eq!(e.column, 13);
+        assert!(e.message.contains("not a severity"), "{}", e.message);
+        assert_eq!(parse_err("severity >= 3").column, 13);
+        assert_eq!(parse_err("event_type == 3").column, 15);
+        assert_eq!(parse_err("severity_number == 'x'").column, 20);
+        let e = parse_err("user_id == 'x'");
+        assert_eq!(e.column, 1);
+        assert!(e.message.contains("attributes.user_id"), "{}", e.message);
+        let e = parse_err("attributes.action matches '(unclosed'");
+        assert_eq!(e.column, 27);
+        assert!(e.message.contains("invalid regular expression"), "{}", e.message);
+        let e = parse_err("attributes.a == 'x' and");
+        assert_eq!(e.column, 24);
+        let e = parse_err("attributes.a == 'x");
+        assert_eq!(e.column, 17);
+        assert!(e.message.contains("never closed"));
+        assert_eq!(parse_err("attributes.a = 'x'").column, 14);
+        assert!(parse_err("attributes.a == 'x' && true").message.contains("use `and`"));
+        assert_eq!(parse_err("(attributes.a == 1").column, 19);
+        assert_eq!(parse_err("attributes.a == 1)").column, 18);
+        assert!(parse_err("attributes.a == admin").message.contains("quote strings"));
+        assert!(parse_err("attributes.a == high").message.contains("only for `severity`"));
+        assert_eq!(parse_err("attributes.a in []").column, 17);
+        assert_eq!(parse_err("attributes.a > true").column, 16);
+        assert!(parse_err("attributes").message.contains("name a key"));
+        assert!(parse_err("severity.x == high").message.contains("no fields below"));
+        assert!(parse_err("tags == 'x'").message.contains("tags contains"));
+        assert_eq!(parse_err("attributes.a == 5m").column, 17);
+        assert_eq!(parse_err("attributes.x..y exists").column, 1);
+        assert!(parse_err("attributes.a").message.contains("needs a test"));
+        assert_eq!(parse_err("attributes.a == 1 attributes.b == 2").column, 19);
+        // Columns count characters, not bytes.
+        assert_eq!(parse_err("attributes.é == 'é' and ?").column, 25);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let deep = format!("{}true{}", "(".repeat(10_000), ")".repeat(10_000));
+        let e = parse_err(&deep);
+        assert!(e.message.contains("nested more than"), "{}", e.message);
+        let nots = format!("{}true", "not ".repeat(10_000));
+        assert!(parse_err(&nots).message.contains("nested more than"));
+        let ok = format!("{}true{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(Condition::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn source_is_kept_for_messages() {
+        let c = Condition::parse("severity >= high").unwrap();
+        assert_eq!(c.source(), "severity >= high");
+        assert_eq!(c.to_string(), "severity >= high");
+    }
+}

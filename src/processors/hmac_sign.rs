@@ -1,0 +1,84 @@
+//! `hmac_sign`: adds `kid` and `mac` to every sealed entry.
+//!
+//! ```yaml
+//! processors:
+//!   hmac_sign:
+//!     keys:                  # a key ring; the first key signs, all of them verify
+//!       - { id: k2026, key: ${env:AUDIT_HMAC_KEY} }
+//!       - { id: k2025, key: ${file:/etc/vellum/hmac-2025.key} }
+//! ```
+//!
+//! `mac = HMAC-SHA256(key, leaf)` over the 32-byte leaf hash (evidence format §1). A key
+//! is at least 32 bytes: its UTF-8 text, or binary as `hex:…` / `base64:…`. Rotating a
+//! key means putting the new one first; entries signed with older keys still verify as
+//! long as the ring given to `vellum verify` holds them.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacSignConfig {
+    pub keys: Vec<KeyEntry>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    pub id: String,
+    pub key: SecretKey,
+}
+
+impl std::fmt::Debug for KeyEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyEntry")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Key bytes decoded at config load, so a short or malformed key is a config error that
+/// names its path and never echoes the key.
+#[derive(Clone)]
+pub struct SecretKey(pub Vec<u8>);
+
+impl<'de> Deserialize<'de> for SecretKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SecretKey, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::evidence::key::key_bytes(&text)
+            .map(SecretKey)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+impl HmacSignConfig {
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.keys.is_empty() {
+            out.push((
+                "keys".into(),
+                "the key ring is empty: give at least one `{ id, key }`".into(),
+            ));
+        }
+        for (i, k) in self.keys.iter().enumerate() {
+            if k.id.is_empty() || k.id.chars().any(|c| c.is_whitespace() || c == '=') {
+                out.push((
+                    format!("keys[{i}].id"),
+                    "a key id is a non-empty word without spaces or `=`".into(),
+                ));
+            }
+            if self.keys[..i].iter().any(|o| o.id == k.id) {
+                out.push((
+                    format!("keys[{i}].id"),
+                    format!("key id `{}` appears twice", k.id),
+                ));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,487 @@
+//! `http`: JSON audit events as gateways send them.
+//!
+//! ```yaml
+//! receivers:
+//!   http/gateway:
+//!     endpoint: 127.0.0.1:8088
+//!     path: /v1/events
+//!     max_request_body_size: 4MiB
+//!     bearer_token: ${env:GATEWAY_TOKEN}   # optional; without it no auth is asked
+//! ```
+//!
+//! `POST` one JSON object, an array of objects, or NDJSON (one object per line), plain
+//! or gzip. The request is atomic: if any event is malformed nothing is kept and the 400
+//! names each bad line or index, so the client can fix and resend the whole batch. 200
+//! answers `{"accepted": n}` once the events are durable; 429/503 carry `Retry-After`.
+//!
+//! Mapping of an event object onto a record:
+//!
+//! | event key | record field |
+//! |---|---|
+//! | `time`, `timestamp`, `@timestamp` | `time`: RFC 3339 string, or Unix time as a number in s, ms, µs or ns (told apart by magnitude) |
+//! | `severity_text`, `severity`, `level` | `severity_text`, and `severity_number` from the usual words (`debug` … `fatal`) |
+//! | `body` | `body`, any JSON |
+//! | `message`, `msg` | `body` when there is no `body` |
+//! | `attributes` (object) | merged into `attributes` |
+//! | `resource` (object) | `resource` |
+//! | `trace_id`, `span_id` | the ids, when they are hex of the right length |
+//! | anything else | `attributes.<key>`, value kept as JSON |
+//!
+//! So a gateway's `{"action": "login.failed", "user_id": "u1", "ip": "10.0.0.7"}`
+//! becomes `attributes.action`, `attributes.user_id`, `attributes.ip`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{Limits, count_accepted, count_refused, refusal_reason};
+use crate::component::{Intake, ReceiverHandle};
+use crate::config::Endpoint;
+use crate::event::{Record, json_safe, now_unix_nano, parse_time};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub endpoint: Endpoint,
+    #[serde(default = "default_path")]
+    pub path: String,
+    #[serde(default = "default_max_size")]
+    pub max_request_body_size: bytesize::ByteSize,
+    #[serde(default)]
+    pub bearer_token: Option<String>,
+}
+
+fn default_path() -> String {
+    "/v1/events".into()
+}
+fn default_max_size() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(4)
+}
+
+impl HttpConfig {
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !self.path.starts_with('/') || self.path.contains(['{', '}', '*']) {
+            out.push((
+                "path".into(),
+                "a path starts with `/` and has no `{`, `}` or `*`".into(),
+            ));
+        }
+        if self.bearer_token.as_deref().is_some_and(|t| t.len() < 16) {
+            out.push((
+                "bearer_token".into(),
+                "a bearer token has at least 16 characters".into(),
+            ));
+        }
+        out
+    }
+}
+
+/// The most events one request may name as malformed before the list is cut.
+const MAX_REPORTED: usize = 10;
+
+#[derive(Clone)]
+struct HttpState {
+    id: String,
+    intake: Intake,
+    max_body: usize,
+    max_record_bytes: usize,
+    bearer: Option<String>,
+}
+
+pub async fn start(
+    id: String,
+    cfg: HttpConfig,
+    intake: Intake,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> std::io::Result<ReceiverHandle> {
+    let listener = super::bind(&id, cfg.endpoint.as_str()).await?;
+    let addr = listener.local_addr()?;
+    let max_body = cfg.max_request_body_size.as_u64() as usize;
+    let state = HttpState {
+        id: id.clone(),
+        intake,
+        max_body,
+        max_record_bytes: limits.max_record_bytes,
+        bearer: cfg.bearer_token.clone(),
+    };
+    let app = axum::Router::new()
+        .route(&cfg.path, axum::routing::post(receive))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(state);
+    let name = id.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(receiver = %name, error = %e, "HTTP receiver stopped");
+        }
+    });
+    tracing::info!(receiver = %id, %addr, path = %cfg.path, "HTTP JSON receiver listening");
+    Ok(ReceiverHandle {
+        id,
+        local_addrs: vec![addr],
+        task,
+    })
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>, problems: Vec<String>) -> Response {
+    let mut body = json!({ "error": message.into() });
+    if !problems.is_empty() {
+        body["problems"] = json!(problems);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let id = &state.id;
+    if let Some(token) = &state.bearer {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            count_refused(id, "unauthorized", 1);
+            let mut r = refuse(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+                Vec::new(),
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+    }
+    let body = match super::decode_body(&headers, body, state.max_body) {
+        Ok(b) => b,
+        Err(e) => {
+            count_refused(id, e.reason(), 1);
+            return refuse(e.status(), e.to_string(), Vec::new());
+        }
+    };
+    let events = match parse_events(&body) {
+        Ok(events) => events,
+        Err(problems) => {
+            count_refused(id, "malformed", 1);
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "malformed events; nothing was kept",
+                problems,
+            );
+        }
+    };
+    let now = now_unix_nano();
+    let mut records = Vec::with_capacity(events.len());
+    let mut problems = Vec::new();
+    for (where_, event) in events {
+        match to_record(id, event, now, state.max_record_bytes) {
+            Ok(r) => records.push(r),
+            Err(p) if problems.len() < MAX_REPORTED => problems.push(format!("{where_}: {p}")),
+            Err(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        count_refused(id, "malformed", records.len() + problems.len());
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "malformed events; nothing was kept",
+            problems,
+        );
+    }
+    let n = records.len();
+    if n == 0 {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the body holds no event",
+            Vec::new(),
+        );
+    }
+    match state.intake.submit(records).await {
+        Ok(()) => {
+            count_accepted(id, n);
+            (StatusCode::OK, axum::Json(json!({ "accepted": n }))).into_response()
+        }
+        Err(e) => {
+            count_refused(id, refusal_reason(&e), n);
+            let (status, headers, message) = super::submit_error_response(&e);
+            (status, headers, axum::Json(json!({ "error": message }))).into_response()
+        }
+    }
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, &x) in a.iter().enumerate() {
+        diff |= (x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0)) as usize;
+    }
+    diff == 0
+}
+
+/// Splits a body into events: an object, an array of objects, or NDJSON. Each event is
+/// paired with where it stood (`line 3`, `[2]`) for error messages.
+fn parse_events(body: &[u8]) -> Result<Vec<(String, Map<String, Value>)>, Vec<String>> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| vec![format!("the body is not valid UTF-8 ({e})")])?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(vec!["the body is empty".into()]);
+    }
+    if trimmed.starts_with('[') {
+        let items: Vec<Value> =
+            serde_json::from_str(text).map_err(|e| vec![format!("invalid JSON array: {e}")])?;
+        let mut problems = Vec::new();
+        let mut events = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Value::Object(m) => events.push((format!("[{i}]"), m)),
+                other if problems.len() < MAX_REPORTED => problems.push(format!(
+                    "[{i}]: an event is a JSON object, not {}",
+                    kind(&other)
+                )),
+                _ => {}
+            }
+        }
+        return if problems.is_empty() {
+            Ok(events)
+        } else {
+            Err(problems)
+        };
+    }
+    // One object spanning lines, or NDJSON: try the whole body first.
+    if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) {
+        return Ok(vec![("event".into(), m)]);
+    }
+    let mut problems = Vec::new();
+    let mut events = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(line) {
+            Ok(Value::Object(m)) => events.push((format!("line {}", i + 1), m)),
+            Ok(other) if problems.len() < MAX_REPORTED => problems.push(format!(
+                "line {}: an event is a JSON object, not {}",
+                i + 1,
+                kind(&other)
+            )),
+            Err(e) if problems.len() < MAX_REPORTED => {
+                problems.push(format!("line {}: {e}", i + 1))
+            }
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(events)
+    } else {
+        Err(problems)
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Maps one event object onto a record (see the table in the module docs).
+fn to_record(
+    source: &str,
+    event: Map<String, Value>,
+    now: u64,
+    max_bytes: usize,
+) -> Result<Record, String> {
+    let mut r = Record {
+        observed_time_unix_nano: now,
+        source: source.to_string(),
+        ..Record::default()
+    };
+    let mut message = None;
+    for (key, value) in event {
+        let value = json_safe(value);
+        match key.as_str() {
+            "time" | "timestamp" | "@timestamp" => {
+                r.time_unix_nano = event_time(&value).ok_or_else(|| {
+                    format!("`{key}` is neither an RFC 3339 time nor a Unix timestamp")
+                })?
+            }
+            "severity_text" | "severity" | "level" => match value {
+                Value::String(s) => {
+                    r.severity_number = severity_number(&s);
+                    r.severity_text = s;
+                }
+                _ => return Err(format!("`{key}` must be a string")),
+            },
+            "body" => r.body = value,
+            "message" | "msg" => message = Some(value),
+            "attributes" => match value {
+                Value::Object(m) => r.attributes.extend(m),
+                _ => return Err("`attributes` must be an object".into()),
+            },
+            "resource" => match value {
+                Value::Object(m) => r.resource = m,
+                _ => return Err("`resource` must be an object".into()),
+            },
+            "trace_id" | "span_id" => {
+                let len = if key == "trace_id" { 32 } else { 16 };
+                let id = value
+                    .as_str()
+                    .filter(|s| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()));
+                match id {
+                    Some(s) => {
+                        let s = s.to_ascii_lowercase();
+                        if key == "trace_id" {
+                            r.trace_id = Some(s)
+                        } else {
+                            r.span_id = Some(s)
+                        }
+                    }
+                    None => return Err(format!("`{key}` must be {len} hex digits")),
+                }
+            }
+            _ => {
+                r.attributes.insert(key, value);
+            }
+        }
+    }
+    if r.body.is_null() {
+        r.body = message.unwrap_or(Value::Null);
+    } else if let Some(m) = message {
+        r.attributes.insert("message".into(), m);
+    }
+    let size = serde_json::to_vec(&r.body).map(|v| v.len()).unwrap_or(0)
+        + serde_json::to_vec(&r.attributes)
+            .map(|v| v.len())
+            .unwrap_or(0);
+    if size > max_bytes {
+        return Err(format!(
+            "the event is {size} bytes; the limit is {max_bytes}"
+        ));
+    }
+    Ok(r)
+}
+
+/// RFC 3339, or a Unix timestamp whose unit is read from its size: seconds up to
+/// 10^11 (year 5138), milliseconds up to 10^14, microseconds up to 10^17, else ns.
+fn event_time(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => parse_time(s),
+        Value::Number(n) => {
+            let f = n.as_f64()?;
+            if !(0.0..1.9e19).contains(&f) {
+                return None;
+            }
+            let ns = if f < 1e11 {
+                f * 1e9
+            } else if f < 1e14 {
+                f * 1e6
+            } else if f < 1e17 {
+                f * 1e3
+            } else {
+                return n.as_u64();
+            };
+            Some(ns.round() as u64)
+        }
+        _ => None,
+    }
+}
+
+/// OTLP severity numbers for the words logs use.
+fn severity_number(text: &str) -> i32 {
+    match text.to_ascii_lowercase().as_str() {
+        "trace" => 1,
+        "debug" => 5,
+        "info" | "information" | "notice" => 9,
+        "warn" | "warning" => 13,
+        "error" | "err" => 17,
+        "critical" | "crit" | "alert" | "emergency" | "emerg" | "fatal" => 21,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_map_onto_records_as_documented() {
+        let event = json!({
+            "timestamp": "2026-11-23T10:00:00.5+01:00", "level": "WARN", "message": "denied",
+            "action": "login.failed", "user_id": "u1", "attributes": {"ip": "10.0.0.7"},
+            "resource": {"service.name": "gw"}, "trace_id": "5B8EFFF798038103D269B633813FC60C",
+            "big": 9007199254740993u64
+        });
+        let Value::Object(m) = event else {
+            unreachable!()
+        };
+        let r = to_record("http/gateway", m, 7, 1 << 20).unwrap();
+        assert_eq!(r.time_unix_nano, 1_795_424_400_500_000_000);
+        assert_eq!((r.severity_text.as_str(), r.severity_number), ("WARN", 13));
+        assert_eq!(r.body, json!("denied"));
+        assert_eq!(
+            Value::Object(r.attributes),
+            json!({"action": "login.failed", "user_id": "u1", "ip": "10.0.0.7", "big": "9007199254740993"})
+        );
+        assert_eq!(r.resource["service.name"], json!("gw"));
+        assert_eq!(
+            r.trace_id.as_deref(),
+            Some("5b8efff798038103d269b633813fc60c")
+        );
+        assert_eq!(r.observed_time_unix_nano, 7);
+    }
+
+    #[test]
+    fn numeric_times_are_read_by_magnitude() {
+        let t = 1_795_424_400u64;
+        assert_eq!(event_time(&json!(t)), Some(t * 1_000_000_000));
+        assert_eq!(
+            event_time(&json!(t * 1000 + 5)),
+            Some(t * 1_000_000_000 + 5_000_000)
+        );
+        assert_eq!(event_time(&json!(t * 1_000_000)), Some(t * 1_000_000_000));
+        assert_eq!(
+            event_time(&json!(t * 1_000_000_000)),
+            Some(t * 1_000_000_000)
+        );
+        assert_eq!(event_time(&json!(-5)), None);
+        assert_eq!(event_time(&json!("yesterday")), None);
+    }
+
+    #[test]
+    fn bodies_split_into_events_and_name_bad_lines() {
+        assert_eq!(parse_events(br#"{"a":1}"#).unwrap().len(), 1);
+        assert_eq!(parse_events(b"{\n \"a\": 1\n}").unwrap().len(), 1);
+        assert_eq!(parse_events(br#"[{"a":1},{"b":2}]"#).unwrap().len(), 2);
+        let events = parse_events(b"{\"a\":1}\n\n{\"b\":2}\n").unwrap();
+        assert_eq!(events[1].0, "line 3");
+        let problems = parse_events(b"{\"a\":1}\n{oops\n[1]\n").unwrap_err();
+        assert_eq!(problems.len(), 2);
+        assert!(problems[0].starts_with("line 2: "), "{problems:?}");
+        assert!(problems[1].contains("line 3: an event is a JSON object, not an array"));
+        assert!(parse_events(br#"[1, {"a":2}]"#).unwrap_err()[0].starts_with("[0]"));
+        assert!(parse_events(b"\xff\xfe").unwrap_err()[0].contains("UTF-8"));
+        assert!(parse_events(b"  ").is_err());
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret-token-123", b"secret-token-123"));
+        assert!(!constant_time_eq(b"secret-token-12", b"secret-token-123"));
+        assert!(!constant_time_eq(b"", b"secret-token-123"));
+        assert!(!constant_time_eq(b"secret-token-124", b"secret-token-123"));
+    }
+}

@@ -1,0 +1,230 @@
+//! Receivers: where audit events enter. Each one binds at start (a bad or busy endpoint
+//! fails the start), answers clients only once their records are durable, and keeps
+//! serving whatever a client sends.
+
+pub mod http;
+pub mod otlp;
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::component::{Intake, ReceiverHandle, SubmitError};
+use crate::config::{ComponentConfig, ComponentId, DecodeError, decode_json};
+
+#[derive(Debug, Clone)]
+pub enum ReceiverConfig {
+    Otlp(otlp::OtlpConfig),
+    Http(http::HttpConfig),
+}
+
+const TYPES: &[&str] = &["otlp", "http"];
+
+impl ComponentConfig for ReceiverConfig {
+    fn decode(id: &ComponentId, json: serde_json::Value) -> Result<ReceiverConfig, DecodeError> {
+        Ok(match id.kind() {
+            "otlp" => ReceiverConfig::Otlp(decode_json(json)?),
+            "http" => ReceiverConfig::Http(decode_json(json)?),
+            _ => return Err(DecodeError::UnknownType(TYPES)),
+        })
+    }
+
+    fn problems(&self) -> Vec<(String, String)> {
+        match self {
+            ReceiverConfig::Otlp(c) => c.problems(),
+            ReceiverConfig::Http(c) => c.problems(),
+        }
+    }
+}
+
+impl ReceiverConfig {
+    /// Binds and starts serving; the returned handles end after `shutdown` is cancelled.
+    pub async fn start(
+        &self,
+        id: &ComponentId,
+        intake: Intake,
+        limits: Limits,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<Vec<ReceiverHandle>> {
+        let id = id.to_string();
+        match self {
+            ReceiverConfig::Otlp(c) => otlp::start(id, c.clone(), intake, limits, shutdown).await,
+            ReceiverConfig::Http(c) => Ok(vec![
+                http::start(id, c.clone(), intake, limits, shutdown).await?,
+            ]),
+        }
+    }
+}
+
+/// Limits every receiver applies on top of its own: what the journal takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_record_bytes: usize,
+}
+
+/// Counts records by outcome, with the receiver id and a fixed reason as the only labels.
+pub fn count_accepted(receiver: &str, n: usize) {
+    metrics::counter!("vellum_receiver_accepted_records_total", "receiver" => receiver.to_string())
+        .increment(n as u64);
+}
+
+pub fn count_refused(receiver: &str, reason: &'static str, n: usize) {
+    metrics::counter!("vellum_receiver_refused_records_total", "receiver" => receiver.to_string(), "reason" => reason)
+        .increment(n as u64);
+}
+
+/// The metric reason for a refused submission.
+pub fn refusal_reason(e: &SubmitError) -> &'static str {
+    match e {
+        SubmitError::Overloaded { .. } => "overloaded",
+        SubmitError::ShuttingDown => "shutting_down",
+        SubmitError::Storage(_) => "storage",
+    }
+}
+
+/// How an HTTP receiver answers a refused submission: 429 with `Retry-After` when the
+/// backlog is full, 503 with `Retry-After` while draining or when storage fails (the OTLP
+/// spec's retryable codes), so a client keeps its records and tries again.
+pub fn submit_error_response(e: &SubmitError) -> (StatusCode, HeaderMap, String) {
+    let mut headers = HeaderMap::new();
+    let (status, retry_after) = match e {
+        SubmitError::Overloaded { retry_after } => (StatusCode::TOO_MANY_REQUESTS, *retry_after),
+        SubmitError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5)),
+        SubmitError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5)),
+    };
+    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    (status, headers, e.to_string())
+}
+
+/// Why an HTTP body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("unsupported Content-Encoding `{0}`: send gzip or identity")]
+    UnsupportedEncoding(String),
+    #[error("the gzip body is corrupt: {0}")]
+    BadGzip(String),
+}
+
+impl BodyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::BadGzip(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BodyError::TooLarge { .. } => "oversized",
+            _ => "malformed",
+        }
+    }
+}
+
+/// Decodes `Content-Encoding: gzip` with the same limit on the decoded size, so a small
+/// compressed body cannot expand without bound.
+pub fn decode_body(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, BodyError> {
+    if body.len() > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    match encoding.as_str() {
+        "identity" | "" => Ok(body),
+        "gzip" | "x-gzip" => {
+            use std::io::Read;
+            let mut out = Vec::new();
+            let mut decoder = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
+            decoder
+                .read_to_end(&mut out)
+                .map_err(|e| BodyError::BadGzip(e.to_string()))?;
+            if out.len() > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            Ok(Bytes::from(out))
+        }
+        other => Err(BodyError::UnsupportedEncoding(other.to_string())),
+    }
+}
+
+/// The media type of a request without its parameters, lowercased.
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Binds a TCP listener, naming the endpoint in the error.
+pub async fn bind(receiver: &str, endpoint: &str) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(endpoint).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("{receiver}: cannot listen on {endpoint}: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        Bytes::from(enc.finish().unwrap())
+    }
+
+    #[test]
+    fn gzip_bodies_decode_within_the_limit_and_bombs_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert_eq!(
+            decode_body(&h, gzip(b"hello"), 100).unwrap(),
+            Bytes::from_static(b"hello")
+        );
+        let bomb = gzip(&vec![0u8; 10_000]);
+        assert!(bomb.len() < 100);
+        assert!(matches!(
+            decode_body(&h, bomb, 1000),
+            Err(BodyError::TooLarge { limit: 1000 })
+        ));
+        assert!(matches!(
+            decode_body(&h, Bytes::from_static(b"not gzip"), 100),
+            Err(BodyError::BadGzip(_))
+        ));
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+        assert!(matches!(
+            decode_body(&h, Bytes::new(), 100),
+            Err(BodyError::UnsupportedEncoding(_))
+        ));
+    }
+
+    #[test]
+    fn refusals_map_to_retryable_codes_with_retry_after() {
+        let (status, headers, _) = submit_error_response(&SubmitError::Overloaded {
+            retry_after: Duration::from_millis(1500),
+        });
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers[header::RETRY_AFTER], "2");
+        let (status, headers, _) = submit_error_response(&SubmitError::ShuttingDown);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(headers.contains_key(header::RETRY_AFTER));
+    }
+}

@@ -1,0 +1,284 @@
+//! Shared by the integration tests: running the real `vellum` binary, waiting on
+//! conditions with deadlines, reading what it wrote.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_vellum");
+
+/// Polls `check` until it holds or `timeout` passes; panics with `what` on timeout.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A loopback TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    let port = l.local_addr().expect("local addr").port();
+    // The same number is usually free for UDP too; the syslog tests check both.
+    if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+        return free_port();
+    }
+    port
+}
+
+/// Ports for one daemon's receivers.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub grpc: u16,
+    pub http: u16,
+    pub gateway: u16,
+    pub syslog: u16,
+}
+
+impl Ports {
+    pub fn new() -> Ports {
+        Ports {
+            grpc: free_port(),
+            http: free_port(),
+            gateway: free_port(),
+            syslog: free_port(),
+        }
+    }
+}
+
+/// A configuration with every receiver on the given ports, the file exporter, and the
+/// hash chain, under `dir`. `extra_processors` are inserted before `hash_chain`.
+pub fn standard_config(dir: &Path, ports: Ports) -> String {
+    format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: 127.0.0.1:{grpc} }}
+      http: {{ endpoint: 127.0.0.1:{http} }}
+  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
+processors:
+  hash_chain:
+    origin: test.vellum
+    checkpoint: {{ every_records: 100, every: 1s }}
+exporters:
+  file/evidence: {{ directory: {evidence} }}
+service:
+  storage: {{ directory: {state} }}
+  pipelines:
+    logs/audit:
+      receivers: [otlp, http/gateway]
+      processors: [hash_chain]
+      exporters: [file/evidence]
+"#,
+        grpc = ports.grpc,
+        http = ports.http,
+        gateway = ports.gateway,
+        evidence = dir.join("evidence").display(),
+        state = dir.join("state").display(),
+    )
+}
+
+/// The `vellum` daemon as a child process.
+pub struct Daemon {
+    pub child: Child,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `yaml` to `dir/vellum.yaml`, starts `vellum run`, and waits until every
+    /// TCP address in `ready` accepts connections.
+    pub fn start(dir: &Path, yaml: &str, ready: &[SocketAddr]) -> Daemon {
+        let config = dir.join("vellum.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        Daemon::start_with(dir, &config, ready)
+    }
+
+    pub fn start_with(dir: &Path, config: &Path, ready: &[SocketAddr]) -> Daemon {
+        let log = dir.join(format!(
+            "vellum-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let log_file = std::fs::File::create(&log).expect("create log file");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn vellum");
+        let mut daemon = Daemon {
+            child,
+            config: config.to_path_buf(),
+            log,
+        };
+        for addr in ready {
+            let a = *addr;
+            let log = daemon.log.clone();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                if let Ok(Some(status)) = daemon.child.try_wait() {
+                    panic!(
+                        "vellum exited with {status} before listening on {a}:\n{}",
+                        read(&log)
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "vellum did not listen on {a} in 30s:\n{}",
+                    read(&log)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        daemon
+    }
+
+    pub fn log_text(&self) -> String {
+        read(&self.log)
+    }
+
+    /// SIGKILL: the crash a power cut or OOM killer causes.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the drain to finish.
+    pub fn terminate(&mut self) -> ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vellum did not stop within 60s of SIGTERM:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.alive() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Every entry under an evidence directory (`.jsonl` and `.jsonl.gz`), in seq order.
+pub fn evidence_entries(dir: &Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for path in files_under(dir) {
+        let name = path.to_string_lossy().to_string();
+        let mut text = String::new();
+        if name.ends_with(".jsonl.gz") {
+            let f = std::fs::File::open(&path).expect("open evidence");
+            flate2::read::MultiGzDecoder::new(f)
+                .read_to_string(&mut text)
+                .expect("gunzip evidence");
+        } else if name.ends_with(".jsonl") {
+            text = std::fs::read_to_string(&path).expect("read evidence");
+        } else {
+            continue;
+        }
+        for line in text.lines() {
+            out.push(
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{name}: bad line {line:?}: {e}")),
+            );
+        }
+    }
+    out.sort_by_key(|v| v["seq"].as_u64().unwrap_or(u64::MAX));
+    out
+}
+
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in read.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The interpreter of the Python venv with the real OTLP clients (set up by scripts/test.sh).
+pub fn python() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("VELLUM_TEST_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    local.exists().then_some(local)
+}
+
+/// Runs `vellum verify` on a directory with a vkey; returns (success, stdout+stderr).
+pub fn verify(dir: &Path, vkeys: &[String], hmac_keys: &[String]) -> (bool, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("verify").arg(dir);
+    for v in vkeys {
+        cmd.args(["--vkey", v]);
+    }
+    for k in hmac_keys {
+        cmd.args(["--hmac-key", k]);
+    }
+    let out = cmd.output().expect("run vellum verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The vkeys generated for the streams under a storage directory.
+pub fn vkeys(state: &Path) -> Vec<String> {
+    files_under(&state.join("keys"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "vkey"))
+        .map(|p| read(&p).trim().to_string())
+        .collect()
+}
