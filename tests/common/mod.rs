@@ -204,7 +204,7 @@ fn read(path: &Path) -> String {
 
 /// Every entry under an evidence directory (`.jsonl` and `.jsonl.gz`), in seq order.
 pub fn evidence_entries(dir: &Path) -> Vec<Value> {
-    let mut out = Vec::new();
+    let mut out: Vec<Value> = Vec::new();
     for path in files_under(dir) {
         let name = path.to_string_lossy().to_string();
         let mut text = String::new();

@@ -10,7 +10,7 @@ import logging
 import sys
 
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogExportResult
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 protocol, endpoint, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -34,7 +34,8 @@ class Checked:
 
     def export(self, batch):
         result = self.exporter.export(batch)
-        if result != LogExportResult.SUCCESS:
+        # The result enum was renamed across SDK versions; its member name was not.
+        if getattr(result, "name", str(result)) != "SUCCESS":
             failures.append(result)
         return result
 
