@@ -51,7 +51,7 @@ pub struct Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
-            write!(f, "line {}: {}", self.pos.line, self.message)
+            write!(f, "line {}, column {}: {}", self.pos.line, self.pos.column, self.message)
         } else {
             write!(
                 f,
@@ -288,7 +288,10 @@ impl Config {
             key_positions: BTreeMap::new(),
         }
         .load(&root);
-        config.map_err(fail)
+        config.map_err(|mut problems| {
+            problems.sort_by_key(|p| (p.pos.line, p.pos.column));
+            fail(problems)
+        })
     }
 }
 
@@ -483,11 +486,11 @@ impl Loader {
                 );
             }
             for (i, id) in pipeline.receivers.iter().enumerate() {
-                let defined = ComponentId::parse(id).is_ok_and(|c| receivers.contains_key(&c));
+                let defined = self.key_positions.contains_key(&format!("receivers.{id}"));
                 check("receivers", id, i, defined, self);
             }
             for (i, id) in pipeline.processors.iter().enumerate() {
-                let defined = ComponentId::parse(id).is_ok_and(|c| processors.contains_key(&c));
+                let defined = self.key_positions.contains_key(&format!("processors.{id}"));
                 check("processors", id, i, defined, self);
             }
             for (i, exporter) in pipeline.exporters.iter().enumerate() {
@@ -605,5 +608,132 @@ impl Endpoint {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoEnv;
+    impl expand::Source for NoEnv {
+        fn env(&self, name: &str) -> Option<String> {
+            (name == "DATA").then(|| "/var/lib/vellum".to_string())
+        }
+        fn file(&self, path: &str) -> Result<String, String> {
+            Err(format!("cannot read `{path}`"))
+        }
+    }
+
+    fn load(yaml: &str) -> Result<Config, Vec<Problem>> {
+        Config::from_yaml(yaml, "test.yaml", &NoEnv).map_err(|e| e.problems)
+    }
+
+    /// The (path, line) of every problem, for comparison with the YAML in the test.
+    fn places(problems: &[Problem]) -> Vec<(&str, u64)> {
+        problems.iter().map(|p| (p.path.as_str(), p.pos.line)).collect()
+    }
+
+    const GOOD: &str = "
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: 127.0.0.1:4317 }
+processors:
+  hash_chain: { origin: audit.example.com }
+exporters:
+  file/evidence: { directory: \"${env:DATA}/evidence\" }
+service:
+  storage: { directory: /tmp/state }
+  pipelines:
+    logs/audit:
+      receivers: [otlp]
+      processors: [hash_chain]
+      exporters: [file/evidence]
+";
+
+    #[test]
+    fn a_good_configuration_loads_with_references_expanded() {
+        let config = load(GOOD).unwrap();
+        let file = ComponentId::parse("file/evidence").unwrap();
+        match &config.exporters[&file] {
+            ExporterConfig::File(f) => assert_eq!(f.directory, PathBuf::from("/var/lib/vellum/evidence")),
+        }
+        assert_eq!(config.service.storage.max_backlog_records, 1_000_000);
+        assert_eq!(config.service.pipelines["logs/audit"].exporters[0].id(), "file/evidence");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_path_and_line() {
+        let yaml = "
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: nowhere }
+  http/gw: { endpoint: 127.0.0.1:8088, typo: 1 }
+  kafka: {}
+processors:
+  hmac_sign:
+    keys: [{ id: k1, key: tooshort }]
+exporters:
+  file/evidence: { directory: \"${env:MISSING}\" }
+  file/spare: { directory: /x }
+service:
+  storage: { directory: /tmp/state }
+  pipelines:
+    logs/audit:
+      receivers: [otlp, http/gw, nothere]
+      processors: [hmac_sign]
+      exporters: [file/evidence]
+extensions: {}
+";
+        let problems = load(yaml).unwrap_err();
+        assert_eq!(
+            places(&problems),
+            vec![
+                ("receivers.otlp.protocols.grpc.endpoint", 5),
+                ("receivers.http/gw.typo", 6),
+                ("receivers.kafka", 7),
+                ("processors.hmac_sign.keys[0].key", 10),
+                ("exporters.file/evidence.directory", 12),
+                ("exporters.file/spare", 13),
+                ("service.pipelines.logs/audit.receivers[2]", 18),
+                ("service.pipelines.logs/audit.processors[0]", 19),
+                ("extensions", 21),
+            ],
+            "{problems:#?}"
+        );
+        let text = |path: &str| problems.iter().find(|p| p.path == path).map(|p| p.message.clone()).unwrap_or_default();
+        assert!(text("receivers.otlp.protocols.grpc.endpoint").contains("expected `host:port`"));
+        assert!(text("receivers.http/gw.typo").contains("unknown field `typo`"));
+        assert!(text("receivers.kafka").contains("unknown receiver type `kafka`"));
+        assert!(text("processors.hmac_sign.keys[0].key").contains("8 bytes; at least 32"));
+        assert!(!text("processors.hmac_sign.keys[0].key").contains("tooshort"), "a key is never echoed");
+        assert!(text("exporters.file/evidence.directory").contains("`MISSING` is not set"));
+        assert!(text("exporters.file/spare").contains("no pipeline uses it"));
+        assert!(text("service.pipelines.logs/audit.receivers[2]").contains("`nothere` is not defined"));
+        assert!(text("service.pipelines.logs/audit.processors[0]").contains("after `hash_chain`"));
+    }
+
+    #[test]
+    fn syntax_errors_and_wrong_shapes_are_reported() {
+        let problems = load("receivers: [\n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].message.starts_with("invalid YAML"), "{problems:?}");
+        let problems = load("- a\n- b\n").unwrap_err();
+        assert!(problems[0].message.contains("must be a map"));
+        let problems = load("receivers: {}\nexporters: {}\n").unwrap_err();
+        assert!(problems.iter().any(|p| p.path == "service" && p.message.contains("missing section")));
+    }
+
+    #[test]
+    fn routing_conditions_are_checked_at_load() {
+        let yaml = GOOD.replace(
+            "exporters: [file/evidence]",
+            "exporters: [{ id: file/evidence, when: \"severity >= \" }]",
+        );
+        let problems = load(&yaml).unwrap_err();
+        assert_eq!(places(&problems), vec![("service.pipelines.logs/audit.exporters[0].when", 16)]);
+        assert!(problems[0].message.starts_with("column "), "{}", problems[0].message);
     }
 }

@@ -199,14 +199,22 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 })
                 .unwrap_or_default();
             // The rendered message repeats a snippet of the source; the first line is the gist.
-            let message = e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("invalid YAML")
-                .to_string();
-            Err(SyntaxError { pos, message })
+            let first = e.to_string().lines().next().unwrap_or("invalid YAML").to_string();
+            Err(SyntaxError { pos, message: plain_message(first) })
         }
+    }
+}
+
+/// The parser's message without its own position prefix (the caller prints one) and in
+/// the project's words where the parser speaks of its options.
+fn plain_message(first: String) -> String {
+    let message = match first.strip_prefix("error: ").and_then(|m| m.split_once(": ")) {
+        Some((location, rest)) if location.starts_with("line ") => rest.to_string(),
+        _ => first,
+    };
+    match message.strip_prefix("duplicate mapping key: ") {
+        Some(rest) => format!("duplicate key `{}`", rest.split(", set ").next().unwrap_or(rest)),
+        None => message,
     }
 }
 
@@ -315,7 +323,7 @@ mod tests {
             root.locate("receivers.otlp.protocols.grpc.endpoint"),
             Pos {
                 line: 4,
-                column: 24
+                column: 25
             }
         );
         assert_eq!(grpc.pos.line, 3);
@@ -341,7 +349,8 @@ mod tests {
             NodeKind::Scalar(Scalar::Int(5514))
         ));
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
-        assert!(err.message.contains("duplicate key `a`"), "{}", err.message);
+        assert_eq!(err.message, "duplicate key `a`");
+        assert_eq!(err.pos.line, 3);
     }
 
     #[test]

@@ -180,11 +180,11 @@ pub fn write_number(n: &Number, out: &mut Vec<u8>) {
         if u <= EXACT_INTEGER_LIMIT {
             return write_digits(u, out);
         }
-    } else if let Some(i) = n.as_i64() {
-        if i.unsigned_abs() <= EXACT_INTEGER_LIMIT {
-            out.push(b'-');
-            return write_digits(i.unsigned_abs(), out);
-        }
+    } else if let Some(i) = n.as_i64()
+        && i.unsigned_abs() <= EXACT_INTEGER_LIMIT
+    {
+        out.push(b'-');
+        return write_digits(i.unsigned_abs(), out);
     }
     // serde_json keeps every number it holds as u64, i64 or a finite f64, so `as_f64`
     // always answers and the value is finite; JSON has no spelling for anything else.

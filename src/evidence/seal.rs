@@ -402,7 +402,7 @@ mod tests {
             let mut prev = ZERO_HASH;
             for i in 0..5 {
                 let sealed = chain.seal(fields(i));
-                let key = vec![b'a'; 32];
+                let key = [b'a'; 32];
                 let (leaf, entry) =
                     expected_entry(&fields(i), i, &prev, "default", signed.then_some(&key[..]));
                 assert_eq!(sealed.seq, i);
@@ -426,7 +426,7 @@ mod tests {
         let mut chain = Chain::new("s", Some(keys())).unwrap();
         let sealed = chain.seal(f);
         let clean = json!({"zeta": 1}).as_object().cloned().unwrap();
-        let key = vec![b'a'; 32];
+        let key = [b'a'; 32];
         let (leaf, entry) = expected_entry(&clean, 0, &ZERO_HASH, "s", Some(&key));
         assert_eq!(sealed.leaf, leaf);
         assert_eq!(

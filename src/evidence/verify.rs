@@ -28,6 +28,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::hmac::{KeyRing, MacError};
+use crate::event::MAX_SAFE_INTEGER;
 use super::jcs;
 use super::merkle::{Frontier, Hash, parse_hex_hash};
 use super::note::{self, NoteVerifier, parse_checkpoint};
@@ -296,15 +297,12 @@ fn first_entry(path: &Path, max_line: usize) -> Result<Option<(String, u64)>, St
     let mut buf = Vec::new();
     let mut skipped = 0u64;
     while let Some(read) = lines.next(&mut buf).map_err(describe)? {
-        if let Line::Complete = read {
-            if let Ok(entry) = parse_entry(&buf) {
-                if let (Some(stream), Some(seq)) = (
-                    entry.get("stream").and_then(Value::as_str),
-                    entry.get("seq").and_then(Value::as_u64),
-                ) {
-                    return Ok(Some((stream.to_string(), seq.saturating_sub(skipped))));
-                }
-            }
+        if let Line::Complete = read
+            && let Ok(entry) = parse_entry(&buf)
+            && let Some(stream) = entry.get("stream").and_then(Value::as_str)
+            && let Some(seq) = entry.get("seq").and_then(Value::as_u64)
+        {
+            return Ok(Some((stream.to_string(), seq.saturating_sub(skipped))));
         }
         skipped += 1;
     }
@@ -735,8 +733,11 @@ impl<'k> StreamVerifier<'k> {
             Err(problem) => return self.unreadable(file, line_no, format!("line is {problem}")),
         };
         let seq = match entry.get("seq").and_then(Value::as_u64) {
-            Some(s) => s,
-            None => return self.unreadable(file, line_no, "entry has no integer `seq`".into()),
+            Some(s) if s <= MAX_SAFE_INTEGER as u64 => s,
+            _ => {
+                let problem = "`seq` is not an integer from 0 to 2^53-1".into();
+                return self.unreadable(file, line_no, problem);
+            }
         };
         match entry.get("stream").and_then(Value::as_str) {
             Some(s) if s == self.stream => {}
@@ -904,10 +905,9 @@ impl<'k> StreamVerifier<'k> {
         let kid = entry.get("kid");
         let mac = entry.get("mac");
         let problem = match (kid, mac) {
-            (None, None) => match self.keys {
-                Some(_) => Some("entry carries no `mac`, but a key ring was given".to_string()),
-                None => None,
-            },
+            (None, None) => self
+                .keys
+                .map(|_| "entry carries no `mac`, but a key ring was given".to_string()),
             (Some(Value::String(kid)), Some(Value::String(mac))) => match self.keys {
                 None => None,
                 Some(keys) => match keys.verify(kid, leaf, mac) {
@@ -952,11 +952,12 @@ impl<'k> StreamVerifier<'k> {
     }
 
     fn note_repeat(&mut self, seq: u64, file: &str, line: u64) {
-        if let Some(run) = &mut self.repeats {
-            if run.file == file && run.last + 1 == seq {
-                run.last = seq;
-                return;
-            }
+        if let Some(run) = &mut self.repeats
+            && run.file == file
+            && run.last + 1 == seq
+        {
+            run.last = seq;
+            return;
         }
         self.flush_repeats();
         self.repeats = Some(RepeatRun {

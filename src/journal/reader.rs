@@ -3,7 +3,6 @@
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -389,6 +388,7 @@ mod tests {
     use crate::journal::open;
     use crate::journal::test_support::*;
     use std::fs;
+    use std::ops::Range;
 
     #[test]
     fn reads_from_any_index_across_segments() {

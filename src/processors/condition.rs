@@ -51,6 +51,7 @@
 //!
 //! Evaluation borrows from the record and allocates nothing.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -109,6 +110,47 @@ impl Condition {
     }
 
     /// The text the condition was parsed from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// One field path on its own: what a `classify` window groups records by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldPath {
+    source: String,
+    field: Field,
+}
+
+impl FieldPath {
+    /// Parses a path such as `attributes.user_id` or `resource.host.name`.
+    pub fn parse(path: &str) -> Result<FieldPath, ConditionError> {
+        let mut chars = path.chars();
+        match chars.next() {
+            Some(c) if is_word_start(c) => {}
+            _ => return Err(err(1, format!("`{path}` is not a field path"))),
+        }
+        if let Some(i) = path.chars().position(|c| !is_word_char(c)) {
+            return Err(err(i + 1, format!("`{path}` is not a field path: unexpected character")));
+        }
+        Ok(FieldPath { source: path.to_string(), field: parse_field(path, 1)? })
+    }
+
+    /// The field's value as a grouping key: a string as it is, a number or boolean as its
+    /// JSON text, a severity as its name. `None` when the field is missing, empty, null, an
+    /// array or a map: such records belong to no group.
+    pub fn key<'a>(&self, record: &'a Record) -> Option<Cow<'a, str>> {
+        let key = match self.field.resolve(record)? {
+            Val::Str(s) => Cow::Borrowed(s),
+            Val::Json(Value::String(s)) => Cow::Borrowed(s.as_str()),
+            Val::Severity(s) => Cow::Borrowed(s.as_str()),
+            Val::Int(i) => Cow::Owned(i.to_string()),
+            Val::Json(v @ (Value::Number(_) | Value::Bool(_))) => Cow::Owned(v.to_string()),
+            Val::Json(_) | Val::Tags(_) => return None,
+        };
+        (!key.is_empty()).then_some(key)
+    }
+
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -430,11 +472,11 @@ struct Token {
 }
 
 fn is_word_start(c: char) -> bool {
-    c.is_ascii_alphabetic() || matches!(c, '_' | '@' | '$')
+    c.is_alphabetic() || matches!(c, '_' | '@' | '$')
 }
 
 fn is_word_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '$' | '-' | '.')
+    c.is_alphanumeric() || matches!(c, '_' | '@' | '$' | '-' | '.')
 }
 
 fn lex(source: &str) -> Result<Vec<Token>, ConditionError> {
@@ -1105,7 +1147,7 @@ mod tests {
         assert_eq!(parse_err("attributes.a == 1)").column, 18);
         assert!(parse_err("attributes.a == admin").message.contains("quote strings"));
         assert!(parse_err("attributes.a == high").message.contains("only for `severity`"));
-        assert_eq!(parse_err("attributes.a in []").column, 17);
+        assert_eq!(parse_err("attributes.a in []").column, 18);
         assert_eq!(parse_err("attributes.a > true").column, 16);
         assert!(parse_err("attributes").message.contains("name a key"));
         assert!(parse_err("severity.x == high").message.contains("no fields below"));

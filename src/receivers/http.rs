@@ -385,16 +385,20 @@ fn event_time(v: &Value) -> Option<u64> {
             if !(0.0..1.9e19).contains(&f) {
                 return None;
             }
-            let ns = if f < 1e11 {
-                f * 1e9
+            let scale: u64 = if f < 1e11 {
+                1_000_000_000
             } else if f < 1e14 {
-                f * 1e6
+                1_000_000
             } else if f < 1e17 {
-                f * 1e3
+                1_000
             } else {
-                return n.as_u64();
+                1
             };
-            Some(ns.round() as u64)
+            // Integers scale exactly; only fractional inputs go through f64.
+            match n.as_u64() {
+                Some(i) => i.checked_mul(scale),
+                None => Some((f * scale as f64).round() as u64),
+            }
         }
         _ => None,
     }
@@ -457,6 +461,7 @@ mod tests {
             event_time(&json!(t * 1_000_000_000)),
             Some(t * 1_000_000_000)
         );
+        assert_eq!(event_time(&json!(1.5)), Some(1_500_000_000));
         assert_eq!(event_time(&json!(-5)), None);
         assert_eq!(event_time(&json!("yesterday")), None);
     }

@@ -602,7 +602,7 @@ async fn serve_connection(
             batch_bytes += frame.bytes.len();
             batch.push(Received {
                 frame,
-                peer: peer.ip(),
+                peer: peer.ip().to_canonical(),
                 observed_unix_nano,
             });
         }
@@ -656,7 +656,7 @@ async fn serve_udp(receiver: Arc<Receiver>, socket: UdpSocket, shutdown: Cancell
                         bytes: kept.to_vec(),
                         original_len: len as u64,
                     },
-                    peer: peer.ip(),
+                    peer: peer.ip().to_canonical(),
                     observed_unix_nano: now_unix_nano(),
                 });
             }
@@ -849,7 +849,7 @@ mod tests {
 
         let c = config(json!({
             "protocol": "udp", "endpoint": "[::1]:514", "format": "rfc3164",
-            "max_message_bytes": "8 KiB", "max_connections": 3, "idle_timeout": "1m 30s"
+            "max_message_bytes": "8KiB", "max_connections": 3, "idle_timeout": "1m 30s"
         }));
         assert_eq!((c.protocol, c.format), (Protocol::Udp, Format::Rfc3164));
         assert_eq!(c.max_message_bytes.as_u64(), 8192);
