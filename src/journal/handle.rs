@@ -278,7 +278,7 @@ mod tests {
         runtime.block_on(async {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             while seen.len() < 200 {
-                while let Some(record) = reader.next() {
+                for record in reader.by_ref() {
                     let (index, payload) = record.unwrap();
                     assert_eq!(payload, payload_for(index, 64));
                     seen.push(index);

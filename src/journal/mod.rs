@@ -54,6 +54,8 @@
 //! Lengths are never trusted to size anything: a length running past the end of the
 //! file (or of the committed bytes, for readers) marks damage.
 
+#![warn(missing_docs)]
+
 mod cursor;
 mod error;
 mod frame;

@@ -455,7 +455,7 @@ mod tests {
         encode(&mut bytes, 0, b"a");
         encode(&mut bytes, 3, b"b");
         let scan = scan_segment(&bytes, 0, u64::MAX);
-        assert_eq!(scan.gaps, [1..3]);
+        assert_eq!(scan.gaps, vec![(1..3)]);
         assert_eq!((scan.records, scan.next_index), (2, 4));
         assert!(scan.damage.is_empty() && scan.tail.is_none());
     }
@@ -554,7 +554,7 @@ mod tests {
         drop((writer, journal));
         let (_, journal, report) = open(dir.path(), options(1024)).unwrap();
         assert!(report.is_clean(), "{report}");
-        assert_eq!(report.gaps, [3..4]);
+        assert_eq!(report.gaps, vec![(3..4)]);
         assert_eq!(
             journal.last_record().unwrap(),
             Some((30, b"after".to_vec()))
@@ -637,7 +637,7 @@ mod tests {
         let paths = segment_paths(dir.path());
         fs::remove_file(&paths[1]).unwrap(); // records 8..16
         let (_, journal, report) = open(dir.path(), options(1024)).unwrap();
-        assert_eq!(report.gaps, [8..16]);
+        assert_eq!(report.gaps, vec![(8..16)]);
         let read = read_all(&journal, 0);
         assert!(
             matches!(&read[8], Err(crate::journal::JournalError::Gap { missing, .. }) if *missing == (8..16))

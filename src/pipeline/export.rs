@@ -275,6 +275,117 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::{self, JournalOptions};
+    use crate::pipeline::frame::encode_entry;
+    use futures::future::BoxFuture;
+    use std::sync::Mutex;
+
+    /// A sink that refuses the first `failures` deliveries (retryably, or for good) and
+    /// records what it was given.
+    struct Flaky {
+        failures: Arc<Mutex<u32>>,
+        permanent: bool,
+        seen: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl Exporter for Flaky {
+        fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
+            Box::pin(async move {
+                let mut failures = self.failures.lock().unwrap();
+                if *failures > 0 {
+                    *failures -= 1;
+                    return Err(if self.permanent {
+                        ExportError::Permanent("400 bad request".into())
+                    } else {
+                        ExportError::Retryable { message: "503".into(), retry_after: Some(Duration::from_millis(5)) }
+                    });
+                }
+                let mut seen = self.seen.lock().unwrap();
+                seen.extend(batch.iter().filter_map(|i| match i {
+                    Item::Entry { seq, .. } => Some(*seq),
+                    Item::Checkpoint { .. } => None,
+                }));
+                Ok(())
+            })
+        }
+    }
+
+    fn append(writer: &mut journal::JournalWriter, seqs: std::ops::Range<u64>) {
+        let mut payload = Vec::new();
+        for seq in seqs {
+            encode_entry(seq, format!(r#"{{"seq":{seq}}}"#).as_bytes(), &mut payload);
+            writer.append(&payload).unwrap();
+        }
+        writer.commit().unwrap();
+    }
+
+    fn driver(journal: &Journal, exporter: Flaky, dir: &std::path::Path) -> Driver {
+        Driver {
+            id: "test".into(),
+            journal: journal.clone(),
+            cursor: journal.cursor("sink").unwrap(),
+            exporter: Box::new(exporter),
+            route: None,
+            limits: BatchLimits { max_records: 7, max_bytes: 1 << 20 },
+            backoff: Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(20) },
+            position: Arc::new(AtomicU64::new(0)),
+            dead_letter_dir: dir.join("dead-letter"),
+        }
+    }
+
+    async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sink_down_for_a_while_then_a_restart_loses_and_repeats_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) = journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..50);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(Mutex::new(6));
+        let flaky = Flaky { failures: failures.clone(), permanent: false, seen: seen.clone() };
+        let (stop, abandon) = (CancellationToken::new(), CancellationToken::new());
+        let task = tokio::spawn(driver(&journal, flaky, tmp.path()).run(stop.clone(), abandon.clone()));
+        wait_for("the first 50 after six failures", || seen.lock().unwrap().len() == 50).await;
+        assert_eq!(*failures.lock().unwrap(), 0);
+        // The process stops part-way through later records…
+        append(&mut writer, 50..60);
+        wait_for("60", || seen.lock().unwrap().len() == 60).await;
+        abandon.cancel();
+        task.await.unwrap();
+        append(&mut writer, 60..100);
+        // …and a new driver resumes from the persisted cursor.
+        let flaky = Flaky { failures: Arc::new(Mutex::new(3)), permanent: false, seen: seen.clone() };
+        let (stop, abandon) = (CancellationToken::new(), CancellationToken::new());
+        let task = tokio::spawn(driver(&journal, flaky, tmp.path()).run(stop.clone(), abandon));
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), (0..100).collect::<Vec<_>>(), "every record once, in order");
+        assert_eq!(journal.cursor("sink").unwrap().load(), 100);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_refused_for_good_goes_to_the_dead_letter_file_and_delivery_goes_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) = journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..10);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let flaky = Flaky { failures: Arc::new(Mutex::new(1)), permanent: true, seen: seen.clone() };
+        let stop = CancellationToken::new();
+        stop.cancel();
+        driver(&journal, flaky, tmp.path()).run(stop, CancellationToken::new()).await;
+        // The first batch (7 records) was refused; the rest was delivered.
+        assert_eq!(*seen.lock().unwrap(), (7..10).collect::<Vec<_>>());
+        let dead = std::fs::read_to_string(tmp.path().join("dead-letter/00000000000000000000.jsonl")).unwrap();
+        let lines: Vec<&str> = dead.lines().collect();
+        assert!(lines[0].contains("400 bad request"), "{}", lines[0]);
+        assert_eq!(&lines[1..], (0..7).map(|s| format!(r#"{{"seq":{s}}}"#)).collect::<Vec<_>>());
+    }
 
     #[test]
     fn backoff_grows_to_its_cap_and_honours_retry_after() {

@@ -147,3 +147,41 @@ pub fn for_receiver(pipelines: Vec<Arc<PipelineIntake>>) -> Intake {
         Arc::new(Fanout(pipelines))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{self, JournalOptions};
+
+    #[tokio::test]
+    async fn a_full_backlog_pushes_back_and_a_closed_intake_refuses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) = journal::open(tmp.path(), JournalOptions::default()).unwrap();
+        for _ in 0..100 {
+            writer.append(b"E").unwrap();
+        }
+        writer.commit().unwrap();
+        let slow = Arc::new(AtomicU64::new(0));
+        let (queue, requests) = mpsc::channel();
+        let intake = Arc::new(PipelineIntake::new("p".into(), Vec::new(), queue, journal, vec![slow.clone()], 50));
+        assert_eq!(intake.backlog(), 100);
+        let refused = intake.clone().submit_owned(vec![Record::new("t")]).await;
+        assert!(matches!(refused, Err(SubmitError::Overloaded { .. })), "{refused:?}");
+        assert!(requests.try_recv().is_err(), "nothing reached the writer");
+
+        // The exporter catches up: the batch goes to the writer, and its answer comes back.
+        slow.store(60, Ordering::Release);
+        let answering = std::thread::spawn(move || {
+            let request = requests.recv().unwrap();
+            assert_eq!(request.records.len(), 1);
+            request.done.send(Ok(())).unwrap();
+            requests
+        });
+        assert!(intake.clone().submit_owned(vec![Record::new("t")]).await.is_ok());
+        let _requests = answering.join().unwrap();
+
+        intake.close();
+        let refused = intake.clone().submit_owned(vec![Record::new("t")]).await;
+        assert!(matches!(refused, Err(SubmitError::ShuttingDown)), "{refused:?}");
+    }
+}

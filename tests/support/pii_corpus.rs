@@ -540,6 +540,11 @@ impl<'r> Composer<'r> {
         }
     }
 
+    pub fn sentence_from(&mut self, detectors: &[&str]) -> String {
+        let detector = *self.rng.pick(detectors);
+        self.sentence_with(detector)
+    }
+
     /// A prompt sentence with look-alikes only.
     pub fn clean_sentence(&mut self) -> String {
         match self.rng.below(10) {
@@ -650,7 +655,7 @@ pub fn gateway_event(rng: &mut Rng, pii: bool) -> Sample {
             attributes.insert(header.into(), json!(value));
         }
         if c.rng.chance(40) {
-            let content = c.sentence_with(*c.rng.pick(&["email", "phone", "credit_card", "ssn", "api_key"]));
+            let content = c.sentence_from(&["email", "phone", "credit_card", "ssn", "api_key"]);
             let mut request = json!({
                 "model": *c.rng.pick(MODELS),
                 "max_tokens": c.rng.range(64, 4096),
@@ -664,7 +669,7 @@ pub fn gateway_event(rng: &mut Rng, pii: bool) -> Sample {
             body.insert("request".into(), json!(request.to_string()));
         }
         if c.rng.chance(25) {
-            let line = c.sentence_with(*c.rng.pick(&["url_credentials", "sensitive_key", "bearer_token"]));
+            let line = c.sentence_from(&["url_credentials", "sensitive_key", "bearer_token"]);
             body.insert("log".into(), json!(line));
         }
     } else if c.rng.chance(40) {
@@ -703,8 +708,8 @@ pub fn compact_event(rng: &mut Rng, pii: bool) -> Record {
     attributes.insert("latency_ms".into(), json!(c.rng.range(20, 30_000)));
     let mut body = Map::new();
     let prompt = if pii {
-        let a = c.sentence_with(*c.rng.pick(&["email", "phone", "credit_card", "ssn", "ipv4"]));
-        let b = c.sentence_with(*c.rng.pick(&["api_key", "jwt", "iban", "email"]));
+        let a = c.sentence_from(&["email", "phone", "credit_card", "ssn", "ipv4"]);
+        let b = c.sentence_from(&["api_key", "jwt", "iban", "email"]);
         format!("{a} {b}")
     } else {
         format!("{} {}", c.clean_sentence(), c.clean_sentence())

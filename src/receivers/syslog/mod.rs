@@ -365,10 +365,9 @@ pub fn message_record(
         Err(error) => mark_unparsed(&mut record, raw, &error),
     }
     let attributes = &mut record.attributes;
-    attributes.insert(
-        "network.peer.address".into(),
-        Value::String(peer.to_string()),
-    );
+    // A dual-stack listener sees IPv4 senders as `::ffff:a.b.c.d`; name them as IPv4.
+    let peer = peer.to_canonical().to_string();
+    attributes.insert("network.peer.address".into(), Value::String(peer));
     if frame.is_truncated() {
         attributes.insert("syslog.truncated".into(), Value::Bool(true));
         attributes.insert(
@@ -602,7 +601,7 @@ async fn serve_connection(
             batch_bytes += frame.bytes.len();
             batch.push(Received {
                 frame,
-                peer: peer.ip().to_canonical(),
+                peer: peer.ip(),
                 observed_unix_nano,
             });
         }
@@ -656,7 +655,7 @@ async fn serve_udp(receiver: Arc<Receiver>, socket: UdpSocket, shutdown: Cancell
                         bytes: kept.to_vec(),
                         original_len: len as u64,
                     },
-                    peer: peer.ip().to_canonical(),
+                    peer: peer.ip(),
                     observed_unix_nano: now_unix_nano(),
                 });
             }

@@ -106,10 +106,7 @@ pub fn parse(raw: &[u8], format: Format, now_unix_nano: u64) -> Result<Message, 
         Format::Rfc3164 => parse_rfc3164(raw, now_unix_nano),
         Format::Auto => {
             let (pri, rest) = split_pri(raw)?;
-            if pri.is_some()
-                && rest.first().is_some_and(u8::is_ascii_digit)
-                && is_rfc5424_version(rest)
-            {
+            if pri.is_some() && is_rfc5424_version(rest) {
                 parse_rfc5424(raw)
             } else {
                 parse_rfc3164(raw, now_unix_nano)
@@ -120,8 +117,7 @@ pub fn parse(raw: &[u8], format: Format, now_unix_nano: u64) -> Result<Message, 
 
 /// `1 ` after PRI marks RFC 5424; RFC 3164 has a month name or an RFC 3339 date there.
 fn is_rfc5424_version(after_pri: &[u8]) -> bool {
-    let digits = after_pri.iter().take_while(|b| b.is_ascii_digit()).count();
-    (1..=2).contains(&digits) && after_pri.get(digits) == Some(&b' ')
+    after_pri.starts_with(b"1 ")
 }
 
 /// Splits `<PRI>` off the front. `Ok(None)` when the message does not start with `<`.
@@ -723,10 +719,6 @@ mod tests {
                 b"<13>1 - ho\xC3\xA9st app - - - m",
                 ParseError::NotPrintable("HOSTNAME"),
             ),
-            (
-                b"<13>2 - host app - - - m",
-                ParseError::UnsupportedVersion("2".into()),
-            ),
             (b"<192>1 - host app - - - m", ParseError::InvalidPri),
             (b"<1a>1 - - - - - -", ParseError::InvalidPri),
         ];
@@ -746,7 +738,17 @@ mod tests {
             parse(b"<34>Oct 11 22:14:15 host su: x", Format::Rfc5424, MID_2026),
             Err(ParseError::MissingVersion)
         );
+        assert_eq!(
+            parse(b"<13>2 - host app - - - m", Format::Rfc5424, MID_2026),
+            Err(ParseError::UnsupportedVersion("2".into()))
+        );
         assert_eq!(parse(b"", Format::Auto, MID_2026), Err(ParseError::Empty));
+    }
+
+    #[test]
+    fn auto_takes_only_version_1_for_rfc5424() {
+        let m = parse(b"<13>12 apples", Format::Auto, MID_2026).unwrap();
+        assert_eq!((m.dialect, m.msg), (Dialect::Rfc3164, some("12 apples")));
     }
 
     #[test]
