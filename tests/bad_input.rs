@@ -178,3 +178,37 @@ fn malformed_oversized_and_hostile_input_is_refused_precisely_and_nothing_is_los
         evidence_entries(&evidence).iter().map(|e| e["attributes"]["event"].as_str().unwrap_or("").to_string()).collect();
     assert_eq!(events, ["before", "after"]);
 }
+
+#[test]
+fn garbage_on_the_syslog_port_is_kept_marked_and_logger_still_gets_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = Ports::new();
+    let ready = [SocketAddr::from(([127, 0, 0, 1], ports.syslog))];
+    let mut daemon = Daemon::start(tmp.path(), &standard_config(tmp.path(), ports), &ready);
+
+    let mut noise = std::net::TcpStream::connect(("127.0.0.1", ports.syslog)).unwrap();
+    noise.write_all(b"\x00\xff\xfe binary noise \x01\x02\n<999>not syslog\n").unwrap();
+    drop(noise);
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"\xde\xad\xbe\xef", ("127.0.0.1", ports.syslog)).unwrap();
+    let logger = std::process::Command::new("logger")
+        .args(["--tcp", "--rfc5424", "-n", "127.0.0.1", "-P", &ports.syslog.to_string(), "-t", "gateway", "admin login failed"])
+        .status()
+        .expect("util-linux logger (installed by scripts/test.sh)");
+    assert!(logger.success());
+
+    let evidence = tmp.path().join("evidence");
+    wait_until("4 syslog records", Duration::from_secs(20), || evidence_entries(&evidence).len() >= 4);
+    assert!(daemon.alive());
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let entries = evidence_entries(&evidence);
+    assert_eq!(entries.len(), 4, "garbage is kept, never dropped: {entries:#?}");
+    let tagged = |e: &serde_json::Value, tag: &str| e["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == tag));
+    let bad_pri = entries.iter().find(|e| e["body"] == "<999>not syslog").expect("the line with a bad PRI, raw");
+    assert!(tagged(bad_pri, "unparsed") && bad_pri["attributes"]["syslog.parse_error"].is_string(), "{bad_pri:#}");
+    // RFC 3164 accepts text without a PRI, so noise is a message, flagged for its bytes.
+    let binary = entries.iter().filter(|e| e["attributes"]["syslog.invalid_utf8"] == true).count();
+    assert_eq!(binary, 2, "{entries:#?}");
+    let good = entries.iter().find(|e| e["body"] == "admin login failed").expect("the logger message");
+    assert_eq!(good["attributes"]["syslog.app_name"], "gateway");
+    assert_eq!(good["source"], "syslog/tcp");
+}

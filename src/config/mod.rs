@@ -577,6 +577,12 @@ impl<'de> Deserialize<'de> for Endpoint {
     }
 }
 
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl Endpoint {
     pub fn parse(s: &str) -> Result<Endpoint, String> {
         let (host, port) = s.rsplit_once(':').ok_or_else(|| {

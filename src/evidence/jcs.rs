@@ -57,34 +57,42 @@ pub fn write_object_filtered(
     keep: impl Fn(&str) -> bool,
     out: &mut Vec<u8>,
 ) {
+    let start = out.len();
     out.push(b'{');
-    let mut first = true;
-    let mut member = |name: &str, value: &Value, out: &mut Vec<u8>| {
-        if !keep(name) {
-            return;
-        }
-        if !first {
+    // `serde_json::Map` iterates in byte order (or insertion order with the
+    // `preserve_order` feature), which is nearly always the canonical order: write in
+    // that order and start over sorted only if a name turns out to be out of place.
+    let mut previous: Option<&str> = None;
+    for (name, value) in map.iter().filter(|(name, _)| keep(name)) {
+        if let Some(previous) = previous {
+            if cmp_utf16(previous, name) != Ordering::Less {
+                out.truncate(start + 1);
+                let mut members: Vec<(&String, &Value)> =
+                    map.iter().filter(|(name, _)| keep(name)).collect();
+                members.sort_by(|a, b| cmp_utf16(a.0, b.0));
+                for (i, (name, value)) in members.into_iter().enumerate() {
+                    write_member(i, name, value, out);
+                }
+                out.push(b'}');
+                return;
+            }
             out.push(b',');
         }
-        first = false;
+        previous = Some(name);
         write_str(name, out);
         out.push(b':');
         write(value, out);
-    };
-    // `serde_json::Map` iterates in byte order (or insertion order with the
-    // `preserve_order` feature); only sort when that is not already the canonical order.
-    if is_sorted_utf16(map.keys().map(String::as_str)) {
-        for (name, value) in map {
-            member(name, value, out);
-        }
-    } else {
-        let mut members: Vec<(&String, &Value)> = map.iter().collect();
-        members.sort_by(|a, b| cmp_utf16(a.0, b.0));
-        for (name, value) in members {
-            member(name, value, out);
-        }
     }
     out.push(b'}');
+}
+
+fn write_member(index: usize, name: &str, value: &Value, out: &mut Vec<u8>) {
+    if index > 0 {
+        out.push(b',');
+    }
+    write_str(name, out);
+    out.push(b':');
+    write(value, out);
 }
 
 /// Whether `names` are in strictly increasing UTF-16 order.
@@ -151,24 +159,45 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        let escape = ESCAPES[byte as usize];
-        if escape == 0 {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip eight bytes at a time while none of them needs escaping.
+        if let Some(word) = bytes.get(i..i + 8)
+            && !word_needs_escape(word)
+        {
+            i += 8;
             continue;
         }
-        out.extend_from_slice(&bytes[start..i]);
-        if escape == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(byte >> 4) as usize]);
-            out.push(HEX[(byte & 0xF) as usize]);
-        } else {
-            out.push(b'\\');
-            out.push(escape);
+        let byte = bytes[i];
+        let escape = ESCAPES[byte as usize];
+        if escape != 0 {
+            out.extend_from_slice(&bytes[start..i]);
+            if escape == b'u' {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(byte >> 4) as usize]);
+                out.push(HEX[(byte & 0xF) as usize]);
+            } else {
+                out.push(b'\\');
+                out.push(escape);
+            }
+            start = i + 1;
         }
-        start = i + 1;
+        i += 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any of eight bytes is below 0x20, `"` or `\` (bit tricks on a u64: a byte
+/// `b` makes `(b - n) & !b & 0x80` non-zero exactly when some byte is below `n`).
+fn word_needs_escape(word: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(word);
+    let w = u64::from_le_bytes(eight);
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    (below(w, 0x20) | below(w ^ (ONES * 0x22), 1) | below(w ^ (ONES * 0x5C), 1)) != 0
 }
 
 /// 2^53: every integer up to it is an exact double, printed by ECMAScript as its digits.
@@ -209,6 +238,258 @@ fn write_digits(mut n: u64, out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(&digits[at..]);
+}
+
+/// Byte ranges of one member of a top-level object in canonical text: the name between
+/// its quotes (as written, escapes and all) and the value's JSON text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberSpan {
+    pub name: (usize, usize),
+    pub value: (usize, usize),
+}
+
+impl MemberSpan {
+    /// The member's whole text, `"name":value`.
+    pub fn text(&self) -> (usize, usize) {
+        (self.name.0 - 1, self.value.1)
+    }
+}
+
+/// Nesting deeper than this is refused (as `serde_json` refuses it), keeping recursion
+/// bounded on hostile input.
+const MAX_DEPTH: u32 = 128;
+
+/// Whether `text` is exactly the canonical form of some JSON object; if so, `members`
+/// receives the spans of its top-level members, in order.
+///
+/// Canonical text is the common case for a verifier (Vellum writes nothing else), and
+/// checking it in place is several times cheaper than parsing it into a `Value` and
+/// writing it out again: when this says yes, `to_vec(&parse(text)) == text`.
+pub fn canonical_object(text: &[u8], members: &mut Vec<MemberSpan>) -> bool {
+    members.clear();
+    let Ok(text) = std::str::from_utf8(text) else {
+        return false;
+    };
+    let mut scan = Scan {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+        depth: 0,
+    };
+    scan.bytes.first() == Some(&b'{') && scan.object(Some(members)) && scan.at == scan.bytes.len()
+}
+
+struct Scan<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+    depth: u32,
+}
+
+impl Scan<'_> {
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.bytes.get(self.at) == Some(&byte);
+        self.at += found as usize;
+        found
+    }
+
+    fn value(&mut self) -> bool {
+        match self.bytes.get(self.at) {
+            Some(b'{') => self.object(None),
+            Some(b'[') => self.array(),
+            Some(b'"') => self.string().is_some(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => false,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> bool {
+        let found = self.bytes[self.at..].starts_with(word);
+        self.at += if found { word.len() } else { 0 };
+        found
+    }
+
+    fn object(&mut self, mut spans: Option<&mut Vec<MemberSpan>>) -> bool {
+        if self.depth == MAX_DEPTH {
+            return false;
+        }
+        self.depth += 1;
+        self.at += 1;
+        if !self.eat(b'}') {
+            let mut previous: Option<(usize, usize, bool)> = None;
+            loop {
+                let Some(name) = self.string() else {
+                    return false;
+                };
+                if let Some(previous) = previous
+                    && !self.names_increase(previous, name)
+                {
+                    return false;
+                }
+                previous = Some(name);
+                if !self.eat(b':') {
+                    return false;
+                }
+                let value_start = self.at;
+                if !self.value() {
+                    return false;
+                }
+                if let Some(spans) = spans.as_deref_mut() {
+                    spans.push(MemberSpan {
+                        name: (name.0, name.1),
+                        value: (value_start, self.at),
+                    });
+                }
+                if self.eat(b'}') {
+                    break;
+                }
+                if !self.eat(b',') {
+                    return false;
+                }
+            }
+        }
+        self.depth -= 1;
+        true
+    }
+
+    fn array(&mut self) -> bool {
+        if self.depth == MAX_DEPTH {
+            return false;
+        }
+        self.depth += 1;
+        self.at += 1;
+        if !self.eat(b']') {
+            loop {
+                if !self.value() {
+                    return false;
+                }
+                if self.eat(b']') {
+                    break;
+                }
+                if !self.eat(b',') {
+                    return false;
+                }
+            }
+        }
+        self.depth -= 1;
+        true
+    }
+
+    /// A string in canonical spelling; returns the range between its quotes and
+    /// whether it holds escapes.
+    fn string(&mut self) -> Option<(usize, usize, bool)> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            if let Some(word) = self.bytes.get(self.at..self.at + 8)
+                && !word_needs_escape(word)
+            {
+                self.at += 8;
+                continue;
+            }
+            match *self.bytes.get(self.at)? {
+                b'"' => {
+                    self.at += 1;
+                    return Some((start, self.at - 1, escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    match *self.bytes.get(self.at + 1)? {
+                        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
+                        // Only controls without a short form, as \u00xx in lowercase.
+                        b'u' => {
+                            let digits = self.bytes.get(self.at + 2..self.at + 6)?;
+                            let low = match digits[3] {
+                                d @ b'0'..=b'9' => d - b'0',
+                                d @ b'a'..=b'f' => d - b'a' + 10,
+                                _ => return None,
+                            };
+                            let code = match &digits[..3] {
+                                b"000" => low,
+                                b"001" => 0x10 + low,
+                                _ => return None,
+                            };
+                            if matches!(code, 0x08 | 0x09 | 0x0A | 0x0C | 0x0D) {
+                                return None;
+                            }
+                            self.at += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                0x00..=0x1F => return None,
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    fn number(&mut self) -> bool {
+        let start = self.at;
+        let negative = self.eat(b'-');
+        let digits_start = self.at;
+        match self.bytes.get(self.at) {
+            Some(b'0') => self.at += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return false,
+        }
+        let integer_digits = self.at - digits_start;
+        let mut integer = true;
+        if self.eat(b'.') {
+            integer = false;
+            if !self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+                return false;
+            }
+            self.digits();
+        }
+        if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
+            integer = false;
+            self.at += 1;
+            let _ = self.eat(b'+') || self.eat(b'-');
+            if !self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+                return false;
+            }
+            self.digits();
+        }
+        let text = &self.text[start..self.at];
+        // Integers of up to 15 digits are exact doubles, printed as their digits.
+        if integer && integer_digits <= 15 {
+            return !(negative && text == "-0");
+        }
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => ryu_js::Buffer::new().format_finite(f) == text,
+            _ => false,
+        }
+    }
+
+    fn digits(&mut self) {
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+    }
+
+    fn names_increase(&self, a: (usize, usize, bool), b: (usize, usize, bool)) -> bool {
+        let (Some(raw_a), Some(raw_b)) = (self.text.get(a.0..a.1), self.text.get(b.0..b.1)) else {
+            return false;
+        };
+        if !a.2 && !b.2 {
+            return cmp_utf16(raw_a, raw_b) == Ordering::Less;
+        }
+        match (unescape(raw_a), unescape(raw_b)) {
+            (Some(x), Some(y)) => cmp_utf16(&x, &y) == Ordering::Less,
+            _ => false,
+        }
+    }
+}
+
+/// The text of a canonically escaped string's content.
+fn unescape(raw: &str) -> Option<String> {
+    serde_json::from_str(&format!("\"{raw}\"")).ok()
 }
 
 #[cfg(test)]
@@ -360,6 +641,58 @@ mod tests {
         })
     }
 
+    fn is_canonical(text: &[u8]) -> bool {
+        canonical_object(text, &mut Vec::new())
+    }
+
+    #[test]
+    fn canonical_text_is_recognised_and_its_members_located() {
+        let text = br#"{"a":{"z":[1,-2,0.5,1e+30,"x\u001f\n"]},"b\"c":null,"d":true}"#;
+        let mut members = Vec::new();
+        assert!(canonical_object(text, &mut members));
+        let names: Vec<&[u8]> = members.iter().map(|m| &text[m.name.0..m.name.1]).collect();
+        assert_eq!(names, [&b"a"[..], b"b\\\"c", b"d"]);
+        let m = members[1];
+        assert_eq!(&text[m.value.0..m.value.1], b"null");
+        assert_eq!(&text[m.text().0..m.text().1], br#""b\"c":null"#);
+        assert!(is_canonical(b"{}"));
+    }
+
+    #[test]
+    fn other_spellings_of_the_same_json_are_not_canonical() {
+        for text in [
+            &br#"{"a": 1}"#[..],
+            br#"{"b":1,"a":2}"#,
+            br#"{"a":1,"a":1}"#,
+            br#"{"a":1.0}"#,
+            br#"{"a":1E+30}"#,
+            br#"{"a":-0}"#,
+            br#"{"a":0.10}"#,
+            br#"{"a":01}"#,
+            br#"{"a":10000000000000001}"#,
+            br#"{"a":"\u0041"}"#,
+            br#"{"a":"\u000A"}"#,
+            br#"{"a":"\u000a"}"#,
+            br#"{"a":"\/"}"#,
+            b"{\"a\":\"\x01\"}",
+            b"{\"a\":\"\xff\"}",
+            br#"{"a":1}x"#,
+            br#"{"a":tru}"#,
+            br#"[1]"#,
+            br#"{"\ud83d\ude00":1}"#,
+            "{\"\u{fb33}\":1,\"\u{1f600}\":2}".as_bytes(),
+            b"",
+        ] {
+            assert!(!is_canonical(text), "{}", String::from_utf8_lossy(text));
+        }
+        assert!(is_canonical("{\"\u{1f600}\":2,\"\u{fb33}\":1}".as_bytes()));
+        assert!(is_canonical(
+            br#"{"a":9007199254740992,"b":1e+21,"c":295147905179352830000}"#
+        ));
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(!is_canonical(deep.as_bytes()));
+    }
+
     proptest! {
         #[test]
         fn utf16_order_matches_transcoding(a in "\\PC{0,6}", b in "[a\u{e000}\u{ffff}\u{10000}\u{10ffff}\u{7ff}\u{800}]{0,4}") {
@@ -372,6 +705,25 @@ mod tests {
         fn agrees_with_serde_json_canonicalizer(v in any_json()) {
             let theirs = serde_json_canonicalizer::to_vec(&v).unwrap();
             prop_assert_eq!(String::from_utf8(to_vec(&v)).unwrap(), String::from_utf8(theirs).unwrap());
+        }
+
+        /// The validator agrees with canonicalising: text is canonical exactly when
+        /// writing what it parses to gives the text back, for canonical text and for
+        /// every single-byte change of it.
+        #[test]
+        fn validator_agrees_with_round_trip(
+            v in prop::collection::btree_map("[a-c\u{e000}\u{10000}]{0,3}", any_json(), 0..6),
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let text = to_vec(&Value::Object(v.into_iter().collect()));
+            prop_assert!(is_canonical(&text));
+            let mut changed = text.clone();
+            let i = at.index(changed.len());
+            changed[i] ^= flip;
+            let round_trips = serde_json::from_slice::<Value>(&changed)
+                .is_ok_and(|v| v.is_object() && to_vec(&v) == changed);
+            prop_assert_eq!(is_canonical(&changed), round_trips, "{}", String::from_utf8_lossy(&changed));
         }
 
         /// The canonical text parses back to the same value (up to doubles).

@@ -112,6 +112,14 @@ pub struct Chain {
     frontier: Frontier,
 }
 
+/// Whether `name` is one of [`INTEGRITY_FIELDS`].
+pub fn is_integrity_field(name: &str) -> bool {
+    matches!(
+        name,
+        "hash" | "kid" | "mac" | "prev" | "seq" | "stream" | "v"
+    )
+}
+
 /// Whether `stream` can name a stream: non-empty, no control characters (it becomes
 /// part of a checkpoint's origin line).
 pub fn is_valid_stream(stream: &str) -> bool {
@@ -121,17 +129,6 @@ pub fn is_valid_stream(stream: &str) -> bool {
 /// The checkpoint origin of `stream`: `<prefix>/<stream>`.
 pub fn origin(prefix: &str, stream: &str) -> String {
     format!("{prefix}/{stream}")
-}
-
-enum Member<'a> {
-    Field(&'a Value),
-    Version,
-    Stream,
-    Seq,
-    Prev,
-    Kid(&'a str),
-    Hash,
-    Mac,
 }
 
 impl Chain {
@@ -222,62 +219,72 @@ impl Chain {
     /// first), and returns its `seq` and leaf hash.
     pub fn seal_into(&mut self, fields: &Map<String, Value>, line: &mut Vec<u8>) -> (u64, Hash) {
         let seq = self.next_seq;
-        let signer = self.keys.as_ref().map(KeyRing::signing_kid);
-        let mut members: Vec<(&str, Member)> = Vec::with_capacity(fields.len() + 7);
-        members.extend(
-            fields
-                .iter()
-                .filter(|(name, _)| !INTEGRITY_FIELDS.contains(&name.as_str()))
-                .map(|(name, value)| (name.as_str(), Member::Field(value))),
-        );
-        members.extend([
-            ("hash", Member::Hash),
-            ("prev", Member::Prev),
-            ("seq", Member::Seq),
-            ("stream", Member::Stream),
-            ("v", Member::Version),
-        ]);
-        if let Some(kid) = signer {
-            members.extend([("kid", Member::Kid(kid)), ("mac", Member::Mac)]);
-        }
-        // Two or three sorted runs: the stable merge sort only merges them.
-        members.sort_by(|a, b| jcs::cmp_utf16(a.0, b.0));
-
-        line.clear();
-        line.push(b'{');
-        let mut hash_member: Range<usize> = 0..0;
-        let mut mac_member: Range<usize> = 0..0;
-        for (i, (name, member)) in members.iter().enumerate() {
-            let start = line.len();
-            if i > 0 {
-                line.push(b',');
-            }
-            jcs::write_str(name, line);
-            line.push(b':');
-            match member {
-                Member::Field(value) => jcs::write(value, line),
-                Member::Version => line.push(b'0' + FORMAT_VERSION as u8),
-                Member::Stream => line.extend_from_slice(&self.stream_json),
-                Member::Seq => jcs::write_number(&seq.into(), line),
-                Member::Prev => push_hex_string(&self.prev, line),
-                Member::Kid(kid) => jcs::write_str(kid, line),
-                Member::Hash => {
-                    push_hex_string(&ZERO_HASH, line);
-                    // Drop this member and one comma: its own, or the next one's if first.
-                    hash_member = if i > 0 {
-                        start..line.len()
-                    } else {
-                        start..line.len() + 1
-                    };
+        let kid = self.keys.as_ref().map(KeyRing::signing_kid);
+        let mut entry = EntryWriter {
+            line,
+            members: 0,
+            hash_member: 0..0,
+            mac_member: 0..0,
+        };
+        entry.line.clear();
+        entry.line.push(b'{');
+        // The integrity members, in canonical order, are merged into the record's
+        // (already sorted) members as both are written.
+        let own: &[&str] = if kid.is_some() {
+            &["hash", "kid", "mac", "prev", "seq", "stream", "v"]
+        } else {
+            &["hash", "prev", "seq", "stream", "v"]
+        };
+        let mut own = own.iter().copied().peekable();
+        let write_own = |entry: &mut EntryWriter, name: &str| {
+            let start = entry.begin(name);
+            match name {
+                "hash" => {
+                    push_hex_string(&ZERO_HASH, entry.line);
+                    entry.hash_member = entry.span_from(start);
                 }
-                Member::Mac => {
-                    push_hex_string(&ZERO_HASH, line);
-                    // `kid` sorts before `mac`, so `mac` is never first.
-                    mac_member = start..line.len();
+                "kid" => jcs::write_str(kid.unwrap_or_default(), entry.line),
+                "mac" => {
+                    push_hex_string(&ZERO_HASH, entry.line);
+                    entry.mac_member = entry.span_from(start);
                 }
+                "prev" => push_hex_string(&self.prev, entry.line),
+                "seq" => jcs::write_number(&seq.into(), entry.line),
+                "stream" => entry.line.extend_from_slice(&self.stream_json),
+                _ => jcs::write_number(&FORMAT_VERSION.into(), entry.line),
+            }
+        };
+        let mut write_record = |entry: &mut EntryWriter, name: &str, value: &Value| {
+            if is_integrity_field(name) {
+                return;
+            }
+            while let Some(next) = own.next_if(|o| jcs::cmp_utf16(o, name).is_lt()) {
+                write_own(entry, next);
+            }
+            entry.begin(name);
+            jcs::write(value, entry.line);
+        };
+        if jcs::is_sorted_utf16(fields.keys().map(String::as_str)) {
+            for (name, value) in fields {
+                write_record(&mut entry, name, value);
+            }
+        } else {
+            let mut sorted: Vec<(&String, &Value)> = fields.iter().collect();
+            sorted.sort_by(|a, b| jcs::cmp_utf16(a.0, b.0));
+            for (name, value) in sorted {
+                write_record(&mut entry, name, value);
             }
         }
-        line.push(b'}');
+        for name in own {
+            write_own(&mut entry, name);
+        }
+        entry.line.push(b'}');
+        let EntryWriter {
+            line,
+            hash_member,
+            mac_member,
+            ..
+        } = entry;
 
         // leaf = SHA-256(0x00 || JCS(E')), E' being the entry without `hash` and `mac`.
         let mut sha = Sha256::new();
@@ -318,6 +325,40 @@ impl Chain {
         }
         let text = checkpoint_text(&origin, self.frontier.size(), &self.frontier.root());
         Ok(signer.sign(&text)?)
+    }
+}
+
+/// Writes an entry's members one after another, remembering where `hash` and `mac`
+/// are so they can be left out of the leaf hash and filled in afterwards.
+struct EntryWriter<'a> {
+    line: &'a mut Vec<u8>,
+    members: usize,
+    hash_member: Range<usize>,
+    mac_member: Range<usize>,
+}
+
+impl EntryWriter<'_> {
+    /// Writes the separator and `"name":`; returns where the member (with its
+    /// separator) starts.
+    fn begin(&mut self, name: &str) -> usize {
+        let start = self.line.len();
+        if self.members > 0 {
+            self.line.push(b',');
+        }
+        self.members += 1;
+        jcs::write_str(name, self.line);
+        self.line.push(b':');
+        start
+    }
+
+    /// The bytes to drop to remove the member just written: it and its own comma, or,
+    /// for the first member, it and the comma that the next member will write.
+    fn span_from(&self, start: usize) -> Range<usize> {
+        if self.members > 1 {
+            start..self.line.len()
+        } else {
+            start..self.line.len() + 1
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use flate2::read::MultiGzDecoder;
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
@@ -28,11 +29,11 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::hmac::{KeyRing, MacError};
-use crate::event::MAX_SAFE_INTEGER;
 use super::jcs;
 use super::merkle::{Frontier, Hash, parse_hex_hash};
 use super::note::{self, NoteVerifier, parse_checkpoint};
 use super::seal::{FORMAT_VERSION, Head, ZERO_HASH};
+use crate::event::MAX_SAFE_INTEGER;
 
 /// Lines longer than this are reported and skipped, never buffered whole.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 << 20;
@@ -625,6 +626,7 @@ pub struct StreamVerifier<'k> {
     findings: Vec<Finding>,
     findings_not_shown: u64,
     notes: Vec<String>,
+    spans: Vec<jcs::MemberSpan>,
     canonical: Vec<u8>,
     members: Vec<(usize, usize, bool)>,
 }
@@ -659,6 +661,7 @@ impl<'k> StreamVerifier<'k> {
             findings: Vec::new(),
             findings_not_shown: 0,
             notes: Vec::new(),
+            spans: Vec::with_capacity(32),
             canonical: Vec::with_capacity(1024),
             members: Vec::with_capacity(32),
         }
@@ -728,31 +731,27 @@ impl<'k> StreamVerifier<'k> {
 
     /// Checks one entry line (without its newline).
     pub fn feed_line(&mut self, line: &[u8], file: &str, line_no: u64) {
-        let entry = match parse_entry(line) {
-            Ok(e) => e,
-            Err(problem) => return self.unreadable(file, line_no, format!("line is {problem}")),
-        };
-        let seq = match entry.get("seq").and_then(Value::as_u64) {
-            Some(s) if s <= MAX_SAFE_INTEGER as u64 => s,
-            _ => {
-                let problem = "`seq` is not an integer from 0 to 2^53-1".into();
-                return self.unreadable(file, line_no, problem);
+        let read = if jcs::canonical_object(line, &mut self.spans) {
+            read_in_place(line, &self.spans)
+        } else {
+            match parse_entry(line) {
+                Ok(entry) => read_parsed(&entry, line, &mut self.canonical, &mut self.members),
+                Err(problem) => Err(format!("line is {problem}")),
             }
         };
-        match entry.get("stream").and_then(Value::as_str) {
-            Some(s) if s == self.stream => {}
-            other => {
-                let problem = match other {
-                    Some(s) => format!(
-                        "entry names stream {s:?}, in a file of stream {:?}",
-                        self.stream
-                    ),
-                    None => "entry has no string `stream`".into(),
-                };
-                return self.unreadable(file, line_no, problem);
-            }
+        let entry = match read {
+            Ok(entry) => entry,
+            Err(problem) => return self.unreadable(file, line_no, problem),
+        };
+        if entry.stream != self.stream {
+            let problem = format!(
+                "entry names stream {:?}, in a file of stream {:?}",
+                entry.stream, self.stream
+            );
+            return self.unreadable(file, line_no, problem);
         }
         self.lines += 1;
+        let seq = entry.seq;
         let at = Some(line_no);
         let seq_at = Some(seq);
 
@@ -763,38 +762,27 @@ impl<'k> StreamVerifier<'k> {
         }
         self.flush_repeats();
 
-        if entry.get("v").and_then(Value::as_u64) != Some(FORMAT_VERSION) {
-            self.push_finding(
-                seq_at,
-                file,
-                at,
-                format!("`v` is {}, not {FORMAT_VERSION}", show(entry.get("v"))),
-            );
+        if entry.version.as_deref() != Some("1") {
+            let shown = entry.version.as_deref().unwrap_or("missing");
+            let problem = format!("`v` is {shown}, not {FORMAT_VERSION}");
+            self.push_finding(seq_at, file, at, problem);
         }
-        let leaf = self.canonicalise(&entry);
-        let claimed = entry
-            .get("hash")
-            .and_then(Value::as_str)
-            .and_then(parse_hex_hash);
-        let hash_ok = claimed == Some(leaf);
-        if !hash_ok {
-            let problem = match claimed {
-                Some(_) => "`hash` does not match the entry's content".to_string(),
-                None => "`hash` is missing or not 64 lowercase hex digits".to_string(),
+        let leaf = entry.leaf;
+        if entry.hash != Some(leaf) {
+            let problem = match entry.hash {
+                Some(_) => "`hash` does not match the entry's content",
+                None => "`hash` is missing or not 64 lowercase hex digits",
             };
-            self.push_finding(seq_at, file, at, problem);
-        } else if line != self.canonical.as_slice() {
+            self.push_finding(seq_at, file, at, problem.into());
+        } else if !entry.canonical {
             let problem =
-                "line is not in canonical (RFC 8785) form: its bytes were changed after sealing"
-                    .into();
+                "line is not in canonical (RFC 8785) form: its bytes were changed after sealing";
+            self.push_finding(seq_at, file, at, problem.into());
+        }
+        if let Some(problem) = self.mac_problem(&entry) {
             self.push_finding(seq_at, file, at, problem);
         }
-        self.check_mac(&entry, &leaf, seq, file, line_no);
 
-        let prev = entry
-            .get("prev")
-            .and_then(Value::as_str)
-            .and_then(parse_hex_hash);
         if seq > self.next_seq {
             let missing = seq - self.next_seq;
             if missing != self.unreadable {
@@ -810,15 +798,13 @@ impl<'k> StreamVerifier<'k> {
                 self.push_finding(seq_at, file, at, problem);
             }
             self.tree_broken_at.get_or_insert(self.next_seq);
-            if prev.is_none() {
-                self.push_finding(
-                    seq_at,
-                    file,
-                    at,
-                    "`prev` is not 64 lowercase hex digits".into(),
-                );
+            if entry.prev.is_none() {
+                let problem = "`prev` is not 64 lowercase hex digits".into();
+                self.push_finding(seq_at, file, at, problem);
             }
-        } else if prev != Some(self.prev) && (prev.is_none() || prev != self.prev_claimed) {
+        } else if entry.prev != Some(self.prev)
+            && (entry.prev.is_none() || entry.prev != self.prev_claimed)
+        {
             let problem = if seq == 0 {
                 "`prev` of the first entry is not 64 zeros".to_string()
             } else {
@@ -830,100 +816,31 @@ impl<'k> StreamVerifier<'k> {
         self.unreadable = 0;
         self.next_seq = seq + 1;
         self.prev = leaf;
-        self.prev_claimed = claimed.filter(|c| *c != leaf);
+        self.prev_claimed = entry.hash.filter(|claimed| *claimed != leaf);
         if self.tree_broken_at.is_none() {
             self.frontier.push(leaf);
             self.check_checkpoints(file, line_no);
         }
     }
 
-    /// Writes the canonical form of `entry` into `self.canonical` and returns the leaf
-    /// hash of the entry without `hash` and `mac`, hashing the kept members' bytes in
-    /// place rather than canonicalising twice.
-    fn canonicalise(&mut self, entry: &Map<String, Value>) -> Hash {
-        let out = &mut self.canonical;
-        let members = &mut self.members;
-        out.clear();
-        members.clear();
-        out.push(b'{');
-        let mut write_member = |i: usize, name: &str, value: &Value, out: &mut Vec<u8>| {
-            if i > 0 {
-                out.push(b',');
-            }
-            let start = out.len();
-            jcs::write_str(name, out);
-            out.push(b':');
-            jcs::write(value, out);
-            members.push((start, out.len(), name == "hash" || name == "mac"));
-        };
-        if jcs::is_sorted_utf16(entry.keys().map(String::as_str)) {
-            for (i, (name, value)) in entry.iter().enumerate() {
-                write_member(i, name, value, out);
-            }
-        } else {
-            let mut sorted: Vec<(&String, &Value)> = entry.iter().collect();
-            sorted.sort_by(|a, b| jcs::cmp_utf16(a.0, b.0));
-            for (i, (name, value)) in sorted.into_iter().enumerate() {
-                write_member(i, name, value, out);
-            }
-        }
-        out.push(b'}');
-
-        let mut sha = Sha256::new();
-        sha.update(b"\x00{");
-        let mut fed_any = false;
-        let mut run: Option<(usize, usize)> = None;
-        let mut flush = |run: &mut Option<(usize, usize)>, sha: &mut Sha256| {
-            if let Some((start, end)) = run.take() {
-                if fed_any {
-                    sha.update(b",");
-                }
-                sha.update(&out[start..end]);
-                fed_any = true;
-            }
-        };
-        for &(start, end, skip) in members.iter() {
-            if skip {
-                flush(&mut run, &mut sha);
-            } else {
-                run = Some((run.map_or(start, |r| r.0), end));
-            }
-        }
-        flush(&mut run, &mut sha);
-        sha.update(b"}");
-        sha.finalize().into()
-    }
-
-    fn check_mac(
-        &mut self,
-        entry: &Map<String, Value>,
-        leaf: &Hash,
-        seq: u64,
-        file: &str,
-        line: u64,
-    ) {
-        let kid = entry.get("kid");
-        let mac = entry.get("mac");
-        let problem = match (kid, mac) {
-            (None, None) => self
+    fn mac_problem(&self, entry: &Entry) -> Option<String> {
+        match (&entry.kid, &entry.mac) {
+            (Field::Absent, Field::Absent) => self
                 .keys
                 .map(|_| "entry carries no `mac`, but a key ring was given".to_string()),
-            (Some(Value::String(kid)), Some(Value::String(mac))) => match self.keys {
-                None => None,
-                Some(keys) => match keys.verify(kid, leaf, mac) {
+            (Field::Text(kid), Field::Text(mac)) => {
+                let keys = self.keys?;
+                match keys.verify(kid, &entry.leaf, mac) {
                     Ok(()) => None,
                     Err(MacError::UnknownKid(kid)) => {
                         Some(format!("`kid` {kid:?} is not in the key ring"))
                     }
                     Err(e) => Some(e.to_string()),
-                },
-            },
-            (Some(_), Some(_)) => Some("`kid` and `mac` must be strings".into()),
-            (Some(_), None) => Some("entry has a `kid` but no `mac`".into()),
-            (None, Some(_)) => Some("entry has a `mac` but no `kid`".into()),
-        };
-        if let Some(problem) = problem {
-            self.push_finding(Some(seq), file, Some(line), problem);
+                }
+            }
+            (Field::Absent, _) => Some("entry has a `mac` but no `kid`".into()),
+            (_, Field::Absent) => Some("entry has a `kid` but no `mac`".into()),
+            _ => Some("`kid` and `mac` must be strings".into()),
         }
     }
 
@@ -1039,8 +956,194 @@ impl<'k> StreamVerifier<'k> {
     }
 }
 
-fn show(v: Option<&Value>) -> String {
-    v.map_or_else(|| "missing".to_string(), Value::to_string)
+/// What the checks need from one entry line.
+struct Entry<'a> {
+    stream: Cow<'a, str>,
+    seq: u64,
+    /// The JSON text of `v`.
+    version: Option<Cow<'a, str>>,
+    prev: Option<Hash>,
+    hash: Option<Hash>,
+    kid: Field<'a>,
+    mac: Field<'a>,
+    /// SHA-256(0x00 || JCS(entry without `hash` and `mac`)).
+    leaf: Hash,
+    /// Whether the line is exactly the canonical form of the entry.
+    canonical: bool,
+}
+
+enum Field<'a> {
+    Absent,
+    NotText,
+    Text(Cow<'a, str>),
+}
+
+impl<'a> Field<'a> {
+    fn text(&self) -> Option<&str> {
+        match self {
+            Field::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+const NO_STREAM: &str = "entry has no string `stream`";
+const BAD_SEQ: &str = "`seq` is not an integer from 0 to 2^53-1";
+
+/// Reads an entry from canonical text without building a tree: the members are located
+/// by [`jcs::canonical_object`], and `E'` is the text with `hash` and `mac` cut out.
+fn read_in_place<'a>(line: &'a [u8], spans: &[jcs::MemberSpan]) -> Result<Entry<'a>, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "line is not UTF-8".to_string())?;
+    let slice = |range: (usize, usize)| text.get(range.0..range.1).unwrap_or_default();
+    let (mut stream, mut seq, mut version) = (Field::Absent, None, None);
+    let (mut prev, mut hash, mut kid, mut mac) =
+        (Field::Absent, Field::Absent, Field::Absent, Field::Absent);
+    for span in spans {
+        let value = slice(span.value);
+        match slice(span.name) {
+            "stream" => stream = string_field(value),
+            "seq" => seq = Some(value),
+            "v" => version = Some(Cow::Borrowed(value)),
+            "prev" => prev = string_field(value),
+            "hash" => hash = string_field(value),
+            "kid" => kid = string_field(value),
+            "mac" => mac = string_field(value),
+            _ => {}
+        }
+    }
+    let Field::Text(stream) = stream else {
+        return Err(NO_STREAM.into());
+    };
+    let seq = seq
+        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s <= MAX_SAFE_INTEGER as u64)
+        .ok_or_else(|| BAD_SEQ.to_string())?;
+    let members = spans.iter().map(|span| {
+        let (start, end) = span.text();
+        (start, end, is_unhashed(slice(span.name)))
+    });
+    let leaf = leaf_without(line, members);
+
+    Ok(Entry {
+        stream,
+        seq,
+        version,
+        prev: prev.text().and_then(parse_hex_hash),
+        hash: hash.text().and_then(parse_hex_hash),
+        kid,
+        mac,
+        leaf,
+        canonical: true,
+    })
+}
+
+/// `hash` and `mac` are left out of what the leaf hash covers.
+fn is_unhashed(name: &str) -> bool {
+    name == "hash" || name == "mac"
+}
+
+/// SHA-256(0x00 || E') where E' is the object `text` without the members flagged in
+/// `members` (`(start, end, flagged)` of each member's text, in order): `{`, the kept
+/// members joined by `,`, `}`, fed as runs of adjacent members.
+fn leaf_without(text: &[u8], members: impl Iterator<Item = (usize, usize, bool)>) -> Hash {
+    let mut sha = Sha256::new();
+    sha.update(b"\x00{");
+    let mut fed_any = false;
+    let mut run: Option<(usize, usize)> = None;
+    let mut flush = |run: &mut Option<(usize, usize)>, sha: &mut Sha256| {
+        if let Some((start, end)) = run.take() {
+            if fed_any {
+                sha.update(b",");
+            }
+            sha.update(&text[start..end]);
+            fed_any = true;
+        }
+    };
+    for (start, end, flagged) in members {
+        if flagged {
+            flush(&mut run, &mut sha);
+        } else {
+            run = Some((run.map_or(start, |r| r.0), end));
+        }
+    }
+    flush(&mut run, &mut sha);
+    sha.update(b"}");
+    sha.finalize().into()
+}
+
+/// Writes the canonical form of `entry` into `out` and returns its leaf hash.
+fn canonicalise(
+    entry: &Map<String, Value>,
+    out: &mut Vec<u8>,
+    members: &mut Vec<(usize, usize, bool)>,
+) -> Hash {
+    out.clear();
+    members.clear();
+    out.push(b'{');
+    let mut sorted: Vec<(&String, &Value)> = entry.iter().collect();
+    sorted.sort_by(|a, b| jcs::cmp_utf16(a.0, b.0));
+    for (i, (name, value)) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let start = out.len();
+        jcs::write_str(name, out);
+        out.push(b':');
+        jcs::write(value, out);
+        members.push((start, out.len(), is_unhashed(name)));
+    }
+    out.push(b'}');
+    leaf_without(out, members.iter().copied())
+}
+
+/// A string member's value from its JSON text.
+fn string_field(json: &str) -> Field<'_> {
+    let Some(inner) = json.strip_prefix('"').and_then(|j| j.strip_suffix('"')) else {
+        return Field::NotText;
+    };
+    if !inner.contains('\\') {
+        return Field::Text(Cow::Borrowed(inner));
+    }
+    match serde_json::from_str::<String>(json) {
+        Ok(s) => Field::Text(Cow::Owned(s)),
+        Err(_) => Field::NotText,
+    }
+}
+
+/// Reads an entry that is not in canonical form from its parsed value, writing the
+/// canonical form into `canonical` to compare and to hash.
+fn read_parsed<'a>(
+    entry: &Map<String, Value>,
+    line: &[u8],
+    canonical: &mut Vec<u8>,
+    members: &mut Vec<(usize, usize, bool)>,
+) -> Result<Entry<'a>, String> {
+    let field = |name: &str| match entry.get(name) {
+        None => Field::Absent,
+        Some(Value::String(s)) => Field::Text(Cow::Owned(s.clone())),
+        Some(_) => Field::NotText,
+    };
+    let Field::Text(stream) = field("stream") else {
+        return Err(NO_STREAM.into());
+    };
+    let seq = entry
+        .get("seq")
+        .and_then(Value::as_u64)
+        .filter(|s| *s <= MAX_SAFE_INTEGER as u64)
+        .ok_or_else(|| BAD_SEQ.to_string())?;
+    let leaf = canonicalise(entry, canonical, members);
+    Ok(Entry {
+        stream,
+        seq,
+        version: entry.get("v").map(|v| Cow::Owned(v.to_string())),
+        prev: field("prev").text().and_then(parse_hex_hash),
+        hash: field("hash").text().and_then(parse_hex_hash),
+        kid: field("kid"),
+        mac: field("mac"),
+        leaf,
+        canonical: line == canonical.as_slice(),
+    })
 }
 
 #[cfg(test)]
@@ -1095,6 +1198,35 @@ mod tests {
         assert_eq!(buf, b"yyyyy");
         assert_eq!(r.line_no, 3);
         assert!(r.next(&mut buf).unwrap().is_none());
+    }
+
+    #[test]
+    fn respelled_lines_hash_the_same_but_are_reported_as_changed() {
+        use crate::evidence::seal::Chain;
+        let keys = KeyRing::from_strings([("k", "k".repeat(32))]).unwrap();
+        let mut chain = Chain::new("s", Some(keys.clone())).unwrap();
+        let fields = serde_json::json!({"body": {"n": 1.5, "t": "a\u{1}b"}, "x": 1})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let first = chain.seal(fields.clone()).line;
+        let second = chain.seal(fields).line;
+        // Same content, other spelling: a space and an uppercase exponent-free respelling.
+        let respelled =
+            String::from_utf8(second.clone())
+                .unwrap()
+                .replacen("\"x\":1", "\"x\": 1.0", 1);
+        assert_ne!(respelled.as_bytes(), &second[..]);
+
+        let mut v = StreamVerifier::new("s", Some(&keys));
+        v.feed_line(&first, "f", 1);
+        v.feed_line(respelled.as_bytes(), "f", 2);
+        let problems: Vec<&str> = v.findings().iter().map(|f| f.problem.as_str()).collect();
+        assert_eq!(
+            problems,
+            ["line is not in canonical (RFC 8785) form: its bytes were changed after sealing"]
+        );
+        assert_eq!(v.head(), chain.head());
     }
 
     #[test]

@@ -50,6 +50,7 @@ impl Cursor {
         })
     }
 
+    /// The name it was opened with.
     pub fn name(&self) -> &str {
         &self.name
     }

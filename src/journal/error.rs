@@ -10,16 +10,21 @@ pub enum JournalError {
     /// A file system call failed.
     #[error("journal: could not {action} {}: {source}", path.display())]
     Io {
-        /// What was being done: `fdatasync`, `create segment`, ...
+        /// What was being done: `fdatasync segment`, `create segment`, ...
         action: &'static str,
+        /// The file or directory it was done to.
         path: PathBuf,
+        /// What the system said.
         #[source]
         source: io::Error,
     },
 
     /// Another process (or another `open` in this one) holds the journal directory.
     #[error("journal {} is already open in another process or handle", dir.display())]
-    Locked { dir: PathBuf },
+    Locked {
+        /// The journal directory.
+        dir: PathBuf,
+    },
 
     /// The options cannot work.
     #[error("journal options: {0}")]
@@ -27,7 +32,12 @@ pub enum JournalError {
 
     /// `append` was given a payload over `max_record_bytes`; nothing was buffered.
     #[error("record of {len} bytes is over the journal's limit of {max} bytes")]
-    RecordTooLarge { len: usize, max: u32 },
+    RecordTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// `max_record_bytes`.
+        max: u32,
+    },
 
     /// An earlier `fdatasync` (or the undoing of a failed write) failed: what the disk holds
     /// is unknown, so the writer refuses to go on. Reopening the journal recovers.
@@ -41,9 +51,13 @@ pub enum JournalError {
         segment.display(), missing.start, missing.end
     )]
     Damaged {
+        /// The segment file.
         segment: PathBuf,
+        /// Where the damaged bytes start.
         offset: u64,
+        /// How many bytes were skipped.
         length: u64,
+        /// Indexes of the records lost.
         missing: Range<u64>,
     },
 
@@ -54,26 +68,47 @@ pub enum JournalError {
         missing.start, missing.end, segment.display()
     )]
     Gap {
+        /// The segment file where the gap was noticed.
         segment: PathBuf,
+        /// The offset of the first frame after the gap.
         offset: u64,
+        /// Indexes of the absent records.
         missing: Range<u64>,
     },
 
     /// A reader was behind retention: these records were purged before it read them.
     #[error("records {}..{} were purged by retention before they were read", missing.start, missing.end)]
-    Purged { missing: Range<u64> },
+    Purged {
+        /// Indexes of the records purged.
+        missing: Range<u64>,
+    },
 
     /// An index past the committed end was given to `reader` or `Cursor::store`.
     #[error("index {index} is past the journal's committed end {committed_end}")]
-    BeyondEnd { index: u64, committed_end: u64 },
+    BeyondEnd {
+        /// The index given.
+        index: u64,
+        /// The committed end at the time.
+        committed_end: u64,
+    },
 
     /// A cursor name that cannot be stored.
     #[error("invalid cursor name {name:?}: {reason}")]
-    InvalidCursorName { name: String, reason: &'static str },
+    InvalidCursorName {
+        /// The name given.
+        name: String,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
 
     /// A cursor file whose content is not a next index.
     #[error("cursor file {} is corrupt: {content:?} is not an index", path.display())]
-    CursorCorrupt { path: PathBuf, content: String },
+    CursorCorrupt {
+        /// The cursor file.
+        path: PathBuf,
+        /// The start of what it holds.
+        content: String,
+    },
 }
 
 impl JournalError {

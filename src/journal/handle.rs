@@ -53,7 +53,9 @@ pub struct Journal {
 /// What [`Journal::purge_before`] removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurgeReport {
+    /// Segment files deleted.
     pub segments_removed: usize,
+    /// Their bytes.
     pub bytes_freed: u64,
     /// The journal's first index afterwards.
     pub first_index: u64,

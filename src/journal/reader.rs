@@ -3,6 +3,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -205,7 +206,8 @@ impl JournalReader {
         let Some(segment) = self.segment.as_mut() else {
             return Ok(None);
         };
-        let (length, missing) = match segment.find_after(&mut self.window, pos, self.next)? {
+        let indexes = self.next..self.end;
+        let (length, missing) = match segment.find_after(&mut self.window, pos, &indexes)? {
             Some((at, index)) => {
                 segment.position = Position::At(at);
                 (at - pos, self.next..index)
@@ -325,20 +327,19 @@ impl OpenSegment {
         })
     }
 
-    /// The first good frame after `pos` with an index of at least `min_index`.
+    /// The first good frame after `pos` with an index in `indexes`.
     fn find_after(
         &self,
         window: &mut Window,
         pos: u64,
-        min_index: u64,
+        indexes: &Range<u64>,
     ) -> Result<Option<(u64, u64)>, JournalError> {
         let from = pos + 1;
         if from >= self.limit {
             return Ok(None);
         }
         let bytes = window.get(self, from, self.limit - from)?;
-        Ok(frame::next_valid_frame(bytes, 0, &(min_index..u64::MAX))
-            .map(|(at, index)| (from + at as u64, index)))
+        Ok(frame::next_valid_frame(bytes, 0, indexes).map(|(at, index)| (from + at as u64, index)))
     }
 }
 
@@ -388,7 +389,6 @@ mod tests {
     use crate::journal::open;
     use crate::journal::test_support::*;
     use std::fs;
-    use std::ops::Range;
 
     #[test]
     fn reads_from_any_index_across_segments() {

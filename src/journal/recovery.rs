@@ -17,6 +17,7 @@ pub(crate) const QUARANTINE_DIR: &str = "quarantine";
 /// What opening a journal found and repaired. Its `Display` is one log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// The journal directory.
     pub dir: PathBuf,
     /// Segment files after repair.
     pub segments: usize,
@@ -37,9 +38,11 @@ pub struct RecoveryReport {
 /// The torn end of the last segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TruncatedTail {
+    /// The last segment file.
     pub segment: PathBuf,
     /// Where the file now ends.
     pub offset: u64,
+    /// How many bytes were cut off.
     pub bytes_dropped: u64,
 }
 
@@ -47,9 +50,11 @@ pub struct TruncatedTail {
 /// that is not the last one, so committed records were in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Corruption {
+    /// The segment file.
     pub segment: PathBuf,
     /// Where the damaged bytes started in the segment as it was found.
     pub offset: u64,
+    /// How many bytes were damaged.
     pub length: u64,
     /// Indexes of the records lost with it (empty when the bytes held none of ours).
     pub missing: Range<u64>,
@@ -257,6 +262,11 @@ pub(crate) struct SegmentScan {
     pub last_frame: Option<(u64, Range<usize>)>,
 }
 
+/// How far past the last good index a frame's index may be: far more records than a
+/// segment holds, and it keeps a scan through random bytes from checking the CRC of
+/// every random length that happens to fit.
+pub(crate) const MAX_INDEX_JUMP: u64 = 1 << 32;
+
 /// Walks the frames of a segment whose records start at `first_index` and must stay
 /// below `index_limit` (the next segment's first index).
 ///
@@ -270,7 +280,8 @@ pub(crate) fn scan_segment(bytes: &[u8], first_index: u64, index_limit: u64) -> 
     };
     let mut pos = 0;
     while pos < bytes.len() {
-        let wanted = scan.next_index..index_limit;
+        let wanted =
+            scan.next_index..index_limit.min(scan.next_index.saturating_add(MAX_INDEX_JUMP));
         if let Some((index, len)) = frame::valid_frame_at(bytes, pos, &wanted) {
             if index > scan.next_index {
                 scan.gaps.push(scan.next_index..index);
@@ -439,6 +450,24 @@ mod tests {
         assert_eq!((scan.records, scan.next_index), (2, 2));
         assert_eq!(scan.tail, Some(starts[2]..cut));
         assert!(scan.damage.is_empty());
+    }
+
+    #[test]
+    fn scan_resyncs_after_a_large_run_of_random_bytes() {
+        let (head, _) = frames(0..3, 40);
+        let (tail, _) = frames(3..6, 40);
+        let mut garbage = payload_for(99, 1 << 20);
+        garbage[..4].fill(0xFF); // no frame can start where the damage starts
+        let bytes = [head.clone(), garbage, tail].concat();
+        let scan = scan_segment(&bytes, 0, u64::MAX);
+        assert_eq!(
+            scan.damage,
+            [Damage {
+                bytes: head.len()..head.len() + (1 << 20),
+                missing: 3..3
+            }]
+        );
+        assert_eq!((scan.records, scan.next_index, scan.tail), (6, 6, None));
     }
 
     #[test]

@@ -609,3 +609,541 @@ impl<'de> Deserialize<'de> for KeyPaths {
         d.deserialize_any(KeyVisitor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const SECOND: u64 = 1_000_000_000;
+
+    /// A record as the `http` receiver makes it from a gateway's JSON event: every key the
+    /// receiver does not map to a record field becomes an attribute.
+    fn gateway_event(event: Value) -> Record {
+        let mut r = Record::new("http/gateway");
+        if let Value::Object(m) = event {
+            r.attributes = m;
+        }
+        r
+    }
+
+    fn classify_with(cfg: &ClassifyConfig, records: Vec<Record>) -> Vec<Record> {
+        Classifier::new("classify", cfg).unwrap().process(records)
+    }
+
+    fn classify_one(event: Value) -> (String, Severity) {
+        let out = classify_with(&ClassifyConfig::default(), vec![gateway_event(event)]);
+        (out[0].event_type.clone().unwrap(), out[0].severity.unwrap())
+    }
+
+    fn config(yaml: &str) -> ClassifyConfig {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    /// Expected classifications, one per documented event shape; the expectation is what a
+    /// security team would want, written down before running the pack.
+    #[test]
+    fn builtin_pack_classifies_documented_gateway_events() {
+        use Severity::*;
+        let session_actor = json!({"type": "session", "session": {
+            "user": {"id": "user-abc", "email": "user@example.com"},
+            "ip_address": "203.0.113.7", "user_agent": "Mozilla/5.0"}});
+        let key_actor = json!({"type": "api_key", "api_key": {"id": "key_abc", "type": "user",
+            "user": {"id": "user-abc", "email": "user@example.com"}}});
+        let cases: Vec<(&str, Value, &str, Severity)> = vec![
+            // OpenAI organization audit log (GET /v1/organization/audit_logs).
+            ("openai login.failed", json!({"id": "audit_log-1", "type": "login.failed", "effective_at": 1722461446,
+                "actor": session_actor, "login.failed": {"error_code": "invalid_credentials", "error_message": "Invalid credentials"}}),
+                "authentication", Medium),
+            ("openai login.succeeded", json!({"id": "audit_log-2", "type": "login.succeeded", "actor": session_actor}),
+                "authentication", Info),
+            ("openai logout.failed", json!({"type": "logout.failed", "actor": session_actor,
+                "logout.failed": {"error_code": "x", "error_message": "y"}}), "authentication", Low),
+            ("openai api_key.created", json!({"type": "api_key.created", "actor": session_actor,
+                "api_key.created": {"id": "key_xxxx", "data": {"scopes": ["resource.operation"]}}}), "credential_change", Medium),
+            ("openai api_key.updated", json!({"id": "audit_log-yyy__20240101", "type": "api_key.updated", "effective_at": 1720804190,
+                "actor": session_actor, "api_key.updated": {"id": "key_xxxx", "data": {"scopes": ["resource_2.operation_2"]}}}),
+                "credential_change", Medium),
+            ("openai api_key.deleted", json!({"type": "api_key.deleted", "actor": key_actor, "api_key.deleted": {"id": "key_xxxx"}}),
+                "credential_change", Medium),
+            ("openai rate_limit.updated", json!({"type": "rate_limit.updated", "actor": session_actor,
+                "rate_limit.updated": {"id": "rl-xxx", "changes_requested": {"max_requests_per_1_minute": 100}}}),
+                "configuration_change", Medium),
+            ("openai role granted", json!({"type": "user.updated", "actor": session_actor,
+                "user.updated": {"id": "user-def", "changes_requested": {"role": "owner"}}}), "authorization", High),
+            ("openai user renamed", json!({"type": "user.updated", "actor": session_actor,
+                "user.updated": {"id": "user-def", "changes_requested": {"name": "Dee"}}}), "authorization", Low),
+            ("openai role.assignment.created", json!({"type": "role.assignment.created", "actor": session_actor,
+                "role.assignment.created": {"id": "role_assignment_role-admin", "principal_id": "user-def", "principal_type": "user"}}),
+                "authorization", High),
+            ("openai invite.sent", json!({"type": "invite.sent", "invite.sent": {"id": "invite-1", "data": {"email": "new@example.com", "role": "reader"}}}),
+                "authorization", Low),
+            ("openai ip_allowlist.config.deactivated", json!({"type": "ip_allowlist.config.deactivated", "actor": session_actor}),
+                "configuration_change", High),
+            ("openai project.created", json!({"type": "project.created", "project.created": {"id": "proj_abc", "data": {"name": "p", "title": "P"}}}),
+                "configuration_change", Low),
+            // LiteLLM proxy audit log (LiteLLM_AuditLogs).
+            ("litellm key rotated", json!({"id": "6a1f", "updated_at": "2025-05-01T10:00:00Z", "changed_by": "admin-1",
+                "changed_by_api_key": "88dc28", "action": "rotated", "table_name": "LiteLLM_VerificationToken",
+                "object_id": "sk-hash-1", "before_value": "{\"key_alias\": \"ci\"}", "updated_values": "{\"key_alias\": \"ci\"}"}),
+                "credential_change", Medium),
+            ("litellm key deleted", json!({"changed_by": "admin-1", "action": "deleted", "table_name": "LiteLLM_VerificationToken",
+                "object_id": "d5265fc7"}), "credential_change", Medium),
+            ("litellm key blocked", json!({"changed_by": "admin-1", "action": "blocked", "table_name": "LiteLLM_VerificationToken",
+                "object_id": "d5265fc7"}), "credential_change", Medium),
+            ("litellm team budget", json!({"changed_by": "krrish@berri.ai", "action": "updated", "table_name": "LiteLLM_TeamTable",
+                "object_id": "team-1", "updated_values": "{\"team_id\": \"team-1\", \"max_budget\": 100.0}"}),
+                "configuration_change", Medium),
+            ("litellm key tpm limit (object form)", json!({"changed_by": "admin-1", "action": "updated",
+                "table_name": "LiteLLM_VerificationToken", "object_id": "k1", "updated_values": {"tpm_limit": 1000}}),
+                "configuration_change", Medium),
+            ("litellm user made admin", json!({"changed_by": "admin-1", "action": "updated", "table_name": "LiteLLM_UserTable",
+                "object_id": "u-1", "updated_values": "{\"user_id\": \"u-1\", \"user_role\": \"proxy_admin\"}"}),
+                "authorization", High),
+            ("litellm user created", json!({"changed_by": "admin-1", "action": "created", "table_name": "LiteLLM_UserTable",
+                "object_id": "u-2"}), "authorization", Low),
+            ("litellm model added", json!({"changed_by": "admin-1", "action": "created", "table_name": "LiteLLM_ProxyModelTable",
+                "object_id": "m-1"}), "configuration_change", Low),
+            // LiteLLM request logs (StandardLoggingPayload).
+            ("litellm guardrail intervened", json!({"call_type": "acompletion", "model": "gpt-4o", "status": "failure",
+                "guardrail_information": {"guardrail_name": "lakera-pre", "guardrail_mode": "pre_call",
+                "guardrail_status": "guardrail_intervened"}}), "security", Medium),
+            ("litellm prompt injection", json!({"call_type": "completion", "status": "failure",
+                "error_str": "Rejected message. This is a prompt injection attack."}), "security", High),
+            ("litellm request", json!({"call_type": "acompletion", "model": "gpt-4o", "status": "success",
+                "metadata": {"user_api_key_user_id": "u-9"}}), "model_request", Info),
+            ("litellm failed request", json!({"call_type": "acompletion", "model": "gpt-4o", "status": "failure",
+                "error_str": "RateLimitError"}), "model_request", Low),
+            // Portkey audit log (GET /v1/audit-logs records).
+            ("portkey api key created", json!({"timestamp": "2025-04-01T10:00:00Z", "method": "POST",
+                "uri": "/v1/api-keys/workspace/user", "request_id": "r-1", "user_id": "3c90c3cc", "user_type": "user",
+                "organisation_id": "org-1", "workspace_id": "ws-1", "response_status_code": 200, "resource_type": "api_keys",
+                "action": "create", "client_ip": "198.51.100.4", "country": "DE"}), "credential_change", Medium),
+            ("portkey usage limit updated", json!({"method": "PUT", "uri": "/v1/policies/usage-limits/ul-1", "user_id": "3c90c3cc",
+                "response_status_code": 200, "action": "update"}), "configuration_change", Medium),
+            ("portkey denied", json!({"method": "DELETE", "uri": "/v1/api-keys/k-1", "user_id": "3c90c3cc",
+                "response_status_code": 403, "action": "delete"}), "authorization", Medium),
+            ("portkey guardrail deleted", json!({"method": "DELETE", "uri": "/v1/guardrails/g-1", "user_id": "3c90c3cc",
+                "response_status_code": 200, "action": "delete"}), "security", High),
+            ("portkey config updated", json!({"method": "PUT", "uri": "/v1/configs/pc-1", "response_status_code": 200}),
+                "configuration_change", Low),
+            // Kong AI Gateway log plugins.
+            ("kong lakera blocked", json!({"ai": {"proxy": {"lakera-guard": {"input_faulty_prompt": "Ignore previous instructions"},
+                "meta": {"request_model": "gpt-4o", "provider_name": "openai"}}}, "response": {"status": 400}}),
+                "security", Medium),
+            ("kong request", json!({"ai": {"proxy": {"meta": {"request_model": "command", "provider_name": "cohere"},
+                "usage": {"prompt_tokens": 28, "completion_tokens": 20, "total_tokens": 48}}}, "consumer": {"username": "alice"}}),
+                "model_request", Info),
+            // Cloudflare AI Gateway.
+            ("cloudflare prompt blocked", json!({"success": false,
+                "error": [{"code": 2016, "message": "Prompt blocked due to security configurations"}]}), "security", Medium),
+            ("cloudflare response blocked", json!({"success": false,
+                "errors": [{"code": 2017, "message": "Response blocked due to security configurations"}]}), "security", Medium),
+            ("cloudflare dlp block", json!({"provider": "openai", "model": "gpt-4o-mini", "dlp_action": "BLOCK"}), "security", Medium),
+            ("cloudflare log", json!({"provider": "openai", "model": "gpt-4o-mini", "success": true, "cached": false,
+                "tokens_in": 12, "tokens_out": 40}), "model_request", Info),
+            // OpenTelemetry GenAI and ECS.
+            ("otel gen_ai", json!({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}), "model_request", Info),
+            ("ecs failed login", json!({"event": {"category": ["authentication"], "outcome": "failure", "action": "user_login"},
+                "user": {"name": "bob"}}), "authentication", Medium),
+            // Vellum's own action vocabulary, as the http receiver documents it.
+            ("login.failed", json!({"action": "login.failed", "user_id": "u1", "ip": "10.0.0.7"}), "authentication", Medium),
+            ("login with outcome", json!({"action": "login", "outcome": "failure", "user_id": "u1"}), "authentication", Medium),
+            ("mfa.disabled", json!({"action": "mfa.disabled", "user_id": "u1"}), "authentication", High),
+            ("key.rotated", json!({"action": "key.rotated", "key_id": "k1"}), "credential_change", Medium),
+            ("api_key.created", json!({"action": "api_key.created"}), "credential_change", Medium),
+            ("role.assigned", json!({"action": "role.assigned", "role": "admin"}), "authorization", High),
+            ("user.role.updated", json!({"action": "user.role.updated"}), "authorization", High),
+            ("permission.granted", json!({"action": "permission.granted"}), "authorization", High),
+            ("budget.updated", json!({"action": "budget.updated", "max_budget": 500}), "configuration_change", Medium),
+            ("rate_limit.changed", json!({"action": "rate_limit.changed"}), "configuration_change", Medium),
+            ("guardrail.violation", json!({"action": "guardrail.violation", "guardrail": "toxicity"}), "security", Medium),
+            ("prompt_injection.detected", json!({"action": "prompt_injection.detected"}), "security", High),
+            ("jailbreak.detected", json!({"action": "jailbreak.detected"}), "security", High),
+            ("pii.blocked", json!({"action": "pii.blocked"}), "security", Medium),
+            ("audit_log.disabled", json!({"action": "audit_log.disabled"}), "security", Critical),
+            ("model.invoke", json!({"action": "model.invoke", "model": "gpt-4o"}), "model_request", Info),
+            ("logs.exported", json!({"action": "logs.exported"}), "data_access", Low),
+            ("unknown", json!({"action": "heartbeat"}), "other", Info),
+            ("empty", json!({}), "other", Info),
+        ];
+        let mut failures = Vec::new();
+        for (name, event, event_type, severity) in cases {
+            let got = classify_one(event);
+            if got != (event_type.to_string(), severity) {
+                failures.push(format!("{name}: expected {event_type}/{}, got {}/{}", severity.as_str(), got.0, got.1.as_str()));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn severity_sets_the_otlp_number_and_keeps_severity_text() {
+        let mut r = gateway_event(json!({"action": "role.assigned"}));
+        r.severity_text = "NOTICE".into();
+        r.severity_number = 10;
+        let out = classify_with(&ClassifyConfig::default(), vec![r]);
+        assert_eq!(out[0].severity, Some(Severity::High));
+        assert_eq!(out[0].severity_number, 20);
+        assert_eq!(out[0].severity_text, "NOTICE");
+    }
+
+    #[test]
+    fn pii_blocked_records_keep_their_event_type_and_get_a_severity() {
+        let mut r = Record::new("http/gateway");
+        r.event_type = Some("pii_blocked".into());
+        r.severity_number = 13;
+        r.tags = vec!["pii_blocked".into()];
+        let out = classify_with(&ClassifyConfig::default(), vec![r]);
+        assert_eq!(out[0].event_type.as_deref(), Some("pii_blocked"));
+        assert_eq!(out[0].severity, Some(Severity::Medium));
+        assert_eq!(out[0].severity_number, 17);
+    }
+
+    #[test]
+    fn what_the_source_set_is_kept_unless_overwrite() {
+        let source_set = || {
+            let mut r = gateway_event(json!({"action": "login.failed"}));
+            r.event_type = Some("sso".into());
+            r.severity = Some(Severity::Low);
+            r
+        };
+        let out = classify_with(&ClassifyConfig::default(), vec![source_set()]);
+        assert_eq!((out[0].event_type.as_deref(), out[0].severity), (Some("sso"), Some(Severity::Low)));
+
+        let overwrite = config("overwrite: true\nwindows: []");
+        let out = classify_with(&overwrite, vec![source_set()]);
+        assert_eq!((out[0].event_type.as_deref(), out[0].severity), (Some("authentication"), Some(Severity::Medium)));
+
+        // Only the missing severity is filled in, by the first rule that sets one.
+        let mut typed = gateway_event(json!({"action": "login.failed"}));
+        typed.event_type = Some("sso".into());
+        let out = classify_with(&ClassifyConfig::default(), vec![typed]);
+        assert_eq!((out[0].event_type.as_deref(), out[0].severity), (Some("sso"), Some(Severity::Medium)));
+    }
+
+    #[test]
+    fn extra_rules_come_first_and_first_match_wins() {
+        let cfg = config(
+            r#"
+rules: builtin
+extra_rules:
+  - { name: model_invoke, when: "attributes.action == 'model.invoke'", event_type: model_request, severity: low }
+  - { when: "attributes.action == 'login.failed' and attributes.user_id == 'svc-ci'", severity: info }
+  - { when: "attributes.action == 'model.invoke'", event_type: never_reached, severity: critical }
+default: { event_type: unclassified, severity: low }
+"#,
+        );
+        let out = classify_with(
+            &cfg,
+            vec![
+                gateway_event(json!({"action": "model.invoke"})),
+                gateway_event(json!({"action": "login.failed", "user_id": "svc-ci"})),
+                gateway_event(json!({"action": "login.failed", "user_id": "alice"})),
+                gateway_event(json!({"action": "heartbeat"})),
+            ],
+        );
+        let got: Vec<_> = out.iter().map(|r| (r.event_type.as_deref().unwrap(), r.severity.unwrap())).collect();
+        assert_eq!(
+            got,
+            [
+                ("model_request", Severity::Low),
+                // The deciding rule set no event_type: it comes from `default`.
+                ("unclassified", Severity::Info),
+                ("authentication", Severity::Medium),
+                ("unclassified", Severity::Low),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_list_of_rules_replaces_the_pack() {
+        let cfg = config(
+            r#"
+rules:
+  - { when: "attributes.status >= 500", event_type: availability, severity: medium }
+windows: []
+"#,
+        );
+        let out = classify_with(
+            &cfg,
+            vec![gateway_event(json!({"status": 503})), gateway_event(json!({"action": "login.failed"}))],
+        );
+        assert_eq!(out[0].event_type.as_deref(), Some("availability"));
+        assert_eq!(out[1].event_type.as_deref(), Some("other"));
+    }
+
+    struct TestClock(Arc<AtomicU64>);
+
+    impl TestClock {
+        fn new() -> (TestClock, Clock) {
+            let now = Arc::new(AtomicU64::new(0));
+            let reader = now.clone();
+            (TestClock(now), Arc::new(move || reader.load(Ordering::SeqCst)))
+        }
+        fn set_seconds(&self, s: u64) {
+            self.0.store(s * SECOND, Ordering::SeqCst);
+        }
+    }
+
+    fn failed_login(user: &str) -> Record {
+        gateway_event(json!({"action": "login.failed", "user_id": user}))
+    }
+
+    fn burst_config(max_keys: usize) -> ClassifyConfig {
+        config(&format!(
+            r#"
+windows:
+  - name: failed_login_burst
+    when: "event_type == 'authentication' and severity >= medium"
+    key: attributes.user_id
+    threshold: 5
+    within: 1m
+    severity: high
+max_tracked_keys: {max_keys}
+"#
+        ))
+    }
+
+    fn escalated(r: &Record) -> bool {
+        r.tags.iter().any(|t| t == "failed_login_burst")
+    }
+
+    #[test]
+    fn a_window_escalates_the_nth_event_within_the_period_and_the_ones_after() {
+        let (clock, reader) = TestClock::new();
+        let c = Classifier::with_clock("classify", &burst_config(100), reader).unwrap();
+        // Arrivals (seconds) and whether each should be escalated: 5 arrivals within 60 s.
+        let script = [(0, false), (10, false), (20, false), (30, false), (40, true), (65, true), (125, false), (126, false)];
+        for (at, expected) in script {
+            clock.set_seconds(at);
+            let out = c.process(vec![failed_login("u1")]);
+            assert_eq!(escalated(&out[0]), expected, "arrival at {at}s");
+            let severity = if expected { Severity::High } else { Severity::Medium };
+            assert_eq!(out[0].severity, Some(severity), "arrival at {at}s");
+            assert_eq!(out[0].severity_number, severity.otlp_number());
+        }
+    }
+
+    #[test]
+    fn arrivals_exactly_one_period_apart_are_not_within_it() {
+        let (clock, reader) = TestClock::new();
+        let c = Classifier::with_clock("classify", &burst_config(100), reader).unwrap();
+        for at in [0, 15, 30, 45] {
+            clock.set_seconds(at);
+            assert!(!escalated(&c.process(vec![failed_login("u1")])[0]));
+        }
+        clock.set_seconds(60);
+        assert!(!escalated(&c.process(vec![failed_login("u1")])[0]), "0 s and 60 s span the full minute");
+        clock.set_seconds(61);
+        assert!(escalated(&c.process(vec![failed_login("u1")])[0]), "15..61 s: five within the minute");
+    }
+
+    #[test]
+    fn keys_count_separately_and_records_without_the_key_do_not_count() {
+        let (_clock, reader) = TestClock::new();
+        let c = Classifier::with_clock("classify", &burst_config(100), reader).unwrap();
+        let mut batch = Vec::new();
+        for _ in 0..4 {
+            batch.push(failed_login("alice"));
+            batch.push(failed_login("bob"));
+            batch.push(gateway_event(json!({"action": "login.failed"})));
+            batch.push(gateway_event(json!({"action": "login.failed", "user_id": ""})));
+            batch.push(gateway_event(json!({"action": "login.succeeded", "user_id": "alice"})));
+        }
+        batch.push(failed_login("alice"));
+        let out = c.process(batch);
+        let tagged: Vec<usize> = out.iter().enumerate().filter(|(_, r)| escalated(r)).map(|(i, _)| i).collect();
+        assert_eq!(tagged, [20], "only alice's fifth failure");
+    }
+
+    #[test]
+    fn within_one_batch_the_records_from_the_nth_on_are_escalated() {
+        let (_clock, reader) = TestClock::new();
+        let c = Classifier::with_clock("classify", &burst_config(100), reader).unwrap();
+        let out = c.process((0..7).map(|_| failed_login("u1")).collect());
+        let flags: Vec<bool> = out.iter().map(escalated).collect();
+        assert_eq!(flags, [false, false, false, false, true, true, true]);
+    }
+
+    #[test]
+    fn escalation_raises_but_never_lowers_and_tags_once() {
+        let (_clock, reader) = TestClock::new();
+        let cfg = config(
+            r#"
+windows:
+  - { name: noisy, when: "attributes.action exists", key: attributes.user_id, threshold: 1, within: 1s, severity: medium }
+  - { name: noisy_again, when: "attributes.action exists", key: attributes.user_id, threshold: 1, within: 1s, tag: noisy }
+"#,
+        );
+        let c = Classifier::with_clock("classify", &cfg, reader).unwrap();
+        let out = c.process(vec![
+            gateway_event(json!({"action": "role.assigned", "user_id": "u1"})),
+            gateway_event(json!({"action": "heartbeat", "user_id": "u1"})),
+        ]);
+        assert_eq!(out[0].severity, Some(Severity::High), "high stays high");
+        assert_eq!(out[1].severity, Some(Severity::Medium), "info is raised");
+        assert_eq!(out[0].tags, ["noisy"]);
+        assert_eq!(out[1].tags, ["noisy"]);
+    }
+
+    #[test]
+    fn the_least_recently_seen_key_is_evicted_and_starts_over() {
+        let (clock, reader) = TestClock::new();
+        let c = Classifier::with_clock("classify", &burst_config(2), reader).unwrap();
+        for at in 0..4 {
+            clock.set_seconds(at);
+            c.process(vec![failed_login("alice")]);
+            c.process(vec![failed_login("bob")]);
+        }
+        // Carol makes a third key: alice, seen least recently, is forgotten.
+        c.process(vec![failed_login("carol")]);
+        clock.set_seconds(5);
+        let out = c.process(vec![failed_login("bob"), failed_login("alice")]);
+        assert!(escalated(&out[0]), "bob kept his four earlier failures");
+        assert!(!escalated(&out[1]), "alice starts again from one");
+    }
+
+    #[test]
+    fn a_window_key_may_name_several_paths_the_first_present_wins() {
+        let (_clock, reader) = TestClock::new();
+        let c = Classifier::with_clock("classify", &ClassifyConfig::default(), reader).unwrap();
+        // OpenAI's login.failed carries the user under actor.session; the built-in window
+        // finds it there.
+        let openai = |ip: &str| {
+            gateway_event(json!({"type": "login.failed", "actor": {"type": "session",
+                "session": {"user": {"id": "user-abc"}, "ip_address": ip}}}))
+        };
+        let out = c.process((0..5).map(|i| openai(&format!("203.0.113.{i}"))).collect());
+        assert_eq!(out.iter().map(|r| r.tags.contains(&"failed_login_burst".to_string())).collect::<Vec<_>>(), [
+            false, false, false, false, true
+        ]);
+        assert_eq!(out[4].severity, Some(Severity::High));
+    }
+
+    #[test]
+    fn builtin_windows_catch_credential_stuffing_and_mass_deletion() {
+        let (_clock, reader) = TestClock::new();
+        let c = Classifier::with_clock("classify", &ClassifyConfig::default(), reader).unwrap();
+        let stuffing: Vec<Record> = (0..20)
+            .map(|i| gateway_event(json!({"action": "login.failed", "user_id": format!("victim-{i}"), "client_ip": "198.51.100.9"})))
+            .collect();
+        let out = c.process(stuffing);
+        assert!(out[..19].iter().all(|r| r.tags.is_empty()));
+        assert_eq!(out[19].tags, ["failed_login_burst_by_ip"]);
+
+        let deletions: Vec<Record> = (0..5)
+            .map(|i| gateway_event(json!({"changed_by": "admin-7", "action": "deleted",
+                "table_name": "LiteLLM_VerificationToken", "object_id": format!("k{i}")})))
+            .collect();
+        let out = c.process(deletions);
+        assert_eq!(out[4].tags, ["mass_credential_deletion"]);
+        assert_eq!(out[4].severity, Some(Severity::Critical));
+        assert_eq!(out[4].severity_number, 21);
+        assert!(out[3].tags.is_empty());
+    }
+
+    #[test]
+    fn window_memory_is_bounded_by_the_key_cap() {
+        let (_clock, reader) = TestClock::new();
+        let c = Classifier::with_clock("classify", &burst_config(50), reader).unwrap();
+        for i in 0..1_000 {
+            c.process(vec![failed_login(&format!("spray-{i}"))]);
+        }
+        let state = c.windows[0].state.lock().unwrap();
+        assert_eq!(state.keys.len(), 50);
+        assert_eq!(state.by_recency.len(), 50);
+        assert!(state.keys.contains_key("spray-999") && !state.keys.contains_key("spray-949"));
+    }
+
+    #[test]
+    fn config_reads_the_documented_yaml() {
+        let cfg = config(
+            r#"
+rules: builtin
+extra_rules:
+  - { when: "attributes.action == 'model.invoke'", event_type: model_request, severity: info }
+default: { event_type: other, severity: info }
+windows:
+  - { name: failed_login_burst, when: "event_type == 'authentication' and attributes.outcome == 'failure'", key: attributes.user_id, threshold: 5, within: 1m, severity: high, tag: failed_login_burst }
+max_tracked_keys: 10000
+"#,
+        );
+        assert_eq!(cfg.rules, Pack::Builtin);
+        let Pack::List(windows) = &cfg.windows else { panic!("windows: {:?}", cfg.windows) };
+        assert_eq!(windows[0].within, Duration::from_secs(60));
+        assert_eq!(windows[0].key, KeyPaths(vec!["attributes.user_id".into()]));
+        assert!(cfg.problems().is_empty());
+        assert!(Classifier::new("classify", &cfg).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_words_are_refused_by_serde() {
+        let e = serde_saphyr::from_str::<ClassifyConfig>("rulez: builtin").unwrap_err().to_string();
+        assert!(e.contains("rulez"), "{e}");
+        let e = serde_saphyr::from_str::<ClassifyConfig>("rules: built-in").unwrap_err().to_string();
+        assert!(e.contains("expected `builtin` or a list"), "{e}");
+        let e = serde_saphyr::from_str::<ClassifyConfig>("default: { severity: severe }").unwrap_err().to_string();
+        assert!(e.contains("not a severity"), "{e}");
+        let e = serde_saphyr::from_str::<ClassifyConfig>("rules: [{ when: 'true', severity: high, colour: red }]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn problems_name_the_rule_the_field_and_the_column() {
+        let cfg = config(
+            r#"
+rules:
+  - { when: "attributes.a == 1", severity: high }
+  - { when: "severity == 'bogus'", event_type: x }
+  - { when: "attributes.a == 1" }
+  - { when: "true", event_type: "Not Allowed" }
+extra_rules:
+  - { when: "usr == 'x'", severity: low }
+windows:
+  - { name: w, when: "true", key: "attributes.u", threshold: 0, within: 0s }
+  - { name: w, when: "(", key: ["attributes.u", "bogus.path"], threshold: 10001, within: 1m, tag: "Bad Tag" }
+max_tracked_keys: 0
+"#,
+        );
+        let problems = cfg.problems();
+        let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "extra_rules[0].when",
+                "rules[1].when",
+                "rules[2]",
+                "rules[3].event_type",
+                "max_tracked_keys",
+                "windows[0].threshold",
+                "windows[0].within",
+                "windows[1].name",
+                "windows[1].threshold",
+                "windows[1].tag",
+                "windows[1].key[1]",
+                "windows[1].when",
+            ]
+        );
+        assert!(problems[1].1.starts_with("column 13 of the condition: `bogus` is not a severity"), "{}", problems[1].1);
+        assert!(problems[0].1.contains("attributes.usr"), "{}", problems[0].1);
+        let e = Classifier::new("classify", &cfg).unwrap_err();
+        assert_eq!((e.path.as_str(), e.column), ("extra_rules[0].when", Some(1)));
+    }
+
+    #[test]
+    fn the_builtin_pack_loads_and_every_rule_is_reachable() {
+        let pack = builtin_pack().unwrap();
+        assert!(pack.rules.len() >= 15);
+        let mut names = std::collections::BTreeSet::new();
+        for rule in &pack.rules {
+            let name = rule.name.as_deref().unwrap();
+            assert!(names.insert(name), "duplicate rule name {name}");
+            assert!(rule.event_type.is_some() && rule.severity.is_some(), "{name} sets both fields");
+        }
+        assert!(ClassifyConfig::default().problems().is_empty());
+    }
+}

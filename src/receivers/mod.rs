@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod otlp;
+pub mod syslog;
 
 use std::time::Duration;
 
@@ -18,15 +19,17 @@ use crate::config::{ComponentConfig, ComponentId, DecodeError, decode_json};
 pub enum ReceiverConfig {
     Otlp(otlp::OtlpConfig),
     Http(http::HttpConfig),
+    Syslog(syslog::SyslogConfig),
 }
 
-const TYPES: &[&str] = &["otlp", "http"];
+const TYPES: &[&str] = &["otlp", "http", "syslog"];
 
 impl ComponentConfig for ReceiverConfig {
     fn decode(id: &ComponentId, json: serde_json::Value) -> Result<ReceiverConfig, DecodeError> {
         Ok(match id.kind() {
             "otlp" => ReceiverConfig::Otlp(decode_json(json)?),
             "http" => ReceiverConfig::Http(decode_json(json)?),
+            "syslog" => ReceiverConfig::Syslog(decode_json(json)?),
             _ => return Err(DecodeError::UnknownType(TYPES)),
         })
     }
@@ -35,6 +38,7 @@ impl ComponentConfig for ReceiverConfig {
         match self {
             ReceiverConfig::Otlp(c) => c.problems(),
             ReceiverConfig::Http(c) => c.problems(),
+            ReceiverConfig::Syslog(c) => c.problems(),
         }
     }
 }
@@ -54,6 +58,7 @@ impl ReceiverConfig {
             ReceiverConfig::Http(c) => Ok(vec![
                 http::start(id, c.clone(), intake, limits, shutdown).await?,
             ]),
+            ReceiverConfig::Syslog(c) => Ok(vec![syslog::start(id, c.clone(), intake, shutdown).await?]),
         }
     }
 }

@@ -69,6 +69,8 @@ receivers:
       grpc: {{ endpoint: 127.0.0.1:{grpc} }}
       http: {{ endpoint: 127.0.0.1:{http} }}
   http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
+  syslog/tcp: {{ protocol: tcp, endpoint: 127.0.0.1:{syslog} }}
+  syslog/udp: {{ protocol: udp, endpoint: 127.0.0.1:{syslog} }}
 processors:
   hash_chain:
     origin: test.vellum
@@ -79,13 +81,14 @@ service:
   storage: {{ directory: {state} }}
   pipelines:
     logs/audit:
-      receivers: [otlp, http/gateway]
+      receivers: [otlp, http/gateway, syslog/tcp, syslog/udp]
       processors: [hash_chain]
       exporters: [file/evidence]
 "#,
         grpc = ports.grpc,
         http = ports.http,
         gateway = ports.gateway,
+        syslog = ports.syslog,
         evidence = dir.join("evidence").display(),
         state = dir.join("state").display(),
     )

@@ -144,7 +144,10 @@ impl<'r> Composer<'r> {
             "eu.mail.example.net",
             "example.io",
         ]);
-        let raw = format!("{local}@{domain}");
+        let mut raw = format!("{local}@{domain}");
+        if self.rng.chance(10) {
+            raw = raw.to_ascii_uppercase();
+        }
         let canonical = raw.to_ascii_lowercase();
         self.label("email", raw, canonical)
     }
@@ -175,7 +178,9 @@ impl<'r> Composer<'r> {
         let area = format!("{}{}", self.rng.range(2, 9), self.rng.digits(2));
         let exchange = format!("{}{}", self.rng.range(0, 9), self.rng.digits(2));
         let line = self.rng.digits(4);
-        let raw = match self.rng.below(7) {
+        let raw = match self.rng.below(9) {
+            7 => format!("+1-{area}-{exchange}-{line}"),
+            8 => format!("+1.{area}.{exchange}.{line}"),
             0 => format!("+1 ({area}) {exchange}-{line}"),
             1 => format!("+1 {area} {exchange} {line}"),
             2 => format!("+1{area}{exchange}{line}"),
@@ -324,7 +329,8 @@ impl<'r> Composer<'r> {
     }
 
     pub fn bearer(&mut self) -> String {
-        let t = self.token_with_digit(self.rng.range(24, 40) as usize, ALNUM);
+        let len = self.rng.range(24, 40) as usize;
+        let t = self.token_with_digit(len, ALNUM);
         self.label("bearer_token", t.clone(), t)
     }
 
@@ -375,7 +381,8 @@ impl<'r> Composer<'r> {
     /// A connection URL; the label is its `user:password`.
     pub fn url_with_credentials(&mut self) -> String {
         let user = *self.rng.pick(&["admin", "app", "svc_gateway", "postgres", "deploy"]);
-        let password = self.token_with_digit(self.rng.range(10, 20) as usize, ALNUM);
+        let len = self.rng.range(10, 20) as usize;
+        let password = self.token_with_digit(len, ALNUM);
         let userinfo = self.label("url_credentials", format!("{user}:{password}"), format!("{user}:{password}"));
         let (scheme, host) = *self.rng.pick(&[
             ("postgres", "db.internal:5432/app"),
@@ -413,7 +420,10 @@ impl<'r> Composer<'r> {
     }
 
     pub fn hard_negative(&mut self) -> String {
-        let v = match self.rng.below(22) {
+        let v = match self.rng.below(25) {
+            22 => format!("AssemblyVersion {}.{}.{}.{}", self.rng.below(9), self.rng.below(9), self.rng.below(99), self.rng.below(9)),
+            23 => format!("firmware: {}.{}.{}.{}", self.rng.range(1, 9), self.rng.below(20), self.rng.below(9), self.rng.below(99)),
+            24 => "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"".to_string(),
             0 => format!("ORD-{}-{}", self.rng.range(2019, 2026), self.rng.digits(6)),
             1 => format!(
                 "{}-{:02}-{:02}T{:02}:{:02}:{:02}.{}Z",
@@ -451,9 +461,9 @@ impl<'r> Composer<'r> {
 
     /// 16 digits with a card's prefix whose last digit breaks Luhn.
     fn failing_luhn_id(&mut self) -> String {
-        let body = format!("{}{}", self.rng.pick(&["4", "51", "37", "6011"]), self.rng.digits(12));
-        let body = &body[..15];
-        let wrong = (luhn_check_digit(body) + 1 + self.rng.below(9) as u32) % 10;
+        let prefix = *self.rng.pick(&["4", "51", "37", "6011"]);
+        let body = format!("{prefix}{}", self.rng.digits(15 - prefix.len()));
+        let wrong = (luhn_check_digit(&body) + 1 + self.rng.below(9) as u32) % 10;
         format!("{body}{wrong}")
     }
 
@@ -487,17 +497,20 @@ impl<'r> Composer<'r> {
         match detector {
             "email" => {
                 let e = self.email();
-                match self.rng.below(3) {
+                match self.rng.below(5) {
                     0 => format!("Please send the invoice to {e} by Friday."),
                     1 => format!("Contact: {e}"),
+                    2 => format!("<a href=\"mailto:{e}\">write to us</a>"),
+                    3 => format!("Reviewers (cc {e}); approved."),
                     _ => format!("Forward this thread to <{e}> and cc legal."),
                 }
             }
             "phone" => {
                 let p = self.phone();
-                match self.rng.below(3) {
+                match self.rng.below(4) {
                     0 => format!("Call me back at {p} after lunch."),
                     1 => format!("My number is {p}, text first."),
+                    2 => format!("Phone: {p} x204 (desk)"),
                     _ => format!("tel: {p}"),
                 }
             }
@@ -510,16 +523,30 @@ impl<'r> Composer<'r> {
             }
             "credit_card" => {
                 let c = self.card();
-                match self.rng.below(2) {
+                match self.rng.below(3) {
                     0 => format!("Charge card {c} exp 09/27 for the renewal."),
+                    1 => format!("pay with {c} 11/28 cvv 123"),
                     _ => format!("Card number: {c}."),
                 }
             }
             "iban" => format!("Wire the refund to IBAN {} today.", self.iban()),
-            "ipv4" => format!("Request came from {} via the EU edge.", self.ipv4()),
-            "ipv6" => format!("Peer [{}]:443 reset the connection.", self.ipv6()),
-            "jwt" => format!("curl -H 'Authorization: Bearer {}' https://api.example.com/v1/me", self.jwt()),
-            "bearer_token" => format!("Authorization: Bearer {}", self.bearer()),
+            "ipv4" => match self.rng.below(3) {
+                0 => format!("Request came from {} via the EU edge.", self.ipv4()),
+                1 => format!("X-Forwarded-For: {}, {}", self.ipv4(), self.ipv4()),
+                _ => format!("client_ip={}:{} subnet {}/24", self.ipv4(), self.rng.range(1024, 65535), self.ipv4()),
+            },
+            "ipv6" => match self.rng.below(2) {
+                0 => format!("Peer [{}]:443 reset the connection.", self.ipv6()),
+                _ => format!("probe http://[{}]:8080/healthz failed", self.ipv6()),
+            },
+            "jwt" => match self.rng.below(2) {
+                0 => format!("curl -H 'Authorization: Bearer {}' https://api.example.com/v1/me", self.jwt()),
+                _ => format!("GET /callback?id_token={}&state=af0ifjsldkj", self.jwt()),
+            },
+            "bearer_token" => match self.rng.below(2) {
+                0 => format!("Authorization: Bearer {}", self.bearer()),
+                _ => format!("headers: authorization: bearer {}; accept: */*", self.bearer()),
+            },
             "aws_access_key" => {
                 if self.rng.chance(50) {
                     format!("export AWS_ACCESS_KEY_ID={}", self.aws_key_id())
@@ -536,7 +563,10 @@ impl<'r> Composer<'r> {
             }
             "private_key" => format!("Here is the deploy key:\n{}\nplease install it.", self.private_key()),
             "url_credentials" => format!("connecting to {} failed: timeout", self.url_with_credentials()),
-            _ => format!("login attempt user=ops password={} from console", self.secret_word()),
+            _ => match self.rng.below(2) {
+                0 => format!("login attempt user=ops password={} from console", self.secret_word()),
+                _ => format!("payload={{\"user\":\"ops\",\"password\":\"{}\"}} rejected", self.secret_word()),
+            },
         }
     }
 

@@ -13,7 +13,7 @@
 //! | `ssn` | `123-45-6789`, `123 45 6789`, or nine digits right after `SSN` | the SSA's never-issued areas, groups and serials |
 //! | `credit_card` | 13–19 digits, contiguous or in groups of 4–6 split by one kind of separator | Luhn and issuer prefix/length ranges |
 //! | `iban` | uppercase IBAN, compact or in groups | country length and mod-97 |
-//! | `ipv4` | dotted quad | octets 0–255, no leading zeros, not part of a longer dotted run |
+//! | `ipv4` | dotted quad | octets 0–255, no leading zeros, not part of a longer dotted run, not right after a word ending in `version`, `build`, `release`, `rev`, `firmware` |
 //! | `ipv6` | full, compressed and IPv4-suffixed forms | parsed by the standard library |
 //! | `jwt` | `eyJ….eyJ….sig` | header decodes to a JSON object with `alg` |
 //! | `bearer_token` | `Bearer <token>`, `Basic <credentials>` (the credential only) | bearer: ≥ 16 chars with letters and digits; basic: base64 of `user:password` |
@@ -316,7 +316,7 @@ fn accept_ssn(text: &str, m: Range<usize>) -> Option<Range<usize>> {
 
 /// A run of digits with single spaces or dashes may hold one or more card numbers, as one
 /// group (`4111111111111111`) or as groups (`4111 1111 1111 1111`, `3782 822463 10005`).
-/// Each maximal run of whole groups that validates is a finding, longest first.
+/// Each run of whole groups that validates is a finding.
 fn accept_cards(text: &str, m: Range<usize>, out: &mut Vec<Range<usize>>) {
     if !clear_before(text, m.start, b"._") || !clear_after(text, m.end, b"_") {
         return;
@@ -334,11 +334,17 @@ fn accept_cards(text: &str, m: Range<usize>, out: &mut Vec<Range<usize>>) {
 
     let mut first = 0;
     while first < groups.len() {
-        let mut matched = None;
-        for last in (first..groups.len()).rev() {
+        // `6011 1111 1111 1117 12/26`: the 18 digits up to `12` may pass Luhn too, so the
+        // usual lengths go first.
+        let mut matched: Option<(usize, Range<usize>)> = None;
+        for last in first..groups.len() {
             if let Some(span) = card_in_groups(text, &groups[first..=last]) {
-                matched = Some((last, span));
-                break;
+                let better = matched.as_ref().is_none_or(|(_, best)| {
+                    card_length_preference(digit_count(text, &span)) < card_length_preference(digit_count(text, best))
+                });
+                if better {
+                    matched = Some((last, span));
+                }
             }
         }
         match matched {
@@ -349,6 +355,14 @@ fn accept_cards(text: &str, m: Range<usize>, out: &mut Vec<Range<usize>>) {
             None => first += 1,
         }
     }
+}
+
+fn card_length_preference(digits: usize) -> usize {
+    [16, 15, 19, 14, 13, 17, 18].iter().position(|&n| n == digits).unwrap_or(usize::MAX)
+}
+
+fn digit_count(text: &str, span: &Range<usize>) -> usize {
+    text[span.clone()].bytes().filter(u8::is_ascii_digit).count()
 }
 
 fn card_in_groups(text: &str, groups: &[Range<usize>]) -> Option<Range<usize>> {
@@ -414,8 +428,20 @@ fn iban_at(text: &str, start: usize, limit: usize) -> Option<Range<usize>> {
     ok.then_some(start..at)
 }
 
+/// Whether the word before `at` says a dotted quad is a version: `AssemblyVersion 1.0.0.0`,
+/// `build: 4.2.0.1`, `"firmware": "2.1.0.3"`.
+fn after_version_word(text: &str, at: usize) -> bool {
+    let before = text[..at].trim_end_matches([' ', ':', '=', '"', '\'']);
+    let word_start = before
+        .rfind(|c: char| !c.is_ascii_alphabetic())
+        .map_or(0, |i| i + 1);
+    let word = before[word_start..].to_ascii_lowercase();
+    word.ends_with("version") || ["ver", "build", "release", "rev", "revision", "firmware"].contains(&word.as_str())
+}
+
 fn accept_ipv4(text: &str, m: Range<usize>) -> Option<Range<usize>> {
     let ok = clear_before(text, m.start, b"._-")
+        && !after_version_word(text, m.start)
         && clear_after(text, m.end, b"_")
         && validate::ipv4_valid(&text[m.clone()]);
     ok.then_some(m)
