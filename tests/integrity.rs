@@ -92,6 +92,29 @@ fn signed_evidence_verifies_across_a_key_rotation_and_proofs_check() {
     assert_eq!(code, 0, "{proof}");
     std::fs::write(&proof_path, &proof).unwrap();
     assert_eq!(vellum(&["prove", "check", proof_path.to_str().unwrap()]).0, 0);
+
+    // An auditor's own script, in another language, with public libraries only.
+    let python = python().expect("the test venv: run scripts/test.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify_evidence.py");
+    let keys = [format!("k2025={}", &OLD_KEY[4..]), format!("k2026={}", hex::encode(NEW_KEY))];
+    let run = |dir: &std::path::Path| {
+        let out = Command::new(&python).arg(script).arg(dir).arg(&vkey).args(&keys).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, text) = run(&evidence);
+    assert!(ok && text.starts_with("OK: 250 entries"), "{text}");
+    let copy = tmp.path().join("tampered");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in files_under(&evidence) {
+        let to = copy.join(f.strip_prefix(&evidence).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(&to, std::fs::read(&f).unwrap()).unwrap();
+    }
+    let first = files_under(&copy).into_iter().find(|p| p.extension().is_some_and(|e| e == "jsonl")).unwrap();
+    let text = std::fs::read_to_string(&first).unwrap().replacen("\"u7\"", "\"u8\"", 1);
+    std::fs::write(&first, text).unwrap();
+    let (ok, text) = run(&copy);
+    assert!(!ok && text.contains("seq 7"), "{text}");
 }
 
 #[test]
