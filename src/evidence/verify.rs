@@ -485,7 +485,7 @@ impl<R: BufRead> LineReader<R> {
                 break;
             }
             started = true;
-            let (part, consumed, done) = match chunk.iter().position(|&b| b == b'\n') {
+            let (part, consumed, done) = match find_newline(chunk) {
                 Some(i) => (&chunk[..i], i + 1, true),
                 None => (chunk, chunk.len(), false),
             };
@@ -505,6 +505,23 @@ impl<R: BufRead> LineReader<R> {
         }
         Ok(Some(Line::Complete))
     }
+}
+
+/// Position of the first `\n`, eight bytes at a time.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let w = u64::from_le_bytes(eight) ^ (ONES * u64::from(b'\n'));
+        if w.wrapping_sub(ONES) & !w & HIGH != 0 {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..].iter().position(|&b| b == b'\n').map(|p| at + p)
 }
 
 /// Parses one entry line: a JSON object, no duplicate member names at any depth, no
@@ -1180,6 +1197,22 @@ mod tests {
         assert_eq!(m("a/eu/default", Some("a")), Some("eu/default"));
         assert_eq!(m("a/eu/default", Some("a/eu")), Some("default"));
         assert_eq!(m("b/x", Some("a")), None);
+    }
+
+    #[test]
+    fn newlines_are_found_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut bytes = vec![b'a'; len];
+                if at < len {
+                    bytes[at] = b'\n';
+                }
+                bytes.extend_from_slice(b"x\n");
+                let want = bytes.iter().position(|&b| b == b'\n');
+                assert_eq!(find_newline(&bytes), want, "{len} {at}");
+            }
+        }
+        assert_eq!(find_newline(&[0x8a; 20]), None);
     }
 
     #[test]
