@@ -494,8 +494,7 @@ impl Loader {
                 check("processors", id, i, defined, self);
             }
             for (i, exporter) in pipeline.exporters.iter().enumerate() {
-                let defined =
-                    ComponentId::parse(exporter.id()).is_ok_and(|c| exporters.contains_key(&c));
+                let defined = self.key_positions.contains_key(&format!("exporters.{}", exporter.id()));
                 check("exporters", exporter.id(), i, defined, self);
                 if let Some(when) = exporter.when() {
                     if let Err((column, message)) = crate::pipeline::routing::check(when) {

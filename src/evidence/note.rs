@@ -6,10 +6,13 @@
 //! ```text
 //! vellum.example/audit/default
 //! 1024
-//! 3bSvk6LiLmQsfj9Tlq3NDs+gYFUQl1POxGkc2qHX3Ws=
+//! <base64 of the 32-byte Merkle root of the first 1024 entries>
 //!
-//! — vellum.example/audit Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=
+//! — vellum.example/audit <base64 of 4-byte key hash || 64-byte Ed25519 signature>
 //! ```
+//!
+//! (origin `<configured prefix>/<stream>`, tree size, root; then the signature over
+//! those three lines).
 //!
 //! Key strings are those of Go's `golang.org/x/mod/sumdb/note`, so keys made by either
 //! tool work with the other:

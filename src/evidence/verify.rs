@@ -637,7 +637,8 @@ pub struct StreamVerifier<'k> {
     unreadable: u64,
     checkpoints: BTreeMap<u64, Vec<ExpectedCheckpoint>>,
     checkpoints_confirmed: u64,
-    last_checkpoint: Option<u64>,
+    /// Size of the largest checkpoint confirmed so far.
+    last_confirmed: Option<u64>,
     repeats: Option<RepeatRun>,
     lines: u64,
     findings: Vec<Finding>,
@@ -672,7 +673,7 @@ impl<'k> StreamVerifier<'k> {
             unreadable: 0,
             checkpoints: BTreeMap::new(),
             checkpoints_confirmed: 0,
-            last_checkpoint: None,
+            last_confirmed: None,
             repeats: None,
             lines: 0,
             findings: Vec::new(),
@@ -870,6 +871,7 @@ impl<'k> StreamVerifier<'k> {
         for cp in expected {
             if cp.root == root {
                 self.checkpoints_confirmed += 1;
+                self.last_confirmed = Some(size);
             } else {
                 let place = if size == 0 {
                     "the empty tree".to_string()
@@ -882,7 +884,6 @@ impl<'k> StreamVerifier<'k> {
                 self.push_finding(size.checked_sub(1), &cp.file, None, problem);
             }
         }
-        self.last_checkpoint = Some(size);
     }
 
     fn note_repeat(&mut self, seq: u64, file: &str, line: u64) {
@@ -952,7 +953,7 @@ impl<'k> StreamVerifier<'k> {
                 self.push_finding(None, &cp.file, None, problem);
             }
         }
-        match self.last_checkpoint {
+        match self.last_confirmed {
             None if entries_present > 0 => self.notes.push(format!(
                 "stream {}: no checkpoint confirms its {entries_present} entries",
                 self.stream
