@@ -90,7 +90,8 @@ impl Driver {
     /// Runs until `stop` is cancelled and everything committed before it is delivered,
     /// or until `abandon` is cancelled (the drain deadline passed; the cursor keeps the rest).
     pub async fn run(mut self, stop: CancellationToken, abandon: CancellationToken) {
-        let mut next = self.cursor.load().max(self.journal.first_index());
+        // A cursor past the end (segments removed by hand) restarts at the end.
+        let mut next = self.cursor.load().max(self.journal.first_index()).min(self.journal.committed_end());
         self.position.store(next, Ordering::Release);
         let mut committed = self.journal.subscribe();
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -173,7 +174,9 @@ impl Driver {
                     }
                 }
                 Some(Err(e)) => {
-                    // The journal reports damage and moves on to the next good record.
+                    // The journal reports damage and moves on to the next good record;
+                    // the cursor moves past it too, so it is reported once.
+                    next = reader.next_index();
                     tracing::error!(exporter = %self.id, error = %e, "damaged journal record skipped");
                 }
             }

@@ -59,7 +59,7 @@ use serde::Deserialize;
 
 use crate::component::Processor;
 use crate::event::{Record, Severity};
-use crate::processors::condition::{Condition, FieldPath};
+use crate::processors::condition::{AttributeIndex, Condition, FieldPath};
 
 /// The built-in rules and windows, as YAML.
 pub const BUILTIN_PACK: &str = include_str!("classify_builtin.yaml");
@@ -257,7 +257,7 @@ impl Classifier {
         })
     }
 
-    fn apply_rules(&self, record: &mut Record) {
+    fn apply_rules(&self, record: &mut Record, index: AttributeIndex) {
         let wants_type = self.overwrite || record.event_type.is_none();
         let wants_severity = self.overwrite || record.severity.is_none();
         if !wants_type && !wants_severity {
@@ -265,7 +265,7 @@ impl Classifier {
         }
         let decisive = self.rules.iter().find(|rule| {
             let useful = (wants_type && rule.event_type.is_some()) || (wants_severity && rule.severity.is_some());
-            useful && rule.when.eval(record)
+            useful && rule.when.eval_indexed(record, index)
         });
         if let Some(rule) = decisive {
             if let (true, Some(t)) = (wants_type, &rule.event_type) {
@@ -291,13 +291,40 @@ fn set_severity(record: &mut Record, severity: Severity) {
 
 impl Processor for Classifier {
     fn process(&self, mut records: Vec<Record>) -> Vec<Record> {
-        for record in &mut records {
-            self.apply_rules(record);
+        if self.windows.is_empty() || records.is_empty() {
+            for record in &mut records {
+                self.apply_rules(record, AttributeIndex::of(record));
+            }
+            return records;
         }
-        if !self.windows.is_empty() && !records.is_empty() {
-            let now = (self.clock)();
-            for window in &self.windows {
-                window.observe(&self.id, &mut records, now);
+        let now = (self.clock)();
+        // Windows are locked for the whole batch, always in the same order, so concurrent
+        // batches cannot deadlock and each sees the others' records as wholes.
+        let mut states: Vec<_> =
+            self.windows.iter().map(|w| w.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())).collect();
+        let mut escalated = vec![0u64; self.windows.len()];
+        let mut evicted = vec![0u64; self.windows.len()];
+        for record in &mut records {
+            let index = AttributeIndex::of(record);
+            self.apply_rules(record, index);
+            for (i, window) in self.windows.iter().enumerate() {
+                let (burst, evictions) = window.observe(&mut states[i], record, index, now);
+                evicted[i] += evictions;
+                if burst {
+                    escalated[i] += 1;
+                    window.escalate(record);
+                }
+            }
+        }
+        drop(states);
+        for (i, window) in self.windows.iter().enumerate() {
+            if escalated[i] > 0 {
+                metrics::counter!("vellum_classify_escalated_records_total", "component" => self.id.clone(), "window" => window.name.clone())
+                    .increment(escalated[i]);
+            }
+            if evicted[i] > 0 {
+                metrics::counter!("vellum_classify_window_evictions_total", "component" => self.id.clone(), "window" => window.name.clone())
+                    .increment(evicted[i]);
             }
         }
         records
@@ -323,31 +350,15 @@ struct Arrivals {
 }
 
 impl Window {
-    fn observe(&self, component: &str, records: &mut [Record], now: u64) {
-        let mut escalated = 0u64;
-        let mut evicted = 0u64;
-        {
-            let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            for record in records.iter_mut() {
-                if !self.when.eval(record) {
-                    continue;
-                }
-                let Some(key) = self.keys.iter().find_map(|k| k.key(record)) else { continue };
-                let (burst, evictions) = state.arrive(&key, now, self.within, self.threshold, self.max_keys);
-                evicted += evictions;
-                if burst {
-                    escalated += 1;
-                    self.escalate(record);
-                }
-            }
+    /// Counts the record if it matches; returns whether it completes a burst, and how many
+    /// keys were evicted to make room for it.
+    fn observe(&self, state: &mut WindowState, record: &Record, index: AttributeIndex, now: u64) -> (bool, u64) {
+        if !self.when.eval_indexed(record, index) {
+            return (false, 0);
         }
-        if escalated > 0 {
-            metrics::counter!("vellum_classify_escalated_records_total", "component" => component.to_string(), "window" => self.name.clone())
-                .increment(escalated);
-        }
-        if evicted > 0 {
-            metrics::counter!("vellum_classify_window_evictions_total", "component" => component.to_string(), "window" => self.name.clone())
-                .increment(evicted);
+        match self.keys.iter().find_map(|k| k.key(record)) {
+            Some(key) => state.arrive(&key, now, self.within, self.threshold, self.max_keys),
+            None => (false, 0),
         }
     }
 

@@ -94,6 +94,9 @@ const TOO_DEEP: &str = "too_deep";
 const SEVERITY_WARN: i32 = 13;
 /// Custom patterns are user input; this bounds their compiled size.
 const PATTERN_SIZE_LIMIT: usize = 16 << 20;
+/// Room for the lazy DFAs' states: once warm, scanning builds none and costs a table
+/// lookup per byte; a cache too small is cleared and rebuilt over and over.
+const DFA_CACHE_LIMIT: usize = 16 << 20;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -320,6 +323,7 @@ impl Redactor {
         for ((name, kind, pattern, _, _), policy) in specs.into_iter().zip(policies) {
             let regex = RegexBuilder::new(&pattern)
                 .size_limit(PATTERN_SIZE_LIMIT)
+                .dfa_size_limit(DFA_CACHE_LIMIT)
                 .build()
                 .map_err(|e| RedactConfigError::InvalidPattern {
                     id: err_id(),
@@ -340,6 +344,7 @@ impl Redactor {
         }
         let prefilter = RegexSetBuilder::new(detectors.iter().map(|d| d.regex.as_str()))
             .size_limit(PATTERN_SIZE_LIMIT * 4)
+            .dfa_size_limit(DFA_CACHE_LIMIT * 4)
             .build()
             .map_err(|e| RedactConfigError::Prefilter {
                 id: err_id(),
