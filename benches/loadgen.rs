@@ -58,7 +58,9 @@ fn parse_args() -> Args {
 fn request(batch: usize, bytes: usize, conn: usize, n: u64) -> ExportLogsServiceRequest {
     let kv = |k: &str, v: String| KeyValue {
         key: k.into(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v)) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v)),
+        }),
         ..Default::default()
     };
     let fixed = 200;
@@ -85,8 +87,14 @@ fn request(batch: usize, bytes: usize, conn: usize, n: u64) -> ExportLogsService
         .collect();
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
-            resource: Some(Resource { attributes: vec![kv("service.name", "ai-gateway".into())], ..Default::default() }),
-            scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "ai-gateway".into())],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -109,7 +117,9 @@ async fn main() {
         let endpoint = args.endpoint.clone();
         let (batch, bytes) = (args.batch, args.record_bytes);
         tasks.push(tokio::spawn(async move {
-            let mut client = LogsServiceClient::connect(endpoint).await.expect("connect to the OTLP endpoint");
+            let mut client = LogsServiceClient::connect(endpoint)
+                .await
+                .expect("connect to the OTLP endpoint");
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             let started = Instant::now();
@@ -117,7 +127,8 @@ async fn main() {
             while Instant::now() < deadline {
                 if per_conn_rate > 0.0 {
                     // Open-loop pacing: batch n is due at n * batch / rate.
-                    let due = started + Duration::from_secs_f64(n as f64 * batch as f64 / per_conn_rate);
+                    let due =
+                        started + Duration::from_secs_f64(n as f64 * batch as f64 / per_conn_rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let req = request(batch, bytes, conn, n);
@@ -147,7 +158,11 @@ async fn main() {
         args.connections,
         args.batch,
         args.record_bytes,
-        if args.rate == 0 { "max".to_string() } else { args.rate.to_string() },
+        if args.rate == 0 {
+            "max".to_string()
+        } else {
+            args.rate.to_string()
+        },
         args.seconds
     );
     println!(

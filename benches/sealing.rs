@@ -10,6 +10,7 @@ use vellum::evidence::hmac::KeyRing;
 use vellum::evidence::jcs;
 use vellum::evidence::seal::Chain;
 
+/// An AI-gateway audit record of about 500 bytes of JSON.
 fn record() -> Map<String, Value> {
     let mut r = Record::new("otlp");
     r.time_unix_nano = 1_795_000_000_123_456_789;
@@ -28,16 +29,11 @@ fn record() -> Map<String, Value> {
     r.attributes.insert("user.id".into(), json!("u-1f2e3d4c"));
     r.attributes
         .insert("http.route".into(), json!("/v1/chat/completions"));
-    r.attributes
-        .insert("client.address".into(), json!("[REDACTED:ip]"));
     r.resource
         .insert("service.name".into(), json!("ai-gateway"));
-    r.resource
-        .insert("deployment.environment".into(), json!("prod"));
     r.trace_id = Some("5b8efff798038103d269b633813fc60c".into());
     r.span_id = Some("eee19b7ec3c1b174".into());
-    r.redaction = Some(json!({"policy": "default", "ip": 1}));
-    r.tags = vec!["pii".into(), "llm".into()];
+    r.tags = vec!["llm".into()];
     r.to_json()
 }
 

@@ -43,9 +43,18 @@ fn an_invalid_configuration_exits_2_naming_each_problem() {
     let (code, _, err) = run(&["validate", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("3 problems"), "{err}");
-    assert!(err.contains("receivers.otlp.protocols.grpc.endpoint") && err.contains("line 2"), "{err}");
-    assert!(err.contains("exporters.file/x.colour: unknown field `colour`") && err.contains("line 4"), "{err}");
-    assert!(err.contains("service.pipelines.logs/a.exporters[1]: `file/y` is not defined"), "{err}");
+    assert!(
+        err.contains("receivers.otlp.protocols.grpc.endpoint") && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(
+        err.contains("exporters.file/x.colour: unknown field `colour`") && err.contains("line 4"),
+        "{err}"
+    );
+    assert!(
+        err.contains("service.pipelines.logs/a.exporters[1]: `file/y` is not defined"),
+        "{err}"
+    );
     let (code, _, err) = run(&["validate", "--config", "/nonexistent.yaml"]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot read the file"), "{err}");
@@ -56,8 +65,14 @@ fn keygen_prints_a_key_pair_that_the_daemon_and_verify_accept() {
     let (code, out, _) = run(&["keygen", "--name", "audit.example.com/logs/audit"]);
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("PRIVATE+KEY+audit.example.com/logs/audit+"), "{out}");
-    assert!(lines[1].starts_with("audit.example.com/logs/audit+"), "{out}");
+    assert!(
+        lines[0].starts_with("PRIVATE+KEY+audit.example.com/logs/audit+"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("audit.example.com/logs/audit+"),
+        "{out}"
+    );
     // The key hash in both strings is the same 8 hex digits.
     assert_eq!(lines[0].split('+').nth(3), lines[1].split('+').nth(1));
     let (code, _, err) = run(&["keygen", "--name", "has space"]);
@@ -75,11 +90,21 @@ fn verify_refuses_bad_arguments_with_exit_2() {
 
 #[test]
 fn the_evidence_format_in_docs_is_the_contract() {
-    let contract = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/specs/evidence-format.md");
+    let contract = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/specs/evidence-format.md"
+    );
     let Ok(contract) = std::fs::read_to_string(contract) else {
         // Outside the project's workspace only the copy exists.
         return;
     };
-    let copy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/evidence-format.md")).unwrap();
-    assert_eq!(copy, contract, "docs/evidence-format.md must be refreshed from the contract");
+    let copy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/evidence-format.md"
+    ))
+    .unwrap();
+    assert_eq!(
+        copy, contract,
+        "docs/evidence-format.md must be refreshed from the contract"
+    );
 }

@@ -58,7 +58,9 @@ fn strings_of(record: &Record) -> Vec<String> {
         match v {
             Value::String(s) => {
                 out.push(s.clone());
-                if let Ok(inner @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(s) {
+                if let Ok(inner @ (Value::Object(_) | Value::Array(_))) =
+                    serde_json::from_str::<Value>(s)
+                {
                     walk(&inner, out);
                 }
             }
@@ -89,11 +91,19 @@ struct Tally {
 impl Tally {
     fn precision(&self) -> f64 {
         let found = self.true_positives + self.false_positives;
-        if found == 0 { 1.0 } else { self.true_positives as f64 / found as f64 }
+        if found == 0 {
+            1.0
+        } else {
+            self.true_positives as f64 / found as f64
+        }
     }
     fn recall(&self) -> f64 {
         let planted = self.true_positives + self.false_negatives;
-        if planted == 0 { 1.0 } else { self.true_positives as f64 / planted as f64 }
+        if planted == 0 {
+            1.0
+        } else {
+            self.true_positives as f64 / planted as f64
+        }
     }
 }
 
@@ -101,7 +111,10 @@ impl Tally {
 fn precision_and_recall_per_detector_on_the_labeled_corpus() {
     let hashing = redactor("hash");
     let mut rng = Rng::new(SEED);
-    let mut tallies: BTreeMap<String, Tally> = DETECTORS.iter().map(|d| (d.to_string(), Tally::default())).collect();
+    let mut tallies: BTreeMap<String, Tally> = DETECTORS
+        .iter()
+        .map(|d| (d.to_string(), Tally::default()))
+        .collect();
     let mut clean_events = 0;
     for i in 0..EVENTS {
         let sample = gateway_event(&mut rng, i % 2 == 0);
@@ -116,13 +129,17 @@ fn precision_and_recall_per_detector_on_the_labeled_corpus() {
         collect_raw(&out.body, &mut raw_strings);
         for s in &raw_strings {
             for c in TOKEN.captures_iter(s) {
-                *produced.entry((c[1].to_string(), c[0].to_string())).or_default() += 1;
+                *produced
+                    .entry((c[1].to_string(), c[0].to_string()))
+                    .or_default() += 1;
             }
         }
         let mut expected: HashMap<(String, String), usize> = HashMap::new();
         for label in &sample.labels {
             let token = expected_token(label.detector, &label.canonical);
-            *expected.entry((label.detector.to_string(), token)).or_default() += 1;
+            *expected
+                .entry((label.detector.to_string(), token))
+                .or_default() += 1;
         }
         for (key, &planted) in &expected {
             let found = produced.get(key).copied().unwrap_or(0);
@@ -132,11 +149,14 @@ fn precision_and_recall_per_detector_on_the_labeled_corpus() {
         }
         for (key, &found) in &produced {
             let planted = expected.get(key).copied().unwrap_or(0);
-            tallies.entry(key.0.clone()).or_default().false_positives += found.saturating_sub(planted);
+            tallies.entry(key.0.clone()).or_default().false_positives +=
+                found.saturating_sub(planted);
         }
     }
 
-    println!("\nredact quality on {EVENTS} generated gateway events ({clean_events} without planted values), seed {SEED:#x}:");
+    println!(
+        "\nredact quality on {EVENTS} generated gateway events ({clean_events} without planted values), seed {SEED:#x}:"
+    );
     println!("| detector | planted | TP | FP | FN | precision | recall |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (name, t) in &tallies {
@@ -155,7 +175,11 @@ fn precision_and_recall_per_detector_on_the_labeled_corpus() {
             t.true_positives + t.false_negatives >= 100 || !DETECTORS.contains(&name.as_str()),
             "{name}: too few planted values to measure"
         );
-        assert!(t.precision() >= MIN_PRECISION, "{name}: precision {:.4}", t.precision());
+        assert!(
+            t.precision() >= MIN_PRECISION,
+            "{name}: precision {:.4}",
+            t.precision()
+        );
         assert!(t.recall() >= MIN_RECALL, "{name}: recall {:.4}", t.recall());
     }
 }
@@ -195,7 +219,11 @@ fn planted_values_do_not_survive_and_look_alikes_do() {
             }
         }
     }
-    println!("planted {planted}, leaked {}; look-alikes {negatives}, redacted {}", leaked.len(), lost.len());
+    println!(
+        "planted {planted}, leaked {}; look-alikes {negatives}, redacted {}",
+        leaked.len(),
+        lost.len()
+    );
     assert!(leaked.is_empty(), "leaked values of {leaked:?}");
     assert!(lost.is_empty(), "look-alikes redacted: {lost:?}");
 }

@@ -51,7 +51,11 @@ pub struct Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
-            write!(f, "line {}, column {}: {}", self.pos.line, self.pos.column, self.message)
+            write!(
+                f,
+                "line {}, column {}: {}",
+                self.pos.line, self.pos.column, self.message
+            )
         } else {
             write!(
                 f,
@@ -494,7 +498,9 @@ impl Loader {
                 check("processors", id, i, defined, self);
             }
             for (i, exporter) in pipeline.exporters.iter().enumerate() {
-                let defined = self.key_positions.contains_key(&format!("exporters.{}", exporter.id()));
+                let defined = self
+                    .key_positions
+                    .contains_key(&format!("exporters.{}", exporter.id()));
                 check("exporters", exporter.id(), i, defined, self);
                 if let Some(when) = exporter.when() {
                     if let Err((column, message)) = crate::pipeline::routing::check(when) {
@@ -636,7 +642,10 @@ mod tests {
 
     /// The (path, line) of every problem, for comparison with the YAML in the test.
     fn places(problems: &[Problem]) -> Vec<(&str, u64)> {
-        problems.iter().map(|p| (p.path.as_str(), p.pos.line)).collect()
+        problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.pos.line))
+            .collect()
     }
 
     const GOOD: &str = "
@@ -661,11 +670,16 @@ service:
     fn a_good_configuration_loads_with_references_expanded() {
         let config = load(GOOD).unwrap();
         let file = ComponentId::parse("file/evidence").unwrap();
-        match &config.exporters[&file] {
-            ExporterConfig::File(f) => assert_eq!(f.directory, PathBuf::from("/var/lib/vellum/evidence")),
+        match &config.exporters[&file].kind {
+            crate::exporters::ExporterKind::File(f) => {
+                assert_eq!(f.directory, PathBuf::from("/var/lib/vellum/evidence"))
+            }
         }
         assert_eq!(config.service.storage.max_backlog_records, 1_000_000);
-        assert_eq!(config.service.pipelines["logs/audit"].exporters[0].id(), "file/evidence");
+        assert_eq!(
+            config.service.pipelines["logs/audit"].exporters[0].id(),
+            "file/evidence"
+        );
     }
 
     #[test]
@@ -708,15 +722,26 @@ extensions: {}
             ],
             "{problems:#?}"
         );
-        let text = |path: &str| problems.iter().find(|p| p.path == path).map(|p| p.message.clone()).unwrap_or_default();
+        let text = |path: &str| {
+            problems
+                .iter()
+                .find(|p| p.path == path)
+                .map(|p| p.message.clone())
+                .unwrap_or_default()
+        };
         assert!(text("receivers.otlp.protocols.grpc.endpoint").contains("expected `host:port`"));
         assert!(text("receivers.http/gw.typo").contains("unknown field `typo`"));
         assert!(text("receivers.kafka").contains("unknown receiver type `kafka`"));
         assert!(text("processors.hmac_sign.keys[0].key").contains("8 bytes; at least 32"));
-        assert!(!text("processors.hmac_sign.keys[0].key").contains("tooshort"), "a key is never echoed");
+        assert!(
+            !text("processors.hmac_sign.keys[0].key").contains("tooshort"),
+            "a key is never echoed"
+        );
         assert!(text("exporters.file/evidence.directory").contains("`MISSING` is not set"));
         assert!(text("exporters.file/spare").contains("no pipeline uses it"));
-        assert!(text("service.pipelines.logs/audit.receivers[2]").contains("`nothere` is not defined"));
+        assert!(
+            text("service.pipelines.logs/audit.receivers[2]").contains("`nothere` is not defined")
+        );
         assert!(text("service.pipelines.logs/audit.processors[0]").contains("after `hash_chain`"));
     }
 
@@ -724,11 +749,18 @@ extensions: {}
     fn syntax_errors_and_wrong_shapes_are_reported() {
         let problems = load("receivers: [\n").unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].message.starts_with("invalid YAML"), "{problems:?}");
+        assert!(
+            problems[0].message.starts_with("invalid YAML"),
+            "{problems:?}"
+        );
         let problems = load("- a\n- b\n").unwrap_err();
         assert!(problems[0].message.contains("must be a map"));
         let problems = load("receivers: {}\nexporters: {}\n").unwrap_err();
-        assert!(problems.iter().any(|p| p.path == "service" && p.message.contains("missing section")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "service" && p.message.contains("missing section"))
+        );
     }
 
     #[test]
@@ -738,7 +770,14 @@ extensions: {}
             "exporters: [{ id: file/evidence, when: \"severity >= \" }]",
         );
         let problems = load(&yaml).unwrap_err();
-        assert_eq!(places(&problems), vec![("service.pipelines.logs/audit.exporters[0].when", 16)]);
-        assert!(problems[0].message.starts_with("column "), "{}", problems[0].message);
+        assert_eq!(
+            places(&problems),
+            vec![("service.pipelines.logs/audit.exporters[0].when", 16)]
+        );
+        assert!(
+            problems[0].message.starts_with("column "),
+            "{}",
+            problems[0].message
+        );
     }
 }

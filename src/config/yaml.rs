@@ -199,8 +199,16 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 })
                 .unwrap_or_default();
             // The rendered message repeats a snippet of the source; the first line is the gist.
-            let first = e.to_string().lines().next().unwrap_or("invalid YAML").to_string();
-            Err(SyntaxError { pos, message: plain_message(first) })
+            let first = e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .to_string();
+            Err(SyntaxError {
+                pos,
+                message: plain_message(first),
+            })
         }
     }
 }
@@ -208,12 +216,18 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 /// The parser's message without its own position prefix (the caller prints one) and in
 /// the project's words where the parser speaks of its options.
 fn plain_message(first: String) -> String {
-    let message = match first.strip_prefix("error: ").and_then(|m| m.split_once(": ")) {
+    let message = match first
+        .strip_prefix("error: ")
+        .and_then(|m| m.split_once(": "))
+    {
         Some((location, rest)) if location.starts_with("line ") => rest.to_string(),
         _ => first,
     };
     match message.strip_prefix("duplicate mapping key: ") {
-        Some(rest) => format!("duplicate key `{}`", rest.split(", set ").next().unwrap_or(rest)),
+        Some(rest) => format!(
+            "duplicate key `{}`",
+            rest.split(", set ").next().unwrap_or(rest)
+        ),
         None => message,
     }
 }

@@ -9,7 +9,8 @@ pub const MIN_KEY_BYTES: usize = 32;
 /// Decodes a configured key string. The error never repeats the key itself.
 pub fn key_bytes(configured: &str) -> Result<Vec<u8>, String> {
     let bytes = if let Some(h) = configured.strip_prefix("hex:") {
-        hex::decode(h.trim()).map_err(|e| format!("key has a `hex:` prefix but is not valid hex ({e})"))?
+        hex::decode(h.trim())
+            .map_err(|e| format!("key has a `hex:` prefix but is not valid hex ({e})"))?
     } else if let Some(b) = configured.strip_prefix("base64:") {
         base64::engine::general_purpose::STANDARD
             .decode(b.trim())
@@ -32,14 +33,20 @@ mod tests {
 
     #[test]
     fn prefixes_decode_and_short_keys_are_refused_without_echoing_them() {
-        assert_eq!(key_bytes(&format!("hex:{}", "ab".repeat(32))).unwrap(), vec![0xab; 32]);
+        assert_eq!(
+            key_bytes(&format!("hex:{}", "ab".repeat(32))).unwrap(),
+            vec![0xab; 32]
+        );
         assert_eq!(
             key_bytes("base64:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap(),
             vec![0; 32]
         );
         assert_eq!(key_bytes(&"k".repeat(32)).unwrap(), vec![b'k'; 32]);
         let err = key_bytes("short-secret").unwrap_err();
-        assert!(err.contains("12 bytes") && !err.contains("short-secret"), "{err}");
+        assert!(
+            err.contains("12 bytes") && !err.contains("short-secret"),
+            "{err}"
+        );
         assert!(key_bytes("hex:zz").is_err());
     }
 }

@@ -258,7 +258,9 @@ impl Chain {
             if is_integrity_field(name) {
                 return;
             }
-            while let Some(next) = own.next_if(|o| jcs::cmp_utf16(o, name).is_lt()) {
+            // The integrity names are ASCII, and against an ASCII string byte order
+            // is UTF-16 order.
+            while let Some(next) = own.next_if(|o| o.as_bytes() < name.as_bytes()) {
                 write_own(entry, next);
             }
             entry.begin(name);

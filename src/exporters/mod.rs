@@ -16,33 +16,166 @@ use futures::future::BoxFuture;
 
 use crate::config::{ComponentConfig, ComponentId, DecodeError, decode_json};
 
+/// An exporter's settings: what it is, and how the driver delivers to it.
 #[derive(Debug, Clone)]
-pub enum ExporterConfig {
+pub struct ExporterConfig {
+    pub kind: ExporterKind,
+    pub delivery: DeliverySettings,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExporterKind {
     File(file::FileConfig),
 }
 
 const TYPES: &[&str] = &["file"];
 
+/// The keys every exporter takes besides its own, handled once by the driver.
+///
+/// ```yaml
+/// exporters:
+///   splunk_hec/siem:
+///     batch: { max_records: 2048, max_bytes: 4MiB, max_age: 1s }
+///     retry_on_failure: { initial_interval: 100ms, max_interval: 30s }
+///     timeout: 30s
+/// ```
+///
+/// One batch is in flight per exporter at a time: that keeps each stream's records in
+/// `seq` order at the sink. A retryable failure (5xx, 429, timeout, reset) is retried
+/// with exponential backoff and full jitter, honouring `Retry-After`, until it succeeds:
+/// an audit record is never dropped because a sink is down. A permanent failure (4xx
+/// other than 429) sends the batch to the dead-letter file under the state directory.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    #[serde(default)]
+    pub batch: BatchSettings,
+    #[serde(default)]
+    pub retry_on_failure: RetrySettings,
+    /// How long one delivery may take before it counts as a retryable failure.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSettings {
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: bytesize::ByteSize,
+    /// How long the first record of a batch may wait for the batch to fill; 0 sends what
+    /// there is at once.
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            max_records: default_max_records(),
+            max_bytes: default_max_bytes(),
+            max_age: Duration::ZERO,
+        }
+    }
+}
+
+fn default_max_records() -> usize {
+    2048
+}
+fn default_max_bytes() -> bytesize::ByteSize {
+    bytesize::ByteSize::mib(4)
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    #[serde(default = "default_initial_interval", with = "humantime_serde")]
+    pub initial_interval: Duration,
+    #[serde(default = "default_max_interval", with = "humantime_serde")]
+    pub max_interval: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            initial_interval: default_initial_interval(),
+            max_interval: default_max_interval(),
+        }
+    }
+}
+
+fn default_initial_interval() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_max_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl DeliverySettings {
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.batch.max_records == 0 {
+            out.push(("batch.max_records".into(), "must be at least 1".into()));
+        }
+        if self.batch.max_bytes.as_u64() < 1024 {
+            out.push(("batch.max_bytes".into(), "must be at least 1KiB".into()));
+        }
+        if self.retry_on_failure.initial_interval.is_zero()
+            || self.retry_on_failure.max_interval < self.retry_on_failure.initial_interval
+        {
+            out.push((
+                "retry_on_failure".into(),
+                "needs 0 < initial_interval <= max_interval".into(),
+            ));
+        }
+        if self.timeout.is_zero() {
+            out.push(("timeout".into(), "must be longer than 0s".into()));
+        }
+        out
+    }
+}
+
+/// The keys of [`DeliverySettings`], split off before the exporter's own config decodes.
+const DELIVERY_KEYS: [&str; 3] = ["batch", "retry_on_failure", "timeout"];
+
 impl ComponentConfig for ExporterConfig {
     fn decode(id: &ComponentId, json: serde_json::Value) -> Result<ExporterConfig, DecodeError> {
-        Ok(match id.kind() {
-            "file" => ExporterConfig::File(decode_json(json)?),
+        let mut own = json;
+        let mut delivery = serde_json::Map::new();
+        if let serde_json::Value::Object(m) = &mut own {
+            for key in DELIVERY_KEYS {
+                if let Some(v) = m.remove(key) {
+                    delivery.insert(key.to_string(), v);
+                }
+            }
+        }
+        let kind = match id.kind() {
+            "file" => ExporterKind::File(decode_json(own)?),
             _ => return Err(DecodeError::UnknownType(TYPES)),
-        })
+        };
+        let delivery = decode_json(serde_json::Value::Object(delivery))?;
+        Ok(ExporterConfig { kind, delivery })
     }
 
     fn problems(&self) -> Vec<(String, String)> {
-        match self {
-            ExporterConfig::File(c) => c.problems(),
-        }
+        let mut out = self.delivery.problems();
+        out.extend(match &self.kind {
+            ExporterKind::File(c) => c.problems(),
+        });
+        out
     }
 }
 
 impl ExporterConfig {
     /// Builds the exporter for one pipeline's stream.
     pub fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
-        Ok(match self {
-            ExporterConfig::File(c) => Box::new(file::FileExporter::open(c, context)?),
+        Ok(match &self.kind {
+            ExporterKind::File(c) => Box::new(file::FileExporter::open(c, context)?),
         })
     }
 }
@@ -110,6 +243,13 @@ pub trait Exporter: Send + Sync + 'static {
     /// Called about once a second: time-based rotation, retention.
     fn tick(&mut self) -> BoxFuture<'_, Result<(), ExportError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Whether every batch must end with a checkpoint (an S3 bundle's manifest carries
+    /// the checkpoint of its last entry). The driver then delivers up to the newest
+    /// checkpoint read and holds the rest until the next one arrives.
+    fn checkpoint_aligned(&self) -> bool {
+        false
     }
 
     /// Called once when the pipeline stops, after the last batch.

@@ -26,6 +26,7 @@ use crate::journal::{Cursor, Journal};
 pub struct BatchLimits {
     pub max_records: usize,
     pub max_bytes: usize,
+    pub max_age: Duration,
 }
 
 impl Default for BatchLimits {
@@ -33,7 +34,62 @@ impl Default for BatchLimits {
         BatchLimits {
             max_records: 2048,
             max_bytes: 4 << 20,
+            max_age: Duration::ZERO,
         }
+    }
+}
+
+/// Items read but not yet delivered.
+#[derive(Default)]
+struct Pending {
+    items: Vec<Item>,
+    bytes: usize,
+    /// When the oldest pending item was read.
+    since: Option<std::time::Instant>,
+    /// The journal index after the last record read.
+    read_to: u64,
+}
+
+/// Whether everything committed has been read into `pending`.
+fn reader_at_end(pending: &Pending, journal: &Journal) -> bool {
+    pending.read_to >= journal.committed_end()
+}
+
+impl Pending {
+    fn push(&mut self, item: Item) {
+        if let Item::Entry { line, .. } = &item {
+            self.bytes += line.len();
+        }
+        self.since.get_or_insert_with(std::time::Instant::now);
+        self.items.push(item);
+    }
+
+    fn is_full(&self, limits: &BatchLimits) -> bool {
+        self.items.len() >= limits.max_records || self.bytes >= limits.max_bytes
+    }
+
+    /// How many items there are up to and including the last checkpoint.
+    fn through_last_checkpoint(&self) -> usize {
+        self.items
+            .iter()
+            .rposition(|i| matches!(i, Item::Checkpoint { .. }))
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Recomputes size and age after the delivered part was taken away.
+    fn recount(&mut self) {
+        self.bytes = self
+            .items
+            .iter()
+            .map(|i| {
+                if let Item::Entry { line, .. } = i {
+                    line.len()
+                } else {
+                    0
+                }
+            })
+            .sum();
+        self.since = (!self.items.is_empty()).then(std::time::Instant::now);
     }
 }
 
@@ -81,6 +137,8 @@ pub struct Driver {
     pub route: Option<Arc<Route>>,
     pub limits: BatchLimits,
     pub backoff: Backoff,
+    /// How long one delivery may take.
+    pub timeout: Duration,
     /// Where this exporter's position is published for backlog accounting.
     pub position: Arc<AtomicU64>,
     pub dead_letter_dir: PathBuf,
@@ -91,42 +149,81 @@ impl Driver {
     /// or until `abandon` is cancelled (the drain deadline passed; the cursor keeps the rest).
     pub async fn run(mut self, stop: CancellationToken, abandon: CancellationToken) {
         // A cursor past the end (segments removed by hand) restarts at the end.
-        let mut next = self.cursor.load().max(self.journal.first_index()).min(self.journal.committed_end());
-        self.position.store(next, Ordering::Release);
+        let mut delivered_to = self
+            .cursor
+            .load()
+            .max(self.journal.first_index())
+            .min(self.journal.committed_end());
+        self.position.store(delivered_to, Ordering::Release);
         let mut committed = self.journal.subscribe();
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut reader = match self.journal.reader(next) {
+        let mut reader = match self.journal.reader(delivered_to) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(exporter = %self.id, error = %e, "cannot read the journal; exporter stopped");
                 return;
             }
         };
+        let aligned = self.exporter.checkpoint_aligned();
+        let mut pending = Pending {
+            read_to: delivered_to,
+            ..Pending::default()
+        };
         loop {
-            let (batch, read_to) = self.read_batch(&mut reader, next);
-            if read_to > next {
-                if !batch.is_empty() && !self.deliver(&batch, &abandon).await {
+            self.fill(&mut reader, &mut pending, aligned);
+            let stopping = stop.is_cancelled();
+            let ready = pending.is_full(&self.limits)
+                || pending
+                    .since
+                    .is_some_and(|t| t.elapsed() >= self.limits.max_age)
+                || stopping;
+            let cut = if aligned {
+                pending.through_last_checkpoint()
+            } else {
+                pending.items.len()
+            };
+            if ready && cut > 0 {
+                let rest = pending.items.split_off(cut);
+                let batch = std::mem::replace(&mut pending.items, rest);
+                // Items past the cut were read but not delivered: the cursor stops at
+                // the first of them.
+                let upto = pending.items.first().map_or(pending.read_to, Item::index);
+                if !self.deliver(&batch, &abandon).await {
                     break;
                 }
-                next = read_to;
-                if let Err(e) = self.cursor.store(next) {
-                    tracing::error!(exporter = %self.id, error = %e, "cannot persist the exporter cursor");
-                }
-                self.position.store(next, Ordering::Release);
+                pending.recount();
+                delivered_to = upto;
+                self.store_cursor(delivered_to);
                 continue;
             }
-            if stop.is_cancelled() && next >= self.journal.committed_end() {
+            if pending.items.is_empty() && pending.read_to > delivered_to {
+                // Everything read was routed elsewhere or unreadable.
+                delivered_to = pending.read_to;
+                self.store_cursor(delivered_to);
+            }
+            let drained = delivered_to >= self.journal.committed_end()
+                || (aligned && cut == 0 && reader_at_end(&pending, &self.journal));
+            if stopping && drained {
+                // With aligned batches, what follows the last checkpoint cannot be
+                // delivered whole; it stays in the journal for the next start.
                 break;
             }
+            let wait = match pending.since {
+                Some(t) if !pending.items.is_empty() => {
+                    self.limits.max_age.saturating_sub(t.elapsed())
+                }
+                _ => Duration::from_secs(3600),
+            };
             tokio::select! {
                 _ = committed.changed() => {}
+                _ = tokio::time::sleep(wait), if !aligned => {}
                 _ = ticker.tick() => {
                     if let Err(e) = self.exporter.tick().await {
                         tracing::warn!(exporter = %self.id, error = %e, "exporter housekeeping failed");
                     }
                 }
-                _ = stop.cancelled(), if !stop.is_cancelled() => {}
+                _ = stop.cancelled(), if !stopping => {}
                 _ = abandon.cancelled() => break,
             }
         }
@@ -135,34 +232,41 @@ impl Driver {
         }
     }
 
-    /// Reads up to the batch limits; returns the items to deliver and the index after the
-    /// last one read (skipped and unreadable records count as read).
-    fn read_batch(
+    fn store_cursor(&self, next: u64) {
+        if let Err(e) = self.cursor.store(next) {
+            tracing::error!(exporter = %self.id, error = %e, "cannot persist the exporter cursor");
+        }
+        self.position.store(next, Ordering::Release);
+    }
+
+    /// Reads what is committed into `pending`, up to the batch limits; for an exporter
+    /// whose batches end at checkpoints, on to the next checkpoint (so a bundle spans
+    /// at most one checkpoint interval).
+    fn fill(
         &self,
         reader: &mut crate::journal::JournalReader,
-        mut next: u64,
-    ) -> (Vec<Item>, u64) {
-        let mut batch = Vec::new();
-        let mut bytes = 0usize;
-        while batch.len() < self.limits.max_records && bytes < self.limits.max_bytes {
+        pending: &mut Pending,
+        aligned: bool,
+    ) {
+        while !pending.is_full(&self.limits) || (aligned && pending.through_last_checkpoint() == 0)
+        {
             match reader.next() {
                 None => break,
                 Some(Ok((index, payload))) => {
-                    next = index + 1;
+                    pending.read_to = index + 1;
                     match Frame::decode(&payload) {
                         Ok(Frame::Entry { seq, line }) => {
                             if self.route.as_ref().is_some_and(|r| !r.matches(line)) {
                                 continue;
                             }
-                            bytes += line.len();
-                            batch.push(Item::Entry {
+                            pending.push(Item::Entry {
                                 index,
                                 seq,
                                 line: Bytes::copy_from_slice(line),
                             });
                         }
                         Ok(Frame::Checkpoint(c)) => {
-                            batch.push(Item::Checkpoint {
+                            pending.push(Item::Checkpoint {
                                 index,
                                 size: c.size,
                                 note: c.note,
@@ -176,12 +280,11 @@ impl Driver {
                 Some(Err(e)) => {
                     // The journal reports damage and moves on to the next good record;
                     // the cursor moves past it too, so it is reported once.
-                    next = reader.next_index();
+                    pending.read_to = reader.next_index();
                     tracing::error!(exporter = %self.id, error = %e, "damaged journal record skipped");
                 }
             }
         }
-        (batch, next)
     }
 
     /// Delivers one batch, retrying until it is delivered or dead-lettered; false when
@@ -189,7 +292,15 @@ impl Driver {
     async fn deliver(&mut self, batch: &[Item], abandon: &CancellationToken) -> bool {
         let mut attempt = 0u32;
         loop {
-            match self.exporter.export(batch).await {
+            let outcome =
+                match tokio::time::timeout(self.timeout, self.exporter.export(batch)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(ExportError::retryable(format!(
+                        "no answer within {:?}",
+                        self.timeout
+                    ))),
+                };
+            match outcome {
                 Ok(()) => {
                     let entries = batch
                         .iter()
@@ -289,6 +400,21 @@ mod tests {
         failures: Arc<Mutex<u32>>,
         permanent: bool,
         seen: Arc<Mutex<Vec<u64>>>,
+        aligned: bool,
+        /// The last item of every delivered batch.
+        ends: Arc<Mutex<Vec<Item>>>,
+    }
+
+    impl Flaky {
+        fn new(failures: u32, permanent: bool, seen: Arc<Mutex<Vec<u64>>>) -> Flaky {
+            Flaky {
+                failures: Arc::new(Mutex::new(failures)),
+                permanent,
+                seen,
+                aligned: false,
+                ends: Arc::default(),
+            }
+        }
     }
 
     impl Exporter for Flaky {
@@ -300,9 +426,13 @@ mod tests {
                     return Err(if self.permanent {
                         ExportError::Permanent("400 bad request".into())
                     } else {
-                        ExportError::Retryable { message: "503".into(), retry_after: Some(Duration::from_millis(5)) }
+                        ExportError::Retryable {
+                            message: "503".into(),
+                            retry_after: Some(Duration::from_millis(5)),
+                        }
                     });
                 }
+                self.ends.lock().unwrap().extend(batch.last().cloned());
                 let mut seen = self.seen.lock().unwrap();
                 seen.extend(batch.iter().filter_map(|i| match i {
                     Item::Entry { seq, .. } => Some(*seq),
@@ -310,6 +440,10 @@ mod tests {
                 }));
                 Ok(())
             })
+        }
+
+        fn checkpoint_aligned(&self) -> bool {
+            self.aligned
         }
     }
 
@@ -329,8 +463,16 @@ mod tests {
             cursor: journal.cursor("sink").unwrap(),
             exporter: Box::new(exporter),
             route: None,
-            limits: BatchLimits { max_records: 7, max_bytes: 1 << 20 },
-            backoff: Backoff { initial: Duration::from_millis(1), max: Duration::from_millis(20) },
+            limits: BatchLimits {
+                max_records: 7,
+                max_bytes: 1 << 20,
+                max_age: Duration::ZERO,
+            },
+            backoff: Backoff {
+                initial: Duration::from_millis(1),
+                max: Duration::from_millis(20),
+            },
+            timeout: Duration::from_secs(5),
             position: Arc::new(AtomicU64::new(0)),
             dead_letter_dir: dir.join("dead-letter"),
         }
@@ -339,7 +481,10 @@ mod tests {
     async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !check() {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
@@ -347,14 +492,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_sink_down_for_a_while_then_a_restart_loses_and_repeats_nothing() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut writer, journal, _) = journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
         append(&mut writer, 0..50);
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let failures = Arc::new(Mutex::new(6));
-        let flaky = Flaky { failures: failures.clone(), permanent: false, seen: seen.clone() };
+        let flaky = Flaky::new(6, false, seen.clone());
+        let failures = flaky.failures.clone();
         let (stop, abandon) = (CancellationToken::new(), CancellationToken::new());
-        let task = tokio::spawn(driver(&journal, flaky, tmp.path()).run(stop.clone(), abandon.clone()));
-        wait_for("the first 50 after six failures", || seen.lock().unwrap().len() == 50).await;
+        let task =
+            tokio::spawn(driver(&journal, flaky, tmp.path()).run(stop.clone(), abandon.clone()));
+        wait_for("the first 50 after six failures", || {
+            seen.lock().unwrap().len() == 50
+        })
+        .await;
         assert_eq!(*failures.lock().unwrap(), 0);
         // The process stops part-way through later records…
         append(&mut writer, 50..60);
@@ -363,31 +513,45 @@ mod tests {
         task.await.unwrap();
         append(&mut writer, 60..100);
         // …and a new driver resumes from the persisted cursor.
-        let flaky = Flaky { failures: Arc::new(Mutex::new(3)), permanent: false, seen: seen.clone() };
+        let flaky = Flaky::new(3, false, seen.clone());
         let (stop, abandon) = (CancellationToken::new(), CancellationToken::new());
         let task = tokio::spawn(driver(&journal, flaky, tmp.path()).run(stop.clone(), abandon));
         stop.cancel();
         task.await.unwrap();
-        assert_eq!(*seen.lock().unwrap(), (0..100).collect::<Vec<_>>(), "every record once, in order");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            (0..100).collect::<Vec<_>>(),
+            "every record once, in order"
+        );
         assert_eq!(journal.cursor("sink").unwrap().load(), 100);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_refused_for_good_goes_to_the_dead_letter_file_and_delivery_goes_on() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut writer, journal, _) = journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
         append(&mut writer, 0..10);
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let flaky = Flaky { failures: Arc::new(Mutex::new(1)), permanent: true, seen: seen.clone() };
+        let flaky = Flaky::new(1, true, seen.clone());
         let stop = CancellationToken::new();
         stop.cancel();
-        driver(&journal, flaky, tmp.path()).run(stop, CancellationToken::new()).await;
+        driver(&journal, flaky, tmp.path())
+            .run(stop, CancellationToken::new())
+            .await;
         // The first batch (7 records) was refused; the rest was delivered.
         assert_eq!(*seen.lock().unwrap(), (7..10).collect::<Vec<_>>());
-        let dead = std::fs::read_to_string(tmp.path().join("dead-letter/00000000000000000000.jsonl")).unwrap();
+        let dead =
+            std::fs::read_to_string(tmp.path().join("dead-letter/00000000000000000000.jsonl"))
+                .unwrap();
         let lines: Vec<&str> = dead.lines().collect();
         assert!(lines[0].contains("400 bad request"), "{}", lines[0]);
-        assert_eq!(&lines[1..], (0..7).map(|s| format!(r#"{{"seq":{s}}}"#)).collect::<Vec<_>>());
+        assert_eq!(
+            &lines[1..],
+            (0..7)
+                .map(|s| format!(r#"{{"seq":{s}}}"#))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -407,5 +571,48 @@ mod tests {
             b.delay(0, Some(Duration::from_secs(7))),
             Duration::from_secs(7)
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn aligned_batches_end_at_checkpoints_and_the_tail_waits_for_the_next() {
+        use crate::pipeline::frame::{CheckpointFrame, encode_checkpoint};
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        let checkpoint = |size| {
+            encode_checkpoint(&CheckpointFrame {
+                stream: "s".into(),
+                size,
+                note: format!("n{size}"),
+                head: String::new(),
+                frontier: Vec::new(),
+            })
+        };
+        append(&mut writer, 0..10);
+        writer.append(&checkpoint(10)).unwrap();
+        append(&mut writer, 10..25);
+        writer.append(&checkpoint(25)).unwrap();
+        append(&mut writer, 25..30);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut flaky = Flaky::new(0, false, seen.clone());
+        flaky.aligned = true;
+        let ends = flaky.ends.clone();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        driver(&journal, flaky, tmp.path())
+            .run(stop, CancellationToken::new())
+            .await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            (0..25).collect::<Vec<_>>(),
+            "the tail after the last checkpoint waits"
+        );
+        let ends = ends.lock().unwrap();
+        assert!(
+            ends.iter().all(|i| matches!(i, Item::Checkpoint { .. })),
+            "{ends:?}"
+        );
+        // The cursor stops at the first entry not delivered (journal index 27: 25 entries, 2 checkpoints).
+        assert_eq!(journal.cursor("sink").unwrap().load(), 27);
     }
 }

@@ -156,17 +156,28 @@ mod tests {
     #[tokio::test]
     async fn a_full_backlog_pushes_back_and_a_closed_intake_refuses() {
         let tmp = tempfile::tempdir().unwrap();
-        let (mut writer, journal, _) = journal::open(tmp.path(), JournalOptions::default()).unwrap();
+        let (mut writer, journal, _) =
+            journal::open(tmp.path(), JournalOptions::default()).unwrap();
         for _ in 0..100 {
             writer.append(b"E").unwrap();
         }
         writer.commit().unwrap();
         let slow = Arc::new(AtomicU64::new(0));
         let (queue, requests) = mpsc::channel();
-        let intake = Arc::new(PipelineIntake::new("p".into(), Vec::new(), queue, journal, vec![slow.clone()], 50));
+        let intake = Arc::new(PipelineIntake::new(
+            "p".into(),
+            Vec::new(),
+            queue,
+            journal,
+            vec![slow.clone()],
+            50,
+        ));
         assert_eq!(intake.backlog(), 100);
         let refused = intake.clone().submit_owned(vec![Record::new("t")]).await;
-        assert!(matches!(refused, Err(SubmitError::Overloaded { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(SubmitError::Overloaded { .. })),
+            "{refused:?}"
+        );
         assert!(requests.try_recv().is_err(), "nothing reached the writer");
 
         // The exporter catches up: the batch goes to the writer, and its answer comes back.
@@ -177,11 +188,20 @@ mod tests {
             request.done.send(Ok(())).unwrap();
             requests
         });
-        assert!(intake.clone().submit_owned(vec![Record::new("t")]).await.is_ok());
+        assert!(
+            intake
+                .clone()
+                .submit_owned(vec![Record::new("t")])
+                .await
+                .is_ok()
+        );
         let _requests = answering.join().unwrap();
 
         intake.close();
         let refused = intake.clone().submit_owned(vec![Record::new("t")]).await;
-        assert!(matches!(refused, Err(SubmitError::ShuttingDown)), "{refused:?}");
+        assert!(
+            matches!(refused, Err(SubmitError::ShuttingDown)),
+            "{refused:?}"
+        );
     }
 }

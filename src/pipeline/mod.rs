@@ -30,7 +30,7 @@ use crate::component::{Processor, ReceiverHandle};
 use crate::config::{ComponentId, Config, ExporterRef};
 use crate::evidence::hmac::KeyRing;
 use crate::evidence::note::{self, NoteSigner};
-use crate::exporters::{ExporterConfig, ExporterContext, file::stream_folder};
+use crate::exporters::{ExporterConfig, ExporterContext, ExporterKind, file::stream_folder};
 use crate::journal::{self, Journal, JournalOptions};
 use crate::processors::ProcessorConfig;
 use crate::processors::hash_chain::{HashChainConfig, SigningKey};
@@ -438,8 +438,8 @@ async fn start_pipeline(
     let evidence_dirs: Vec<PathBuf> = p
         .exporters
         .iter()
-        .filter_map(|(_, cfg, _)| match cfg {
-            ExporterConfig::File(f) => Some(f.directory.join(stream_folder(&p.stream))),
+        .filter_map(|(_, cfg, _)| match &cfg.kind {
+            ExporterKind::File(f) => Some(f.directory.join(stream_folder(&p.stream))),
             #[allow(unreachable_patterns)]
             _ => None,
         })
@@ -471,8 +471,16 @@ async fn start_pipeline(
             cursor,
             exporter,
             route: route.clone(),
-            limits: BatchLimits::default(),
-            backoff: Backoff::default(),
+            limits: BatchLimits {
+                max_records: cfg.delivery.batch.max_records,
+                max_bytes: cfg.delivery.batch.max_bytes.as_u64() as usize,
+                max_age: cfg.delivery.batch.max_age,
+            },
+            backoff: Backoff {
+                initial: cfg.delivery.retry_on_failure.initial_interval,
+                max: cfg.delivery.retry_on_failure.max_interval,
+            },
+            timeout: cfg.delivery.timeout,
             position,
             dead_letter_dir: context.state_dir.join("dead-letter"),
         };

@@ -48,7 +48,7 @@
 //! Gateway, OpenTelemetry GenAI spans and the dotted `action` names (`login.failed`,
 //! `api_key.rotated`, …) that gateways post to the `http` receiver.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -334,19 +334,25 @@ impl Processor for Classifier {
 // ---------------------------------------------------------------------------------------
 // Windows
 
-/// The recent arrivals of each tracked key, and which key was seen least recently.
+/// The recent arrivals of each tracked key, in a slab of slots linked from the most to the
+/// least recently seen key, so that finding, refreshing and evicting a key are O(1).
 #[derive(Default)]
 struct WindowState {
-    keys: HashMap<Box<str>, Arrivals>,
-    /// Last-seen order: a key's `seen` → the key. The first entry is the next to evict.
-    by_recency: BTreeMap<u64, Box<str>>,
-    clock_ticks: u64,
+    slots: Vec<Slot>,
+    by_key: HashMap<Arc<str>, usize>,
+    /// The most and the least recently seen slots; `NIL` when empty.
+    newest: usize,
+    oldest: usize,
 }
 
-struct Arrivals {
+const NIL: usize = usize::MAX;
+
+struct Slot {
+    key: Arc<str>,
     /// Arrival times, oldest first, at most `threshold` of them.
     times: VecDeque<u64>,
-    seen: u64,
+    newer: usize,
+    older: usize,
 }
 
 impl Window {
@@ -375,35 +381,71 @@ impl Window {
 }
 
 impl WindowState {
+    fn new() -> WindowState {
+        WindowState { slots: Vec::new(), by_key: HashMap::new(), newest: NIL, oldest: NIL }
+    }
+
     /// Records an arrival of `key` at `now`; returns whether it completes a burst, and how
     /// many keys were evicted to make room.
     fn arrive(&mut self, key: &str, now: u64, within: u64, threshold: usize, max_keys: usize) -> (bool, u64) {
-        self.clock_ticks += 1;
-        let seen = self.clock_ticks;
         let mut evicted = 0;
-        if let Some(arrivals) = self.keys.get_mut(key) {
-            if let Some(owned) = self.by_recency.remove(&arrivals.seen) {
-                self.by_recency.insert(seen, owned);
+        let slot = match self.by_key.get(key) {
+            Some(&slot) => {
+                self.unlink(slot);
+                slot
             }
-            arrivals.seen = seen;
-        } else {
-            while self.keys.len() >= max_keys.max(1) {
-                let Some((_, oldest)) = self.by_recency.pop_first() else { break };
-                self.keys.remove(&oldest);
-                evicted += 1;
+            None if self.by_key.len() >= max_keys.max(1) && self.oldest != NIL => {
+                // Reuse the least recently seen key's slot, and its buffer.
+                let slot = self.oldest;
+                self.unlink(slot);
+                self.by_key.remove(&self.slots[slot].key);
+                evicted = 1;
+                let key: Arc<str> = key.into();
+                self.by_key.insert(key.clone(), slot);
+                self.slots[slot].key = key;
+                self.slots[slot].times.clear();
+                slot
             }
-            self.keys.insert(key.into(), Arrivals { times: VecDeque::with_capacity(threshold.min(16)), seen });
-            self.by_recency.insert(seen, key.into());
+            None => {
+                let key: Arc<str> = key.into();
+                self.by_key.insert(key.clone(), self.slots.len());
+                let times = VecDeque::with_capacity(threshold.min(16));
+                self.slots.push(Slot { key, times, newer: NIL, older: NIL });
+                self.slots.len() - 1
+            }
+        };
+        self.push_newest(slot);
+        let times = &mut self.slots[slot].times;
+        while times.front().is_some_and(|&t| now.saturating_sub(t) >= within) {
+            times.pop_front();
         }
-        let Some(arrivals) = self.keys.get_mut(key) else { return (false, evicted) };
-        while arrivals.times.front().is_some_and(|&t| now.saturating_sub(t) >= within) {
-            arrivals.times.pop_front();
+        times.push_back(now);
+        if times.len() > threshold {
+            times.pop_front();
         }
-        arrivals.times.push_back(now);
-        if arrivals.times.len() > threshold {
-            arrivals.times.pop_front();
+        (times.len() >= threshold, evicted)
+    }
+
+    fn unlink(&mut self, slot: usize) {
+        let Slot { newer, older, .. } = self.slots[slot];
+        match newer {
+            NIL => self.newest = older,
+            n => self.slots[n].older = older,
         }
-        (arrivals.times.len() >= threshold, evicted)
+        match older {
+            NIL => self.oldest = newer,
+            o => self.slots[o].newer = newer,
+        }
+    }
+
+    fn push_newest(&mut self, slot: usize) {
+        self.slots[slot].newer = NIL;
+        self.slots[slot].older = self.newest;
+        match self.newest {
+            NIL => self.oldest = slot,
+            n => self.slots[n].newer = slot,
+        }
+        self.newest = slot;
     }
 }
 
@@ -530,7 +572,7 @@ fn compile(cfg: &ClassifyConfig) -> Result<Compiled, Vec<ClassifyConfigError>> {
                 severity: w.severity,
                 tag,
                 max_keys: cfg.max_tracked_keys,
-                state: Mutex::new(WindowState::default()),
+                state: Mutex::new(WindowState::new()),
             }),
             Err(e) => problem(format!("{path}.when"), Some(e.column), format!("column {} of the condition: {}", e.column, e.message)),
         }
@@ -1063,9 +1105,18 @@ windows:
             c.process(vec![failed_login(&format!("spray-{i}"))]);
         }
         let state = c.windows[0].state.lock().unwrap();
-        assert_eq!(state.keys.len(), 50);
-        assert_eq!(state.by_recency.len(), 50);
-        assert!(state.keys.contains_key("spray-999") && !state.keys.contains_key("spray-949"));
+        assert_eq!(state.by_key.len(), 50);
+        assert_eq!(state.slots.len(), 50);
+        assert!(state.by_key.contains_key("spray-999") && !state.by_key.contains_key("spray-949"));
+        // The recency list holds every slot once, newest first.
+        let mut order = Vec::new();
+        let mut at = state.newest;
+        while at != NIL {
+            order.push(state.slots[at].key.to_string());
+            at = state.slots[at].older;
+        }
+        let expected: Vec<String> = (950..1_000).rev().map(|i| format!("spray-{i}")).collect();
+        assert_eq!(order, expected);
     }
 
     #[test]

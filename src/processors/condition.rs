@@ -56,7 +56,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use regex::Regex;
-use serde_json::{Number, Value};
+use serde_json::{Map, Number, Value};
 
 use crate::event::{Record, Severity, lookup, lookup_map};
 
@@ -79,7 +79,7 @@ pub struct Condition {
     expr: Expr,
     /// Attribute heads (see [`AttributeIndex`]) of which a record must have at least one
     /// for the condition to hold; `None` when no such set is known.
-    required: Option<u64>,
+    required: Option<Box<[u128]>>,
 }
 
 impl fmt::Debug for Condition {
@@ -104,7 +104,11 @@ impl Condition {
         if next.kind != Tok::End {
             return Err(err(next.column, format!("expected `and`, `or` or the end, found {}", next.kind)));
         }
-        let required = expr.required_heads();
+        let required = expr.required_heads().map(|mut heads| {
+            heads.sort_unstable();
+            heads.dedup();
+            heads.into_boxed_slice()
+        });
         Ok(Condition { source: source.to_string(), expr, required })
     }
 
@@ -116,8 +120,10 @@ impl Condition {
     /// Whether the record matches, given its [`AttributeIndex`]: the same answer as
     /// [`Condition::eval`], faster when many conditions test one record.
     pub fn eval_indexed(&self, record: &Record, index: AttributeIndex) -> bool {
-        if self.required.is_some_and(|heads| heads & index.0 == 0) {
-            return false;
+        if let Some(heads) = &self.required {
+            if !heads.iter().any(|&h| index.has(h)) {
+                return false;
+            }
         }
         self.expr.eval(record, index)
     }
@@ -128,27 +134,40 @@ impl Condition {
     }
 }
 
-/// Which top-level attribute names a record has, folded into 64 bits by the part of each
-/// name before its first dot (its head). A path below `attributes` can only be found when
-/// its own head is among them: every key `lookup_map` tries for it shares that head. Most
-/// tests in a large rule set are of absent fields, and this turns each into a bit test.
+/// Which top-level attribute names a record has, as a 128-bit Bloom filter of the part of
+/// each name before its first dot (its head). A path below `attributes` can only be found
+/// when its own head is among them: every key `lookup_map` tries for it shares that head.
+/// Most tests in a large rule set are of absent fields, and this turns each into a bit test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttributeIndex(u64);
+pub struct AttributeIndex(u128);
 
 impl AttributeIndex {
     /// An index that rules nothing out.
-    const UNKNOWN: AttributeIndex = AttributeIndex(u64::MAX);
+    const UNKNOWN: AttributeIndex = AttributeIndex(u128::MAX);
 
     pub fn of(record: &Record) -> AttributeIndex {
-        AttributeIndex(record.attributes.keys().fold(0, |bits, key| bits | head_bit(key)))
+        AttributeIndex(record.attributes.keys().fold(0, |bits, key| bits | head_bits(key)))
+    }
+
+    /// Whether a head (its two bits) may be present.
+    fn has(self, head: u128) -> bool {
+        self.0 & head == head
     }
 }
 
-/// The bit of a name's head (FNV-1a of the bytes before the first dot, modulo 64).
-fn head_bit(name: &str) -> u64 {
-    let head = name.split('.').next().unwrap_or(name);
-    let hash = head.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    1 << (hash % 64)
+/// The two filter bits of a name's head (its bytes before the first dot), from a hash
+/// taken eight bytes at a time: it runs for every attribute of every record.
+fn head_bits(name: &str) -> u128 {
+    let bytes = name.as_bytes();
+    let head = &bytes[..bytes.iter().position(|&b| b == b'.').unwrap_or(bytes.len())];
+    let mut hash = 0x9e37_79b9_7f4a_7c15u64 ^ head.len() as u64;
+    for chunk in head.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(31);
+    }
+    hash = (hash ^ (hash >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    (1u128 << (hash >> 57)) | (1u128 << ((hash >> 50) & 127))
 }
 
 /// One field path on its own: what a `classify` window groups records by.
@@ -311,7 +330,7 @@ enum Field {
     SpanId,
     Tags,
     Body(Option<Box<str>>),
-    Attributes { path: Box<str>, head: u64 },
+    Attributes { path: Box<str>, head: u128, dotted: bool },
     Resource(Box<str>),
     Scope(Box<str>),
     Redaction(Option<Box<str>>),
@@ -339,12 +358,13 @@ impl Field {
             Field::SpanId => r.span_id.as_deref().map(Val::Str),
             Field::Tags => Some(Val::Tags(&r.tags)),
             Field::Body(None) => Some(Val::Json(&r.body)),
-            Field::Body(Some(p)) => lookup(&r.body, p).map(Val::Json),
-            Field::Attributes { path, .. } => lookup_map(&r.attributes, path).map(Val::Json),
-            Field::Resource(p) => lookup_map(&r.resource, p).map(Val::Json),
-            Field::Scope(p) => lookup_map(&r.scope, p).map(Val::Json),
+            Field::Body(Some(p)) => find_value(&r.body, p).map(Val::Json),
+            Field::Attributes { path, dotted: false, .. } => r.attributes.get(&**path).map(Val::Json),
+            Field::Attributes { path, .. } => find_in_map(&r.attributes, path).map(Val::Json),
+            Field::Resource(p) => find_in_map(&r.resource, p).map(Val::Json),
+            Field::Scope(p) => find_in_map(&r.scope, p).map(Val::Json),
             Field::Redaction(None) => r.redaction.as_ref().map(Val::Json),
-            Field::Redaction(Some(p)) => r.redaction.as_ref().and_then(|v| lookup(v, p)).map(Val::Json),
+            Field::Redaction(Some(p)) => r.redaction.as_ref().and_then(|v| find_value(v, p)).map(Val::Json),
         }
     }
 
@@ -417,6 +437,61 @@ fn compare_json(v: &Value, lit: &Literal) -> Option<Ordering> {
     }
 }
 
+/// Maps up to this size are read in one pass by [`find_in_map`]; larger ones by lookups.
+const SCAN_LIMIT: usize = 16;
+
+/// [`lookup_map`]'s answer, found in one pass over a small map: the key equal to `path`,
+/// else the longest key that is a prefix of `path` ending at a dot and under which the rest
+/// of the path is found. `lookup_map` asks the map once per such prefix, and in a typical
+/// audit event (a few keys, paths three or four segments deep) one pass is much cheaper.
+fn find_in_map<'a>(m: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if m.len() > SCAN_LIMIT || !path.contains('.') {
+        return lookup_map(m, path);
+    }
+    let bytes = path.as_bytes();
+    // Keys at least this long have been tried already.
+    let mut bound = path.len() + 1;
+    loop {
+        let mut best: Option<(&str, &Value)> = None;
+        for (key, value) in m {
+            let len = key.len();
+            if len >= bound || best.is_some_and(|(b, _)| b.len() >= len) {
+                continue;
+            }
+            if bytes.starts_with(key.as_bytes()) && (len == bytes.len() || bytes[len] == b'.') {
+                best = Some((key, value));
+            }
+        }
+        let (key, value) = best?;
+        if key.len() == path.len() {
+            return Some(value);
+        }
+        if let Some(found) = find_value(value, &path[key.len() + 1..]) {
+            return Some(found);
+        }
+        bound = key.len();
+    }
+}
+
+/// [`lookup`], with maps read by [`find_in_map`].
+fn find_value<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) => find_in_map(m, path),
+        Value::Array(items) => {
+            let (head, rest) = match path.split_once('.') {
+                Some((h, r)) => (h, Some(r)),
+                None => (path, None),
+            };
+            let item = items.get(head.parse::<usize>().ok()?)?;
+            match rest {
+                None => Some(item),
+                Some(r) => find_value(item, r),
+            }
+        }
+        _ => lookup(v, path),
+    }
+}
+
 /// A JSON number against an integer literal, exactly when both are integers.
 fn compare_number(n: &Number, l: i64) -> Option<Ordering> {
     if let Some(i) = n.as_i64() {
@@ -436,7 +511,7 @@ impl Expr {
             Expr::Not(e) => !e.eval(r, index),
             Expr::And(es) => es.iter().all(|e| e.eval(r, index)),
             Expr::Or(es) => es.iter().any(|e| e.eval(r, index)),
-            Expr::Test(Field::Attributes { head, .. }, _) if head & index.0 == 0 => false,
+            Expr::Test(Field::Attributes { head, .. }, _) if !index.has(*head) => false,
             Expr::Test(field, test) => {
                 let Some(value) = field.resolve(r) else { return false };
                 test.eval(value)
@@ -446,16 +521,19 @@ impl Expr {
 
     /// Attribute heads of which at least one must be present for this to hold. Every test
     /// of a missing field is false, so a test of an attribute needs its head; `or` needs one
-    /// of its branches' sets, `and` any one of its children's (the narrowest is kept), and
-    /// `not` nothing.
-    fn required_heads(&self) -> Option<u64> {
+    /// of its branches' heads, `and` those of any one child (the shortest list is kept), and
+    /// `not` nothing. `Some(empty)` never holds.
+    fn required_heads(&self) -> Option<Vec<u128>> {
         match self {
             Expr::Const(true) | Expr::Not(_) => None,
-            Expr::Const(false) => Some(0),
-            Expr::Test(Field::Attributes { head, .. }, _) => Some(*head),
+            Expr::Const(false) => Some(Vec::new()),
+            Expr::Test(Field::Attributes { head, .. }, _) => Some(vec![*head]),
             Expr::Test(..) => None,
-            Expr::Or(es) => es.iter().map(Expr::required_heads).try_fold(0, |acc, h| h.map(|h| acc | h)),
-            Expr::And(es) => es.iter().filter_map(Expr::required_heads).min_by_key(|h| h.count_ones()),
+            Expr::Or(es) => es.iter().map(Expr::required_heads).try_fold(Vec::new(), |mut all, heads| {
+                all.extend(heads?);
+                Some(all)
+            }),
+            Expr::And(es) => es.iter().filter_map(Expr::required_heads).min_by_key(Vec::len),
         }
     }
 }
@@ -935,7 +1013,7 @@ fn parse_field(path: &str, column: usize) -> Result<Field, ConditionError> {
         "tags" => scalar(Field::Tags),
         "body" => Ok(Field::Body(rest_box)),
         "redaction" => Ok(Field::Redaction(rest_box)),
-        "attributes" => needs_key(|path| Field::Attributes { head: head_bit(&path), path }),
+        "attributes" => needs_key(|path| Field::Attributes { head: head_bits(&path), dotted: path.contains('.'), path }),
         "resource" => needs_key(Field::Resource),
         "scope" => needs_key(Field::Scope),
         _ => {
@@ -1169,6 +1247,34 @@ mod tests {
                 let src = format!("{}attributes.x {op} {}", if negate { "not " } else { "" }, literals[li]);
                 let expected = reference(r.get_path("attributes.x").as_ref(), op, &lit) != negate;
                 prop_assert_eq!(Condition::parse(&src).unwrap().eval(&r), expected, "{}", src);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// `find_in_map` must answer exactly as `event::lookup_map`, dotted keys, arrays and
+    /// dead ends included.
+    #[test]
+    fn one_pass_lookup_agrees_with_lookup_map() {
+        use proptest::prelude::*;
+        let segment = prop::sample::select(vec!["a", "b", "c", "0", "1"]);
+        let key = prop::collection::vec(segment.clone(), 1..4).prop_map(|s| s.join("."));
+        let leaf = prop_oneof![Just(json!(1)), Just(json!("x")), Just(json!(null))];
+        let value = leaf.prop_recursive(3, 24, 4, move |inner| {
+            prop_oneof![
+                prop::collection::btree_map(key.clone(), inner.clone(), 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::vec(inner, 0..3).prop_map(Value::Array),
+            ]
+        });
+        let path = prop::collection::vec(segment, 1..6).prop_map(|s| s.join("."));
+        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(2000));
+        runner
+            .run(&(value, path), |(v, path)| {
+                let Value::Object(m) = &v else { return Ok(()) };
+                let expected = lookup_map(m, &path).map(|x| x as *const Value);
+                let got = find_in_map(m, &path).map(|x| x as *const Value);
+                prop_assert_eq!(got, expected, "{} in {}", path, v);
                 Ok(())
             })
             .unwrap();

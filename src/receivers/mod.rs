@@ -58,7 +58,9 @@ impl ReceiverConfig {
             ReceiverConfig::Http(c) => Ok(vec![
                 http::start(id, c.clone(), intake, limits, shutdown).await?,
             ]),
-            ReceiverConfig::Syslog(c) => Ok(vec![syslog::start(id, c.clone(), intake, shutdown).await?]),
+            ReceiverConfig::Syslog(c) => {
+                Ok(vec![syslog::start(id, c.clone(), intake, shutdown).await?])
+            }
         }
     }
 }

@@ -129,11 +129,18 @@ impl<'r> Composer<'r> {
     // ---- personal data and secrets -------------------------------------------------
 
     pub fn email(&mut self) -> String {
-        let first = *self.rng.pick(&["alice", "Bob", "carol", "dmitri", "eve", "fatima", "gus", "hana"]);
-        let last = *self.rng.pick(&["smith", "Nguyen", "garcia", "okafor", "li", "muller", "rossi"]);
+        let first = *self.rng.pick(&[
+            "alice", "Bob", "carol", "dmitri", "eve", "fatima", "gus", "hana",
+        ]);
+        let last = *self.rng.pick(&[
+            "smith", "Nguyen", "garcia", "okafor", "li", "muller", "rossi",
+        ]);
         let local = match self.rng.below(4) {
             0 => format!("{first}.{last}"),
-            1 => format!("{first}+{}", self.rng.pick(&["billing", "news", "gw", "test"])),
+            1 => format!(
+                "{first}+{}",
+                self.rng.pick(&["billing", "news", "gw", "test"])
+            ),
             2 => format!("{first}_{last}{}", self.rng.below(100)),
             _ => first.to_string(),
         };
@@ -157,7 +164,10 @@ impl<'r> Composer<'r> {
             let (raw, digits) = match self.rng.below(4) {
                 0 => {
                     let n = format!("7946{}", self.rng.digits(4));
-                    (format!("+44 20 {} {}", &n[..4], &n[4..]), format!("4420{n}"))
+                    (
+                        format!("+44 20 {} {}", &n[..4], &n[4..]),
+                        format!("4420{n}"),
+                    )
                 }
                 1 => {
                     let n = format!("{}{}", self.rng.range(2, 9), self.rng.digits(6));
@@ -247,9 +257,23 @@ impl<'r> Composer<'r> {
     pub fn iban(&mut self) -> String {
         let (country, bban) = match self.rng.below(6) {
             0 => ("DE", self.rng.digits(18)),
-            1 => ("GB", format!("{}{}", self.rng.pick(&["NWBK", "BARC", "HBUK", "LOYD"]), self.rng.digits(14))),
+            1 => (
+                "GB",
+                format!(
+                    "{}{}",
+                    self.rng.pick(&["NWBK", "BARC", "HBUK", "LOYD"]),
+                    self.rng.digits(14)
+                ),
+            ),
             2 => ("FR", self.rng.digits(23)),
-            3 => ("NL", format!("{}{}", self.rng.pick(&["ABNA", "INGB", "RABO"]), self.rng.digits(10))),
+            3 => (
+                "NL",
+                format!(
+                    "{}{}",
+                    self.rng.pick(&["ABNA", "INGB", "RABO"]),
+                    self.rng.digits(10)
+                ),
+            ),
             4 => ("ES", self.rng.digits(20)),
             _ => ("BE", self.rng.digits(12)),
         };
@@ -286,9 +310,36 @@ impl<'r> Composer<'r> {
     pub fn ipv6(&mut self) -> String {
         let r = |rng: &mut Rng| rng.below(0x10000) as u16;
         let addr = match self.rng.below(4) {
-            0 => Ipv6Addr::new(0x2001, 0xdb8, r(self.rng), r(self.rng), 0, 0, r(self.rng), r(self.rng)),
-            1 => Ipv6Addr::new(0xfe80, 0, 0, 0, r(self.rng), r(self.rng), r(self.rng), r(self.rng)),
-            2 => Ipv6Addr::new(0x2a00, r(self.rng), r(self.rng), r(self.rng), r(self.rng), r(self.rng), r(self.rng), r(self.rng)),
+            0 => Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                r(self.rng),
+                r(self.rng),
+                0,
+                0,
+                r(self.rng),
+                r(self.rng),
+            ),
+            1 => Ipv6Addr::new(
+                0xfe80,
+                0,
+                0,
+                0,
+                r(self.rng),
+                r(self.rng),
+                r(self.rng),
+                r(self.rng),
+            ),
+            2 => Ipv6Addr::new(
+                0x2a00,
+                r(self.rng),
+                r(self.rng),
+                r(self.rng),
+                r(self.rng),
+                r(self.rng),
+                r(self.rng),
+                r(self.rng),
+            ),
             _ => Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, r(self.rng).max(1)),
         };
         let canonical = addr.to_string();
@@ -306,14 +357,20 @@ impl<'r> Composer<'r> {
     }
 
     pub fn jwt(&mut self) -> String {
-        let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let b64 =
+            |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
         let header = json!({"alg": self.rng.pick(&["HS256", "RS256", "ES256"]), "typ": "JWT"});
         let payload = json!({
             "sub": format!("usr_{}", self.rng.chars(8, ALNUM)),
             "iat": 1_700_000_000 + self.rng.below(50_000_000),
             "scope": "chat:write",
         });
-        let raw = format!("{}.{}.{}", b64(&header), b64(&payload), self.rng.chars(43, BASE64URL));
+        let raw = format!(
+            "{}.{}.{}",
+            b64(&header),
+            b64(&payload),
+            self.rng.chars(43, BASE64URL)
+        );
         self.label("jwt", raw.clone(), raw)
     }
 
@@ -354,7 +411,12 @@ impl<'r> Composer<'r> {
             1 => format!("sk-ant-api03-{}", self.token_with_digit(90, BASE64URL)),
             2 => format!("sk_live_{}", self.token_with_digit(24, ALNUM)),
             3 => format!("ghp_{}", self.token_with_digit(36, ALNUM)),
-            4 => format!("xoxb-{}-{}-{}", self.rng.digits(12), self.rng.digits(13), self.token_with_digit(24, ALNUM)),
+            4 => format!(
+                "xoxb-{}-{}-{}",
+                self.rng.digits(12),
+                self.rng.digits(13),
+                self.token_with_digit(24, ALNUM)
+            ),
             5 => format!("AIza{}", self.token_with_digit(35, ALNUM)),
             6 => format!("hf_{}", self.token_with_digit(34, ALNUM)),
             _ => format!("glpat-{}", self.token_with_digit(20, ALNUM)),
@@ -370,7 +432,9 @@ impl<'r> Composer<'r> {
 
     pub fn private_key(&mut self) -> String {
         let kind = *self.rng.pick(&["RSA ", "EC ", "OPENSSH ", ""]);
-        let lines: Vec<String> = (0..self.rng.range(2, 4)).map(|_| self.rng.chars(64, BASE64)).collect();
+        let lines: Vec<String> = (0..self.rng.range(2, 4))
+            .map(|_| self.rng.chars(64, BASE64))
+            .collect();
         let raw = format!(
             "-----BEGIN {kind}PRIVATE KEY-----\n{}\n-----END {kind}PRIVATE KEY-----",
             lines.join("\n")
@@ -380,10 +444,16 @@ impl<'r> Composer<'r> {
 
     /// A connection URL; the label is its `user:password`.
     pub fn url_with_credentials(&mut self) -> String {
-        let user = *self.rng.pick(&["admin", "app", "svc_gateway", "postgres", "deploy"]);
+        let user = *self
+            .rng
+            .pick(&["admin", "app", "svc_gateway", "postgres", "deploy"]);
         let len = self.rng.range(10, 20) as usize;
         let password = self.token_with_digit(len, ALNUM);
-        let userinfo = self.label("url_credentials", format!("{user}:{password}"), format!("{user}:{password}"));
+        let userinfo = self.label(
+            "url_credentials",
+            format!("{user}:{password}"),
+            format!("{user}:{password}"),
+        );
         let (scheme, host) = *self.rng.pick(&[
             ("postgres", "db.internal:5432/app"),
             ("mysql", "mysql.prod.internal:3306/orders"),
@@ -397,17 +467,29 @@ impl<'r> Composer<'r> {
     /// A value under a sensitive key: found because of the key, whatever it looks like.
     pub fn secret_value(&mut self) -> String {
         let raw = match self.rng.below(4) {
-            0 => format!("{}{}!", self.rng.pick(&["hunter", "Summer", "p@ss", "Winter"]), self.rng.digits(4)),
+            0 => format!(
+                "{}{}!",
+                self.rng.pick(&["hunter", "Summer", "p@ss", "Winter"]),
+                self.rng.digits(4)
+            ),
             1 => self.rng.chars(20, ALNUM),
             2 => format!("session={}; theme=dark", self.rng.chars(24, HEX)),
-            _ => format!("correct horse battery {}", self.rng.pick(&["staple", "saddle", "stable"])),
+            _ => format!(
+                "correct horse battery {}",
+                self.rng.pick(&["staple", "saddle", "stable"])
+            ),
         };
         self.label("sensitive_key", raw.clone(), raw)
     }
 
     /// A value written after a sensitive name in text (`password=…`): no spaces, `&`, `;`.
     pub fn secret_word(&mut self) -> String {
-        let raw = format!("{}{}", self.rng.pick(&["Tr0ub4dor", "hunter", "letmein", "Passw0rd"]), self.rng.digits(3));
+        let raw = format!(
+            "{}{}",
+            self.rng
+                .pick(&["Tr0ub4dor", "hunter", "letmein", "Passw0rd"]),
+            self.rng.digits(3)
+        );
         self.label("sensitive_key", raw.clone(), raw)
     }
 
@@ -415,14 +497,34 @@ impl<'r> Composer<'r> {
 
     pub fn uuid(&mut self) -> String {
         let h = self.rng.chars(32, HEX);
-        let v = format!("{}-{}-4{}-{}{}-{}", &h[..8], &h[8..12], &h[13..16], self.rng.pick(&["8", "9", "a", "b"]), &h[17..20], &h[20..]);
+        let v = format!(
+            "{}-{}-4{}-{}{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[13..16],
+            self.rng.pick(&["8", "9", "a", "b"]),
+            &h[17..20],
+            &h[20..]
+        );
         self.negative(v)
     }
 
     pub fn hard_negative(&mut self) -> String {
         let v = match self.rng.below(25) {
-            22 => format!("AssemblyVersion {}.{}.{}.{}", self.rng.below(9), self.rng.below(9), self.rng.below(99), self.rng.below(9)),
-            23 => format!("firmware: {}.{}.{}.{}", self.rng.range(1, 9), self.rng.below(20), self.rng.below(9), self.rng.below(99)),
+            22 => format!(
+                "AssemblyVersion {}.{}.{}.{}",
+                self.rng.below(9),
+                self.rng.below(9),
+                self.rng.below(99),
+                self.rng.below(9)
+            ),
+            23 => format!(
+                "firmware: {}.{}.{}.{}",
+                self.rng.range(1, 9),
+                self.rng.below(20),
+                self.rng.below(9),
+                self.rng.below(99)
+            ),
             24 => "WWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"".to_string(),
             0 => format!("ORD-{}-{}", self.rng.range(2019, 2026), self.rng.digits(6)),
             1 => format!(
@@ -436,24 +538,72 @@ impl<'r> Composer<'r> {
                 self.rng.digits(3)
             ),
             2 => format!("{}", 1_600_000_000_000u64 + self.rng.below(200_000_000_000)),
-            3 => format!("v{}.{}.{}", self.rng.below(20), self.rng.below(40), self.rng.below(100)),
-            4 => format!("10.0.{}.{}", self.rng.range(10000, 22631), self.rng.range(1, 9)),
+            3 => format!(
+                "v{}.{}.{}",
+                self.rng.below(20),
+                self.rng.below(40),
+                self.rng.below(100)
+            ),
+            4 => format!(
+                "10.0.{}.{}",
+                self.rng.range(10000, 22631),
+                self.rng.range(1, 9)
+            ),
             5 => self.failing_luhn_id(),
             6 => self.rng.chars(64, HEX),
             7 => self.rng.chars(40, HEX),
             8 => self.rng.chars(7, HEX),
-            9 => format!("{}.{}.{}-rc.{}+build.{}", self.rng.below(5), self.rng.below(20), self.rng.below(9), self.rng.below(5), self.rng.below(900)),
-            10 => format!("gpt-4o-{}-{:02}-{:02}", self.rng.range(2024, 2025), self.rng.range(1, 12), self.rng.range(1, 28)),
-            11 => format!("claude-3-5-sonnet-{}{:02}{:02}", self.rng.range(2024, 2025), self.rng.range(1, 12), self.rng.range(1, 28)),
+            9 => format!(
+                "{}.{}.{}-rc.{}+build.{}",
+                self.rng.below(5),
+                self.rng.below(20),
+                self.rng.below(9),
+                self.rng.below(5),
+                self.rng.below(900)
+            ),
+            10 => format!(
+                "gpt-4o-{}-{:02}-{:02}",
+                self.rng.range(2024, 2025),
+                self.rng.range(1, 12),
+                self.rng.range(1, 28)
+            ),
+            11 => format!(
+                "claude-3-5-sonnet-{}{:02}{:02}",
+                self.rng.range(2024, 2025),
+                self.rng.range(1, 12),
+                self.rng.range(1, 28)
+            ),
             12 => format!("{}@2x.png", self.rng.pick(&["logo", "icon", "avatar"])),
             13 => format!("lodash@4.17.{}", self.rng.below(30)),
-            14 => format!("{:02}:{:02}:{:02}", self.rng.below(24), self.rng.below(60), self.rng.below(60)),
-            15 => format!("${},{:03}.{:02}", self.rng.range(1, 999), self.rng.below(1000), self.rng.below(100)),
+            14 => format!(
+                "{:02}:{:02}:{:02}",
+                self.rng.below(24),
+                self.rng.below(60),
+                self.rng.below(60)
+            ),
+            15 => format!(
+                "${},{:03}.{:02}",
+                self.rng.range(1, 999),
+                self.rng.below(1000),
+                self.rng.below(100)
+            ),
             16 => self.luhn_valid_non_card(),
             17 => self.invalid_ssn(),
             18 => self.bad_check_iban(),
-            19 => format!("{}.{}.{}.{}", self.rng.range(256, 999), self.rng.below(256), self.rng.below(256), self.rng.below(256)),
-            20 => format!("978-{}-{}-{}-{}", self.rng.range(0, 9), self.rng.digits(2), self.rng.digits(6), self.rng.below(10)),
+            19 => format!(
+                "{}.{}.{}.{}",
+                self.rng.range(256, 999),
+                self.rng.below(256),
+                self.rng.below(256),
+                self.rng.below(256)
+            ),
+            20 => format!(
+                "978-{}-{}-{}-{}",
+                self.rng.range(0, 9),
+                self.rng.digits(2),
+                self.rng.digits(6),
+                self.rng.below(10)
+            ),
             _ => format!("INV-{}{}", self.rng.range(2019, 2026), self.rng.digits(8)),
         };
         self.negative(v)
@@ -469,16 +619,36 @@ impl<'r> Composer<'r> {
 
     /// Passes Luhn but no scheme issues numbers starting with 1, 7, 8 or 9.
     fn luhn_valid_non_card(&mut self) -> String {
-        let body = format!("{}{}", self.rng.pick(&["1", "7", "8", "9"]), self.rng.digits(14));
+        let body = format!(
+            "{}{}",
+            self.rng.pick(&["1", "7", "8", "9"]),
+            self.rng.digits(14)
+        );
         format!("{body}{}", luhn_check_digit(&body))
     }
 
     fn invalid_ssn(&mut self) -> String {
         match self.rng.below(4) {
-            0 => format!("000-{:02}-{:04}", self.rng.range(1, 99), self.rng.range(1, 9999)),
-            1 => format!("666-{:02}-{:04}", self.rng.range(1, 99), self.rng.range(1, 9999)),
-            2 => format!("{}-00-{:04}", self.rng.range(100, 665), self.rng.range(1, 9999)),
-            _ => format!("{}-{:02}-0000", self.rng.range(100, 665), self.rng.range(1, 99)),
+            0 => format!(
+                "000-{:02}-{:04}",
+                self.rng.range(1, 99),
+                self.rng.range(1, 9999)
+            ),
+            1 => format!(
+                "666-{:02}-{:04}",
+                self.rng.range(1, 99),
+                self.rng.range(1, 9999)
+            ),
+            2 => format!(
+                "{}-00-{:04}",
+                self.rng.range(100, 665),
+                self.rng.range(1, 9999)
+            ),
+            _ => format!(
+                "{}-{:02}-0000",
+                self.rng.range(100, 665),
+                self.rng.range(1, 99)
+            ),
         }
     }
 
@@ -533,19 +703,30 @@ impl<'r> Composer<'r> {
             "ipv4" => match self.rng.below(3) {
                 0 => format!("Request came from {} via the EU edge.", self.ipv4()),
                 1 => format!("X-Forwarded-For: {}, {}", self.ipv4(), self.ipv4()),
-                _ => format!("client_ip={}:{} subnet {}/24", self.ipv4(), self.rng.range(1024, 65535), self.ipv4()),
+                _ => format!(
+                    "client_ip={}:{} subnet {}/24",
+                    self.ipv4(),
+                    self.rng.range(1024, 65535),
+                    self.ipv4()
+                ),
             },
             "ipv6" => match self.rng.below(2) {
                 0 => format!("Peer [{}]:443 reset the connection.", self.ipv6()),
                 _ => format!("probe http://[{}]:8080/healthz failed", self.ipv6()),
             },
             "jwt" => match self.rng.below(2) {
-                0 => format!("curl -H 'Authorization: Bearer {}' https://api.example.com/v1/me", self.jwt()),
+                0 => format!(
+                    "curl -H 'Authorization: Bearer {}' https://api.example.com/v1/me",
+                    self.jwt()
+                ),
                 _ => format!("GET /callback?id_token={}&state=af0ifjsldkj", self.jwt()),
             },
             "bearer_token" => match self.rng.below(2) {
                 0 => format!("Authorization: Bearer {}", self.bearer()),
-                _ => format!("headers: authorization: bearer {}; accept: */*", self.bearer()),
+                _ => format!(
+                    "headers: authorization: bearer {}; accept: */*",
+                    self.bearer()
+                ),
             },
             "aws_access_key" => {
                 if self.rng.chance(50) {
@@ -561,11 +742,23 @@ impl<'r> Composer<'r> {
                     format!("I pasted my key {} by mistake, rotate it.", self.api_key())
                 }
             }
-            "private_key" => format!("Here is the deploy key:\n{}\nplease install it.", self.private_key()),
-            "url_credentials" => format!("connecting to {} failed: timeout", self.url_with_credentials()),
+            "private_key" => format!(
+                "Here is the deploy key:\n{}\nplease install it.",
+                self.private_key()
+            ),
+            "url_credentials" => format!(
+                "connecting to {} failed: timeout",
+                self.url_with_credentials()
+            ),
             _ => match self.rng.below(2) {
-                0 => format!("login attempt user=ops password={} from console", self.secret_word()),
-                _ => format!("payload={{\"user\":\"ops\",\"password\":\"{}\"}} rejected", self.secret_word()),
+                0 => format!(
+                    "login attempt user=ops password={} from console",
+                    self.secret_word()
+                ),
+                _ => format!(
+                    "payload={{\"user\":\"ops\",\"password\":\"{}\"}} rejected",
+                    self.secret_word()
+                ),
             },
         }
     }
@@ -579,15 +772,43 @@ impl<'r> Composer<'r> {
     pub fn clean_sentence(&mut self) -> String {
         match self.rng.below(10) {
             0 => "Summarize the quarterly report in three bullet points.".to_string(),
-            1 => format!("Build {} failed on commit {} at {}.", self.hard_negative(), self.hard_negative(), self.hard_negative()),
-            2 => format!("Order {} shipped; tracking {}.", self.hard_negative(), self.hard_negative()),
+            1 => format!(
+                "Build {} failed on commit {} at {}.",
+                self.hard_negative(),
+                self.hard_negative(),
+                self.hard_negative()
+            ),
+            2 => format!(
+                "Order {} shipped; tracking {}.",
+                self.hard_negative(),
+                self.hard_negative()
+            ),
             3 => "Explain std::collections::HashMap versus BTreeMap in Rust.".to_string(),
-            4 => format!("Request {} took 842 ms and used 1024 tokens: prompt_tokens=812.", self.uuid()),
-            5 => format!("Compare {} with {} for latency.", self.hard_negative(), self.hard_negative()),
-            6 => format!("The asset {} failed checksum {}.", self.hard_negative(), self.hard_negative()),
+            4 => format!(
+                "Request {} took 842 ms and used 1024 tokens: prompt_tokens=812.",
+                self.uuid()
+            ),
+            5 => format!(
+                "Compare {} with {} for latency.",
+                self.hard_negative(),
+                self.hard_negative()
+            ),
+            6 => format!(
+                "The asset {} failed checksum {}.",
+                self.hard_negative(),
+                self.hard_negative()
+            ),
             7 => "Translate 'the meeting moved to 16:9 format' into French.".to_string(),
-            8 => format!("Invoice {} totals {} incl. VAT.", self.hard_negative(), self.hard_negative()),
-            _ => format!("Reference {} and {} in the changelog.", self.hard_negative(), self.hard_negative()),
+            8 => format!(
+                "Invoice {} totals {} incl. VAT.",
+                self.hard_negative(),
+                self.hard_negative()
+            ),
+            _ => format!(
+                "Reference {} and {} in the changelog.",
+                self.hard_negative(),
+                self.hard_negative()
+            ),
         }
     }
 
@@ -634,13 +855,27 @@ pub fn iban_check_digits(country: &str, bban: &str) -> u32 {
     let mut remainder: u64 = 0;
     for c in rearranged.chars() {
         let v = c.to_digit(36).unwrap_or(0) as u64;
-        remainder = if v >= 10 { (remainder * 100 + v) % 97 } else { (remainder * 10 + v) % 97 };
+        remainder = if v >= 10 {
+            (remainder * 100 + v) % 97
+        } else {
+            (remainder * 10 + v) % 97
+        };
     }
     98 - remainder as u32
 }
 
-const ROUTES: &[&str] = &["/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/responses"];
-const MODELS: &[&str] = &["gpt-4o", "claude-3-5-sonnet", "mistral-large", "llama-3.1-70b"];
+const ROUTES: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/messages",
+    "/v1/responses",
+];
+const MODELS: &[&str] = &[
+    "gpt-4o",
+    "claude-3-5-sonnet",
+    "mistral-large",
+    "llama-3.1-70b",
+];
 
 /// A realistic gateway audit event; with `pii`, personal data or secrets are planted in
 /// its prompt, attributes, headers, embedded request JSON or log line.
@@ -649,14 +884,26 @@ pub fn gateway_event(rng: &mut Rng, pii: bool) -> Sample {
     let mut attributes = Map::new();
     attributes.insert("http.method".into(), json!("POST"));
     attributes.insert("http.route".into(), json!(*c.rng.pick(ROUTES)));
-    attributes.insert("http.status_code".into(), json!(*c.rng.pick(&[200, 200, 200, 401, 429, 500])));
+    attributes.insert(
+        "http.status_code".into(),
+        json!(*c.rng.pick(&[200, 200, 200, 401, 429, 500])),
+    );
     attributes.insert("gen_ai.request.model".into(), json!(*c.rng.pick(MODELS)));
-    attributes.insert("gen_ai.usage.input_tokens".into(), json!(c.rng.range(10, 8000)));
-    attributes.insert("gen_ai.usage.output_tokens".into(), json!(c.rng.range(1, 2000)));
+    attributes.insert(
+        "gen_ai.usage.input_tokens".into(),
+        json!(c.rng.range(10, 8000)),
+    );
+    attributes.insert(
+        "gen_ai.usage.output_tokens".into(),
+        json!(c.rng.range(1, 2000)),
+    );
     let request_id = c.uuid();
     attributes.insert("request_id".into(), json!(request_id));
     attributes.insert("trace".into(), json!(c.rng.chars(32, HEX)));
-    attributes.insert("user.id".into(), json!(format!("usr_{}", c.rng.chars(10, ALNUM))));
+    attributes.insert(
+        "user.id".into(),
+        json!(format!("usr_{}", c.rng.chars(10, ALNUM))),
+    );
     attributes.insert("latency_ms".into(), json!(c.rng.range(20, 30_000)));
     let negative = c.hard_negative();
     attributes.insert("client.build".into(), json!(negative));
@@ -723,34 +970,69 @@ pub fn gateway_event(rng: &mut Rng, pii: bool) -> Sample {
     }
 }
 
+/// What a throughput-measurement event carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// Ordinary prompts: prose, ids and counters, nothing sensitive.
+    Clean,
+    /// Nothing sensitive, but look-alikes (versions, order ids, hashes, 16-digit ids) in
+    /// every prompt, so that most strings reach the detectors' validation.
+    LookAlikes,
+    /// Three or four findings: a client address and two in the prompt.
+    Pii,
+}
+
+const PROSE: &[&str] = &[
+    "Summarize the attached quarterly report in three bullet points for the board.",
+    "Translate the following paragraph into French, keeping the formal register.",
+    "Write a short, friendly reply declining the meeting and proposing next week.",
+    "What are the main differences between a mutex and a read-write lock?",
+    "Draft release notes for the new search feature; keep it under 120 words.",
+    "Classify the sentiment of this review as positive, neutral or negative.",
+    "Explain the error in this SQL query and suggest a corrected version.",
+    "Generate five subject lines for a newsletter about spring gardening.",
+];
+
 /// A compact event of about 500 bytes of JSON, for throughput measurements.
-pub fn compact_event(rng: &mut Rng, pii: bool) -> Record {
+pub fn compact_event(rng: &mut Rng, content: Content) -> Record {
     let mut c = Composer::new(rng);
     let mut attributes = Map::new();
     attributes.insert("http.method".into(), json!("POST"));
     attributes.insert("http.route".into(), json!(*c.rng.pick(ROUTES)));
     attributes.insert("http.status_code".into(), json!(200));
     attributes.insert("gen_ai.request.model".into(), json!(*c.rng.pick(MODELS)));
-    attributes.insert("gen_ai.usage.input_tokens".into(), json!(c.rng.range(10, 8000)));
+    attributes.insert(
+        "gen_ai.usage.input_tokens".into(),
+        json!(c.rng.range(10, 8000)),
+    );
     let request_id = c.uuid();
     attributes.insert("request_id".into(), json!(request_id));
-    attributes.insert("user.id".into(), json!(format!("usr_{}", c.rng.chars(10, ALNUM))));
+    attributes.insert(
+        "user.id".into(),
+        json!(format!("usr_{}", c.rng.chars(10, ALNUM))),
+    );
     attributes.insert("latency_ms".into(), json!(c.rng.range(20, 30_000)));
-    let mut body = Map::new();
-    let prompt = if pii {
-        let a = c.sentence_from(&["email", "phone", "credit_card", "ssn", "ipv4"]);
-        let b = c.sentence_from(&["api_key", "jwt", "iban", "email"]);
-        format!("{a} {b}")
-    } else {
-        format!("{} {}", c.clean_sentence(), c.clean_sentence())
+    let completion = *c.rng.pick(&[
+        "Done.",
+        "Here is the summary you asked for.",
+        "Sure, see below.",
+    ]);
+    let prompt = match content {
+        Content::Clean => c.rng.pick(PROSE).to_string(),
+        Content::LookAlikes => c.clean_sentence(),
+        Content::Pii => {
+            let ip = c.ipv4();
+            attributes.insert("client.address".into(), json!(ip));
+            let a = c.sentence_from(&["email", "phone", "credit_card", "ssn"]);
+            let b = c.sentence_from(&["api_key", "jwt", "iban", "email", "ipv4"]);
+            format!("{a} {b}")
+        }
     };
+    let mut body = Map::new();
     body.insert("prompt".into(), json!(prompt));
-    body.insert("completion".into(), json!(c.clean_sentence()));
-    if pii {
-        let ip = c.ipv4();
-        attributes.insert("client.address".into(), json!(ip));
-    }
+    body.insert("completion".into(), json!(completion));
     let mut record = Record::new("otlp");
+    record.time_unix_nano = 1_714_567_890_000_000_000 + c.rng.below(1_000_000_000_000);
     record.attributes = attributes;
     record.body = Value::Object(body);
     record

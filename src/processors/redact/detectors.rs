@@ -112,6 +112,21 @@ impl Builtin {
         }
     }
 
+    /// Whether the pattern holds text rare in clean records (`eyJ`, `-----BEGIN`, `@`,
+    /// `://`, key prefixes) that a literal search can jump to.
+    pub fn has_rare_literal(self) -> bool {
+        matches!(
+            self,
+            Builtin::Email
+                | Builtin::Jwt
+                | Builtin::BearerToken
+                | Builtin::AwsAccessKey
+                | Builtin::ApiKey
+                | Builtin::PrivateKey
+                | Builtin::UrlCredentials
+        )
+    }
+
     pub fn pattern(self) -> &'static str {
         match self {
             Builtin::Email => r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
@@ -121,7 +136,7 @@ impl Builtin {
             ),
             Builtin::Ssn => r"[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}|(?i-u:ssn)[^0-9A-Za-z\n]{0,3}[0-9]{9}",
             Builtin::CreditCard => r"[0-9](?:[ -]?[0-9]){12,}",
-            Builtin::Iban => r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,40}",
+            Builtin::Iban => r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11}(?: ?[A-Z0-9])*",
             Builtin::Ipv4 => r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}",
             Builtin::Ipv6 => concat!(
                 r"(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}",
@@ -152,6 +167,32 @@ impl Builtin {
             Builtin::UrlCredentials => {
                 r#"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@"'<>]+:[^\s/?#@"'<>]+@"#
             }
+        }
+    }
+
+    /// A pattern that matches every text in which this detector accepts something: a
+    /// necessary condition, simpler than [`Self::pattern`], so that all detectors' triggers
+    /// run together in one cheap pass and only the detectors they point at run in full.
+    pub fn trigger(self) -> &'static str {
+        match self {
+            Builtin::Email => r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z0-9-]",
+            Builtin::Phone => r"\+[0-9]|\([2-9][0-9]{2}\)|[0-9]{3}[ .-][0-9]{3}[ .-][0-9]{4}",
+            Builtin::Ssn => r"[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}|(?i-u:ssn)",
+            Builtin::CreditCard => r"[0-9]{13}|[0-9]{4}[ -][0-9]{4}",
+            Builtin::Iban => r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11}",
+            Builtin::Ipv4 => r"[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]",
+            Builtin::Ipv6 => r"::|(?:[0-9A-Fa-f]{1,4}:){6}",
+            Builtin::Jwt => r"eyJ[A-Za-z0-9_-]+\.eyJ",
+            Builtin::BearerToken => r"(?i-u:bearer|basic)[ \t]",
+            Builtin::AwsAccessKey => {
+                r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|PKA|ROA|SCA)|(?i-u:secret[_-]?access[_-]?key)"
+            }
+            Builtin::ApiKey => concat!(
+                r"sk-|[sr]k_(?:live|test)_|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|AIza|hf_",
+                r"|SG\.|npm_|pypi-|(?i-u:api[_-]?(?:key|token))",
+            ),
+            Builtin::PrivateKey => "-----BEGIN",
+            Builtin::UrlCredentials => r"://[^\s/?#@]+@",
         }
     }
 
@@ -605,14 +646,29 @@ impl SensitiveKeys {
     /// The text rule: `name=value`, `name: value`, `"name": "value"` where the name
     /// contains one of the key words (the acceptance step applies [`Self::is_sensitive`]).
     pub fn text_pattern(&self) -> String {
-        let mut words = format!("(?i-u:{})", KEY_WORDS.join("|"));
-        if !self.extra.is_empty() {
-            let extra: Vec<String> = self.extra.iter().map(|k| regex::escape(k)).collect();
-            words = format!("(?:{words}|(?i:{}))", extra.join("|"));
-        }
         format!(
-            r#"[A-Za-z0-9_.-]*{words}[A-Za-z0-9_.-]*["']?\s*[:=]\s*(?:"[^"\n]*"|'[^'\n]*'|[^\s"'&,;]+)"#
+            r#"[A-Za-z0-9_.-]*{}[A-Za-z0-9_.-]*["']?\s*[:=]\s*(?:"[^"\n]*"|'[^'\n]*'|[^\s"'&,;]+)"#,
+            self.words_pattern()
         )
+    }
+
+    /// The text rule's trigger (see [`Builtin::trigger`]).
+    pub fn text_trigger(&self) -> String {
+        format!(r#"{}[A-Za-z0-9_.-]*["']?\s*[:=]"#, self.words_pattern())
+    }
+
+    fn words_pattern(&self) -> String {
+        let words = format!("(?i-u:{})", KEY_WORDS.join("|"));
+        if self.extra.is_empty() {
+            return words;
+        }
+        // Names are compared normalised; in text `_` may be written `-`, `.` or a space.
+        let extra: Vec<String> = self
+            .extra
+            .iter()
+            .map(|k| k.split('_').map(regex::escape).collect::<Vec<_>>().join("[-_. ]"))
+            .collect();
+        format!("(?:{words}|(?i:{}))", extra.join("|"))
     }
 
     /// Accepts a text-rule candidate whose name is sensitive; the span is its value.

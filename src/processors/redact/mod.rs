@@ -61,8 +61,9 @@
 //! **Metrics.** `vellum_redact_findings_total{component, detector}` and
 //! `vellum_redact_blocked_total{component}`.
 //!
-//! **Cost.** All detector patterns also run as one `RegexSet`: a string none of them can
-//! match costs one lazy-DFA pass; embedded JSON without escapes is parsed only when that
+//! **Cost.** A simple necessary condition of each detector (its trigger) runs with all the
+//! others as one multi-pattern automaton: a string none of them matches costs one lazy-DFA
+//! pass, and only the detectors whose trigger matched run in full; embedded JSON without escapes is parsed only when that
 //! pass finds something in its text.
 
 pub mod config;
@@ -73,7 +74,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 
 use hmac::{Hmac, Mac};
-use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex_automata::{Input, MatchKind, PatternSet, meta};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
@@ -105,8 +106,8 @@ pub struct Redactor {
     id: String,
     /// In priority order: custom detectors, then built-ins by [`Builtin::rank`].
     detectors: Vec<Detector>,
-    /// Pattern `i` is `detectors[i].regex`.
-    prefilter: RegexSet,
+    /// All detectors' triggers in one automaton; pattern `i` is `detectors[i]`'s.
+    prefilter: meta::Regex,
     sensitive_key: usize,
     keys: SensitiveKeys,
     fields: Vec<FieldPath>,
@@ -119,9 +120,20 @@ pub struct Redactor {
 struct Detector {
     name: String,
     kind: DetectorKind,
-    regex: Regex,
+    regex: meta::Regex,
     policy: Policy,
     marker: String,
+}
+
+/// A detector as configured, before its patterns are compiled.
+struct DetectorSpec {
+    name: String,
+    kind: DetectorKind,
+    pattern: String,
+    /// A necessary condition of `pattern`'s accepted findings (see [`Builtin::trigger`]).
+    trigger: String,
+    own_policy: Option<Policy>,
+    rank: u8,
 }
 
 #[derive(Clone, Copy)]
@@ -213,7 +225,7 @@ impl Scan {
 impl Redactor {
     pub fn new(id: &str, cfg: &RedactConfig) -> Result<Redactor, RedactConfigError> {
         let err_id = || id.to_string();
-        let mut specs: Vec<(String, DetectorKind, String, Option<Policy>, u8)> = Vec::new();
+        let mut specs: Vec<DetectorSpec> = Vec::new();
 
         for custom in &cfg.custom {
             let valid_name = custom.name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -223,20 +235,21 @@ impl Redactor {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 && Builtin::from_name(&custom.name).is_none()
                 && ![SENSITIVE_KEY, TOO_DEEP, "default"].contains(&custom.name.as_str())
-                && !specs.iter().any(|s| s.0 == custom.name);
+                && !specs.iter().any(|s| s.name == custom.name);
             if !valid_name {
                 return Err(RedactConfigError::InvalidCustomName {
                     id: err_id(),
                     name: custom.name.clone(),
                 });
             }
-            specs.push((
-                custom.name.clone(),
-                DetectorKind::Custom,
-                custom.pattern.clone(),
-                custom.policy,
-                0,
-            ));
+            specs.push(DetectorSpec {
+                name: custom.name.clone(),
+                kind: DetectorKind::Custom,
+                pattern: custom.pattern.clone(),
+                trigger: custom.pattern.clone(),
+                own_policy: custom.policy,
+                rank: 0,
+            });
         }
 
         let enabled: Vec<Builtin> = match &cfg.detectors {
@@ -278,27 +291,35 @@ impl Redactor {
             }
         })?;
 
-        let mut builtins: Vec<(String, DetectorKind, String, Option<Policy>, u8)> = enabled
+        let mut builtins: Vec<DetectorSpec> = enabled
             .iter()
-            .map(|b| (b.name().to_string(), DetectorKind::Builtin(*b), b.pattern().to_string(), None, b.rank()))
+            .map(|b| DetectorSpec {
+                name: b.name().to_string(),
+                kind: DetectorKind::Builtin(*b),
+                pattern: b.pattern().to_string(),
+                trigger: b.trigger().to_string(),
+                own_policy: None,
+                rank: b.rank(),
+            })
             .collect();
-        builtins.push((
-            SENSITIVE_KEY.to_string(),
-            DetectorKind::SensitiveText,
-            keys.text_pattern(),
-            None,
-            SENSITIVE_TEXT_RANK,
-        ));
-        builtins.sort_by_key(|s| s.4);
+        builtins.push(DetectorSpec {
+            name: SENSITIVE_KEY.to_string(),
+            kind: DetectorKind::SensitiveText,
+            pattern: keys.text_pattern(),
+            trigger: keys.text_trigger(),
+            own_policy: None,
+            rank: SENSITIVE_TEXT_RANK,
+        });
+        builtins.sort_by_key(|s| s.rank);
         specs.extend(builtins);
 
-        let policies = resolve_policies(id, &cfg.policy, &mut specs)?;
+        let policies = resolve_policies(id, &cfg.policy, &specs)?;
 
         let hash_users: Vec<&str> = specs
             .iter()
             .zip(&policies)
             .filter(|(_, p)| **p == Policy::Hash)
-            .map(|(s, _)| s.0.as_str())
+            .map(|(s, _)| s.name.as_str())
             .collect();
         let hmac = match &cfg.hash_key {
             Some(configured) => {
@@ -320,11 +341,18 @@ impl Redactor {
         };
 
         let mut detectors = Vec::with_capacity(specs.len());
-        for ((name, kind, pattern, _, _), policy) in specs.into_iter().zip(policies) {
-            let regex = RegexBuilder::new(&pattern)
-                .size_limit(PATTERN_SIZE_LIMIT)
-                .dfa_size_limit(DFA_CACHE_LIMIT)
-                .build()
+        let mut triggers = Vec::with_capacity(specs.len());
+        for (DetectorSpec { name, kind, pattern, trigger, .. }, policy) in specs.into_iter().zip(policies) {
+            // Literal prefilters pay off for patterns that start with rare text (`eyJ`,
+            // `-----BEGIN`, `@` inside); for digit shapes the plain lazy DFA is faster.
+            let literal_prefilter = match kind {
+                DetectorKind::Builtin(b) => b.has_rare_literal(),
+                DetectorKind::Custom => true,
+                DetectorKind::SensitiveText => false,
+            };
+            let regex = meta::Regex::builder()
+                .configure(regex_config().auto_prefilter(literal_prefilter))
+                .build(&pattern)
                 .map_err(|e| RedactConfigError::InvalidPattern {
                     id: err_id(),
                     name: name.clone(),
@@ -334,6 +362,7 @@ impl Redactor {
                 return Err(RedactConfigError::EmptyMatch { id: err_id(), name });
             }
             let marker = format!("[REDACTED:{name}]");
+            triggers.push(trigger);
             detectors.push(Detector {
                 name,
                 kind,
@@ -342,10 +371,15 @@ impl Redactor {
                 marker,
             });
         }
-        let prefilter = RegexSetBuilder::new(detectors.iter().map(|d| d.regex.as_str()))
-            .size_limit(PATTERN_SIZE_LIMIT * 4)
-            .dfa_size_limit(DFA_CACHE_LIMIT * 4)
-            .build()
+        let prefilter = meta::Regex::builder()
+            .configure(
+                regex_config()
+                    .auto_prefilter(false)
+                    .match_kind(MatchKind::All)
+                    .nfa_size_limit(Some(PATTERN_SIZE_LIMIT * 4))
+                    .hybrid_cache_capacity(DFA_CACHE_LIMIT * 4),
+            )
+            .build_many(&triggers)
             .map_err(|e| RedactConfigError::Prefilter {
                 id: err_id(),
                 reason: e.to_string(),
@@ -529,7 +563,7 @@ impl Redactor {
         // Without escapes every string inside is verbatim in the raw text, so a raw text
         // with no finding (key-name pairs included) has none once parsed either.
         let may_skip = self.raw_json_shortcut && cursors.is_empty() && !text.contains('\\');
-        if may_skip && self.find(text).is_empty() {
+        if may_skip && (!self.prefilter.is_match(text) || self.find(text).is_empty()) {
             return None;
         }
         match serde_json::from_str::<Value>(text) {
@@ -609,12 +643,16 @@ impl Redactor {
 
     /// Accepted findings in `text`, sorted, without overlaps.
     fn find(&self, text: &str) -> Vec<(Range<usize>, usize)> {
+        let mut hits = PatternSet::new(self.detectors.len());
+        self.prefilter.which_overlapping_matches(&Input::new(text), &mut hits);
+        self.find_with(text, hits.iter().map(|p| p.as_usize()))
+    }
+
+    /// What [`Self::find`] does once the triggers have chosen `detectors`.
+    fn find_with(&self, text: &str, detectors: impl Iterator<Item = usize>) -> Vec<(Range<usize>, usize)> {
         let mut found: Vec<(Range<usize>, usize)> = Vec::new();
-        if !self.prefilter.is_match(text) {
-            return found;
-        }
         let mut spans = Vec::new();
-        for i in self.prefilter.matches(text).iter() {
+        for i in detectors {
             let detector = &self.detectors[i];
             for m in detector.regex.find_iter(text) {
                 match detector.kind {
@@ -782,14 +820,14 @@ impl Processor for Redactor {
 fn resolve_policies(
     id: &str,
     config: &PolicyConfig,
-    specs: &mut [(String, DetectorKind, String, Option<Policy>, u8)],
+    specs: &[DetectorSpec],
 ) -> Result<Vec<Policy>, RedactConfigError> {
     let map = match config {
-        PolicyConfig::Uniform(p) => return Ok(specs.iter().map(|s| s.3.unwrap_or(*p)).collect()),
+        PolicyConfig::Uniform(p) => return Ok(specs.iter().map(|s| s.own_policy.unwrap_or(*p)).collect()),
         PolicyConfig::PerDetector(map) => map,
     };
     for name in map.keys() {
-        if name != "default" && !specs.iter().any(|s| &s.0 == name) {
+        if name != "default" && !specs.iter().any(|s| &s.name == name) {
             return Err(RedactConfigError::PolicyForUnknownDetector {
                 id: id.to_string(),
                 name: name.clone(),
@@ -799,10 +837,10 @@ fn resolve_policies(
     let default = map.get("default").copied().unwrap_or(Policy::Redact);
     specs
         .iter()
-        .map(|s| match (s.3, map.get(&s.0)) {
+        .map(|s| match (s.own_policy, map.get(&s.name)) {
             (Some(_), Some(_)) => Err(RedactConfigError::PolicyGivenTwice {
                 id: id.to_string(),
-                name: s.0.clone(),
+                name: s.name.clone(),
             }),
             (Some(own), None) => Ok(own),
             (None, Some(mapped)) => Ok(*mapped),
@@ -871,6 +909,12 @@ fn strongest(current: Option<FieldRule>, next: FieldRule) -> Option<FieldRule> {
         Some(FieldRule::AlwaysRedact) => current,
         _ => Some(next),
     }
+}
+
+fn regex_config() -> meta::Config {
+    meta::Config::new()
+        .nfa_size_limit(Some(PATTERN_SIZE_LIMIT))
+        .hybrid_cache_capacity(DFA_CACHE_LIMIT)
 }
 
 fn looks_like_json(text: &str) -> bool {
@@ -1415,6 +1459,42 @@ fields:
         let out = r.redact(record_with(json!({}), deep));
         let text = out.body.to_string();
         assert!(!text.contains("bob@example.com") && text.contains("[REDACTED:too_deep]"));
+    }
+
+    /// Texts made of values each detector accepts, their near misses, and filler.
+    fn assorted_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        const PIECES: &[&str] = &[
+            "bob.smith+x@mail.example.co.uk", "icon@2x.png", "+1 (555) 010-1234", "555.010.1234",
+            "1-800-555-0199", "+44 20 7946 0958", "123-45-6789", "SSN 234567890", "000-12-3456",
+            "4111 1111 1111 1111", "3782-822463-10005", "4111111111111111", "1234567812345670",
+            "DE89 3704 0044 0532 0130 00", "GB29NWBK60161331926819", "10.0.0.1", "1.2.3.4.5",
+            "version 1.0.0.0", "2001:db8::1", "::ffff:192.0.2.128", "fe80::1%eth0", "12:30:45",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "Bearer 8f14e45fceea167a5a36",
+            "Basic dXNlcjpwYXNzd29yZA==", "AKIAIOSFODNN7EXAMPLE", "sk-proj-4f9aQ2mZ8xL1vB7nK3pR",
+            "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R", "api_key=abcd1234efgh", "x-api-key: k1k2k3k4k5",
+            "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----",
+            "redis://app:s3cr3t@cache:6379", "password=hunter2", "\"db_password\": \"x y\"",
+            "Cookie: sid=1; a=b", "Authorization: Digest abc", "max_tokens: 12", "2024-05-01T12:30:45Z",
+        ];
+        let piece = prop_oneof![
+            proptest::sample::select(PIECES).prop_map(str::to_string),
+            "[ -~]{0,6}",
+            "[0-9 .:+()-]{0,12}",
+        ];
+        proptest::collection::vec(piece, 1..8).prop_map(|parts| parts.concat())
+    }
+
+    proptest::proptest! {
+        /// Triggers are necessary conditions: running only the detectors they point at
+        /// finds exactly what running every detector finds.
+        #[test]
+        fn triggers_never_hide_a_finding(text in assorted_text()) {
+            let r = redactor(&format!("policy: redact\nfields: {{sensitive_keys: [employee_ref]}}"));
+            let all = r.find_with(&text, 0..r.detectors.len());
+            proptest::prop_assert_eq!(r.find(&text), all);
+        }
     }
 
     /// Collects counter registrations and increments, to check what metrics carry.

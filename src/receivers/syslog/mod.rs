@@ -1210,9 +1210,11 @@ mod tests {
         assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
         assert!(error.to_string().contains(&endpoint), "{error}");
         // A malformed endpoint never gets as far as binding: the config refuses it.
-        let error = serde_json::from_value::<SyslogConfig>(json!({"protocol": "udp", "endpoint": "not an endpoint"}))
-            .unwrap_err()
-            .to_string();
+        let error = serde_json::from_value::<SyslogConfig>(
+            json!({"protocol": "udp", "endpoint": "not an endpoint"}),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("expected `host:port`"), "{error}");
     }
 
