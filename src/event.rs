@@ -112,53 +112,46 @@ impl Record {
 
     /// The record's JSON fields, in the form entries carry them.
     pub fn to_json(&self) -> Map<String, Value> {
+        self.clone().into_json()
+    }
+
+    /// The JSON fields, consuming the record: what the writer seals, without copying
+    /// the body and attribute maps.
+    pub fn into_json(self) -> Map<String, Value> {
         let mut m = Map::new();
-        let time = if self.time_unix_nano == 0 {
-            self.observed_time_unix_nano
-        } else {
-            self.time_unix_nano
-        };
+        let time = if self.time_unix_nano == 0 { self.observed_time_unix_nano } else { self.time_unix_nano };
         m.insert("time".into(), Value::String(format_time(time)));
-        m.insert(
-            "observed_time".into(),
-            Value::String(format_time(self.observed_time_unix_nano)),
-        );
+        m.insert("observed_time".into(), Value::String(format_time(self.observed_time_unix_nano)));
         m.insert("severity_number".into(), Value::from(self.severity_number));
         if !self.severity_text.is_empty() {
-            m.insert(
-                "severity_text".into(),
-                Value::String(self.severity_text.clone()),
-            );
+            m.insert("severity_text".into(), Value::String(self.severity_text));
         }
         if let Some(s) = self.severity {
             m.insert("severity".into(), Value::String(s.as_str().into()));
         }
-        if let Some(t) = &self.event_type {
-            m.insert("event_type".into(), Value::String(t.clone()));
+        if let Some(t) = self.event_type {
+            m.insert("event_type".into(), Value::String(t));
         }
-        m.insert("body".into(), self.body.clone());
-        m.insert("attributes".into(), Value::Object(self.attributes.clone()));
+        m.insert("body".into(), self.body);
+        m.insert("attributes".into(), Value::Object(self.attributes));
         if !self.resource.is_empty() {
-            m.insert("resource".into(), Value::Object(self.resource.clone()));
+            m.insert("resource".into(), Value::Object(self.resource));
         }
         if !self.scope.is_empty() {
-            m.insert("scope".into(), Value::Object(self.scope.clone()));
+            m.insert("scope".into(), Value::Object(self.scope));
         }
-        if let Some(t) = &self.trace_id {
-            m.insert("trace_id".into(), Value::String(t.clone()));
+        if let Some(t) = self.trace_id {
+            m.insert("trace_id".into(), Value::String(t));
         }
-        if let Some(s) = &self.span_id {
-            m.insert("span_id".into(), Value::String(s.clone()));
+        if let Some(s) = self.span_id {
+            m.insert("span_id".into(), Value::String(s));
         }
-        m.insert("source".into(), Value::String(self.source.clone()));
-        if let Some(r) = &self.redaction {
-            m.insert("redaction".into(), r.clone());
+        m.insert("source".into(), Value::String(self.source));
+        if let Some(r) = self.redaction {
+            m.insert("redaction".into(), r);
         }
         if !self.tags.is_empty() {
-            m.insert(
-                "tags".into(),
-                Value::Array(self.tags.iter().cloned().map(Value::String).collect()),
-            );
+            m.insert("tags".into(), Value::Array(self.tags.into_iter().map(Value::String).collect()));
         }
         m
     }

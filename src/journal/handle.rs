@@ -1,7 +1,7 @@
 //! [`Journal`]: the handle that readers, exporters' cursors and retention share.
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,7 +23,7 @@ pub(crate) struct Shared {
     /// Bytes of segment files.
     pub disk_bytes: AtomicU64,
     /// Held open, and locked, as long as anything uses the directory.
-    pub _lock: File,
+    pub _lock: super::lock::DirLock,
 }
 
 /// What the writer publishes at each commit, read by everyone else.

@@ -60,6 +60,7 @@ mod cursor;
 mod error;
 mod frame;
 mod handle;
+pub mod lock;
 mod reader;
 mod recovery;
 mod segment;
@@ -67,7 +68,7 @@ mod segment;
 mod test_support;
 mod writer;
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -124,21 +125,11 @@ pub fn open(
     }
     fs::create_dir_all(dir).context("create directory", dir)?;
     let lock_path = dir.join("lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .context("open", &lock_path)?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            return Err(JournalError::Locked {
-                dir: dir.to_path_buf(),
-            });
-        }
-        Err(fs::TryLockError::Error(e)) => return Err(JournalError::io("lock", &lock_path, e)),
-    }
+    let lock = match lock::DirLock::try_acquire(&lock_path) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Err(JournalError::Locked { dir: dir.to_path_buf() }),
+        Err(e) => return Err(JournalError::io("lock", &lock_path, e)),
+    };
 
     let recovered = recovery::recover(dir)?;
     let cursors_dir = dir.join("cursors");

@@ -260,27 +260,17 @@ impl Service {
 }
 
 /// An exclusive lock on the storage directory, so two daemons never share a journal.
-struct StorageLock(#[allow(dead_code)] std::fs::File);
+struct StorageLock(#[allow(dead_code)] crate::journal::lock::DirLock);
 
 impl StorageLock {
     fn acquire(dir: &Path) -> Result<StorageLock, StartError> {
-        use std::os::fd::AsRawFd;
-        let fail = |detail: String| StartError::Storage {
-            dir: dir.display().to_string(),
-            detail,
-        };
+        let fail = |detail: String| StartError::Storage { dir: dir.display().to_string(), detail };
         std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("LOCK"))
-            .map_err(|e| fail(format!("cannot open its lock file: {e}")))?;
-        // SAFETY: flock on a descriptor we own; the lock lives as long as the file.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(fail("another vellum process is using it".into()));
+        match crate::journal::lock::DirLock::try_acquire(&dir.join("LOCK")) {
+            Ok(Some(lock)) => Ok(StorageLock(lock)),
+            Ok(None) => Err(fail("another vellum process is using it".into())),
+            Err(e) => Err(fail(format!("cannot lock it: {e}"))),
         }
-        Ok(StorageLock(file))
     }
 }
 

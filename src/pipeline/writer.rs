@@ -305,7 +305,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let outcome = self.write_group(&group);
+            let outcome = self.write_group(&mut group);
             for request in group {
                 let _ = request.done.send(outcome.clone());
             }
@@ -323,16 +323,16 @@ impl Writer {
         }
     }
 
-    fn write_group(&mut self, group: &[WriteRequest]) -> Result<(), SubmitError> {
+    fn write_group(&mut self, group: &mut [WriteRequest]) -> Result<(), SubmitError> {
         if let Some(reason) = &self.failed {
             return Err(SubmitError::Storage(reason.clone()));
         }
         let started = Instant::now();
         let result = (|| -> Result<(), String> {
             let every = self.settings.checkpoints.as_ref().map(|c| c.every_records);
-            for request in group {
-                for record in &request.records {
-                    let (seq, _) = self.chain.seal_into(&record.to_json(), &mut self.line);
+            for request in group.iter_mut() {
+                for record in std::mem::take(&mut request.records) {
+                    let (seq, _) = self.chain.seal_into(&record.into_json(), &mut self.line);
                     encode_entry(seq, &self.line, &mut self.payload);
                     self.journal
                         .append(&self.payload)
