@@ -87,10 +87,10 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
                         Err(e) => problems.push(format!("processors.{pid}: {e}")),
                     }
                 }
-                #[allow(unreachable_patterns)]
-                other => match build_processor(pid, other) {
-                    Ok(p) => processors.push(p),
-                    Err(e) => problems.push(format!("processors.{pid}: {e}")),
+                other => match other.build(pid) {
+                    Some(Ok(p)) => processors.push(p),
+                    Some(Err(e)) => problems.push(format!("processors.{pid}: {e}")),
+                    None => {}
                 },
             }
         }
@@ -169,15 +169,6 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
         })
     } else {
         Err(problems)
-    }
-}
-
-fn build_processor(id: &str, cfg: &ProcessorConfig) -> Result<Arc<dyn Processor>, String> {
-    let _ = id;
-    match cfg {
-        ProcessorConfig::HashChain(_) | ProcessorConfig::HmacSign(_) => {
-            Err("sealing processors run in the journal writer".into())
-        }
     }
 }
 

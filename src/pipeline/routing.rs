@@ -12,22 +12,7 @@
 //! for that exporter only.
 
 use crate::event::Record;
-struct Condition;
-struct ConditionError {
-    column: usize,
-    message: String,
-}
-impl Condition {
-    fn parse(_: &str) -> Result<Condition, ConditionError> {
-        Err(ConditionError {
-            column: 1,
-            message: "routing conditions are not available yet".into(),
-        })
-    }
-    fn eval(&self, _: &Record) -> bool {
-        true
-    }
-}
+use crate::processors::condition::Condition;
 
 pub struct Route {
     condition: Condition,

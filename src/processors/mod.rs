@@ -4,22 +4,32 @@
 //! and `hmac_sign` seal records on the single ordered path into the journal, so they must
 //! come last: nothing may change a record once its hash is computed.
 
+pub mod classify;
+pub mod condition;
+pub mod filter;
 pub mod hash_chain;
 pub mod hmac_sign;
+pub mod redact;
 
 use crate::config::{ComponentConfig, ComponentId, DecodeError, decode_json};
 
 #[derive(Debug, Clone)]
 pub enum ProcessorConfig {
+    Redact(Box<redact::RedactConfig>),
+    Classify(Box<classify::ClassifyConfig>),
+    Filter(filter::FilterConfig),
     HashChain(hash_chain::HashChainConfig),
     HmacSign(hmac_sign::HmacSignConfig),
 }
 
-const TYPES: &[&str] = &["hash_chain", "hmac_sign"];
+const TYPES: &[&str] = &["redact", "classify", "filter", "hash_chain", "hmac_sign"];
 
 impl ComponentConfig for ProcessorConfig {
     fn decode(id: &ComponentId, json: serde_json::Value) -> Result<ProcessorConfig, DecodeError> {
         Ok(match id.kind() {
+            "redact" => ProcessorConfig::Redact(Box::new(decode_json(json)?)),
+            "classify" => ProcessorConfig::Classify(Box::new(decode_json(json)?)),
+            "filter" => ProcessorConfig::Filter(decode_json(json)?),
             "hash_chain" => ProcessorConfig::HashChain(decode_json(json)?),
             "hmac_sign" => ProcessorConfig::HmacSign(decode_json(json)?),
             _ => return Err(DecodeError::UnknownType(TYPES)),
@@ -30,6 +40,9 @@ impl ComponentConfig for ProcessorConfig {
         match self {
             ProcessorConfig::HashChain(c) => c.problems(),
             ProcessorConfig::HmacSign(c) => c.problems(),
+            // Their constructors check them (regexes, conditions, keys); `pipeline::plan`
+            // runs those for `validate` too.
+            ProcessorConfig::Redact(_) | ProcessorConfig::Classify(_) | ProcessorConfig::Filter(_) => Vec::new(),
         }
     }
 }
@@ -84,6 +97,20 @@ pub fn check_order(ids: &[String]) -> Vec<(usize, String)> {
         }
     }
     problems
+}
+
+impl ProcessorConfig {
+    /// Builds a processor that runs before sealing; `None` for the sealing ones, which
+    /// the journal writer runs itself.
+    pub fn build(&self, id: &str) -> Option<Result<std::sync::Arc<dyn crate::component::Processor>, String>> {
+        use std::sync::Arc;
+        Some(match self {
+            ProcessorConfig::Redact(c) => redact::Redactor::new(id, c).map(|p| Arc::new(p) as _).map_err(|e| e.to_string()),
+            ProcessorConfig::Classify(c) => classify::Classifier::new(id, c).map(|p| Arc::new(p) as _).map_err(|e| e.to_string()),
+            ProcessorConfig::Filter(c) => filter::Filter::new(id, c).map(|p| Arc::new(p) as _).map_err(|e| e.to_string()),
+            ProcessorConfig::HashChain(_) | ProcessorConfig::HmacSign(_) => return None,
+        })
+    }
 }
 
 #[cfg(test)]
