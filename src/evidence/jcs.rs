@@ -393,73 +393,85 @@ impl Scan<'_> {
                 self.at += 8;
                 continue;
             }
-            match *self.bytes.get(self.at)? {
-                b'"' => {
-                    self.at += 1;
-                    return Some((start, self.at - 1, escaped));
-                }
-                b'\\' => {
-                    escaped = true;
-                    match *self.bytes.get(self.at + 1)? {
-                        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
-                        // Only controls without a short form, as \u00xx in lowercase.
-                        b'u' => {
-                            let digits = self.bytes.get(self.at + 2..self.at + 6)?;
-                            let low = match digits[3] {
-                                d @ b'0'..=b'9' => d - b'0',
-                                d @ b'a'..=b'f' => d - b'a' + 10,
-                                _ => return None,
-                            };
-                            let code = match &digits[..3] {
-                                b"000" => low,
-                                b"001" => 0x10 + low,
-                                _ => return None,
-                            };
-                            if matches!(code, 0x08 | 0x09 | 0x0A | 0x0C | 0x0D) {
-                                return None;
-                            }
-                            self.at += 6;
-                        }
-                        _ => return None,
+            // Something in these eight bytes (often the closing quote) needs a look.
+            let window_end = self.at + 8;
+            while self.at < window_end {
+                match *self.bytes.get(self.at)? {
+                    b'"' => {
+                        self.at += 1;
+                        return Some((start, self.at - 1, escaped));
                     }
+                    b'\\' => {
+                        escaped = true;
+                        self.escape()?;
+                    }
+                    0x00..=0x1F => return None,
+                    _ => self.at += 1,
                 }
-                0x00..=0x1F => return None,
-                _ => self.at += 1,
             }
         }
     }
 
+    /// Steps over one escape sequence in canonical spelling: the short forms, and
+    /// `\u00xx` (lowercase) only for controls that have no short form.
+    fn escape(&mut self) -> Option<()> {
+        match *self.bytes.get(self.at + 1)? {
+            b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 2,
+            b'u' => {
+                let digits = self.bytes.get(self.at + 2..self.at + 6)?;
+                let low = match digits[3] {
+                    d @ b'0'..=b'9' => d - b'0',
+                    d @ b'a'..=b'f' => d - b'a' + 10,
+                    _ => return None,
+                };
+                let code = match &digits[..3] {
+                    b"000" => low,
+                    b"001" => 0x10 + low,
+                    _ => return None,
+                };
+                if matches!(code, 0x08 | 0x09 | 0x0A | 0x0C | 0x0D) {
+                    return None;
+                }
+                self.at += 6;
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
     fn number(&mut self) -> bool {
         let start = self.at;
-        let negative = self.eat(b'-');
-        let digits_start = self.at;
+        self.eat(b'-');
+        let integer_start = self.at;
         match self.bytes.get(self.at) {
             Some(b'0') => self.at += 1,
             Some(b'1'..=b'9') => self.digits(),
             _ => return false,
         }
-        let integer_digits = self.at - digits_start;
-        let mut integer = true;
+        let integer = &self.bytes[integer_start..self.at];
+        let mut fraction: Option<&[u8]> = None;
         if self.eat(b'.') {
-            integer = false;
-            if !self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+            let fraction_start = self.at;
+            self.digits();
+            if self.at == fraction_start {
                 return false;
             }
-            self.digits();
+            fraction = Some(&self.bytes[fraction_start..self.at]);
         }
+        let mut exponent = false;
         if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
-            integer = false;
+            exponent = true;
             self.at += 1;
             let _ = self.eat(b'+') || self.eat(b'-');
-            if !self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+            let exponent_start = self.at;
+            self.digits();
+            if self.at == exponent_start {
                 return false;
             }
-            self.digits();
         }
         let text = &self.text[start..self.at];
-        // Integers of up to 15 digits are exact doubles, printed as their digits.
-        if integer && integer_digits <= 15 {
-            return !(negative && text == "-0");
+        if !exponent && let Some(canonical) = short_decimal_is_canonical(integer, fraction) {
+            return canonical && text != "-0";
         }
         match text.parse::<f64>() {
             Ok(f) if f.is_finite() => ryu_js::Buffer::new().format_finite(f) == text,
@@ -485,6 +497,31 @@ impl Scan<'_> {
             _ => false,
         }
     }
+}
+
+/// Whether a number written without exponent is canonical, answered without converting
+/// it when it has at most 15 significant digits (`None` otherwise).
+///
+/// Distinct decimals of at most 15 significant digits are distinct doubles (DBL_DIG),
+/// so such a literal is the shortest text of its double, which ECMAScript prints in
+/// fixed notation from 1e-6 up to 1e21: it is canonical exactly when its fraction has
+/// no trailing zero and, below 1, at most five zeros after the point.
+fn short_decimal_is_canonical(integer: &[u8], fraction: Option<&[u8]>) -> Option<bool> {
+    let fraction = fraction.unwrap_or_default();
+    let (significant, leading_zeros) = if integer == b"0" {
+        let zeros = fraction.iter().take_while(|&&d| d == b'0').count();
+        (fraction.len() - zeros, zeros)
+    } else {
+        (integer.len() + fraction.len(), 0)
+    };
+    if significant > 15 {
+        return None;
+    }
+    if fraction.is_empty() {
+        return Some(true);
+    }
+    let canonical = fraction.last() != Some(&b'0') && (integer != b"0" || leading_zeros <= 5);
+    Some(canonical)
 }
 
 /// The text of a canonically escaped string's content.
@@ -724,6 +761,17 @@ mod tests {
             let round_trips = serde_json::from_slice::<Value>(&changed)
                 .is_ok_and(|v| v.is_object() && to_vec(&v) == changed);
             prop_assert_eq!(is_canonical(&changed), round_trips, "{}", String::from_utf8_lossy(&changed));
+        }
+
+        /// Number spellings, canonical or not, are judged as canonicalising judges them.
+        #[test]
+        fn numbers_are_judged_like_round_trips(
+            number in "-?(0|[1-9][0-9]{0,17})(\\.[0-9]{1,18})?([eE][+-]?[0-9]{1,3})?"
+        ) {
+            let text = format!("{{\"n\":{number}}}");
+            let round_trips = serde_json::from_str::<Value>(&text)
+                .is_ok_and(|v| to_vec(&v) == text.as_bytes());
+            prop_assert_eq!(is_canonical(text.as_bytes()), round_trips, "{}", text);
         }
 
         /// The canonical text parses back to the same value (up to doubles).
