@@ -109,6 +109,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    // `cargo test --all-targets` runs bench targets without `--bench`: nothing to drive.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("loadgen: drives a running daemon; run it with `cargo bench --bench loadgen -- …`");
+        return;
+    }
     let args = parse_args();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let per_conn_rate = args.rate as f64 / args.connections as f64;
