@@ -56,14 +56,17 @@ impl<'de> Deserialize<'de> for PolicyConfig {
             }
 
             fn visit_str<E: de::Error>(self, s: &str) -> Result<PolicyConfig, E> {
-                Policy::deserialize(de::value::StrDeserializer::<E>::new(s)).map(PolicyConfig::Uniform)
+                Policy::deserialize(de::value::StrDeserializer::<E>::new(s))
+                    .map(PolicyConfig::Uniform)
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PolicyConfig, A::Error> {
                 let mut policies = BTreeMap::new();
                 while let Some((name, policy)) = map.next_entry::<String, Policy>()? {
                     if policies.insert(name.clone(), policy).is_some() {
-                        return Err(de::Error::custom(format!("policy for `{name}` given twice")));
+                        return Err(de::Error::custom(format!(
+                            "policy for `{name}` given twice"
+                        )));
                     }
                 }
                 Ok(PolicyConfig::PerDetector(policies))
@@ -138,7 +141,11 @@ impl fmt::Debug for RedactConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedactConfigError {
     #[error("redact processor `{id}`: unknown detector `{name}`; built-in detectors are {known}")]
-    UnknownDetector { id: String, name: String, known: String },
+    UnknownDetector {
+        id: String,
+        name: String,
+        known: String,
+    },
     #[error("redact processor `{id}`: detector `{name}` is listed twice")]
     DuplicateDetector { id: String, name: String },
     #[error(
@@ -146,20 +153,34 @@ pub enum RedactConfigError {
     )]
     InvalidCustomName { id: String, name: String },
     #[error("redact processor `{id}`: custom detector `{name}` has an invalid pattern: {reason}")]
-    InvalidPattern { id: String, name: String, reason: String },
+    InvalidPattern {
+        id: String,
+        name: String,
+        reason: String,
+    },
+    #[error("redact processor `{id}`: at most {max} custom detectors are supported")]
+    TooManyCustomDetectors { id: String, max: usize },
     #[error("redact processor `{id}`: custom detector `{name}` matches the empty string")]
     EmptyMatch { id: String, name: String },
-    #[error("redact processor `{id}`: policy `hash` is used by {detectors} but `hash_key` is not set")]
+    #[error(
+        "redact processor `{id}`: policy `hash` is used by {detectors} but `hash_key` is not set"
+    )]
     MissingHashKey { id: String, detectors: String },
     #[error("redact processor `{id}`: hash_key: {reason}")]
     InvalidHashKey { id: String, reason: String },
     #[error("redact processor `{id}`: `policy` names `{name}`, which is not an enabled detector")]
     PolicyForUnknownDetector { id: String, name: String },
-    #[error("redact processor `{id}`: custom detector `{name}` has a policy both in `policy` and in its own entry")]
+    #[error(
+        "redact processor `{id}`: custom detector `{name}` has a policy both in `policy` and in its own entry"
+    )]
     PolicyGivenTwice { id: String, name: String },
-    #[error("redact processor `{id}`: field path `{path}` must be `body`, or start with `body.` or `attributes.`")]
+    #[error(
+        "redact processor `{id}`: field path `{path}` must be `body`, or start with `body.` or `attributes.`"
+    )]
     InvalidFieldPath { id: String, path: String },
-    #[error("redact processor `{id}`: field path `{path}` is in both `always_redact` and `never_scan`")]
+    #[error(
+        "redact processor `{id}`: field path `{path}` is in both `always_redact` and `never_scan`"
+    )]
     ConflictingFieldPath { id: String, path: String },
     #[error("redact processor `{id}`: `fields.sensitive_keys` holds an empty name")]
     EmptySensitiveKey { id: String },

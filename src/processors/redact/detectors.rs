@@ -22,6 +22,10 @@
 //! | `private_key` | PEM/OpenSSH/PGP private key blocks (to the end of the text when the END line is missing) | — |
 //! | `url_credentials` | the `user:password` of `scheme://user:password@host` | — |
 //!
+//! Known limits: emails are ASCII; IBANs uppercase; a phone number needs a `+` or NANP
+//! punctuation (bare digit runs look like ids); a four-part version such as `1.2.3.4` with
+//! no version word before it is taken for an IPv4 address.
+//!
 //! Hashing first brings a value to a canonical form so that spellings of one value
 //! correlate: emails lowercased, phones as `+` and digits (NANP numbers without a country
 //! code get `+1`), card numbers and SSNs as digits, IBANs compact, IPv6 in RFC 5952 form.
@@ -30,6 +34,7 @@ use std::borrow::Cow;
 use std::net::Ipv6Addr;
 use std::ops::Range;
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use base64::Engine;
 
 use super::validate;
@@ -134,7 +139,9 @@ impl Builtin {
                 r"\+[0-9]{1,3}(?:[ .-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){2,6}",
                 r"|(?:1[ .-])?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-])[0-9]{3}[ .-][0-9]{4}",
             ),
-            Builtin::Ssn => r"[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}|(?i-u:ssn)[^0-9A-Za-z\n]{0,3}[0-9]{9}",
+            Builtin::Ssn => {
+                r"[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}|(?i-u:ssn)[^0-9A-Za-z\n]{0,3}[0-9]{9}"
+            }
             Builtin::CreditCard => r"[0-9](?:[ -]?[0-9]){12,}",
             Builtin::Iban => r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11}(?: ?[A-Z0-9])*",
             Builtin::Ipv4 => r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}",
@@ -351,7 +358,8 @@ fn accept_ssn(text: &str, m: Range<usize>) -> Option<Range<usize>> {
         }
         m.end - 9..m.end
     };
-    let ok = clear_after(text, span.end, b"_") && validate::ssn_valid(&digits_of(&text[span.clone()]));
+    let ok =
+        clear_after(text, span.end, b"_") && validate::ssn_valid(&digits_of(&text[span.clone()]));
     ok.then_some(span)
 }
 
@@ -381,7 +389,8 @@ fn accept_cards(text: &str, m: Range<usize>, out: &mut Vec<Range<usize>>) {
         for last in first..groups.len() {
             if let Some(span) = card_in_groups(text, &groups[first..=last]) {
                 let better = matched.as_ref().is_none_or(|(_, best)| {
-                    card_length_preference(digit_count(text, &span)) < card_length_preference(digit_count(text, best))
+                    card_length_preference(digit_count(text, &span))
+                        < card_length_preference(digit_count(text, best))
                 });
                 if better {
                     matched = Some((last, span));
@@ -399,11 +408,17 @@ fn accept_cards(text: &str, m: Range<usize>, out: &mut Vec<Range<usize>>) {
 }
 
 fn card_length_preference(digits: usize) -> usize {
-    [16, 15, 19, 14, 13, 17, 18].iter().position(|&n| n == digits).unwrap_or(usize::MAX)
+    [16, 15, 19, 14, 13, 17, 18]
+        .iter()
+        .position(|&n| n == digits)
+        .unwrap_or(usize::MAX)
 }
 
 fn digit_count(text: &str, span: &Range<usize>) -> usize {
-    text[span.clone()].bytes().filter(u8::is_ascii_digit).count()
+    text[span.clone()]
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .count()
 }
 
 fn card_in_groups(text: &str, groups: &[Range<usize>]) -> Option<Range<usize>> {
@@ -437,12 +452,13 @@ fn accept_ibans(text: &str, m: Range<usize>, out: &mut Vec<Range<usize>>) {
     let mut at = m.start;
     while at + 4 <= m.end {
         let token_start = at == m.start || bytes[at - 1] == b' ';
-        if token_start && clear_before(text, at, b"_-") {
-            if let Some(span) = iban_at(text, at, m.end) {
-                at = span.end;
-                out.push(span);
-                continue;
-            }
+        if token_start
+            && clear_before(text, at, b"_-")
+            && let Some(span) = iban_at(text, at, m.end)
+        {
+            at = span.end;
+            out.push(span);
+            continue;
         }
         at += 1;
     }
@@ -465,7 +481,8 @@ fn iban_at(text: &str, start: usize, limit: usize) -> Option<Range<usize>> {
         }
         at += 1;
     }
-    let ok = compact.len() == length && clear_after(text, at, b"_") && validate::iban_valid(&compact);
+    let ok =
+        compact.len() == length && clear_after(text, at, b"_") && validate::iban_valid(&compact);
     ok.then_some(start..at)
 }
 
@@ -477,7 +494,8 @@ fn after_version_word(text: &str, at: usize) -> bool {
         .rfind(|c: char| !c.is_ascii_alphabetic())
         .map_or(0, |i| i + 1);
     let word = before[word_start..].to_ascii_lowercase();
-    word.ends_with("version") || ["ver", "build", "release", "rev", "revision", "firmware"].contains(&word.as_str())
+    word.ends_with("version")
+        || ["ver", "build", "release", "rev", "revision", "firmware"].contains(&word.as_str())
 }
 
 fn accept_ipv4(text: &str, m: Range<usize>) -> Option<Range<usize>> {
@@ -505,7 +523,8 @@ fn accept_jwt(text: &str, m: Range<usize>) -> Option<Range<usize>> {
     let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(header)
         .ok()?;
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&decoded).ok()?;
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&decoded).ok()?;
     object.contains_key("alg").then_some(m)
 }
 
@@ -535,7 +554,8 @@ fn accept_bearer(text: &str, m: Range<usize>) -> Option<Range<usize>> {
 fn assigned_value(text: &str, m: &Range<usize>) -> Option<usize> {
     let s = &text[m.clone()];
     let separator = s.find([':', '='])?;
-    let value = s[separator + 1..].trim_start_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'');
+    let value =
+        s[separator + 1..].trim_start_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'');
     Some(m.end - value.len())
 }
 
@@ -585,62 +605,189 @@ fn accept_url_credentials(text: &str, m: Range<usize>) -> Option<Range<usize>> {
 #[derive(Debug, Clone)]
 pub struct SensitiveKeys {
     extra: Vec<String>,
-    words: aho_corasick::AhoCorasick,
+    /// Hashes of the first three (normalised) bytes of every key word and configured name:
+    /// a key holding none of them is not sensitive, which most keys show in a few
+    /// instructions a byte.
+    leading_trigrams: Box<[u64; TRIGRAM_WORDS]>,
+    /// `KEY_SUBSTRINGS`, in normalised keys.
+    substrings: AhoCorasick,
+}
+
+const TRIGRAM_WORDS: usize = 512;
+
+fn trigram_bit(a: u8, b: u8, c: u8) -> usize {
+    (usize::from(a) * 961 + usize::from(b) * 31 + usize::from(c)) % (TRIGRAM_WORDS * 64)
+}
+
+/// A byte as it is in a normalised key: ASCII lowercased; `-`, `.` and space as `_`.
+const NORMALIZED: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'-' | b'.' | b' ' => b'_',
+            c => c.to_ascii_lowercase(),
+        };
+        b += 1;
+    }
+    table
+};
+
+fn normalized_byte(b: u8) -> u8 {
+    NORMALIZED[usize::from(b)]
 }
 
 const KEY_SUBSTRINGS: &[&str] = &[
-    "password", "passwd", "passphrase", "secret", "api_key", "apikey", "private_key",
-    "privatekey", "authorization", "cookie",
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "api_key",
+    "apikey",
+    "private_key",
+    "privatekey",
+    "authorization",
+    "cookie",
 ];
 const KEY_EXACT: &[&str] = &[
-    "token", "pwd", "pass", "pin", "otp", "totp", "auth", "session", "sessionid", "session_id",
-    "credential", "credentials", "signature", "access_key", "secret_key", "signing_key",
-    "encryption_key", "master_key", "client_key", "auth_key",
+    "token",
+    "pwd",
+    "pass",
+    "pin",
+    "otp",
+    "totp",
+    "auth",
+    "session",
+    "sessionid",
+    "session_id",
+    "credential",
+    "credentials",
+    "signature",
+    "access_key",
+    "secret_key",
+    "signing_key",
+    "encryption_key",
+    "master_key",
+    "client_key",
+    "auth_key",
 ];
 const KEY_SUFFIXES: &[&str] = &[
-    "_token", "_pwd", "_pass", "_pin", "_otp", "_sessionid", "_session_id", "_signature",
+    "_token",
+    "_pwd",
+    "_pass",
+    "_pin",
+    "_otp",
+    "_sessionid",
+    "_session_id",
+    "_signature",
 ];
 /// Every sensitive built-in name contains one of these; the text rule looks for them.
 const KEY_WORDS: &[&str] = &[
-    "pass", "pwd", "secret", "token", "key", "auth", "cookie", "session", "credential", "pin",
-    "otp", "signature",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "cookie",
+    "session",
+    "credential",
+    "pin",
+    "otp",
+    "signature",
 ];
 
+/// Keys up to this length are normalised on the stack.
+const SHORT_KEY: usize = 64;
+
+/// Lowercases ASCII, turns `-`, `.` and spaces into `_` and drops a leading `x_`
+/// (`X-Api-Key` → `api_key`).
 pub fn normalize_key(key: &str) -> String {
-    let lowered: String = key
-        .chars()
-        .map(|c| match c {
-            '-' | '.' | ' ' => '_',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect();
-    match lowered.strip_prefix("x_") {
-        Some(rest) if !rest.is_empty() => rest.to_string(),
-        _ => lowered,
+    let mut out = vec![0; key.len()];
+    let len = normalize_key_into(key.as_bytes(), &mut out);
+    out.truncate(len);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`normalize_key`] into `out` (at least as long as `key`); returns the length written.
+fn normalize_key_into(key: &[u8], out: &mut [u8]) -> usize {
+    let x_prefix = key.len() > 2
+        && key[0].eq_ignore_ascii_case(&b'x')
+        && matches!(key[1], b'-' | b'.' | b' ' | b'_');
+    let key = if x_prefix { &key[2..] } else { key };
+    for (o, b) in out.iter_mut().zip(key) {
+        *o = normalized_byte(*b);
     }
+    key.len()
+}
+
+fn ascii_automaton(patterns: &[&str]) -> Result<AhoCorasick, aho_corasick::BuildError> {
+    AhoCorasick::builder()
+        .kind(Some(AhoCorasickKind::DFA))
+        .prefilter(false)
+        .build(patterns)
 }
 
 impl SensitiveKeys {
     pub fn new(extra: &[String]) -> Result<SensitiveKeys, aho_corasick::BuildError> {
-        let words = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(KEY_WORDS)?;
+        let extra: Vec<String> = extra.iter().map(|k| normalize_key(k)).collect();
+        let mut leading_trigrams = Box::new([0u64; TRIGRAM_WORDS]);
+        for word in KEY_WORDS
+            .iter()
+            .copied()
+            .chain(extra.iter().map(String::as_str))
+        {
+            // A name shorter than three bytes has no trigram: then every key is checked.
+            let bit = match word.as_bytes() {
+                [a, b, c, ..] => trigram_bit(*a, *b, *c),
+                _ => {
+                    leading_trigrams.fill(u64::MAX);
+                    break;
+                }
+            };
+            leading_trigrams[bit / 64] |= 1 << (bit % 64);
+        }
         Ok(SensitiveKeys {
-            extra: extra.iter().map(|k| normalize_key(k)).collect(),
-            words,
+            extra,
+            leading_trigrams,
+            substrings: ascii_automaton(KEY_SUBSTRINGS)?,
         })
     }
 
+    fn may_mention_a_name(&self, key: &str) -> bool {
+        let (mut before_last, mut last) = (0, 0);
+        for (i, b) in key.bytes().enumerate() {
+            let b = normalized_byte(b);
+            if i >= 2 {
+                let bit = trigram_bit(before_last, last, b);
+                if self.leading_trigrams[bit / 64] & (1 << (bit % 64)) != 0 {
+                    return true;
+                }
+            }
+            (before_last, last) = (last, b);
+        }
+        false
+    }
+
     pub fn is_sensitive(&self, key: &str) -> bool {
-        // Most keys contain none of the words: one automaton pass before normalising.
-        if self.extra.is_empty() && !self.words.is_match(key) {
+        if !self.may_mention_a_name(key) {
             return false;
         }
-        let key = normalize_key(key);
-        KEY_SUBSTRINGS.iter().any(|s| key.contains(s))
-            || KEY_EXACT.contains(&key.as_str())
-            || KEY_SUFFIXES.iter().any(|s| key.ends_with(s))
-            || self.extra.contains(&key)
+        let mut short = [0u8; SHORT_KEY];
+        let long;
+        let normalized: &[u8] = if key.len() <= SHORT_KEY {
+            let len = normalize_key_into(key.as_bytes(), &mut short);
+            &short[..len]
+        } else {
+            long = normalize_key(key);
+            long.as_bytes()
+        };
+        self.substrings.is_match(normalized)
+            || KEY_EXACT.iter().any(|e| e.as_bytes() == normalized)
+            || KEY_SUFFIXES
+                .iter()
+                .any(|s| normalized.ends_with(s.as_bytes()))
+            || self.extra.iter().any(|e| e.as_bytes() == normalized)
     }
 
     /// The text rule: `name=value`, `name: value`, `"name": "value"` where the name
@@ -666,7 +813,12 @@ impl SensitiveKeys {
         let extra: Vec<String> = self
             .extra
             .iter()
-            .map(|k| k.split('_').map(regex::escape).collect::<Vec<_>>().join("[-_. ]"))
+            .map(|k| {
+                k.split('_')
+                    .map(regex::escape)
+                    .collect::<Vec<_>>()
+                    .join("[-_. ]")
+            })
             .collect();
         format!("(?:{words}|(?i:{}))", extra.join("|"))
     }
@@ -676,7 +828,8 @@ impl SensitiveKeys {
     /// with their credential, and cookie headers to the end of the line.
     pub fn accept_text(&self, text: &str, m: Range<usize>) -> Option<Range<usize>> {
         let s = &text[m.clone()];
-        let name_len = s.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ':' | '='))?;
+        let name_len =
+            s.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ':' | '='))?;
         let name = &s[..name_len];
         if !self.is_sensitive(name) {
             return None;

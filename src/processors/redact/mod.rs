@@ -19,7 +19,8 @@
 //! **What is scanned.** Every string in `body` and `attributes`, at any depth in maps and
 //! arrays, map keys included; integers as their decimal text (a card number sent as a JSON
 //! number); strings that hold a JSON object or array are parsed, scanned inside and written
-//! back (compactly, keys sorted) when something changed. `resource` and `scope` describe the
+//! back (compactly, keys sorted, numbers beyond 64-bit integers as floats) when something
+//! changed. `resource` and `scope` describe the
 //! emitting service and are not scanned. Values nested deeper than 64 levels are replaced
 //! by `[REDACTED:too_deep]`.
 //!
@@ -61,10 +62,13 @@
 //! **Metrics.** `vellum_redact_findings_total{component, detector}` and
 //! `vellum_redact_blocked_total{component}`.
 //!
-//! **Cost.** A simple necessary condition of each detector (its trigger) runs with all the
-//! others as one multi-pattern automaton: a string none of them matches costs one lazy-DFA
-//! pass, and only the detectors whose trigger matched run in full; embedded JSON without escapes is parsed only when that
-//! pass finds something in its text.
+//! **Cost.** Each detector has a trigger, a simple necessary condition of its findings.
+//! A record is walked once to gather its texts (one per line) and once through all
+//! triggers as one lazy DFA: a plain search says whether anything triggers at all (a
+//! record where nothing does and no key or path rule applies is done then), else a search
+//! that reports every match tells which detectors to run on which text. Only those run in
+//! full, with their validation. Embedded JSON without escapes is parsed only when its raw
+//! text has a finding.
 
 pub mod config;
 pub mod detectors;
@@ -74,11 +78,15 @@ use std::fmt::Write as _;
 use std::ops::Range;
 
 use hmac::{Hmac, Mac};
+use regex_automata::hybrid::dfa::{Cache as LazyDfaCache, DFA as LazyDfa, OverlappingState};
+use regex_automata::util::pool::Pool;
 use regex_automata::{Input, MatchKind, PatternSet, meta};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-pub use config::{CustomDetectorConfig, FieldsConfig, Policy, PolicyConfig, RedactConfig, RedactConfigError};
+pub use config::{
+    CustomDetectorConfig, FieldsConfig, Policy, PolicyConfig, RedactConfig, RedactConfigError,
+};
 use detectors::{Builtin, SENSITIVE_TEXT_RANK, SensitiveKeys};
 
 use crate::component::Processor;
@@ -93,6 +101,9 @@ const MAX_DEPTH: usize = 64;
 const MAX_REPORTED_LOCATIONS: usize = 100;
 const TOO_DEEP: &str = "too_deep";
 const SEVERITY_WARN: i32 = 13;
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+/// Detectors are tracked as bits of a `u64`: 13 built-in, `sensitive_key` and these.
+const MAX_CUSTOM_DETECTORS: usize = 50;
 /// Custom patterns are user input; this bounds their compiled size.
 const PATTERN_SIZE_LIMIT: usize = 16 << 20;
 /// Room for the lazy DFAs' states: once warm, scanning builds none and costs a table
@@ -106,15 +117,33 @@ pub struct Redactor {
     id: String,
     /// In priority order: custom detectors, then built-ins by [`Builtin::rank`].
     detectors: Vec<Detector>,
-    /// All detectors' triggers in one automaton; pattern `i` is `detectors[i]`'s.
+    /// All detectors' triggers in one automaton; pattern `i` is `detectors[i]`'s. Says
+    /// which detectors to run on one text.
     prefilter: meta::Regex,
+    /// The same triggers as a lazy DFA that reports where each match ends: one pass over
+    /// all of a record's texts tells which detectors to run on which text.
+    record_triggers: Option<RecordTriggers>,
     sensitive_key: usize,
     keys: SensitiveKeys,
     fields: Vec<FieldPath>,
     hmac: Option<HmacSha256>,
-    /// Whether a JSON string without escapes may be judged clean from its raw text: only
-    /// when no custom pattern is anchored (an anchor means something else in the raw text).
-    raw_json_shortcut: bool,
+    /// Whether no custom pattern is anchored, so that a text's matches are also matches in
+    /// a larger text holding it: raw JSON, or all of a record's texts joined by newlines.
+    anchor_free: bool,
+    /// Whether any policy is `block`: only then are finding locations kept, for the
+    /// `pii_blocked` record.
+    reports_locations: bool,
+    /// `redaction` of a record this processor is the first to scan, before counts.
+    summary_template: Map<String, Value>,
+    /// `{"count": 0, "policy": …}` for each detector.
+    finding_templates: Vec<Map<String, Value>>,
+}
+
+type CacheFactory = Box<dyn Fn() -> LazyDfaCache + Send + Sync>;
+
+struct RecordTriggers {
+    dfa: LazyDfa,
+    caches: Pool<LazyDfaCache, CacheFactory>,
 }
 
 struct Detector {
@@ -177,8 +206,27 @@ struct Cursor<'a> {
 }
 
 /// Per-record scanning state, reused across a batch.
+///
+/// The first walk over a record (`gathering`) changes nothing: it copies every text the
+/// second would scan into `texts`, one per line, notes each key's sensitivity, and whether
+/// any key or path rule or embedded JSON will need the second walk. One pass of the
+/// record triggers over `texts` then gives each text a mask of the detectors to run. The
+/// second walk, needed only when some mask or rule says so, takes masks and key notes in
+/// the order the first produced them. Texts inside embedded JSON are not in the first walk:
+/// they are triggered one by one.
 #[derive(Default)]
 struct Scan {
+    gathering: bool,
+    /// Whether `masks` and `sensitive_keys` describe the texts and keys of this walk.
+    indexed: bool,
+    texts: String,
+    text_starts: Vec<usize>,
+    masks: Vec<u64>,
+    next_text: usize,
+    sensitive_keys: Vec<bool>,
+    next_key: usize,
+    /// Whether the first walk met something the second must do whatever the masks say.
+    rule_applies: bool,
     /// Findings per detector, sized on the first finding.
     counts: Vec<u32>,
     too_deep: u32,
@@ -187,6 +235,8 @@ struct Scan {
     locations: Vec<Location>,
     /// Dotted path of the value being scanned, for `pii_blocked` reports.
     path: String,
+    /// Which detectors' triggers matched the text being scanned.
+    triggered: Option<PatternSet>,
 }
 
 struct Location {
@@ -197,6 +247,15 @@ struct Location {
 
 impl Scan {
     fn reset(&mut self) {
+        self.gathering = false;
+        self.indexed = false;
+        self.texts.clear();
+        self.text_starts.clear();
+        self.masks.clear();
+        self.next_text = 0;
+        self.sensitive_keys.clear();
+        self.next_key = 0;
+        self.rule_applies = false;
         self.counts.clear();
         self.too_deep = 0;
         self.blocked = false;
@@ -205,12 +264,21 @@ impl Scan {
         self.path.clear();
     }
 
-    fn record(&mut self, detector: usize, detectors: usize) {
+    fn gather(&mut self, text: &str) {
+        self.text_starts.push(self.texts.len());
+        self.texts.push_str(text);
+        self.texts.push('\n');
+    }
+
+    fn record(&mut self, detector: usize, detectors: usize, with_location: bool) {
         if self.counts.is_empty() {
             self.counts.resize(detectors, 0);
         }
         self.counts[detector] += 1;
         self.replacements += 1;
+        if !with_location {
+            return;
+        }
         match self.locations.last_mut() {
             Some(last) if last.detector == detector && last.field == self.path => last.count += 1,
             _ => self.locations.push(Location {
@@ -227,6 +295,12 @@ impl Redactor {
         let err_id = || id.to_string();
         let mut specs: Vec<DetectorSpec> = Vec::new();
 
+        if cfg.custom.len() > MAX_CUSTOM_DETECTORS {
+            return Err(RedactConfigError::TooManyCustomDetectors {
+                id: err_id(),
+                max: MAX_CUSTOM_DETECTORS,
+            });
+        }
         for custom in &cfg.custom {
             let valid_name = custom.name.starts_with(|c: char| c.is_ascii_lowercase())
                 && custom
@@ -266,7 +340,8 @@ impl Redactor {
                     match Builtin::from_name(name) {
                         Some(b) => enabled.push(b),
                         // Always on; naming them does no harm.
-                        None if name == SENSITIVE_KEY || cfg.custom.iter().any(|c| &c.name == name) => {}
+                        None if name == SENSITIVE_KEY
+                            || cfg.custom.iter().any(|c| &c.name == name) => {}
                         None => {
                             let known: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
                             return Err(RedactConfigError::UnknownDetector {
@@ -281,7 +356,12 @@ impl Redactor {
             }
         };
 
-        if cfg.fields.sensitive_keys.iter().any(|k| k.trim().is_empty()) {
+        if cfg
+            .fields
+            .sensitive_keys
+            .iter()
+            .any(|k| k.trim().is_empty())
+        {
             return Err(RedactConfigError::EmptySensitiveKey { id: err_id() });
         }
         let keys = SensitiveKeys::new(&cfg.fields.sensitive_keys).map_err(|e| {
@@ -324,11 +404,16 @@ impl Redactor {
         let hmac = match &cfg.hash_key {
             Some(configured) => {
                 let key = crate::evidence::key::key_bytes(configured).map_err(|reason| {
-                    RedactConfigError::InvalidHashKey { id: err_id(), reason }
+                    RedactConfigError::InvalidHashKey {
+                        id: err_id(),
+                        reason,
+                    }
                 })?;
-                Some(HmacSha256::new_from_slice(&key).map_err(|e| RedactConfigError::InvalidHashKey {
-                    id: err_id(),
-                    reason: e.to_string(),
+                Some(HmacSha256::new_from_slice(&key).map_err(|e| {
+                    RedactConfigError::InvalidHashKey {
+                        id: err_id(),
+                        reason: e.to_string(),
+                    }
                 })?)
             }
             None if !hash_users.is_empty() => {
@@ -342,7 +427,17 @@ impl Redactor {
 
         let mut detectors = Vec::with_capacity(specs.len());
         let mut triggers = Vec::with_capacity(specs.len());
-        for (DetectorSpec { name, kind, pattern, trigger, .. }, policy) in specs.into_iter().zip(policies) {
+        for (
+            DetectorSpec {
+                name,
+                kind,
+                pattern,
+                trigger,
+                ..
+            },
+            policy,
+        ) in specs.into_iter().zip(policies)
+        {
             // Literal prefilters pay off for patterns that start with rare text (`eyJ`,
             // `-----BEGIN`, `@` inside); for digit shapes the plain lazy DFA is faster.
             let literal_prefilter = match kind {
@@ -388,20 +483,47 @@ impl Redactor {
             .iter()
             .position(|d| matches!(d.kind, DetectorKind::SensitiveText))
             .unwrap_or_default();
-        let raw_json_shortcut = !cfg
-            .custom
-            .iter()
-            .any(|c| c.pattern.contains(['^', '$']) || c.pattern.contains("\\A") || c.pattern.contains("\\z"));
+        let anchor_free = !cfg.custom.iter().any(|c| {
+            c.pattern.contains(['^', '$']) || c.pattern.contains("\\A") || c.pattern.contains("\\z")
+        });
+        // Without it each text is triggered on its own: slower, same findings.
+        let record_triggers = if anchor_free {
+            LazyDfa::builder()
+                .configure(
+                    LazyDfa::config()
+                        .match_kind(MatchKind::All)
+                        .cache_capacity(DFA_CACHE_LIMIT * 4),
+                )
+                .build_many(&triggers)
+                .ok()
+                .map(|dfa| {
+                    let for_caches = dfa.clone();
+                    let factory: CacheFactory = Box::new(move || for_caches.create_cache());
+                    RecordTriggers {
+                        dfa,
+                        caches: Pool::new(factory),
+                    }
+                })
+        } else {
+            None
+        };
 
         Ok(Redactor {
             id: id.to_string(),
-            detectors,
             prefilter,
             sensitive_key,
             keys,
             fields: parse_field_paths(id, &cfg.fields)?,
             hmac,
-            raw_json_shortcut,
+            record_triggers,
+            anchor_free,
+            reports_locations: detectors.iter().any(|d| d.policy == Policy::Block),
+            summary_template: summary_template(id),
+            finding_templates: detectors
+                .iter()
+                .map(|d| finding_template(d.policy))
+                .collect(),
+            detectors,
         })
     }
 
@@ -429,6 +551,29 @@ impl Redactor {
 
     fn redact_with(&self, mut record: Record, cx: &mut Scan) -> Record {
         cx.reset();
+        let mut clean = false;
+        if let Some(triggers) = &self.record_triggers {
+            cx.gathering = true;
+            self.walk(&mut record, cx);
+            cx.gathering = false;
+            cx.indexed = triggers.mark(&self.prefilter, cx);
+            clean = cx.indexed && !cx.rule_applies && cx.masks.iter().all(|m| *m == 0);
+            cx.path.clear();
+        }
+        if !clean {
+            self.walk(&mut record, cx);
+        }
+
+        let summary = self.summary(cx, record.redaction.take());
+        if cx.blocked {
+            return self.blocked_record(record, cx, summary);
+        }
+        record.redaction = Some(summary);
+        record
+    }
+
+    /// Scans attributes and body (see [`Scan`] for the two walks).
+    fn walk(&self, record: &mut Record, cx: &mut Scan) {
         cx.path.push_str("attributes");
         let cursors = self.root_cursors(Root::Attributes);
         self.scan_map(&mut record.attributes, &cursors, cx, 1);
@@ -448,13 +593,6 @@ impl Redactor {
             }
         }
         self.scan_field(&mut record.body, body_rule, false, &body_cursors, cx, 1);
-
-        let summary = self.summary(cx, record.redaction.take());
-        if cx.blocked {
-            return self.blocked_record(record, cx, summary);
-        }
-        record.redaction = Some(summary);
-        record
     }
 
     fn root_cursors(&self, root: Root) -> Vec<Cursor<'_>> {
@@ -487,7 +625,9 @@ impl Redactor {
 
     fn scan_value(&self, value: &mut Value, cursors: &[Cursor<'_>], cx: &mut Scan, depth: usize) {
         if depth > MAX_DEPTH {
-            if !matches!(value, Value::Null | Value::Bool(_)) {
+            if cx.gathering {
+                cx.rule_applies |= !matches!(value, Value::Null | Value::Bool(_));
+            } else if !matches!(value, Value::Null | Value::Bool(_)) {
                 *value = Value::String(format!("[REDACTED:{TOO_DEEP}]"));
                 cx.too_deep += 1;
                 cx.replacements += 1;
@@ -515,7 +655,10 @@ impl Redactor {
                 }
             }
             Value::Number(n) if n.is_i64() || n.is_u64() => {
-                if let Some(redacted) = self.redact_text(&n.to_string(), cx) {
+                if cx.gathering {
+                    cx.text_starts.push(cx.texts.len());
+                    let _ = writeln!(cx.texts, "{n}");
+                } else if let Some(redacted) = self.redact_text(&n.to_string(), cx) {
                     *value = Value::String(redacted);
                 }
             }
@@ -523,7 +666,13 @@ impl Redactor {
         }
     }
 
-    fn scan_map(&self, map: &mut Map<String, Value>, cursors: &[Cursor<'_>], cx: &mut Scan, depth: usize) {
+    fn scan_map(
+        &self,
+        map: &mut Map<String, Value>,
+        cursors: &[Cursor<'_>],
+        cx: &mut Scan,
+        depth: usize,
+    ) {
         let mut renamed: Vec<(String, String)> = Vec::new();
         for (key, value) in map.iter_mut() {
             let (rule, children) = step(cursors, key);
@@ -535,7 +684,7 @@ impl Redactor {
             let parent = cx.path.len();
             cx.path.push('.');
             cx.path.push_str(new_key.as_deref().unwrap_or(key));
-            let sensitive = self.keys.is_sensitive(key);
+            let sensitive = self.key_is_sensitive(key, cx);
             self.scan_field(value, rule, sensitive, &children, cx, depth + 1);
             cx.path.truncate(parent);
             if let Some(new_key) = new_key {
@@ -555,21 +704,52 @@ impl Redactor {
         }
     }
 
-    /// A string: JSON inside it is scanned as JSON, anything else as text.
-    fn scan_string(&self, text: &str, cursors: &[Cursor<'_>], cx: &mut Scan, depth: usize) -> Option<String> {
-        if !looks_like_json(text) {
-            return self.redact_text(text, cx);
+    /// Whether a map key's value is replaced whole for its name (noted in the first walk).
+    fn key_is_sensitive(&self, key: &str, cx: &mut Scan) -> bool {
+        if cx.gathering {
+            let sensitive = self.keys.is_sensitive(key);
+            cx.sensitive_keys.push(sensitive);
+            return sensitive;
         }
+        if cx.indexed
+            && let Some(sensitive) = cx.sensitive_keys.get(cx.next_key)
+        {
+            cx.next_key += 1;
+            return *sensitive;
+        }
+        self.keys.is_sensitive(key)
+    }
+
+    /// A string: JSON inside it is scanned as JSON, anything else as text.
+    fn scan_string(
+        &self,
+        text: &str,
+        cursors: &[Cursor<'_>],
+        cx: &mut Scan,
+        depth: usize,
+    ) -> Option<String> {
+        let json = looks_like_json(text);
         // Without escapes every string inside is verbatim in the raw text, so a raw text
         // with no finding (key-name pairs included) has none once parsed either.
-        let may_skip = self.raw_json_shortcut && cursors.is_empty() && !text.contains('\\');
-        if may_skip && (!self.prefilter.is_match(text) || self.find(text).is_empty()) {
+        let may_skip = self.anchor_free && cursors.is_empty() && !text.contains('\\');
+        if cx.gathering {
+            cx.gather(text);
+            cx.rule_applies |= json && !may_skip;
+            return None;
+        }
+        let triggered = self.triggered(text, cx);
+        if !json {
+            return self.redact_triggered(text, triggered, cx);
+        }
+        if may_skip && (triggered == 0 || self.find_with(text, triggered).is_empty()) {
             return None;
         }
         match serde_json::from_str::<Value>(text) {
             Ok(mut inner) if inner.is_object() || inner.is_array() => {
                 let before = cx.replacements;
+                let indexed = std::mem::replace(&mut cx.indexed, false);
                 self.scan_value(&mut inner, cursors, cx, depth + 1);
+                cx.indexed = indexed;
                 if cx.replacements == before {
                     return None;
                 }
@@ -578,19 +758,56 @@ impl Redactor {
                     format!("[REDACTED:{SENSITIVE_KEY}]")
                 }))
             }
-            _ => self.redact_text(text, cx),
+            _ => self.redact_triggered(text, triggered, cx),
         }
     }
 
     fn redact_text(&self, text: &str, cx: &mut Scan) -> Option<String> {
-        if !self.prefilter.is_match(text) {
+        if cx.gathering {
+            cx.gather(text);
             return None;
         }
-        let findings = self.find(text);
+        let triggered = self.triggered(text, cx);
+        self.redact_triggered(text, triggered, cx)
+    }
+
+    fn redact_triggered(&self, text: &str, triggered: u64, cx: &mut Scan) -> Option<String> {
+        if triggered == 0 {
+            return None;
+        }
+        let findings = self.find_with(text, triggered);
         self.replace_findings(text, findings, cx)
     }
 
-    fn replace_findings(&self, text: &str, findings: Vec<(Range<usize>, usize)>, cx: &mut Scan) -> Option<String> {
+    /// The detectors whose triggers match `text`, as bits: from the record pass when this
+    /// text was in it, else from a pass over the text alone.
+    fn triggered(&self, text: &str, cx: &mut Scan) -> u64 {
+        if cx.indexed {
+            if let Some(mask) = cx.masks.get(cx.next_text) {
+                cx.next_text += 1;
+                return *mask;
+            }
+            // Both walks visit the same texts; were they ever to differ, stop trusting
+            // the masks rather than read another text's.
+            cx.indexed = false;
+        }
+        let set = cx
+            .triggered
+            .get_or_insert_with(|| PatternSet::new(self.detectors.len()));
+        set.clear();
+        if self.prefilter.is_match(text) {
+            self.prefilter
+                .which_overlapping_matches(&Input::new(text), set);
+        }
+        set.iter().fold(0, |mask, p| mask | 1 << p.as_usize())
+    }
+
+    fn replace_findings(
+        &self,
+        text: &str,
+        findings: Vec<(Range<usize>, usize)>,
+        cx: &mut Scan,
+    ) -> Option<String> {
         if findings.is_empty() {
             return None;
         }
@@ -598,12 +815,7 @@ impl Redactor {
         let mut copied = 0;
         for (span, detector) in findings {
             out.push_str(&text[copied..span.start]);
-            let value = &text[span.clone()];
-            let canonical = match self.detectors[detector].kind {
-                DetectorKind::Builtin(b) => b.canonical(value),
-                _ => value.into(),
-            };
-            out.push_str(&self.replacement(detector, &canonical, cx));
+            self.write_replacement(&mut out, detector, &text[span.clone()], cx);
             copied = span.end;
         }
         out.push_str(&text[copied..]);
@@ -612,59 +824,87 @@ impl Redactor {
 
     /// Replaces a value under a sensitive key or at an `always_redact` path.
     fn replace_whole(&self, value: &mut Value, cx: &mut Scan) {
-        let canonical = match value {
+        let text = match value {
             Value::Null | Value::Bool(_) => return,
             Value::String(s) if s.is_empty() => return,
+            _ if cx.gathering => {
+                cx.rule_applies = true;
+                return;
+            }
             Value::String(s) => std::mem::take(s),
             ref other => other.to_string(),
         };
-        *value = Value::String(self.replacement(self.sensitive_key, &canonical, cx));
+        let mut out = String::new();
+        self.write_replacement(&mut out, self.sensitive_key, &text, cx);
+        *value = Value::String(out);
     }
 
-    fn replacement(&self, detector: usize, canonical: &str, cx: &mut Scan) -> String {
+    /// Writes the marker or keyed token that stands for `value`, and counts the finding.
+    fn write_replacement(&self, out: &mut String, detector: usize, value: &str, cx: &mut Scan) {
         let d = &self.detectors[detector];
-        cx.record(detector, self.detectors.len());
+        cx.record(detector, self.detectors.len(), self.reports_locations);
         match (d.policy, &self.hmac) {
             (Policy::Hash, Some(hmac)) => {
+                let canonical = match d.kind {
+                    DetectorKind::Builtin(b) => b.canonical(value),
+                    _ => value.into(),
+                };
                 let mut mac = hmac.clone();
                 mac.update(d.name.as_bytes());
                 mac.update(&[0]);
                 mac.update(canonical.as_bytes());
                 let tag = mac.finalize().into_bytes();
-                format!("[{}:hmac:{}]", d.name, hex::encode(&tag[..8]))
+                out.push('[');
+                out.push_str(&d.name);
+                out.push_str(":hmac:");
+                for byte in &tag[..8] {
+                    out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+                    out.push(char::from(HEX_DIGITS[usize::from(byte & 0xf)]));
+                }
+                out.push(']');
             }
             (Policy::Block, _) => {
                 cx.blocked = true;
-                d.marker.clone()
+                out.push_str(&d.marker);
             }
-            _ => d.marker.clone(),
+            _ => out.push_str(&d.marker),
         }
     }
 
     /// Accepted findings in `text`, sorted, without overlaps.
     fn find(&self, text: &str) -> Vec<(Range<usize>, usize)> {
-        let mut hits = PatternSet::new(self.detectors.len());
-        self.prefilter.which_overlapping_matches(&Input::new(text), &mut hits);
-        self.find_with(text, hits.iter().map(|p| p.as_usize()))
+        let triggered = self.triggered(text, &mut Scan::default());
+        self.find_with(text, triggered)
     }
 
-    /// What [`Self::find`] does once the triggers have chosen `detectors`.
-    fn find_with(&self, text: &str, detectors: impl Iterator<Item = usize>) -> Vec<(Range<usize>, usize)> {
+    /// What [`Self::find`] does once the triggers have chosen the detectors (bits).
+    fn find_with(&self, text: &str, detectors: u64) -> Vec<(Range<usize>, usize)> {
         let mut found: Vec<(Range<usize>, usize)> = Vec::new();
         let mut spans = Vec::new();
-        for i in detectors {
-            let detector = &self.detectors[i];
+        let mut remaining = detectors;
+        while remaining != 0 {
+            let i = remaining.trailing_zeros() as usize;
+            remaining &= remaining - 1;
+            let Some(detector) = self.detectors.get(i) else {
+                break;
+            };
             for m in detector.regex.find_iter(text) {
                 match detector.kind {
                     DetectorKind::Builtin(b) => b.accept(text, m.range(), &mut spans),
-                    DetectorKind::SensitiveText => spans.extend(self.keys.accept_text(text, m.range())),
+                    DetectorKind::SensitiveText => {
+                        spans.extend(self.keys.accept_text(text, m.range()))
+                    }
                     DetectorKind::Custom => spans.push(m.range()),
                 }
                 found.extend(spans.drain(..).filter(|s| !s.is_empty()).map(|s| (s, i)));
             }
         }
         found.sort_by(|a, b| {
-            (a.0.start, std::cmp::Reverse(a.0.end), a.1).cmp(&(b.0.start, std::cmp::Reverse(b.0.end), b.1))
+            (a.0.start, std::cmp::Reverse(a.0.end), a.1).cmp(&(
+                b.0.start,
+                std::cmp::Reverse(b.0.end),
+                b.1,
+            ))
         });
         // A finding that overlaps an earlier one is dropped: part of its value is replaced
         // already, so it cannot survive whole, and `pw@host` in `user:pw@host` is no email.
@@ -679,43 +919,55 @@ impl Redactor {
 
     fn summary(&self, cx: &Scan, previous: Option<Value>) -> Value {
         let mut summary = match previous {
-            Some(Value::Object(m)) if m.get("findings").is_some_and(Value::is_object) => m,
-            _ => Map::new(),
-        };
-        match summary.get_mut("processors") {
-            Some(Value::Array(ids)) => ids.push(Value::String(self.id.clone())),
-            _ => {
-                summary.insert("processors".into(), Value::Array(vec![Value::String(self.id.clone())]));
+            Some(Value::Object(mut m)) if m.get("findings").is_some_and(Value::is_object) => {
+                match m.get_mut("processors") {
+                    Some(Value::Array(ids)) => ids.push(Value::String(self.id.clone())),
+                    _ => {
+                        m.insert(
+                            "processors".into(),
+                            Value::Array(vec![Value::String(self.id.clone())]),
+                        );
+                    }
+                }
+                m
             }
-        }
-        let findings = summary
-            .entry("findings")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(findings) = findings {
-            let counted = cx
-                .counts
-                .iter()
-                .zip(&self.detectors)
-                .map(|(n, d)| (d.name.as_str(), *n, d.policy))
-                .chain(std::iter::once((TOO_DEEP, cx.too_deep, Policy::Redact)))
-                .filter(|(_, n, _)| *n > 0);
-            for (name, count, policy) in counted {
+            _ => self.summary_template.clone(),
+        };
+        let counted = cx
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i, u64::from(*n)))
+            .chain(std::iter::once((usize::MAX, u64::from(cx.too_deep))))
+            .filter(|(_, n)| *n > 0);
+        let mut total = 0;
+        if let Some(Value::Object(findings)) = summary.get_mut("findings") {
+            for (detector, count) in counted {
+                let (name, template) = match self.detectors.get(detector) {
+                    Some(d) => (d.name.as_str(), &self.finding_templates[detector]),
+                    None => (TOO_DEEP, &self.finding_templates[self.sensitive_key]),
+                };
                 let before = findings
                     .get(name)
                     .and_then(|f| f.get("count"))
                     .and_then(Value::as_u64)
                     .unwrap_or(0);
-                let mut entry = Map::new();
-                entry.insert("count".into(), Value::from(before + u64::from(count)));
-                entry.insert("policy".into(), Value::String(policy.as_str().into()));
+                let mut entry = template.clone();
+                entry.insert("count".into(), Value::from(before + count));
+                if detector == usize::MAX {
+                    entry.insert(
+                        "policy".into(),
+                        Value::String(Policy::Redact.as_str().into()),
+                    );
+                }
                 findings.insert(name.to_string(), Value::Object(entry));
             }
-            let total: u64 = findings
+            total = findings
                 .values()
                 .filter_map(|f| f.get("count").and_then(Value::as_u64))
                 .sum();
-            summary.insert("total".into(), Value::from(total));
         }
+        summary.insert("total".into(), Value::from(total));
         Value::Object(summary)
     }
 
@@ -782,6 +1034,41 @@ impl Redactor {
     }
 }
 
+impl RecordTriggers {
+    /// Fills `cx.masks` with the detectors triggered in each gathered text; false when the
+    /// automaton could not finish (each text is then triggered on its own).
+    fn mark(&self, any_trigger: &meta::Regex, cx: &mut Scan) -> bool {
+        cx.masks.clear();
+        cx.masks.resize(cx.text_starts.len(), 0);
+        // Most records trigger nothing, which a plain search, faster than one that
+        // reports every match, tells.
+        if cx.text_starts.is_empty() || !any_trigger.is_match(cx.texts.as_str()) {
+            return true;
+        }
+        let mut cache = self.caches.get();
+        let input = Input::new(&cx.texts);
+        let mut state = OverlappingState::start();
+        let mut text = 0;
+        loop {
+            if self
+                .dfa
+                .try_search_overlapping_fwd(&mut cache, &input, &mut state)
+                .is_err()
+            {
+                return false;
+            }
+            let Some(m) = state.get_match() else {
+                return true;
+            };
+            // Matches come by end; the text holding a match's last byte started before it.
+            while text + 1 < cx.text_starts.len() && cx.text_starts[text + 1] < m.offset() {
+                text += 1;
+            }
+            cx.masks[text] |= 1 << m.pattern().as_usize();
+        }
+    }
+}
+
 impl Processor for Redactor {
     fn process(&self, records: Vec<Record>) -> Vec<Record> {
         let mut cx = Scan::default();
@@ -809,7 +1096,8 @@ impl Processor for Redactor {
             }
         }
         if blocked > 0 {
-            metrics::counter!("vellum_redact_blocked_total", "component" => self.id.clone()).increment(blocked);
+            metrics::counter!("vellum_redact_blocked_total", "component" => self.id.clone())
+                .increment(blocked);
         }
         out
     }
@@ -823,7 +1111,9 @@ fn resolve_policies(
     specs: &[DetectorSpec],
 ) -> Result<Vec<Policy>, RedactConfigError> {
     let map = match config {
-        PolicyConfig::Uniform(p) => return Ok(specs.iter().map(|s| s.own_policy.unwrap_or(*p)).collect()),
+        PolicyConfig::Uniform(p) => {
+            return Ok(specs.iter().map(|s| s.own_policy.unwrap_or(*p)).collect());
+        }
         PolicyConfig::PerDetector(map) => map,
     };
     for name in map.keys() {
@@ -894,10 +1184,17 @@ fn step<'a>(cursors: &[Cursor<'a>], key: &str) -> (Option<FieldRule>, Vec<Cursor
     let mut children = Vec::new();
     for c in cursors {
         for segment in [key, "*"] {
-            if c.rest == segment {
-                rule = strongest(rule, c.rule);
-            } else if let Some(below) = c.rest.strip_prefix(segment).and_then(|r| r.strip_prefix('.')) {
-                children.push(Cursor { rest: below, rule: c.rule });
+            match c.rest.strip_prefix(segment) {
+                Some("") => rule = strongest(rule, c.rule),
+                Some(after) => {
+                    if let Some(below) = after.strip_prefix('.') {
+                        children.push(Cursor {
+                            rest: below,
+                            rule: c.rule,
+                        });
+                    }
+                }
+                None => {}
             }
         }
     }
@@ -911,6 +1208,24 @@ fn strongest(current: Option<FieldRule>, next: FieldRule) -> Option<FieldRule> {
     }
 }
 
+fn summary_template(id: &str) -> Map<String, Value> {
+    let mut summary = Map::new();
+    summary.insert(
+        "processors".into(),
+        Value::Array(vec![Value::String(id.to_string())]),
+    );
+    summary.insert("findings".into(), Value::Object(Map::new()));
+    summary.insert("total".into(), Value::from(0));
+    summary
+}
+
+fn finding_template(policy: Policy) -> Map<String, Value> {
+    let mut entry = Map::new();
+    entry.insert("count".into(), Value::from(0));
+    entry.insert("policy".into(), Value::String(policy.as_str().into()));
+    entry
+}
+
 fn regex_config() -> meta::Config {
     meta::Config::new()
         .nfa_size_limit(Some(PATTERN_SIZE_LIMIT))
@@ -918,8 +1233,13 @@ fn regex_config() -> meta::Config {
 }
 
 fn looks_like_json(text: &str) -> bool {
-    let t = text.trim();
-    (t.starts_with('{') && t.ends_with('}')) || (t.starts_with('[') && t.ends_with(']'))
+    matches!(
+        (
+            text.as_bytes().trim_ascii().first(),
+            text.as_bytes().trim_ascii().last()
+        ),
+        (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
+    )
 }
 
 #[cfg(test)]
@@ -1001,10 +1321,16 @@ custom:
   - { name: employee_id, pattern: 'EMP-\d{6}', policy: hash }
 "#,
         );
-        let out = r.redact(record_with(json!({"note": "badge EMP-004211"}), json!(null)));
+        let out = r.redact(record_with(
+            json!({"note": "badge EMP-004211"}),
+            json!(null),
+        ));
         assert_eq!(
             out.attributes["note"],
-            json!(format!("badge {}", rfc2104_hmac_token("employee_id", "EMP-004211")))
+            json!(format!(
+                "badge {}",
+                rfc2104_hmac_token("employee_id", "EMP-004211")
+            ))
         );
     }
 
@@ -1028,19 +1354,34 @@ custom:
     #[test]
     fn configuration_errors_are_precise_and_never_echo_the_key() {
         let e = config_error("custom: [{name: badge, pattern: 'EMP-(\\d'}]");
-        assert!(matches!(&e, RedactConfigError::InvalidPattern { name, .. } if name == "badge"), "{e}");
+        assert!(
+            matches!(&e, RedactConfigError::InvalidPattern { name, .. } if name == "badge"),
+            "{e}"
+        );
         assert!(e.to_string().contains("`badge`"), "{e}");
 
         let e = config_error("policy: {default: redact, email: hash}");
-        assert!(matches!(&e, RedactConfigError::MissingHashKey { detectors, .. } if detectors == "email"), "{e}");
+        assert!(
+            matches!(&e, RedactConfigError::MissingHashKey { detectors, .. } if detectors == "email"),
+            "{e}"
+        );
 
         let e = config_error("policy: hash\nhash_key: tiny-secret-value");
         let text = e.to_string();
-        assert!(matches!(e, RedactConfigError::InvalidHashKey { .. }), "{text}");
-        assert!(text.contains("17 bytes") && !text.contains("tiny-secret-value"), "{text}");
+        assert!(
+            matches!(e, RedactConfigError::InvalidHashKey { .. }),
+            "{text}"
+        );
+        assert!(
+            text.contains("17 bytes") && !text.contains("tiny-secret-value"),
+            "{text}"
+        );
 
         let e = config_error("detectors: [email, passport]");
-        assert!(matches!(&e, RedactConfigError::UnknownDetector { name, .. } if name == "passport"), "{e}");
+        assert!(
+            matches!(&e, RedactConfigError::UnknownDetector { name, .. } if name == "passport"),
+            "{e}"
+        );
         assert!(e.to_string().contains("credit_card"), "{e}");
 
         assert!(matches!(
@@ -1080,9 +1421,18 @@ custom:
             &r,
             "email",
             "to Bob.Smith+billing@mail.corp.example.co.uk, cc: x_y-z@sub.example.org.",
-            &["Bob.Smith+billing@mail.corp.example.co.uk", "x_y-z@sub.example.org"],
+            &[
+                "Bob.Smith+billing@mail.corp.example.co.uk",
+                "x_y-z@sub.example.org",
+            ],
         );
-        for clean in ["logo@2x.png", "user@localhost", "lodash@4.17.21", "a@b", "@scope/pkg"] {
+        for clean in [
+            "logo@2x.png",
+            "user@localhost",
+            "lodash@4.17.21",
+            "a@b",
+            "@scope/pkg",
+        ] {
             assert_clean(&r, clean);
         }
     }
@@ -1119,11 +1469,23 @@ custom:
     #[test]
     fn ssns_outside_the_never_issued_ranges() {
         let r = redactor("{}");
-        assert_flags(&r, "ssn", "ssn 123-45-6789 or 234 56 7890", &["123-45-6789", "234 56 7890"]);
+        assert_flags(
+            &r,
+            "ssn",
+            "ssn 123-45-6789 or 234 56 7890",
+            &["123-45-6789", "234 56 7890"],
+        );
         assert_flags(&r, "ssn", "SSN: 123456789", &["123456789"]);
         for clean in [
-            "000-12-3456", "666-12-3456", "900-12-3456", "123-00-4567", "123-45-0000",
-            "123-45-67890", "123-45 6789", "ssn: 1234567890", "lessn 123456789",
+            "000-12-3456",
+            "666-12-3456",
+            "900-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+            "123-45-67890",
+            "123-45 6789",
+            "ssn: 1234567890",
+            "lessn 123456789",
         ] {
             assert_clean(&r, clean);
         }
@@ -1139,7 +1501,12 @@ custom:
             "3782 822463 10005",
             "5555555555554444",
         ] {
-            assert_flags(&r, "credit_card", &format!("card {card}, exp 12/26"), &[card]);
+            assert_flags(
+                &r,
+                "credit_card",
+                &format!("card {card}, exp 12/26"),
+                &[card],
+            );
         }
         assert_flags(
             &r,
@@ -1148,11 +1515,11 @@ custom:
             &["4111111111111111", "5555555555554444"],
         );
         for clean in [
-            "4111111111111112",      // Luhn fails
-            "1234567812345670",      // Luhn holds, no issuer starts with 1
-            "4111 1111 1111-1111",   // mixed separators
-            "0.4111111111111111",    // a fraction
-            "41111111111111111111",  // 20 digits
+            "4111111111111112",     // Luhn fails
+            "1234567812345670",     // Luhn holds, no issuer starts with 1
+            "4111 1111 1111-1111",  // mixed separators
+            "0.4111111111111111",   // a fraction
+            "41111111111111111111", // 20 digits
             "id_4111111111111111",
         ] {
             assert_clean(&r, clean);
@@ -1175,8 +1542,19 @@ custom:
     #[test]
     fn ipv4_octets_in_range_and_not_part_of_longer_runs() {
         let r = redactor("{}");
-        assert_flags(&r, "ipv4", "from 203.0.113.7:443 via 10.0.0.1/8", &["203.0.113.7", "10.0.0.1"]);
-        for clean in ["256.1.1.1", "1.2.3.4.5", "v1.2.3.4", "01.02.03.04", "version 10.0.19041.1"] {
+        assert_flags(
+            &r,
+            "ipv4",
+            "from 203.0.113.7:443 via 10.0.0.1/8",
+            &["203.0.113.7", "10.0.0.1"],
+        );
+        for clean in [
+            "256.1.1.1",
+            "1.2.3.4.5",
+            "v1.2.3.4",
+            "01.02.03.04",
+            "version 10.0.19041.1",
+        ] {
             assert_clean(&r, clean);
         }
     }
@@ -1195,7 +1573,13 @@ custom:
             assert_flags(&r, "ipv6", &format!("peer [{addr}]:443"), &[addr]);
         }
         assert_flags(&r, "ipv6", "fe80::1%eth0", &["fe80::1"]);
-        for clean in ["12:30:45", "std::vec::Vec", "00:1a:2b:3c:4d:5e", "a :: b", "Face::new()"] {
+        for clean in [
+            "12:30:45",
+            "std::vec::Vec",
+            "00:1a:2b:3c:4d:5e",
+            "a :: b",
+            "Face::new()",
+        ] {
             assert_clean(&r, clean);
         }
     }
@@ -1214,11 +1598,21 @@ custom:
             "Authorization: Bearer 8f14e45fceea167a5a36dedd4bea2543",
             &["8f14e45fceea167a5a36dedd4bea2543"],
         );
-        assert_flags(&r, "bearer_token", "basic dXNlcjpwYXNzd29yZA==", &["dXNlcjpwYXNzd29yZA=="]);
+        assert_flags(
+            &r,
+            "bearer_token",
+            "basic dXNlcjpwYXNzd29yZA==",
+            &["dXNlcjpwYXNzd29yZA=="],
+        );
         assert_clean(&r, "Bearer authentication is required");
         assert_clean(&r, "Basic bm8gY29sb24gaGVyZQ==");
 
-        assert_flags(&r, "aws_access_key", "key AKIAIOSFODNN7EXAMPLE.", &["AKIAIOSFODNN7EXAMPLE"]);
+        assert_flags(
+            &r,
+            "aws_access_key",
+            "key AKIAIOSFODNN7EXAMPLE.",
+            &["AKIAIOSFODNN7EXAMPLE"],
+        );
         assert_flags(
             &r,
             "aws_access_key",
@@ -1236,16 +1630,29 @@ custom:
         ] {
             assert_flags(&r, "api_key", &format!("using {key} today"), &[key]);
         }
-        assert_flags(&r, "api_key", "GET /v1?api_key=abcd1234efgh5678&q=1", &["abcd1234efgh5678"]);
-        for clean in ["task-management-system-for-teams-2024", "sk-short", "disk-0123456789abcdefghij"] {
+        assert_flags(
+            &r,
+            "api_key",
+            "GET /v1?api_key=abcd1234efgh5678&q=1",
+            &["abcd1234efgh5678"],
+        );
+        for clean in [
+            "task-management-system-for-teams-2024",
+            "sk-short",
+            "disk-0123456789abcdefghij",
+        ] {
             assert_clean(&r, clean);
         }
 
-        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
+        let pem =
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
         assert_flags(&r, "private_key", &format!("key:\n{pem}\ndone"), &[pem]);
         let truncated = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA";
         assert_flags(&r, "private_key", truncated, &[truncated]);
-        assert_clean(&r, "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----");
+        assert_clean(
+            &r,
+            "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
+        );
 
         assert_flags(
             &r,
@@ -1265,9 +1672,22 @@ custom:
             r#"login password=hunter2 "db_password": "p@ss w0rd" token: abc"#,
             &["hunter2", "p@ss w0rd", "abc"],
         );
-        assert_flags(&r, SENSITIVE_KEY, "Cookie: sid=31d4d96e; theme=dark", &["sid=31d4d96e; theme=dark"]);
-        assert_flags(&r, SENSITIVE_KEY, "Authorization: Digest abc123", &["Digest abc123"]);
-        assert_clean(&r, r#"{"max_tokens": 1024, "token_count": 7, "keyboard": "qwerty"}"#);
+        assert_flags(
+            &r,
+            SENSITIVE_KEY,
+            "Cookie: sid=31d4d96e; theme=dark",
+            &["sid=31d4d96e; theme=dark"],
+        );
+        assert_flags(
+            &r,
+            SENSITIVE_KEY,
+            "Authorization: Digest abc123",
+            &["Digest abc123"],
+        );
+        assert_clean(
+            &r,
+            r#"{"max_tokens": 1024, "token_count": 7, "keyboard": "qwerty"}"#,
+        );
     }
 
     #[test]
@@ -1276,11 +1696,17 @@ custom:
         // `pw@ftp.example.com` overlaps the credentials and is not an email.
         let text = "ftp://user:pw@ftp.example.com/file";
         assert_eq!(
-            r.redact(record_with(json!({"u": text}), json!(null))).attributes["u"],
+            r.redact(record_with(json!({"u": text}), json!(null)))
+                .attributes["u"],
             json!("ftp://[REDACTED:url_credentials]@ftp.example.com/file")
         );
         // An email under a password assignment is a sensitive value first.
-        assert_flags(&r, SENSITIVE_KEY, "password=a@example.com", &["a@example.com"]);
+        assert_flags(
+            &r,
+            SENSITIVE_KEY,
+            "password=a@example.com",
+            &["a@example.com"],
+        );
     }
 
     #[test]
@@ -1356,7 +1782,10 @@ fields:
     #[test]
     fn integers_are_scanned_as_their_digits() {
         let r = redactor("{}");
-        let out = r.redact(record_with(json!({"pan": 4111111111111111u64, "count": 4111}), json!(null)));
+        let out = r.redact(record_with(
+            json!({"pan": 4111111111111111u64, "count": 4111}),
+            json!(null),
+        ));
         assert_eq!(out.attributes["pan"], json!("[REDACTED:credit_card]"));
         assert_eq!(out.attributes["count"], json!(4111));
     }
@@ -1381,15 +1810,27 @@ fields:
         let phone = rfc2104_hmac_token("phone", "+15550101234");
         assert_eq!(out.attributes["c"], json!(phone));
         assert_eq!(out.attributes["d"], json!(phone));
-        assert_eq!(out.attributes["e"], json!(rfc2104_hmac_token("credit_card", "4111111111111111")));
+        assert_eq!(
+            out.attributes["e"],
+            json!(rfc2104_hmac_token("credit_card", "4111111111111111"))
+        );
         assert_eq!(
             out.attributes["password"],
             json!(rfc2104_hmac_token(SENSITIVE_KEY, r#"{"nested":true}"#))
         );
-        assert_eq!(out.body, json!(format!("peer {}", rfc2104_hmac_token("ipv6", "2001:db8::1"))));
+        assert_eq!(
+            out.body,
+            json!(format!(
+                "peer {}",
+                rfc2104_hmac_token("ipv6", "2001:db8::1")
+            ))
+        );
         // Another key gives other tokens.
         let other = redactor(&format!("policy: hash\nhash_key: hex:{}", "00".repeat(32)));
-        let out2 = other.redact(record_with(json!({"b": "mail bob@example.com"}), json!(null)));
+        let out2 = other.redact(record_with(
+            json!({"b": "mail bob@example.com"}),
+            json!(null),
+        ));
         assert_ne!(out2.attributes["b"], json!(format!("mail {email}")));
     }
 
@@ -1402,7 +1843,9 @@ fields:
         );
         original.time_unix_nano = 1_700_000_000_000_000_000;
         original.event_type = Some("llm.request".into());
-        original.resource.insert("service.name".into(), json!("gateway"));
+        original
+            .resource
+            .insert("service.name".into(), json!("gateway"));
         original.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
         original.tags = vec!["prod".into()];
         let blocked = r.redact(original.clone());
@@ -1410,11 +1853,17 @@ fields:
         assert_eq!(blocked.event_type.as_deref(), Some(PII_BLOCKED));
         assert_eq!(blocked.severity_number, 13);
         assert_eq!(blocked.time_unix_nano, original.time_unix_nano);
-        assert_eq!(blocked.observed_time_unix_nano, original.observed_time_unix_nano);
+        assert_eq!(
+            blocked.observed_time_unix_nano,
+            original.observed_time_unix_nano
+        );
         assert_eq!(blocked.source, "http/json");
         assert_eq!(blocked.resource, original.resource);
         assert_eq!(blocked.trace_id, original.trace_id);
-        assert_eq!(blocked.tags, vec!["prod".to_string(), PII_BLOCKED.to_string()]);
+        assert_eq!(
+            blocked.tags,
+            vec!["prod".to_string(), PII_BLOCKED.to_string()]
+        );
         assert!(blocked.attributes.is_empty());
         assert_eq!(blocked.body["processor"], json!("redact/test"));
         assert_eq!(blocked.body["original_event_type"], json!("llm.request"));
@@ -1436,8 +1885,15 @@ fields:
     #[test]
     fn summaries_of_successive_processors_add_up() {
         let first = redactor("detectors: [email]");
-        let second = Redactor::new("redact/second", &serde_saphyr::from_str("detectors: [email, ipv4]").unwrap()).unwrap();
-        let out = second.redact(first.redact(record_with(json!({"a": "x@example.com 10.0.0.1"}), json!(null))));
+        let second = Redactor::new(
+            "redact/second",
+            &serde_saphyr::from_str("detectors: [email, ipv4]").unwrap(),
+        )
+        .unwrap();
+        let out = second.redact(first.redact(record_with(
+            json!({"a": "x@example.com 10.0.0.1"}),
+            json!(null),
+        )));
         assert_eq!(
             out.redaction,
             Some(json!({
@@ -1446,7 +1902,10 @@ fields:
                 "findings": {"email": {"count": 1, "policy": "redact"}, "ipv4": {"count": 1, "policy": "redact"}}
             }))
         );
-        assert_eq!(out.attributes["a"], json!("[REDACTED:email] [REDACTED:ipv4]"));
+        assert_eq!(
+            out.attributes["a"],
+            json!("[REDACTED:email] [REDACTED:ipv4]")
+        );
     }
 
     #[test]
@@ -1465,18 +1924,45 @@ fields:
     fn assorted_text() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         const PIECES: &[&str] = &[
-            "bob.smith+x@mail.example.co.uk", "icon@2x.png", "+1 (555) 010-1234", "555.010.1234",
-            "1-800-555-0199", "+44 20 7946 0958", "123-45-6789", "SSN 234567890", "000-12-3456",
-            "4111 1111 1111 1111", "3782-822463-10005", "4111111111111111", "1234567812345670",
-            "DE89 3704 0044 0532 0130 00", "GB29NWBK60161331926819", "10.0.0.1", "1.2.3.4.5",
-            "version 1.0.0.0", "2001:db8::1", "::ffff:192.0.2.128", "fe80::1%eth0", "12:30:45",
-            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "Bearer 8f14e45fceea167a5a36",
-            "Basic dXNlcjpwYXNzd29yZA==", "AKIAIOSFODNN7EXAMPLE", "sk-proj-4f9aQ2mZ8xL1vB7nK3pR",
-            "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R", "api_key=abcd1234efgh", "x-api-key: k1k2k3k4k5",
+            "bob.smith+x@mail.example.co.uk",
+            "icon@2x.png",
+            "+1 (555) 010-1234",
+            "555.010.1234",
+            "1-800-555-0199",
+            "+44 20 7946 0958",
+            "123-45-6789",
+            "SSN 234567890",
+            "000-12-3456",
+            "4111 1111 1111 1111",
+            "3782-822463-10005",
+            "4111111111111111",
+            "1234567812345670",
+            "DE89 3704 0044 0532 0130 00",
+            "GB29NWBK60161331926819",
+            "10.0.0.1",
+            "1.2.3.4.5",
+            "version 1.0.0.0",
+            "2001:db8::1",
+            "::ffff:192.0.2.128",
+            "fe80::1%eth0",
+            "12:30:45",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
+            "Bearer 8f14e45fceea167a5a36",
+            "Basic dXNlcjpwYXNzd29yZA==",
+            "AKIAIOSFODNN7EXAMPLE",
+            "sk-proj-4f9aQ2mZ8xL1vB7nK3pR",
+            "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R",
+            "api_key=abcd1234efgh",
+            "x-api-key: k1k2k3k4k5",
             "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
             "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----",
-            "redis://app:s3cr3t@cache:6379", "password=hunter2", "\"db_password\": \"x y\"",
-            "Cookie: sid=1; a=b", "Authorization: Digest abc", "max_tokens: 12", "2024-05-01T12:30:45Z",
+            "redis://app:s3cr3t@cache:6379",
+            "password=hunter2",
+            "\"db_password\": \"x y\"",
+            "Cookie: sid=1; a=b",
+            "Authorization: Digest abc",
+            "max_tokens: 12",
+            "2024-05-01T12:30:45Z",
         ];
         let piece = prop_oneof![
             proptest::sample::select(PIECES).prop_map(str::to_string),
@@ -1487,19 +1973,81 @@ fields:
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Joining a record's texts for one trigger pass changes nothing: the result is the
+        /// one of triggering each text on its own.
+        #[test]
+        fn one_trigger_pass_per_record_finds_what_per_text_passes_find(record in assorted_record()) {
+            const CONFIG: &str = "policy: {default: hash, ssn: block}\nhash_key: 0123456789abcdef0123456789abcdef\n\
+                fields: {always_redact: [attributes.debug], never_scan: [body.request_id, attributes.items.1]}";
+            static JOINED: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(|| redactor(CONFIG));
+            static EACH: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(|| {
+                let mut r = redactor(CONFIG);
+                r.record_triggers = None;
+                r
+            });
+            proptest::prop_assert!(JOINED.record_triggers.is_some());
+            proptest::prop_assert_eq!(JOINED.redact(record.clone()), EACH.redact(record));
+        }
+
         /// Triggers are necessary conditions: running only the detectors they point at
         /// finds exactly what running every detector finds.
         #[test]
         fn triggers_never_hide_a_finding(text in assorted_text()) {
-            let r = redactor(&format!("policy: redact\nfields: {{sensitive_keys: [employee_ref]}}"));
-            let all = r.find_with(&text, 0..r.detectors.len());
-            proptest::prop_assert_eq!(r.find(&text), all);
+            static R: std::sync::LazyLock<Redactor> =
+                std::sync::LazyLock::new(|| redactor("fields: {sensitive_keys: [employee_ref]}"));
+            let all = R.find_with(&text, u64::MAX);
+            proptest::prop_assert_eq!(R.find(&text), all);
         }
     }
 
+    /// Records with texts from [`assorted_text`] under assorted keys, nested, in arrays,
+    /// as integers and as embedded JSON.
+    fn assorted_record() -> impl proptest::strategy::Strategy<Value = Record> {
+        use proptest::prelude::*;
+        const KEYS: &[&str] = &[
+            "note",
+            "password",
+            "user.email",
+            "X-Api-Key",
+            "max_tokens",
+            "bob@example.com",
+            "request_id",
+            "Authorization",
+            "debug",
+            "items",
+            "4111111111111111",
+        ];
+        let field = || (0..KEYS.len(), 0..7usize, assorted_text(), any::<i64>());
+        let value_of = |(kind, text, n): (usize, String, i64)| match kind {
+            0 | 1 => json!(text),
+            2 => json!(n),
+            3 => json!({"inner": text, "token": n}),
+            4 => json!([text, n, null, true]),
+            5 => json!(json!({"content": text, "password": "p4ss"}).to_string()),
+            _ => json!(format!("{{\"raw\": \"{}\"", text.replace('"', "'"))),
+        };
+        (proptest::collection::vec(field(), 0..6), field()).prop_map(move |(fields, body)| {
+            let mut r = Record::new("test");
+            for (key, kind, text, n) in fields {
+                r.attributes.insert(KEYS[key].to_string(), value_of((kind, text, n)));
+            }
+            let (key, kind, text, n) = body;
+            r.body = json!({ KEYS[key]: value_of((kind, text.clone(), n)), "list": [value_of((kind, text, n))] });
+            r
+        })
+    }
+
+    /// A counter as registered: name, labels, value.
+    type CounterEntry = (String, Vec<(String, String)>, u64);
+
     /// Collects counter registrations and increments, to check what metrics carry.
     #[derive(Default)]
-    struct Counters(std::sync::Mutex<Vec<(String, Vec<(String, String)>, u64)>>);
+    struct Counters(std::sync::Mutex<Vec<CounterEntry>>);
 
     struct CounterHandle {
         index: usize,
@@ -1518,12 +2066,37 @@ fields:
     struct TestRecorder(std::sync::Arc<Counters>);
 
     impl metrics::Recorder for TestRecorder {
-        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-        fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
             let mut all = self.0.0.lock().unwrap();
-            let labels = key.labels().map(|l| (l.key().to_string(), l.value().to_string())).collect();
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect();
             all.push((key.name().to_string(), labels, 0));
             metrics::Counter::from_arc(std::sync::Arc::new(CounterHandle {
                 index: all.len() - 1,
@@ -1533,7 +2106,11 @@ fields:
         fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
             metrics::Gauge::noop()
         }
-        fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
             metrics::Histogram::noop()
         }
     }
@@ -1542,15 +2119,24 @@ fields:
     fn process_counts_findings_and_blocks_with_id_and_detector_labels_only() {
         let r = redactor("policy: {default: redact, private_key: block}");
         let batch = vec![
-            record_with(json!({"a": "bob@example.com and eve@example.com"}), json!(null)),
-            record_with(json!({"k": "-----BEGIN PRIVATE KEY-----\nabc"}), json!(null)),
+            record_with(
+                json!({"a": "bob@example.com and eve@example.com"}),
+                json!(null),
+            ),
+            record_with(
+                json!({"k": "-----BEGIN PRIVATE KEY-----\nabc"}),
+                json!(null),
+            ),
             record_with(json!({"a": "nothing here"}), json!(null)),
         ];
         let sink = std::sync::Arc::new(Counters::default());
         let out = metrics::with_local_recorder(&TestRecorder(sink.clone()), || r.process(batch));
         assert_eq!(out.len(), 3);
         assert_eq!(out[1].event_type.as_deref(), Some(PII_BLOCKED));
-        assert_eq!(out[2].redaction, Some(json!({"processors": ["redact/test"], "findings": {}, "total": 0})));
+        assert_eq!(
+            out[2].redaction,
+            Some(json!({"processors": ["redact/test"], "findings": {}, "total": 0}))
+        );
         let mut counters = sink.0.lock().unwrap().clone();
         counters.sort();
         let labels = |detector: Option<&str>| {
@@ -1562,8 +2148,16 @@ fields:
             counters,
             vec![
                 ("vellum_redact_blocked_total".to_string(), labels(None), 1),
-                ("vellum_redact_findings_total".to_string(), labels(Some("email")), 2),
-                ("vellum_redact_findings_total".to_string(), labels(Some("private_key")), 1),
+                (
+                    "vellum_redact_findings_total".to_string(),
+                    labels(Some("email")),
+                    2
+                ),
+                (
+                    "vellum_redact_findings_total".to_string(),
+                    labels(Some("private_key")),
+                    1
+                ),
             ]
         );
     }

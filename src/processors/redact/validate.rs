@@ -22,7 +22,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether a card number's prefix and length fit a scheme that issues cards
@@ -34,18 +34,21 @@ pub fn card_issuer_valid(digits: &[u8]) -> bool {
             .iter()
             .fold(0, |acc, d| acc * 10 + u32::from(d - b'0'))
     };
-    if len < 13 || len > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    if !(13..=19).contains(&len) || !digits.iter().all(u8::is_ascii_digit) {
         return false;
     }
     let visa = digits[0] == b'4' && matches!(len, 13 | 16 | 19);
-    let mastercard = ((51..=55).contains(&prefix(2)) || (2221..=2720).contains(&prefix(4))) && len == 16;
+    let mastercard =
+        ((51..=55).contains(&prefix(2)) || (2221..=2720).contains(&prefix(4))) && len == 16;
     let amex = matches!(prefix(2), 34 | 37) && len == 15;
     let discover = (prefix(4) == 6011
         || (644..=649).contains(&prefix(3))
         || prefix(2) == 65
         || (622_126..=622_925).contains(&prefix(6)))
         && len >= 16;
-    let diners = ((300..=305).contains(&prefix(3)) || prefix(4) == 3095 || matches!(prefix(2), 36 | 38 | 39))
+    let diners = ((300..=305).contains(&prefix(3))
+        || prefix(4) == 3095
+        || matches!(prefix(2), 36 | 38 | 39))
         && len >= 14;
     let jcb = (3528..=3589).contains(&prefix(4)) && len >= 16;
     let unionpay = prefix(2) == 62 && len >= 16;
@@ -55,19 +58,94 @@ pub fn card_issuer_valid(digits: &[u8]) -> bool {
 
 /// IBAN lengths by country (SWIFT IBAN registry).
 const IBAN_LENGTHS: &[(&str, usize)] = &[
-    ("AD", 24), ("AE", 23), ("AL", 28), ("AT", 20), ("AZ", 28), ("BA", 20), ("BE", 16),
-    ("BG", 22), ("BH", 22), ("BI", 27), ("BR", 29), ("BY", 28), ("CH", 21), ("CR", 22),
-    ("CY", 28), ("CZ", 24), ("DE", 22), ("DJ", 27), ("DK", 18), ("DO", 28), ("EE", 20),
-    ("EG", 29), ("ES", 24), ("FI", 18), ("FK", 18), ("FO", 18), ("FR", 27), ("GB", 22),
-    ("GE", 22), ("GI", 23), ("GL", 18), ("GR", 27), ("GT", 28), ("HR", 21), ("HU", 28),
-    ("IE", 22), ("IL", 23), ("IQ", 23), ("IS", 26), ("IT", 27), ("JO", 30), ("KW", 30),
-    ("KZ", 20), ("LB", 28), ("LC", 32), ("LI", 21), ("LT", 20), ("LU", 20), ("LV", 21),
-    ("LY", 25), ("MC", 27), ("MD", 24), ("ME", 22), ("MK", 19), ("MN", 20), ("MR", 27),
-    ("MT", 31), ("MU", 30), ("NI", 28), ("NL", 18), ("NO", 15), ("OM", 23), ("PK", 24),
-    ("PL", 28), ("PS", 29), ("PT", 25), ("QA", 29), ("RO", 24), ("RS", 22), ("RU", 33),
-    ("SA", 24), ("SC", 31), ("SD", 18), ("SE", 24), ("SI", 19), ("SK", 24), ("SM", 27),
-    ("SO", 23), ("ST", 25), ("SV", 28), ("TL", 23), ("TN", 24), ("TR", 26), ("UA", 29),
-    ("VA", 22), ("VG", 24), ("XK", 20), ("YE", 30),
+    ("AD", 24),
+    ("AE", 23),
+    ("AL", 28),
+    ("AT", 20),
+    ("AZ", 28),
+    ("BA", 20),
+    ("BE", 16),
+    ("BG", 22),
+    ("BH", 22),
+    ("BI", 27),
+    ("BR", 29),
+    ("BY", 28),
+    ("CH", 21),
+    ("CR", 22),
+    ("CY", 28),
+    ("CZ", 24),
+    ("DE", 22),
+    ("DJ", 27),
+    ("DK", 18),
+    ("DO", 28),
+    ("EE", 20),
+    ("EG", 29),
+    ("ES", 24),
+    ("FI", 18),
+    ("FK", 18),
+    ("FO", 18),
+    ("FR", 27),
+    ("GB", 22),
+    ("GE", 22),
+    ("GI", 23),
+    ("GL", 18),
+    ("GR", 27),
+    ("GT", 28),
+    ("HR", 21),
+    ("HU", 28),
+    ("IE", 22),
+    ("IL", 23),
+    ("IQ", 23),
+    ("IS", 26),
+    ("IT", 27),
+    ("JO", 30),
+    ("KW", 30),
+    ("KZ", 20),
+    ("LB", 28),
+    ("LC", 32),
+    ("LI", 21),
+    ("LT", 20),
+    ("LU", 20),
+    ("LV", 21),
+    ("LY", 25),
+    ("MC", 27),
+    ("MD", 24),
+    ("ME", 22),
+    ("MK", 19),
+    ("MN", 20),
+    ("MR", 27),
+    ("MT", 31),
+    ("MU", 30),
+    ("NI", 28),
+    ("NL", 18),
+    ("NO", 15),
+    ("OM", 23),
+    ("PK", 24),
+    ("PL", 28),
+    ("PS", 29),
+    ("PT", 25),
+    ("QA", 29),
+    ("RO", 24),
+    ("RS", 22),
+    ("RU", 33),
+    ("SA", 24),
+    ("SC", 31),
+    ("SD", 18),
+    ("SE", 24),
+    ("SI", 19),
+    ("SK", 24),
+    ("SM", 27),
+    ("SO", 23),
+    ("ST", 25),
+    ("SV", 28),
+    ("TL", 23),
+    ("TN", 24),
+    ("TR", 26),
+    ("UA", 29),
+    ("VA", 22),
+    ("VG", 24),
+    ("XK", 20),
+    ("YE", 30),
 ];
 
 /// The IBAN length of a country, `None` when the country issues no IBANs.
@@ -132,15 +210,17 @@ pub fn ssn_valid(digits: &[u8]) -> bool {
 pub fn ipv4_valid(text: &str) -> bool {
     let mut octets = 0;
     for part in text.split('.') {
-        octets += 1;
-        let ok = !part.is_empty()
-            && part.len() <= 3
-            && part.bytes().all(|b| b.is_ascii_digit())
-            && (part == "0" || !part.starts_with('0'))
-            && part.parse::<u16>().is_ok_and(|n| n <= 255);
+        let digits = part.as_bytes();
+        let value = digits.iter().try_fold(0u16, |acc, d| {
+            d.is_ascii_digit().then(|| acc * 10 + u16::from(d - b'0'))
+        });
+        let ok = matches!(digits.len(), 1..=3)
+            && (digits.len() == 1 || digits[0] != b'0')
+            && value.is_some_and(|v| v <= 255);
         if !ok {
             return false;
         }
+        octets += 1;
     }
     octets == 4
 }
@@ -171,14 +251,14 @@ mod tests {
     fn issuer_ranges_follow_scheme_prefixes_and_lengths() {
         for n in [
             "4111111111111111",
-            "4222222222222",      // Visa, 13 digits
-            "5105105105105100",   // Mastercard 51
-            "2223003122003222",   // Mastercard 2-series
-            "371449635398431",    // Amex
-            "6011000990139424",   // Discover
-            "30569309025904",     // Diners 14
-            "3566002020360505",   // JCB
-            "6200000000000005",   // UnionPay
+            "4222222222222",    // Visa, 13 digits
+            "5105105105105100", // Mastercard 51
+            "2223003122003222", // Mastercard 2-series
+            "371449635398431",  // Amex
+            "6011000990139424", // Discover
+            "30569309025904",   // Diners 14
+            "3566002020360505", // JCB
+            "6200000000000005", // UnionPay
         ] {
             assert!(card_issuer_valid(n.as_bytes()), "{n}");
         }
@@ -221,8 +301,15 @@ mod tests {
         assert!(ssn_valid(b"123456789"));
         assert!(ssn_valid(b"665019999"));
         for bad in [
-            "000123456", "666123456", "900123456", "999123456", "123001234", "123450000",
-            "078051120", "219099999", "12345678",
+            "000123456",
+            "666123456",
+            "900123456",
+            "999123456",
+            "123001234",
+            "123450000",
+            "078051120",
+            "219099999",
+            "12345678",
         ] {
             assert!(!ssn_valid(bad.as_bytes()), "{bad}");
         }
@@ -233,7 +320,14 @@ mod tests {
         for ok in ["0.0.0.0", "10.0.0.1", "192.168.1.254", "255.255.255.255"] {
             assert!(ipv4_valid(ok), "{ok}");
         }
-        for bad in ["256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1..2.3", "1.2.3.1000"] {
+        for bad in [
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1..2.3",
+            "1.2.3.1000",
+        ] {
             assert!(!ipv4_valid(bad), "{bad}");
         }
     }
