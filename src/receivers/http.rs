@@ -116,7 +116,7 @@ pub async fn start(
         .with_state(state);
     let name = id.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
+        if let Err(e) = axum::serve(super::without_nagle(listener), app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
         {

@@ -177,6 +177,19 @@ pub fn media_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
+/// An HTTP listener whose connections send small answers at once: without
+/// `TCP_NODELAY`, Nagle's algorithm and the client's delayed ACK (40 ms on Linux) would
+/// dominate acknowledgement latency.
+pub fn without_nagle(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn nodelay(tcp: &mut tokio::net::TcpStream) {
+        let _ = tcp.set_nodelay(true);
+    }
+    listener.tap_io(nodelay as fn(&mut tokio::net::TcpStream))
+}
+
 /// Binds a TCP listener, naming the endpoint in the error.
 pub async fn bind(receiver: &str, endpoint: &str) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(endpoint).await.map_err(|e| {
