@@ -35,12 +35,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Verify a local evidence directory: hashes, macs, chain links, checkpoints.
+    /// Verify a local evidence directory or S3 bundles: hashes, macs, chain links,
+    /// checkpoints, and for bundles their manifests.
     ///
     /// Exit 0 with a one-line summary when everything holds; 1 with one finding per line
     /// (stream, seq, file and line) when something does not; 2 when the arguments are wrong.
     Verify {
-        /// The evidence directory (the `file` exporter's `directory`).
+        /// The evidence directory (the `file` exporter's `directory`), or
+        /// `s3://bucket/prefix` for the `s3` exporter's bundles.
         path: PathBuf,
         /// An HMAC key, `kid=key` (`hex:…`/`base64:…` for binary keys); repeat for a ring.
         #[arg(long = "hmac-key", value_name = "KID=KEY")]
@@ -54,6 +56,16 @@ enum Command {
         /// Require checkpoint origins to be exactly `<ORIGIN>/<stream>`.
         #[arg(long)]
         origin: Option<String>,
+        /// S3: the URL of an S3-compatible service (default: AWS). Credentials come from
+        /// the standard AWS chain (`AWS_ACCESS_KEY_ID`, profiles, instance roles).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// S3: the bucket's region (default: `AWS_REGION`, the profile, or us-east-1).
+        #[arg(long)]
+        region: Option<String>,
+        /// S3: path-style requests (`host/bucket/key`), as most S3-compatible services need.
+        #[arg(long)]
+        force_path_style: bool,
     },
     /// Print RFC 9162 proofs over a local evidence directory, or check a printed one.
     Prove {
@@ -110,7 +122,18 @@ fn main() -> ExitCode {
             hmac_key_file,
             vkeys,
             origin,
-        } => verify(&path, &hmac_keys, hmac_key_file.as_deref(), &vkeys, origin),
+            endpoint,
+            region,
+            force_path_style,
+        } => {
+            let s3 = vellum::exporters::s3::client::Connection {
+                region,
+                endpoint,
+                force_path_style,
+                ..Default::default()
+            };
+            verify(&path, &hmac_keys, hmac_key_file.as_deref(), &vkeys, origin, &s3)
+        }
         Command::Prove { proof } => prove(proof),
     }
 }
@@ -126,6 +149,7 @@ fn verify(
     hmac_key_file: Option<&std::path::Path>,
     vkeys: &[String],
     origin: Option<String>,
+    s3: &vellum::exporters::s3::client::Connection,
 ) -> ExitCode {
     use vellum::evidence::hmac::KeyRing;
     use vellum::evidence::note::NoteVerifier;
@@ -176,7 +200,12 @@ fn verify(
         origin_prefix: origin,
         ..Options::default()
     };
-    match verify_dir(path, &options) {
+    let verified = match path.to_str().filter(|p| p.starts_with("s3://")) {
+        Some(url) => vellum::exporters::s3::verify::verify_url(url, s3, &options)
+            .map_err(|e| e.to_string()),
+        None => verify_dir(path, &options).map_err(|e| e.to_string()),
+    };
+    match verified {
         Ok(report) => {
             for f in &report.findings {
                 println!("{f}");

@@ -674,6 +674,7 @@ service:
             crate::exporters::ExporterKind::File(f) => {
                 assert_eq!(f.directory, PathBuf::from("/var/lib/vellum/evidence"))
             }
+            other => panic!("expected the file exporter, got {other:?}"),
         }
         assert_eq!(config.service.storage.max_backlog_records, 1_000_000);
         assert_eq!(

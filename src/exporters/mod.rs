@@ -6,7 +6,13 @@
 //! `export` returning `Ok` means the batch is durable at the sink; only then does the
 //! cursor move past it, so an exporter that is down or slow loses nothing.
 
+pub mod datadog;
 pub mod file;
+pub mod http;
+pub mod otlp;
+pub mod s3;
+pub mod splunk_hec;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,16 +32,21 @@ pub struct ExporterConfig {
 #[derive(Debug, Clone)]
 pub enum ExporterKind {
     File(file::FileConfig),
+    S3(s3::S3Config),
+    SplunkHec(splunk_hec::SplunkHecConfig),
+    Datadog(datadog::DatadogConfig),
+    Webhook(webhook::WebhookConfig),
+    Otlp(otlp::OtlpConfig),
 }
 
-const TYPES: &[&str] = &["file"];
+const TYPES: &[&str] = &["file", "s3", "splunk_hec", "datadog", "webhook", "otlp"];
 
 /// The keys every exporter takes besides its own, handled once by the driver.
 ///
 /// ```yaml
 /// exporters:
 ///   splunk_hec/siem:
-///     batch: { max_records: 2048, max_bytes: 4MiB, max_age: 1s }
+///     batch: { max_records: 2048, max_bytes: 4MiB, max_age: 200ms }
 ///     retry_on_failure: { initial_interval: 100ms, max_interval: 30s }
 ///     timeout: 30s
 /// ```
@@ -69,8 +80,9 @@ pub struct BatchSettings {
     #[serde(default = "default_max_bytes")]
     pub max_bytes: bytesize::ByteSize,
     /// How long the first record of a batch may wait for the batch to fill; 0 sends what
-    /// there is at once.
-    #[serde(default, with = "humantime_serde")]
+    /// there is at once. Clients are answered when the journal has their records, so this
+    /// only trades export delay for fewer, larger deliveries (and fsyncs).
+    #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: Duration,
 }
 
@@ -79,9 +91,13 @@ impl Default for BatchSettings {
         BatchSettings {
             max_records: default_max_records(),
             max_bytes: default_max_bytes(),
-            max_age: Duration::ZERO,
+            max_age: default_max_age(),
         }
     }
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_millis(200)
 }
 
 fn default_max_records() -> usize {
@@ -156,6 +172,11 @@ impl ComponentConfig for ExporterConfig {
         }
         let kind = match id.kind() {
             "file" => ExporterKind::File(decode_json(own)?),
+            "s3" => ExporterKind::S3(decode_json(own)?),
+            "splunk_hec" => ExporterKind::SplunkHec(decode_json(own)?),
+            "datadog" => ExporterKind::Datadog(decode_json(own)?),
+            "webhook" => ExporterKind::Webhook(decode_json(own)?),
+            "otlp" => ExporterKind::Otlp(decode_json(own)?),
             _ => return Err(DecodeError::UnknownType(TYPES)),
         };
         let delivery = decode_json(serde_json::Value::Object(delivery))?;
@@ -166,6 +187,11 @@ impl ComponentConfig for ExporterConfig {
         let mut out = self.delivery.problems();
         out.extend(match &self.kind {
             ExporterKind::File(c) => c.problems(),
+            ExporterKind::S3(c) => c.problems(),
+            ExporterKind::SplunkHec(c) => c.problems(),
+            ExporterKind::Datadog(c) => c.problems(),
+            ExporterKind::Webhook(c) => c.problems(),
+            ExporterKind::Otlp(c) => c.problems(),
         });
         out
     }
@@ -176,6 +202,11 @@ impl ExporterConfig {
     pub fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
         Ok(match &self.kind {
             ExporterKind::File(c) => Box::new(file::FileExporter::open(c, context)?),
+            ExporterKind::S3(c) => Box::new(s3::S3Exporter::open(c, context)?),
+            ExporterKind::SplunkHec(c) => Box::new(splunk_hec::SplunkHecExporter::new(c, context)?),
+            ExporterKind::Datadog(c) => Box::new(datadog::DatadogExporter::new(c, context)?),
+            ExporterKind::Webhook(c) => Box::new(webhook::WebhookExporter::new(c, context)?),
+            ExporterKind::Otlp(c) => Box::new(otlp::OtlpExporter::new(c, context)?),
         })
     }
 }

@@ -138,6 +138,18 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
                 },
                 _ => None,
             };
+            if matches!(cfg.kind, ExporterKind::S3(_)) {
+                if chain.is_none() {
+                    problems.push(format!(
+                        "service.pipelines.{id}.exporters: `{eid}` writes bundles that end at signed checkpoints; add `hash_chain` to this pipeline's processors"
+                    ));
+                }
+                if route.is_some() {
+                    problems.push(format!(
+                        "service.pipelines.{id}.exporters: `{eid}` cannot take `when:`: evidence bundles must join without gaps"
+                    ));
+                }
+            }
             exporters.push((eid.clone(), cfg.clone(), route));
         }
         pipelines.push(PipelinePlan {
