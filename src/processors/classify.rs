@@ -54,8 +54,8 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::component::Processor;
 use crate::event::{Record, Severity};
@@ -146,7 +146,10 @@ fn default_severity() -> Severity {
 
 impl Default for DefaultConfig {
     fn default() -> Self {
-        DefaultConfig { event_type: default_event_type(), severity: default_severity() }
+        DefaultConfig {
+            event_type: default_event_type(),
+            severity: default_severity(),
+        }
     }
 }
 
@@ -207,6 +210,9 @@ pub struct Classifier {
     default: DefaultConfig,
     overwrite: bool,
     windows: Vec<Window>,
+    /// The windows' conditions, each distinct text once: windows sharing a condition
+    /// (the built-in failed-login windows, keyed by user and by address) test it once.
+    window_conditions: Vec<Condition>,
     clock: Clock,
 }
 
@@ -218,7 +224,8 @@ struct Rule {
 
 struct Window {
     name: String,
-    when: Condition,
+    /// Index into `Classifier::window_conditions`.
+    when: usize,
     keys: Vec<FieldPath>,
     threshold: usize,
     within: u64,
@@ -233,7 +240,10 @@ impl fmt::Debug for Classifier {
         f.debug_struct("Classifier")
             .field("id", &self.id)
             .field("rules", &self.rules.len())
-            .field("windows", &self.windows.iter().map(|w| &w.name).collect::<Vec<_>>())
+            .field(
+                "windows",
+                &self.windows.iter().map(|w| &w.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -245,7 +255,11 @@ impl Classifier {
     }
 
     /// Builds the processor with the clock its windows read (tests drive time this way).
-    pub fn with_clock(id: &str, cfg: &ClassifyConfig, clock: Clock) -> Result<Classifier, ClassifyConfigError> {
+    pub fn with_clock(
+        id: &str,
+        cfg: &ClassifyConfig,
+        clock: Clock,
+    ) -> Result<Classifier, ClassifyConfigError> {
         let compiled = compile(cfg).map_err(|mut errors| errors.remove(0))?;
         Ok(Classifier {
             id: id.to_string(),
@@ -253,6 +267,7 @@ impl Classifier {
             default: cfg.default.clone(),
             overwrite: cfg.overwrite,
             windows: compiled.windows,
+            window_conditions: compiled.window_conditions,
             clock,
         })
     }
@@ -264,7 +279,8 @@ impl Classifier {
             return;
         }
         let decisive = self.rules.iter().find(|rule| {
-            let useful = (wants_type && rule.event_type.is_some()) || (wants_severity && rule.severity.is_some());
+            let useful = (wants_type && rule.event_type.is_some())
+                || (wants_severity && rule.severity.is_some());
             useful && rule.when.eval_indexed(record, index)
         });
         if let Some(rule) = decisive {
@@ -291,32 +307,59 @@ fn set_severity(record: &mut Record, severity: Severity) {
 
 impl Processor for Classifier {
     fn process(&self, mut records: Vec<Record>) -> Vec<Record> {
-        if self.windows.is_empty() || records.is_empty() {
-            for record in &mut records {
-                self.apply_rules(record, AttributeIndex::of(record));
-            }
-            return records;
+        let indexes: Vec<AttributeIndex> = records
+            .iter_mut()
+            .map(|record| {
+                let index = AttributeIndex::of(record);
+                self.apply_rules(record, index);
+                index
+            })
+            .collect();
+        if !self.windows.is_empty() && !records.is_empty() {
+            self.count_windows(&mut records, &indexes);
         }
+        records
+    }
+}
+
+impl Classifier {
+    fn count_windows(&self, records: &mut [Record], indexes: &[AttributeIndex]) {
         let now = (self.clock)();
-        // Windows are locked for the whole batch, always in the same order, so concurrent
-        // batches cannot deadlock and each sees the others' records as wholes.
-        let mut states: Vec<_> =
-            self.windows.iter().map(|w| w.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())).collect();
         let mut escalated = vec![0u64; self.windows.len()];
         let mut evicted = vec![0u64; self.windows.len()];
-        for record in &mut records {
-            let index = AttributeIndex::of(record);
-            self.apply_rules(record, index);
-            for (i, window) in self.windows.iter().enumerate() {
-                let (burst, evictions) = window.observe(&mut states[i], record, index, now);
-                evicted[i] += evictions;
-                if burst {
-                    escalated[i] += 1;
-                    window.escalate(record);
+        let mut verdicts: Vec<Option<bool>> = vec![None; self.window_conditions.len()];
+        {
+            // Windows are locked for the whole batch, always in the same order, so that
+            // concurrent batches cannot deadlock and each sees the others' records as wholes.
+            let mut states: Vec<_> = self
+                .windows
+                .iter()
+                .map(|w| {
+                    w.state
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                })
+                .collect();
+            for (record, &index) in records.iter_mut().zip(indexes) {
+                verdicts.fill(None);
+                for (i, window) in self.windows.iter().enumerate() {
+                    let holds = *verdicts[window.when].get_or_insert_with(|| {
+                        self.window_conditions[window.when].eval_indexed(record, index)
+                    });
+                    if !holds {
+                        continue;
+                    }
+                    let (burst, evictions) = window.count(&mut states[i], record, index, now);
+                    evicted[i] += evictions;
+                    if burst {
+                        escalated[i] += 1;
+                        window.escalate(record);
+                        // The record changed, and later windows' conditions may read what did.
+                        verdicts.fill(None);
+                    }
                 }
             }
         }
-        drop(states);
         for (i, window) in self.windows.iter().enumerate() {
             if escalated[i] > 0 {
                 metrics::counter!("vellum_classify_escalated_records_total", "component" => self.id.clone(), "window" => window.name.clone())
@@ -327,7 +370,6 @@ impl Processor for Classifier {
                     .increment(evicted[i]);
             }
         }
-        records
     }
 }
 
@@ -336,7 +378,6 @@ impl Processor for Classifier {
 
 /// The recent arrivals of each tracked key, in a slab of slots linked from the most to the
 /// least recently seen key, so that finding, refreshing and evicting a key are O(1).
-#[derive(Default)]
 struct WindowState {
     slots: Vec<Slot>,
     by_key: HashMap<Arc<str>, usize>,
@@ -356,25 +397,28 @@ struct Slot {
 }
 
 impl Window {
-    /// Counts the record if it matches; returns whether it completes a burst, and how many
-    /// keys were evicted to make room for it.
-    fn observe(&self, state: &mut WindowState, record: &Record, index: AttributeIndex, now: u64) -> (bool, u64) {
-        if !self.when.eval_indexed(record, index) {
-            return (false, 0);
-        }
-        match self.keys.iter().find_map(|k| k.key(record)) {
+    /// Counts a record that matched the window's condition; returns whether it completes a
+    /// burst, and how many keys were evicted to make room for it.
+    fn count(
+        &self,
+        state: &mut WindowState,
+        record: &Record,
+        index: AttributeIndex,
+        now: u64,
+    ) -> (bool, u64) {
+        match self.keys.iter().find_map(|k| k.key(record, index)) {
             Some(key) => state.arrive(&key, now, self.within, self.threshold, self.max_keys),
             None => (false, 0),
         }
     }
 
     fn escalate(&self, record: &mut Record) {
-        if let Some(s) = self.severity {
-            if record.severity.is_none_or(|current| current < s) {
-                set_severity(record, s);
-            }
+        if let Some(s) = self.severity
+            && record.severity.is_none_or(|current| current < s)
+        {
+            set_severity(record, s);
         }
-        if !record.tags.iter().any(|t| *t == self.tag) {
+        if !record.tags.contains(&self.tag) {
             record.tags.push(self.tag.clone());
         }
     }
@@ -382,12 +426,24 @@ impl Window {
 
 impl WindowState {
     fn new() -> WindowState {
-        WindowState { slots: Vec::new(), by_key: HashMap::new(), newest: NIL, oldest: NIL }
+        WindowState {
+            slots: Vec::new(),
+            by_key: HashMap::new(),
+            newest: NIL,
+            oldest: NIL,
+        }
     }
 
     /// Records an arrival of `key` at `now`; returns whether it completes a burst, and how
     /// many keys were evicted to make room.
-    fn arrive(&mut self, key: &str, now: u64, within: u64, threshold: usize, max_keys: usize) -> (bool, u64) {
+    fn arrive(
+        &mut self,
+        key: &str,
+        now: u64,
+        within: u64,
+        threshold: usize,
+        max_keys: usize,
+    ) -> (bool, u64) {
         let mut evicted = 0;
         let slot = match self.by_key.get(key) {
             Some(&slot) => {
@@ -410,13 +466,21 @@ impl WindowState {
                 let key: Arc<str> = key.into();
                 self.by_key.insert(key.clone(), self.slots.len());
                 let times = VecDeque::with_capacity(threshold.min(16));
-                self.slots.push(Slot { key, times, newer: NIL, older: NIL });
+                self.slots.push(Slot {
+                    key,
+                    times,
+                    newer: NIL,
+                    older: NIL,
+                });
                 self.slots.len() - 1
             }
         };
         self.push_newest(slot);
         let times = &mut self.slots[slot].times;
-        while times.front().is_some_and(|&t| now.saturating_sub(t) >= within) {
+        while times
+            .front()
+            .is_some_and(|&t| now.saturating_sub(t) >= within)
+        {
             times.pop_front();
         }
         times.push_back(now);
@@ -461,127 +525,215 @@ fn monotonic_clock() -> Clock {
 struct Compiled {
     rules: Vec<Rule>,
     windows: Vec<Window>,
+    window_conditions: Vec<Condition>,
 }
 
 fn builtin_pack() -> Result<&'static BuiltinPack, ClassifyConfigError> {
     static PACK: OnceLock<Result<BuiltinPack, String>> = OnceLock::new();
-    PACK.get_or_init(|| serde_saphyr::from_str::<BuiltinPack>(BUILTIN_PACK).map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| ClassifyConfigError {
-            path: "rules".into(),
+    PACK.get_or_init(|| {
+        serde_saphyr::from_str::<BuiltinPack>(BUILTIN_PACK).map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| ClassifyConfigError {
+        path: "rules".into(),
+        column: None,
+        message: format!("the built-in pack does not load: {e}"),
+    })
+}
+
+/// The problems found while compiling a configuration.
+#[derive(Default)]
+struct Problems(Vec<ClassifyConfigError>);
+
+impl Problems {
+    fn add(&mut self, path: String, message: impl Into<String>) {
+        self.0.push(ClassifyConfigError {
+            path,
             column: None,
-            message: format!("the built-in pack does not load: {e}"),
-        })
+            message: message.into(),
+        });
+    }
+
+    /// Parses the condition at `path` (`rules[2].when`), noting why it does not parse.
+    fn condition(&mut self, path: String, source: &str) -> Option<Condition> {
+        Condition::parse(source)
+            .map_err(|e| {
+                self.0.push(ClassifyConfigError {
+                    path,
+                    column: Some(e.column),
+                    message: format!("column {} of the condition: {}", e.column, e.message),
+                })
+            })
+            .ok()
+    }
 }
 
 fn compile(cfg: &ClassifyConfig) -> Result<Compiled, Vec<ClassifyConfigError>> {
-    let mut errors = Vec::new();
-    let mut problem = |path: String, column: Option<usize>, message: String| {
-        errors.push(ClassifyConfigError { path, column, message });
-    };
-    let needs_pack = cfg.rules == Pack::Builtin || cfg.windows == Pack::Builtin;
-    let pack = if needs_pack {
-        match builtin_pack() {
-            Ok(pack) => Some(pack),
-            Err(e) => return Err(vec![e]),
-        }
+    let pack = if cfg.rules == Pack::Builtin || cfg.windows == Pack::Builtin {
+        Some(builtin_pack().map_err(|e| vec![e])?)
     } else {
         None
     };
-
-    let mut rule_sources: Vec<(String, &RuleConfig)> = Vec::new();
-    for (i, rule) in cfg.extra_rules.iter().enumerate() {
-        rule_sources.push((format!("extra_rules[{i}]"), rule));
-    }
-    match (&cfg.rules, pack) {
-        (Pack::List(list), _) => rule_sources.extend(list.iter().enumerate().map(|(i, r)| (format!("rules[{i}]"), r))),
-        (Pack::Builtin, Some(pack)) => {
-            rule_sources.extend(pack.rules.iter().enumerate().map(|(i, r)| (format!("rules (built-in rule {i})"), r)))
-        }
-        (Pack::Builtin, None) => {}
-    }
-    let mut rules = Vec::new();
-    for (path, rule) in rule_sources {
-        let named = |path: &str| match &rule.name {
-            Some(n) => format!("{path} `{n}`"),
-            None => path.to_string(),
-        };
-        if rule.event_type.is_none() && rule.severity.is_none() {
-            problem(path.clone(), None, format!("{} sets nothing: give it an `event_type`, a `severity` or both", named("the rule")));
-        }
-        if let Some(t) = &rule.event_type {
-            if let Err(message) = check_word(t, "an event_type") {
-                problem(format!("{path}.event_type"), None, message);
-            }
-        }
-        match Condition::parse(&rule.when) {
-            Ok(when) => rules.push(Rule { when, event_type: rule.event_type.clone(), severity: rule.severity }),
-            Err(e) => problem(format!("{path}.when"), Some(e.column), format!("column {} of the condition: {}", e.column, e.message)),
-        }
-    }
+    let mut problems = Problems::default();
+    let rules = compile_rules(cfg, pack, &mut problems);
     if let Err(message) = check_word(&cfg.default.event_type, "an event_type") {
-        problem("default.event_type".into(), None, message);
+        problems.add("default.event_type".into(), message);
     }
+    let (windows, window_conditions) = compile_windows(cfg, pack, &mut problems);
+    if cfg.max_tracked_keys == 0 {
+        problems.add("max_tracked_keys".into(), "must be at least 1");
+    }
+    if problems.0.is_empty() {
+        Ok(Compiled {
+            rules,
+            windows,
+            window_conditions,
+        })
+    } else {
+        Err(problems.0)
+    }
+}
 
-    let window_sources: Vec<(String, &WindowConfig)> = match (&cfg.windows, pack) {
-        (Pack::List(list), _) => list.iter().enumerate().map(|(i, w)| (format!("windows[{i}]"), w)).collect(),
-        (Pack::Builtin, Some(pack)) => {
-            pack.windows.iter().enumerate().map(|(i, w)| (format!("windows (built-in window {i})"), w)).collect()
-        }
+/// `extra_rules`, then `rules` or the pack's, each with its path for error messages.
+fn compile_rules(
+    cfg: &ClassifyConfig,
+    pack: Option<&BuiltinPack>,
+    problems: &mut Problems,
+) -> Vec<Rule> {
+    let extra = cfg
+        .extra_rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("extra_rules[{i}]"), r));
+    let main: Vec<(String, &RuleConfig)> = match (&cfg.rules, pack) {
+        (Pack::List(list), _) => list
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("rules[{i}]"), r))
+            .collect(),
+        (Pack::Builtin, Some(pack)) => pack
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("rules (built-in rule {i})"), r))
+            .collect(),
         (Pack::Builtin, None) => Vec::new(),
     };
-    if cfg.max_tracked_keys == 0 {
-        problem("max_tracked_keys".into(), None, "must be at least 1".into());
+    let mut rules = Vec::new();
+    for (path, rule) in extra.chain(main) {
+        if rule.event_type.is_none() && rule.severity.is_none() {
+            let which = rule
+                .name
+                .as_ref()
+                .map(|n| format!("the rule `{n}`"))
+                .unwrap_or("the rule".into());
+            problems.add(
+                path.clone(),
+                format!("{which} sets nothing: give it an `event_type`, a `severity` or both"),
+            );
+        }
+        if let Some(t) = &rule.event_type
+            && let Err(message) = check_word(t, "an event_type")
+        {
+            problems.add(format!("{path}.event_type"), message);
+        }
+        if let Some(when) = problems.condition(format!("{path}.when"), &rule.when) {
+            rules.push(Rule {
+                when,
+                event_type: rule.event_type.clone(),
+                severity: rule.severity,
+            });
+        }
     }
+    rules
+}
+
+/// The windows, and their distinct conditions.
+fn compile_windows(
+    cfg: &ClassifyConfig,
+    pack: Option<&BuiltinPack>,
+    problems: &mut Problems,
+) -> (Vec<Window>, Vec<Condition>) {
+    let sources: Vec<(String, &WindowConfig)> = match (&cfg.windows, pack) {
+        (Pack::List(list), _) => list
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (format!("windows[{i}]"), w))
+            .collect(),
+        (Pack::Builtin, Some(pack)) => pack
+            .windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (format!("windows (built-in window {i})"), w))
+            .collect(),
+        (Pack::Builtin, None) => Vec::new(),
+    };
     let mut names = std::collections::BTreeSet::new();
     let mut windows = Vec::new();
-    for (path, w) in window_sources {
+    let mut conditions: Vec<Condition> = Vec::new();
+    for (path, w) in sources {
         if let Err(message) = check_word(&w.name, "a window name") {
-            problem(format!("{path}.name"), None, message);
+            problems.add(format!("{path}.name"), message);
         } else if !names.insert(w.name.as_str()) {
-            problem(format!("{path}.name"), None, format!("another window is already named `{}`", w.name));
+            problems.add(
+                format!("{path}.name"),
+                format!("another window is already named `{}`", w.name),
+            );
         }
         if w.threshold == 0 || w.threshold > MAX_THRESHOLD {
-            problem(format!("{path}.threshold"), None, format!("must be from 1 to {MAX_THRESHOLD}"));
+            problems.add(
+                format!("{path}.threshold"),
+                format!("must be from 1 to {MAX_THRESHOLD}"),
+            );
         }
         if w.within.is_zero() {
-            problem(format!("{path}.within"), None, "must be longer than 0s".into());
+            problems.add(format!("{path}.within"), "must be longer than 0s");
         }
         let tag = w.tag.clone().unwrap_or_else(|| w.name.clone());
         if let Err(message) = check_word(&tag, "a tag") {
-            problem(format!("{path}.tag"), None, message);
+            problems.add(format!("{path}.tag"), message);
         }
         if w.key.0.is_empty() {
-            problem(format!("{path}.key"), None, "name at least one field path".into());
+            problems.add(format!("{path}.key"), "name at least one field path");
         }
         let mut keys = Vec::new();
         for (k, key) in w.key.0.iter().enumerate() {
-            let key_path = if w.key.0.len() == 1 { format!("{path}.key") } else { format!("{path}.key[{k}]") };
             match FieldPath::parse(key) {
                 Ok(p) => keys.push(p),
-                Err(e) => problem(key_path, Some(e.column), e.message),
+                Err(e) => problems.0.push(ClassifyConfigError {
+                    path: if w.key.0.len() == 1 {
+                        format!("{path}.key")
+                    } else {
+                        format!("{path}.key[{k}]")
+                    },
+                    column: Some(e.column),
+                    message: e.message,
+                }),
             }
         }
-        match Condition::parse(&w.when) {
-            Ok(when) => windows.push(Window {
-                name: w.name.clone(),
-                when,
-                keys,
-                threshold: w.threshold.clamp(1, MAX_THRESHOLD) as usize,
-                within: u64::try_from(w.within.as_nanos()).unwrap_or(u64::MAX),
-                severity: w.severity,
-                tag,
-                max_keys: cfg.max_tracked_keys,
-                state: Mutex::new(WindowState::new()),
-            }),
-            Err(e) => problem(format!("{path}.when"), Some(e.column), format!("column {} of the condition: {}", e.column, e.message)),
-        }
+        let when = match conditions.iter().position(|c| c.source() == w.when) {
+            Some(shared) => shared,
+            None => match problems.condition(format!("{path}.when"), &w.when) {
+                Some(c) => {
+                    conditions.push(c);
+                    conditions.len() - 1
+                }
+                None => continue,
+            },
+        };
+        windows.push(Window {
+            name: w.name.clone(),
+            when,
+            keys,
+            threshold: w.threshold.clamp(1, MAX_THRESHOLD) as usize,
+            within: u64::try_from(w.within.as_nanos()).unwrap_or(u64::MAX),
+            severity: w.severity,
+            tag,
+            max_keys: cfg.max_tracked_keys,
+            state: Mutex::new(WindowState::new()),
+        });
     }
-    if errors.is_empty() {
-        Ok(Compiled { rules, windows })
-    } else {
-        Err(errors)
-    }
+    (windows, conditions)
 }
 
 /// Event types, tags and window names are identifiers: lowercase letters, digits, `_`,
@@ -589,11 +741,15 @@ fn compile(cfg: &ClassifyConfig) -> Result<Compiled, Vec<ClassifyConfigError>> {
 fn check_word(word: &str, what: &str) -> Result<(), String> {
     let ok = !word.is_empty()
         && word.len() <= 64
-        && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
+        && word
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(format!("`{word}` is not {what}: use 1 to 64 lowercase letters, digits, `_`, `.` or `-`"))
+        Err(format!(
+            "`{word}` is not {what}: use 1 to 64 lowercase letters, digits, `_`, `.` or `-`"
+        ))
     }
 }
 
@@ -603,7 +759,9 @@ fn check_word(word: &str, what: &str) -> Result<(), String> {
 fn severity<'de, D: Deserializer<'de>>(d: D) -> Result<Severity, D::Error> {
     let word = String::deserialize(d)?;
     Severity::parse(&word).ok_or_else(|| {
-        de::Error::custom(format!("`{word}` is not a severity: expected info, low, medium, high or critical"))
+        de::Error::custom(format!(
+            "`{word}` is not a severity: expected info, low, medium, high or critical"
+        ))
     })
 }
 
@@ -706,126 +864,408 @@ mod tests {
             "user": {"id": "user-abc", "email": "user@example.com"}}});
         let cases: Vec<(&str, Value, &str, Severity)> = vec![
             // OpenAI organization audit log (GET /v1/organization/audit_logs).
-            ("openai login.failed", json!({"id": "audit_log-1", "type": "login.failed", "effective_at": 1722461446,
+            (
+                "openai login.failed",
+                json!({"id": "audit_log-1", "type": "login.failed", "effective_at": 1722461446,
                 "actor": session_actor, "login.failed": {"error_code": "invalid_credentials", "error_message": "Invalid credentials"}}),
-                "authentication", Medium),
-            ("openai login.succeeded", json!({"id": "audit_log-2", "type": "login.succeeded", "actor": session_actor}),
-                "authentication", Info),
-            ("openai logout.failed", json!({"type": "logout.failed", "actor": session_actor,
-                "logout.failed": {"error_code": "x", "error_message": "y"}}), "authentication", Low),
-            ("openai api_key.created", json!({"type": "api_key.created", "actor": session_actor,
-                "api_key.created": {"id": "key_xxxx", "data": {"scopes": ["resource.operation"]}}}), "credential_change", Medium),
-            ("openai api_key.updated", json!({"id": "audit_log-yyy__20240101", "type": "api_key.updated", "effective_at": 1720804190,
+                "authentication",
+                Medium,
+            ),
+            (
+                "openai login.succeeded",
+                json!({"id": "audit_log-2", "type": "login.succeeded", "actor": session_actor}),
+                "authentication",
+                Info,
+            ),
+            (
+                "openai logout.failed",
+                json!({"type": "logout.failed", "actor": session_actor,
+                "logout.failed": {"error_code": "x", "error_message": "y"}}),
+                "authentication",
+                Low,
+            ),
+            (
+                "openai api_key.created",
+                json!({"type": "api_key.created", "actor": session_actor,
+                "api_key.created": {"id": "key_xxxx", "data": {"scopes": ["resource.operation"]}}}),
+                "credential_change",
+                Medium,
+            ),
+            (
+                "openai api_key.updated",
+                json!({"id": "audit_log-yyy__20240101", "type": "api_key.updated", "effective_at": 1720804190,
                 "actor": session_actor, "api_key.updated": {"id": "key_xxxx", "data": {"scopes": ["resource_2.operation_2"]}}}),
-                "credential_change", Medium),
-            ("openai api_key.deleted", json!({"type": "api_key.deleted", "actor": key_actor, "api_key.deleted": {"id": "key_xxxx"}}),
-                "credential_change", Medium),
-            ("openai rate_limit.updated", json!({"type": "rate_limit.updated", "actor": session_actor,
+                "credential_change",
+                Medium,
+            ),
+            (
+                "openai api_key.deleted",
+                json!({"type": "api_key.deleted", "actor": key_actor, "api_key.deleted": {"id": "key_xxxx"}}),
+                "credential_change",
+                Medium,
+            ),
+            (
+                "openai rate_limit.updated",
+                json!({"type": "rate_limit.updated", "actor": session_actor,
                 "rate_limit.updated": {"id": "rl-xxx", "changes_requested": {"max_requests_per_1_minute": 100}}}),
-                "configuration_change", Medium),
-            ("openai role granted", json!({"type": "user.updated", "actor": session_actor,
-                "user.updated": {"id": "user-def", "changes_requested": {"role": "owner"}}}), "authorization", High),
-            ("openai user renamed", json!({"type": "user.updated", "actor": session_actor,
-                "user.updated": {"id": "user-def", "changes_requested": {"name": "Dee"}}}), "authorization", Low),
-            ("openai role.assignment.created", json!({"type": "role.assignment.created", "actor": session_actor,
+                "configuration_change",
+                Medium,
+            ),
+            (
+                "openai role granted",
+                json!({"type": "user.updated", "actor": session_actor,
+                "user.updated": {"id": "user-def", "changes_requested": {"role": "owner"}}}),
+                "authorization",
+                High,
+            ),
+            (
+                "openai user renamed",
+                json!({"type": "user.updated", "actor": session_actor,
+                "user.updated": {"id": "user-def", "changes_requested": {"name": "Dee"}}}),
+                "authorization",
+                Low,
+            ),
+            (
+                "openai role.assignment.created",
+                json!({"type": "role.assignment.created", "actor": session_actor,
                 "role.assignment.created": {"id": "role_assignment_role-admin", "principal_id": "user-def", "principal_type": "user"}}),
-                "authorization", High),
-            ("openai invite.sent", json!({"type": "invite.sent", "invite.sent": {"id": "invite-1", "data": {"email": "new@example.com", "role": "reader"}}}),
-                "authorization", Low),
-            ("openai ip_allowlist.config.deactivated", json!({"type": "ip_allowlist.config.deactivated", "actor": session_actor}),
-                "configuration_change", High),
-            ("openai project.created", json!({"type": "project.created", "project.created": {"id": "proj_abc", "data": {"name": "p", "title": "P"}}}),
-                "configuration_change", Low),
+                "authorization",
+                High,
+            ),
+            (
+                "openai invite.sent",
+                json!({"type": "invite.sent", "invite.sent": {"id": "invite-1", "data": {"email": "new@example.com", "role": "reader"}}}),
+                "authorization",
+                Low,
+            ),
+            (
+                "openai ip_allowlist.config.deactivated",
+                json!({"type": "ip_allowlist.config.deactivated", "actor": session_actor}),
+                "configuration_change",
+                High,
+            ),
+            (
+                "openai project.created",
+                json!({"type": "project.created", "project.created": {"id": "proj_abc", "data": {"name": "p", "title": "P"}}}),
+                "configuration_change",
+                Low,
+            ),
             // LiteLLM proxy audit log (LiteLLM_AuditLogs).
-            ("litellm key rotated", json!({"id": "6a1f", "updated_at": "2025-05-01T10:00:00Z", "changed_by": "admin-1",
+            (
+                "litellm key rotated",
+                json!({"id": "6a1f", "updated_at": "2025-05-01T10:00:00Z", "changed_by": "admin-1",
                 "changed_by_api_key": "88dc28", "action": "rotated", "table_name": "LiteLLM_VerificationToken",
                 "object_id": "sk-hash-1", "before_value": "{\"key_alias\": \"ci\"}", "updated_values": "{\"key_alias\": \"ci\"}"}),
-                "credential_change", Medium),
-            ("litellm key deleted", json!({"changed_by": "admin-1", "action": "deleted", "table_name": "LiteLLM_VerificationToken",
-                "object_id": "d5265fc7"}), "credential_change", Medium),
-            ("litellm key blocked", json!({"changed_by": "admin-1", "action": "blocked", "table_name": "LiteLLM_VerificationToken",
-                "object_id": "d5265fc7"}), "credential_change", Medium),
-            ("litellm team budget", json!({"changed_by": "krrish@berri.ai", "action": "updated", "table_name": "LiteLLM_TeamTable",
+                "credential_change",
+                Medium,
+            ),
+            (
+                "litellm key deleted",
+                json!({"changed_by": "admin-1", "action": "deleted", "table_name": "LiteLLM_VerificationToken",
+                "object_id": "d5265fc7"}),
+                "credential_change",
+                Medium,
+            ),
+            (
+                "litellm key blocked",
+                json!({"changed_by": "admin-1", "action": "blocked", "table_name": "LiteLLM_VerificationToken",
+                "object_id": "d5265fc7"}),
+                "credential_change",
+                Medium,
+            ),
+            (
+                "litellm team budget",
+                json!({"changed_by": "krrish@berri.ai", "action": "updated", "table_name": "LiteLLM_TeamTable",
                 "object_id": "team-1", "updated_values": "{\"team_id\": \"team-1\", \"max_budget\": 100.0}"}),
-                "configuration_change", Medium),
-            ("litellm key tpm limit (object form)", json!({"changed_by": "admin-1", "action": "updated",
+                "configuration_change",
+                Medium,
+            ),
+            (
+                "litellm key tpm limit (object form)",
+                json!({"changed_by": "admin-1", "action": "updated",
                 "table_name": "LiteLLM_VerificationToken", "object_id": "k1", "updated_values": {"tpm_limit": 1000}}),
-                "configuration_change", Medium),
-            ("litellm user made admin", json!({"changed_by": "admin-1", "action": "updated", "table_name": "LiteLLM_UserTable",
+                "configuration_change",
+                Medium,
+            ),
+            (
+                "litellm user made admin",
+                json!({"changed_by": "admin-1", "action": "updated", "table_name": "LiteLLM_UserTable",
                 "object_id": "u-1", "updated_values": "{\"user_id\": \"u-1\", \"user_role\": \"proxy_admin\"}"}),
-                "authorization", High),
-            ("litellm user created", json!({"changed_by": "admin-1", "action": "created", "table_name": "LiteLLM_UserTable",
-                "object_id": "u-2"}), "authorization", Low),
-            ("litellm model added", json!({"changed_by": "admin-1", "action": "created", "table_name": "LiteLLM_ProxyModelTable",
-                "object_id": "m-1"}), "configuration_change", Low),
+                "authorization",
+                High,
+            ),
+            (
+                "litellm user created",
+                json!({"changed_by": "admin-1", "action": "created", "table_name": "LiteLLM_UserTable",
+                "object_id": "u-2"}),
+                "authorization",
+                Low,
+            ),
+            (
+                "litellm model added",
+                json!({"changed_by": "admin-1", "action": "created", "table_name": "LiteLLM_ProxyModelTable",
+                "object_id": "m-1"}),
+                "configuration_change",
+                Low,
+            ),
             // LiteLLM request logs (StandardLoggingPayload).
-            ("litellm guardrail intervened", json!({"call_type": "acompletion", "model": "gpt-4o", "status": "failure",
+            (
+                "litellm guardrail intervened",
+                json!({"call_type": "acompletion", "model": "gpt-4o", "status": "failure",
                 "guardrail_information": {"guardrail_name": "lakera-pre", "guardrail_mode": "pre_call",
-                "guardrail_status": "guardrail_intervened"}}), "security", Medium),
-            ("litellm prompt injection", json!({"call_type": "completion", "status": "failure",
-                "error_str": "Rejected message. This is a prompt injection attack."}), "security", High),
-            ("litellm request", json!({"call_type": "acompletion", "model": "gpt-4o", "status": "success",
-                "metadata": {"user_api_key_user_id": "u-9"}}), "model_request", Info),
-            ("litellm failed request", json!({"call_type": "acompletion", "model": "gpt-4o", "status": "failure",
-                "error_str": "RateLimitError"}), "model_request", Low),
+                "guardrail_status": "guardrail_intervened"}}),
+                "security",
+                Medium,
+            ),
+            (
+                "litellm prompt injection",
+                json!({"call_type": "completion", "status": "failure",
+                "error_str": "Rejected message. This is a prompt injection attack."}),
+                "security",
+                High,
+            ),
+            (
+                "litellm request",
+                json!({"call_type": "acompletion", "model": "gpt-4o", "status": "success",
+                "metadata": {"user_api_key_user_id": "u-9"}}),
+                "model_request",
+                Info,
+            ),
+            (
+                "litellm failed request",
+                json!({"call_type": "acompletion", "model": "gpt-4o", "status": "failure",
+                "error_str": "RateLimitError"}),
+                "model_request",
+                Low,
+            ),
             // Portkey audit log (GET /v1/audit-logs records).
-            ("portkey api key created", json!({"timestamp": "2025-04-01T10:00:00Z", "method": "POST",
+            (
+                "portkey api key created",
+                json!({"timestamp": "2025-04-01T10:00:00Z", "method": "POST",
                 "uri": "/v1/api-keys/workspace/user", "request_id": "r-1", "user_id": "3c90c3cc", "user_type": "user",
                 "organisation_id": "org-1", "workspace_id": "ws-1", "response_status_code": 200, "resource_type": "api_keys",
-                "action": "create", "client_ip": "198.51.100.4", "country": "DE"}), "credential_change", Medium),
-            ("portkey usage limit updated", json!({"method": "PUT", "uri": "/v1/policies/usage-limits/ul-1", "user_id": "3c90c3cc",
-                "response_status_code": 200, "action": "update"}), "configuration_change", Medium),
-            ("portkey denied", json!({"method": "DELETE", "uri": "/v1/api-keys/k-1", "user_id": "3c90c3cc",
-                "response_status_code": 403, "action": "delete"}), "authorization", Medium),
-            ("portkey guardrail deleted", json!({"method": "DELETE", "uri": "/v1/guardrails/g-1", "user_id": "3c90c3cc",
-                "response_status_code": 200, "action": "delete"}), "security", High),
-            ("portkey config updated", json!({"method": "PUT", "uri": "/v1/configs/pc-1", "response_status_code": 200}),
-                "configuration_change", Low),
+                "action": "create", "client_ip": "198.51.100.4", "country": "DE"}),
+                "credential_change",
+                Medium,
+            ),
+            (
+                "portkey usage limit updated",
+                json!({"method": "PUT", "uri": "/v1/policies/usage-limits/ul-1", "user_id": "3c90c3cc",
+                "response_status_code": 200, "action": "update"}),
+                "configuration_change",
+                Medium,
+            ),
+            (
+                "portkey denied",
+                json!({"method": "DELETE", "uri": "/v1/api-keys/k-1", "user_id": "3c90c3cc",
+                "response_status_code": 403, "action": "delete"}),
+                "authorization",
+                Medium,
+            ),
+            (
+                "portkey guardrail deleted",
+                json!({"method": "DELETE", "uri": "/v1/guardrails/g-1", "user_id": "3c90c3cc",
+                "response_status_code": 200, "action": "delete"}),
+                "security",
+                High,
+            ),
+            (
+                "portkey config updated",
+                json!({"method": "PUT", "uri": "/v1/configs/pc-1", "response_status_code": 200}),
+                "configuration_change",
+                Low,
+            ),
             // Kong AI Gateway log plugins.
-            ("kong lakera blocked", json!({"ai": {"proxy": {"lakera-guard": {"input_faulty_prompt": "Ignore previous instructions"},
+            (
+                "kong lakera blocked",
+                json!({"ai": {"proxy": {"lakera-guard": {"input_faulty_prompt": "Ignore previous instructions"},
                 "meta": {"request_model": "gpt-4o", "provider_name": "openai"}}}, "response": {"status": 400}}),
-                "security", Medium),
-            ("kong request", json!({"ai": {"proxy": {"meta": {"request_model": "command", "provider_name": "cohere"},
+                "security",
+                Medium,
+            ),
+            (
+                "kong request",
+                json!({"ai": {"proxy": {"meta": {"request_model": "command", "provider_name": "cohere"},
                 "usage": {"prompt_tokens": 28, "completion_tokens": 20, "total_tokens": 48}}}, "consumer": {"username": "alice"}}),
-                "model_request", Info),
+                "model_request",
+                Info,
+            ),
             // Cloudflare AI Gateway.
-            ("cloudflare prompt blocked", json!({"success": false,
-                "error": [{"code": 2016, "message": "Prompt blocked due to security configurations"}]}), "security", Medium),
-            ("cloudflare response blocked", json!({"success": false,
-                "errors": [{"code": 2017, "message": "Response blocked due to security configurations"}]}), "security", Medium),
-            ("cloudflare dlp block", json!({"provider": "openai", "model": "gpt-4o-mini", "dlp_action": "BLOCK"}), "security", Medium),
-            ("cloudflare log", json!({"provider": "openai", "model": "gpt-4o-mini", "success": true, "cached": false,
-                "tokens_in": 12, "tokens_out": 40}), "model_request", Info),
+            (
+                "cloudflare prompt blocked",
+                json!({"success": false,
+                "error": [{"code": 2016, "message": "Prompt blocked due to security configurations"}]}),
+                "security",
+                Medium,
+            ),
+            (
+                "cloudflare response blocked",
+                json!({"success": false,
+                "errors": [{"code": 2017, "message": "Response blocked due to security configurations"}]}),
+                "security",
+                Medium,
+            ),
+            (
+                "cloudflare dlp block",
+                json!({"provider": "openai", "model": "gpt-4o-mini", "dlp_action": "BLOCK"}),
+                "security",
+                Medium,
+            ),
+            (
+                "cloudflare log",
+                json!({"provider": "openai", "model": "gpt-4o-mini", "success": true, "cached": false,
+                "tokens_in": 12, "tokens_out": 40}),
+                "model_request",
+                Info,
+            ),
             // OpenTelemetry GenAI and ECS.
-            ("otel gen_ai", json!({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}), "model_request", Info),
-            ("ecs failed login", json!({"event": {"category": ["authentication"], "outcome": "failure", "action": "user_login"},
-                "user": {"name": "bob"}}), "authentication", Medium),
+            (
+                "otel gen_ai",
+                json!({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}),
+                "model_request",
+                Info,
+            ),
+            (
+                "ecs failed login",
+                json!({"event": {"category": ["authentication"], "outcome": "failure", "action": "user_login"},
+                "user": {"name": "bob"}}),
+                "authentication",
+                Medium,
+            ),
             // Vellum's own action vocabulary, as the http receiver documents it.
-            ("login.failed", json!({"action": "login.failed", "user_id": "u1", "ip": "10.0.0.7"}), "authentication", Medium),
-            ("login with outcome", json!({"action": "login", "outcome": "failure", "user_id": "u1"}), "authentication", Medium),
-            ("mfa.disabled", json!({"action": "mfa.disabled", "user_id": "u1"}), "authentication", High),
-            ("key.rotated", json!({"action": "key.rotated", "key_id": "k1"}), "credential_change", Medium),
-            ("api_key.created", json!({"action": "api_key.created"}), "credential_change", Medium),
-            ("role.assigned", json!({"action": "role.assigned", "role": "admin"}), "authorization", High),
-            ("user.role.updated", json!({"action": "user.role.updated"}), "authorization", High),
-            ("permission.granted", json!({"action": "permission.granted"}), "authorization", High),
-            ("budget.updated", json!({"action": "budget.updated", "max_budget": 500}), "configuration_change", Medium),
-            ("rate_limit.changed", json!({"action": "rate_limit.changed"}), "configuration_change", Medium),
-            ("guardrail.violation", json!({"action": "guardrail.violation", "guardrail": "toxicity"}), "security", Medium),
-            ("prompt_injection.detected", json!({"action": "prompt_injection.detected"}), "security", High),
-            ("jailbreak.detected", json!({"action": "jailbreak.detected"}), "security", High),
-            ("pii.blocked", json!({"action": "pii.blocked"}), "security", Medium),
-            ("audit_log.disabled", json!({"action": "audit_log.disabled"}), "security", Critical),
-            ("model.invoke", json!({"action": "model.invoke", "model": "gpt-4o"}), "model_request", Info),
-            ("logs.exported", json!({"action": "logs.exported"}), "data_access", Low),
+            (
+                "login.failed",
+                json!({"action": "login.failed", "user_id": "u1", "ip": "10.0.0.7"}),
+                "authentication",
+                Medium,
+            ),
+            (
+                "login with outcome",
+                json!({"action": "login", "outcome": "failure", "user_id": "u1"}),
+                "authentication",
+                Medium,
+            ),
+            (
+                "mfa.disabled",
+                json!({"action": "mfa.disabled", "user_id": "u1"}),
+                "authentication",
+                High,
+            ),
+            (
+                "key.rotated",
+                json!({"action": "key.rotated", "key_id": "k1"}),
+                "credential_change",
+                Medium,
+            ),
+            (
+                "api_key.created",
+                json!({"action": "api_key.created"}),
+                "credential_change",
+                Medium,
+            ),
+            (
+                "role.assigned",
+                json!({"action": "role.assigned", "role": "admin"}),
+                "authorization",
+                High,
+            ),
+            (
+                "user.role.updated",
+                json!({"action": "user.role.updated"}),
+                "authorization",
+                High,
+            ),
+            (
+                "permission.granted",
+                json!({"action": "permission.granted"}),
+                "authorization",
+                High,
+            ),
+            (
+                "budget.updated",
+                json!({"action": "budget.updated", "max_budget": 500}),
+                "configuration_change",
+                Medium,
+            ),
+            (
+                "rate_limit.changed",
+                json!({"action": "rate_limit.changed"}),
+                "configuration_change",
+                Medium,
+            ),
+            (
+                "guardrail.violation",
+                json!({"action": "guardrail.violation", "guardrail": "toxicity"}),
+                "security",
+                Medium,
+            ),
+            (
+                "prompt_injection.detected",
+                json!({"action": "prompt_injection.detected"}),
+                "security",
+                High,
+            ),
+            (
+                "jailbreak.detected",
+                json!({"action": "jailbreak.detected"}),
+                "security",
+                High,
+            ),
+            (
+                "pii.blocked",
+                json!({"action": "pii.blocked"}),
+                "security",
+                Medium,
+            ),
+            (
+                "audit_log.disabled",
+                json!({"action": "audit_log.disabled"}),
+                "security",
+                Critical,
+            ),
+            (
+                "model.invoke",
+                json!({"action": "model.invoke", "model": "gpt-4o"}),
+                "model_request",
+                Info,
+            ),
+            (
+                "logs.exported",
+                json!({"action": "logs.exported"}),
+                "data_access",
+                Low,
+            ),
             ("unknown", json!({"action": "heartbeat"}), "other", Info),
             ("empty", json!({}), "other", Info),
         ];
+        let pack = builtin_pack().unwrap();
+        let conditions: Vec<Condition> = pack
+            .rules
+            .iter()
+            .map(|r| &r.when)
+            .chain(pack.windows.iter().map(|w| &w.when))
+            .map(|when| Condition::parse(when).unwrap())
+            .collect();
         let mut failures = Vec::new();
         for (name, event, event_type, severity) in cases {
+            // The attribute index only ever saves work: every answer is the plain one.
+            let record = gateway_event(event.clone());
+            let index = AttributeIndex::of(&record);
+            for c in &conditions {
+                assert_eq!(
+                    c.eval_indexed(&record, index),
+                    c.eval(&record),
+                    "{name}: {c}"
+                );
+            }
             let got = classify_one(event);
             if got != (event_type.to_string(), severity) {
-                failures.push(format!("{name}: expected {event_type}/{}, got {}/{}", severity.as_str(), got.0, got.1.as_str()));
+                failures.push(format!(
+                    "{name}: expected {event_type}/{}, got {}/{}",
+                    severity.as_str(),
+                    got.0,
+                    got.1.as_str()
+                ));
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -863,17 +1303,26 @@ mod tests {
             r
         };
         let out = classify_with(&ClassifyConfig::default(), vec![source_set()]);
-        assert_eq!((out[0].event_type.as_deref(), out[0].severity), (Some("sso"), Some(Severity::Low)));
+        assert_eq!(
+            (out[0].event_type.as_deref(), out[0].severity),
+            (Some("sso"), Some(Severity::Low))
+        );
 
         let overwrite = config("overwrite: true\nwindows: []");
         let out = classify_with(&overwrite, vec![source_set()]);
-        assert_eq!((out[0].event_type.as_deref(), out[0].severity), (Some("authentication"), Some(Severity::Medium)));
+        assert_eq!(
+            (out[0].event_type.as_deref(), out[0].severity),
+            (Some("authentication"), Some(Severity::Medium))
+        );
 
         // Only the missing severity is filled in, by the first rule that sets one.
         let mut typed = gateway_event(json!({"action": "login.failed"}));
         typed.event_type = Some("sso".into());
         let out = classify_with(&ClassifyConfig::default(), vec![typed]);
-        assert_eq!((out[0].event_type.as_deref(), out[0].severity), (Some("sso"), Some(Severity::Medium)));
+        assert_eq!(
+            (out[0].event_type.as_deref(), out[0].severity),
+            (Some("sso"), Some(Severity::Medium))
+        );
     }
 
     #[test]
@@ -897,7 +1346,10 @@ default: { event_type: unclassified, severity: low }
                 gateway_event(json!({"action": "heartbeat"})),
             ],
         );
-        let got: Vec<_> = out.iter().map(|r| (r.event_type.as_deref().unwrap(), r.severity.unwrap())).collect();
+        let got: Vec<_> = out
+            .iter()
+            .map(|r| (r.event_type.as_deref().unwrap(), r.severity.unwrap()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -907,6 +1359,34 @@ default: { event_type: unclassified, severity: low }
                 ("authentication", Severity::Medium),
                 ("unclassified", Severity::Low),
             ]
+        );
+    }
+
+    #[test]
+    fn a_rule_with_nothing_left_to_set_is_passed_over() {
+        let cfg = config(
+            r#"
+rules:
+  - { when: "true", event_type: catch_all }
+  - { when: "attributes.action == 'login.failed'", severity: medium }
+windows: []
+"#,
+        );
+        let mut typed = gateway_event(json!({"action": "login.failed"}));
+        typed.event_type = Some("sso".into());
+        let out = classify_with(
+            &cfg,
+            vec![typed, gateway_event(json!({"action": "login.failed"}))],
+        );
+        assert_eq!(
+            (out[0].event_type.as_deref(), out[0].severity),
+            (Some("sso"), Some(Severity::Medium)),
+            "the catch-all only sets an event_type, which the record has"
+        );
+        assert_eq!(
+            (out[1].event_type.as_deref(), out[1].severity),
+            (Some("catch_all"), Some(Severity::Info)),
+            "first match wins: the catch-all decides and the severity is the default"
         );
     }
 
@@ -921,7 +1401,10 @@ windows: []
         );
         let out = classify_with(
             &cfg,
-            vec![gateway_event(json!({"status": 503})), gateway_event(json!({"action": "login.failed"}))],
+            vec![
+                gateway_event(json!({"status": 503})),
+                gateway_event(json!({"action": "login.failed"})),
+            ],
         );
         assert_eq!(out[0].event_type.as_deref(), Some("availability"));
         assert_eq!(out[1].event_type.as_deref(), Some("other"));
@@ -933,7 +1416,10 @@ windows: []
         fn new() -> (TestClock, Clock) {
             let now = Arc::new(AtomicU64::new(0));
             let reader = now.clone();
-            (TestClock(now), Arc::new(move || reader.load(Ordering::SeqCst)))
+            (
+                TestClock(now),
+                Arc::new(move || reader.load(Ordering::SeqCst)),
+            )
         }
         fn set_seconds(&self, s: u64) {
             self.0.store(s * SECOND, Ordering::SeqCst);
@@ -968,12 +1454,25 @@ max_tracked_keys: {max_keys}
         let (clock, reader) = TestClock::new();
         let c = Classifier::with_clock("classify", &burst_config(100), reader).unwrap();
         // Arrivals (seconds) and whether each should be escalated: 5 arrivals within 60 s.
-        let script = [(0, false), (10, false), (20, false), (30, false), (40, true), (65, true), (125, false), (126, false)];
+        let script = [
+            (0, false),
+            (10, false),
+            (20, false),
+            (30, false),
+            (40, true),
+            (65, true),
+            (125, false),
+            (126, false),
+        ];
         for (at, expected) in script {
             clock.set_seconds(at);
             let out = c.process(vec![failed_login("u1")]);
             assert_eq!(escalated(&out[0]), expected, "arrival at {at}s");
-            let severity = if expected { Severity::High } else { Severity::Medium };
+            let severity = if expected {
+                Severity::High
+            } else {
+                Severity::Medium
+            };
             assert_eq!(out[0].severity, Some(severity), "arrival at {at}s");
             assert_eq!(out[0].severity_number, severity.otlp_number());
         }
@@ -988,9 +1487,15 @@ max_tracked_keys: {max_keys}
             assert!(!escalated(&c.process(vec![failed_login("u1")])[0]));
         }
         clock.set_seconds(60);
-        assert!(!escalated(&c.process(vec![failed_login("u1")])[0]), "0 s and 60 s span the full minute");
+        assert!(
+            !escalated(&c.process(vec![failed_login("u1")])[0]),
+            "0 s and 60 s span the full minute"
+        );
         clock.set_seconds(61);
-        assert!(escalated(&c.process(vec![failed_login("u1")])[0]), "15..61 s: five within the minute");
+        assert!(
+            escalated(&c.process(vec![failed_login("u1")])[0]),
+            "15..61 s: five within the minute"
+        );
     }
 
     #[test]
@@ -1002,12 +1507,21 @@ max_tracked_keys: {max_keys}
             batch.push(failed_login("alice"));
             batch.push(failed_login("bob"));
             batch.push(gateway_event(json!({"action": "login.failed"})));
-            batch.push(gateway_event(json!({"action": "login.failed", "user_id": ""})));
-            batch.push(gateway_event(json!({"action": "login.succeeded", "user_id": "alice"})));
+            batch.push(gateway_event(
+                json!({"action": "login.failed", "user_id": ""}),
+            ));
+            batch.push(gateway_event(
+                json!({"action": "login.succeeded", "user_id": "alice"}),
+            ));
         }
         batch.push(failed_login("alice"));
         let out = c.process(batch);
-        let tagged: Vec<usize> = out.iter().enumerate().filter(|(_, r)| escalated(r)).map(|(i, _)| i).collect();
+        let tagged: Vec<usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| escalated(r))
+            .map(|(i, _)| i)
+            .collect();
         assert_eq!(tagged, [20], "only alice's fifth failure");
     }
 
@@ -1042,6 +1556,51 @@ windows:
     }
 
     #[test]
+    fn windows_sharing_a_condition_see_what_an_earlier_window_changed() {
+        let (_clock, reader) = TestClock::new();
+        let cfg = config(
+            r#"
+windows:
+  - { name: first, when: "not tags contains 'first'", key: attributes.user_id, threshold: 1, within: 1m }
+  - { name: second, when: "not tags contains 'first'", key: attributes.user_id, threshold: 1, within: 1m }
+"#,
+        );
+        let c = Classifier::with_clock("classify", &cfg, reader).unwrap();
+        assert_eq!(
+            c.window_conditions.len(),
+            1,
+            "one condition, tested once per record"
+        );
+        let out = c.process(vec![gateway_event(json!({"user_id": "u1"}))]);
+        assert_eq!(
+            out[0].tags,
+            ["first"],
+            "the second window saw the tag the first one added"
+        );
+    }
+
+    #[test]
+    fn concurrent_batches_are_all_counted() {
+        let (_clock, reader) = TestClock::new();
+        let c = Arc::new(Classifier::with_clock("classify", &burst_config(100), reader).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .map(|_| c.process((0..5).map(|_| failed_login("u1")).collect()))
+                        .map(|out| out.iter().filter(|r| escalated(r)).count())
+                        .sum::<usize>()
+                })
+            })
+            .collect();
+        let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        // 1000 failures at one instant: all but the first four complete a burst, whatever
+        // the interleaving.
+        assert_eq!(total, 1000 - 4);
+    }
+
+    #[test]
     fn the_least_recently_seen_key_is_evicted_and_starts_over() {
         let (clock, reader) = TestClock::new();
         let c = Classifier::with_clock("classify", &burst_config(2), reader).unwrap();
@@ -1069,9 +1628,12 @@ windows:
                 "session": {"user": {"id": "user-abc"}, "ip_address": ip}}}))
         };
         let out = c.process((0..5).map(|i| openai(&format!("203.0.113.{i}"))).collect());
-        assert_eq!(out.iter().map(|r| r.tags.contains(&"failed_login_burst".to_string())).collect::<Vec<_>>(), [
-            false, false, false, false, true
-        ]);
+        assert_eq!(
+            out.iter()
+                .map(|r| r.tags.contains(&"failed_login_burst".to_string()))
+                .collect::<Vec<_>>(),
+            [false, false, false, false, true]
+        );
         assert_eq!(out[4].severity, Some(Severity::High));
     }
 
@@ -1087,8 +1649,10 @@ windows:
         assert_eq!(out[19].tags, ["failed_login_burst_by_ip"]);
 
         let deletions: Vec<Record> = (0..5)
-            .map(|i| gateway_event(json!({"changed_by": "admin-7", "action": "deleted",
-                "table_name": "LiteLLM_VerificationToken", "object_id": format!("k{i}")})))
+            .map(|i| {
+                gateway_event(json!({"changed_by": "admin-7", "action": "deleted",
+                "table_name": "LiteLLM_VerificationToken", "object_id": format!("k{i}")}))
+            })
             .collect();
         let out = c.process(deletions);
         assert_eq!(out[4].tags, ["mass_credential_deletion"]);
@@ -1133,7 +1697,9 @@ max_tracked_keys: 10000
 "#,
         );
         assert_eq!(cfg.rules, Pack::Builtin);
-        let Pack::List(windows) = &cfg.windows else { panic!("windows: {:?}", cfg.windows) };
+        let Pack::List(windows) = &cfg.windows else {
+            panic!("windows: {:?}", cfg.windows)
+        };
         assert_eq!(windows[0].within, Duration::from_secs(60));
         assert_eq!(windows[0].key, KeyPaths(vec!["attributes.user_id".into()]));
         assert!(cfg.problems().is_empty());
@@ -1142,15 +1708,23 @@ max_tracked_keys: 10000
 
     #[test]
     fn unknown_keys_and_bad_words_are_refused_by_serde() {
-        let e = serde_saphyr::from_str::<ClassifyConfig>("rulez: builtin").unwrap_err().to_string();
-        assert!(e.contains("rulez"), "{e}");
-        let e = serde_saphyr::from_str::<ClassifyConfig>("rules: built-in").unwrap_err().to_string();
-        assert!(e.contains("expected `builtin` or a list"), "{e}");
-        let e = serde_saphyr::from_str::<ClassifyConfig>("default: { severity: severe }").unwrap_err().to_string();
-        assert!(e.contains("not a severity"), "{e}");
-        let e = serde_saphyr::from_str::<ClassifyConfig>("rules: [{ when: 'true', severity: high, colour: red }]")
+        let e = serde_saphyr::from_str::<ClassifyConfig>("rulez: builtin")
             .unwrap_err()
             .to_string();
+        assert!(e.contains("rulez"), "{e}");
+        let e = serde_saphyr::from_str::<ClassifyConfig>("rules: built-in")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected `builtin` or a list"), "{e}");
+        let e = serde_saphyr::from_str::<ClassifyConfig>("default: { severity: severe }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a severity"), "{e}");
+        let e = serde_saphyr::from_str::<ClassifyConfig>(
+            "rules: [{ when: 'true', severity: high, colour: red }]",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("colour"), "{e}");
     }
 
@@ -1180,7 +1754,6 @@ max_tracked_keys: 0
                 "rules[1].when",
                 "rules[2]",
                 "rules[3].event_type",
-                "max_tracked_keys",
                 "windows[0].threshold",
                 "windows[0].within",
                 "windows[1].name",
@@ -1188,12 +1761,50 @@ max_tracked_keys: 0
                 "windows[1].tag",
                 "windows[1].key[1]",
                 "windows[1].when",
+                "max_tracked_keys",
             ]
         );
-        assert!(problems[1].1.starts_with("column 13 of the condition: `bogus` is not a severity"), "{}", problems[1].1);
-        assert!(problems[0].1.contains("attributes.usr"), "{}", problems[0].1);
+        assert!(
+            problems[1]
+                .1
+                .starts_with("column 13 of the condition: `bogus` is not a severity"),
+            "{}",
+            problems[1].1
+        );
+        assert!(
+            problems[0].1.contains("attributes.usr"),
+            "{}",
+            problems[0].1
+        );
         let e = Classifier::new("classify", &cfg).unwrap_err();
-        assert_eq!((e.path.as_str(), e.column), ("extra_rules[0].when", Some(1)));
+        assert_eq!(
+            (e.path.as_str(), e.column),
+            ("extra_rules[0].when", Some(1))
+        );
+    }
+
+    #[test]
+    fn builtin_failed_login_windows_count_what_the_login_failed_rule_matches() {
+        let pack = builtin_pack().unwrap();
+        let rule = pack
+            .rules
+            .iter()
+            .find(|r| r.name.as_deref() == Some("login_failed"))
+            .unwrap();
+        // No quoted string in these conditions holds whitespace, so none is significant.
+        let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+        let expected = squash(&format!(
+            "event_type == 'authentication' and ({})",
+            rule.when
+        ));
+        for name in ["failed_login_burst", "failed_login_burst_by_ip"] {
+            let window = pack.windows.iter().find(|w| w.name == name).unwrap();
+            assert_eq!(
+                squash(&window.when),
+                expected,
+                "{name} must test the login_failed rule's condition"
+            );
+        }
     }
 
     #[test]
@@ -1204,7 +1815,10 @@ max_tracked_keys: 0
         for rule in &pack.rules {
             let name = rule.name.as_deref().unwrap();
             assert!(names.insert(name), "duplicate rule name {name}");
-            assert!(rule.event_type.is_some() && rule.severity.is_some(), "{name} sets both fields");
+            assert!(
+                rule.event_type.is_some() && rule.severity.is_some(),
+                "{name} sets both fields"
+            );
         }
         assert!(ClassifyConfig::default().problems().is_empty());
     }

@@ -78,8 +78,9 @@ pub struct Condition {
     source: String,
     expr: Expr,
     /// Attribute heads (see [`AttributeIndex`]) of which a record must have at least one
-    /// for the condition to hold; `None` when no such set is known.
-    required: Option<Box<[u128]>>,
+    /// for the condition to hold, and all their bits together; `None` when no such set is
+    /// known.
+    required: Option<(u128, Box<[u128]>)>,
 }
 
 impl fmt::Debug for Condition {
@@ -98,18 +99,30 @@ impl Condition {
     /// Parses and type-checks a condition.
     pub fn parse(source: &str) -> Result<Condition, ConditionError> {
         let tokens = lex(source)?;
-        let mut parser = Parser { tokens: &tokens, at: 0, depth: 0 };
+        let mut parser = Parser {
+            tokens: &tokens,
+            at: 0,
+            depth: 0,
+        };
         let expr = parser.or()?;
         let next = parser.peek();
         if next.kind != Tok::End {
-            return Err(err(next.column, format!("expected `and`, `or` or the end, found {}", next.kind)));
+            return Err(err(
+                next.column,
+                format!("expected `and`, `or` or the end, found {}", next.kind),
+            ));
         }
         let required = expr.required_heads().map(|mut heads| {
             heads.sort_unstable();
             heads.dedup();
-            heads.into_boxed_slice()
+            let any = heads.iter().fold(0, |bits, h| bits | h);
+            (any, heads.into_boxed_slice())
         });
-        Ok(Condition { source: source.to_string(), expr, required })
+        Ok(Condition {
+            source: source.to_string(),
+            expr,
+            required,
+        })
     }
 
     /// Whether the record matches.
@@ -120,12 +133,12 @@ impl Condition {
     /// Whether the record matches, given its [`AttributeIndex`]: the same answer as
     /// [`Condition::eval`], faster when many conditions test one record.
     pub fn eval_indexed(&self, record: &Record, index: AttributeIndex) -> bool {
-        if let Some(heads) = &self.required {
-            if !heads.iter().any(|&h| index.has(h)) {
-                return false;
-            }
+        if let Some((any, heads)) = &self.required
+            && (index.0 & any == 0 || !heads.iter().any(|&h| index.has(h)))
+        {
+            return false;
         }
-        self.expr.eval(record, index)
+        self.expr.may_hold(index) && self.expr.eval(record, index)
     }
 
     /// The text the condition was parsed from.
@@ -143,10 +156,15 @@ pub struct AttributeIndex(u128);
 
 impl AttributeIndex {
     /// An index that rules nothing out.
-    const UNKNOWN: AttributeIndex = AttributeIndex(u128::MAX);
+    pub const UNKNOWN: AttributeIndex = AttributeIndex(u128::MAX);
 
     pub fn of(record: &Record) -> AttributeIndex {
-        AttributeIndex(record.attributes.keys().fold(0, |bits, key| bits | head_bits(key)))
+        AttributeIndex(
+            record
+                .attributes
+                .keys()
+                .fold(0, |bits, key| bits | head_bits(key)),
+        )
     }
 
     /// Whether a head (its two bits) may be present.
@@ -155,19 +173,31 @@ impl AttributeIndex {
     }
 }
 
-/// The two filter bits of a name's head (its bytes before the first dot), from a hash
-/// taken eight bytes at a time: it runs for every attribute of every record.
+/// The two filter bits of a name's head (its bytes before the first dot). The hash reads
+/// the head's length and its first and last eight bytes, not every byte: it runs for every
+/// attribute of every record, and a rare collision only costs a lookup.
 fn head_bits(name: &str) -> u128 {
     let bytes = name.as_bytes();
     let head = &bytes[..bytes.iter().position(|&b| b == b'.').unwrap_or(bytes.len())];
-    let mut hash = 0x9e37_79b9_7f4a_7c15u64 ^ head.len() as u64;
-    for chunk in head.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(31);
-    }
-    hash = (hash ^ (hash >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    let (first, last) = match head.len() {
+        0..=7 => (
+            head.iter()
+                .rev()
+                .fold(0u64, |w, &b| (w << 8) | u64::from(b)),
+            0,
+        ),
+        n => (eight_bytes(&head[..8]), eight_bytes(&head[n - 8..])),
+    };
+    let mut hash = (first ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash = (hash.rotate_left(31) ^ last ^ head.len() as u64).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 29;
     (1u128 << (hash >> 57)) | (1u128 << ((hash >> 50) & 127))
+}
+
+fn eight_bytes(b: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(word)
 }
 
 /// One field path on its own: what a `classify` window groups records by.
@@ -186,15 +216,26 @@ impl FieldPath {
             _ => return Err(err(1, format!("`{path}` is not a field path"))),
         }
         if let Some(i) = path.chars().position(|c| !is_word_char(c)) {
-            return Err(err(i + 1, format!("`{path}` is not a field path: unexpected character")));
+            return Err(err(
+                i + 1,
+                format!("`{path}` is not a field path: unexpected character"),
+            ));
         }
-        Ok(FieldPath { source: path.to_string(), field: parse_field(path, 1)? })
+        Ok(FieldPath {
+            source: path.to_string(),
+            field: parse_field(path, 1)?,
+        })
     }
 
     /// The field's value as a grouping key: a string as it is, a number or boolean as its
     /// JSON text, a severity as its name. `None` when the field is missing, empty, null, an
     /// array or a map: such records belong to no group.
-    pub fn key<'a>(&self, record: &'a Record) -> Option<Cow<'a, str>> {
+    pub fn key<'a>(&self, record: &'a Record, index: AttributeIndex) -> Option<Cow<'a, str>> {
+        if let Field::Attributes { head, .. } = self.field
+            && !index.has(head)
+        {
+            return None;
+        }
         let key = match self.field.resolve(record)? {
             Val::Str(s) => Cow::Borrowed(s),
             Val::Json(Value::String(s)) => Cow::Borrowed(s.as_str()),
@@ -212,7 +253,10 @@ impl FieldPath {
 }
 
 fn err(column: usize, message: impl Into<String>) -> ConditionError {
-    ConditionError { column, message: message.into() }
+    ConditionError {
+        column,
+        message: message.into(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -231,7 +275,7 @@ enum Expr {
 enum Test {
     Compare(CmpOp, Literal),
     In(LiteralSet),
-    Matches(Regex),
+    Matches(Pattern),
     Contains(Literal),
     Exists,
 }
@@ -284,11 +328,48 @@ enum Literal {
     Severity(Severity),
 }
 
-/// The members of an `in [...]` list; strings are sorted for a binary search.
+/// The members of an `in [...]` list; strings are sorted for a binary search, and their
+/// lengths and first bytes noted so that most values are turned away without comparing.
 #[derive(Clone)]
 struct LiteralSet {
     strings: Box<[Box<str>]>,
+    /// Bit `n` is set when a member string is `n` bytes long (`n` < 63), bit 63 for longer.
+    lengths: u64,
+    starts: FirstBytes,
     others: Box<[Literal]>,
+}
+
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
+/// The set of first bytes of some strings; the empty string counts as starting with any.
+#[derive(Clone, Default)]
+struct FirstBytes {
+    bits: [u64; 4],
+    empty: bool,
+}
+
+impl FirstBytes {
+    fn of<'a>(strings: impl Iterator<Item = &'a str>) -> FirstBytes {
+        let mut set = FirstBytes::default();
+        for s in strings {
+            match s.as_bytes().first() {
+                Some(&b) => set.bits[usize::from(b >> 6)] |= 1 << (b & 63),
+                None => set.empty = true,
+            }
+        }
+        set
+    }
+
+    /// Whether `s` may start with one of the strings.
+    fn admits(&self, s: &str) -> bool {
+        match s.as_bytes().first() {
+            _ if self.empty => true,
+            Some(&b) => self.bits[usize::from(b >> 6)] & (1 << (b & 63)) != 0,
+            None => false,
+        }
+    }
 }
 
 impl LiteralSet {
@@ -303,11 +384,23 @@ impl LiteralSet {
         }
         strings.sort();
         strings.dedup();
-        LiteralSet { strings: strings.into(), others: others.into() }
+        let lengths = strings.iter().fold(0, |bits, s| bits | length_bit(s.len()));
+        let starts = FirstBytes::of(strings.iter().map(|s| &**s));
+        LiteralSet {
+            strings: strings.into(),
+            lengths,
+            starts,
+            others: others.into(),
+        }
     }
 
     fn has_str(&self, s: &str) -> bool {
-        self.strings.binary_search_by(|probe| (**probe).cmp(s)).is_ok()
+        self.lengths & length_bit(s.len()) != 0
+            && self.starts.admits(s)
+            && self
+                .strings
+                .binary_search_by(|probe| (**probe).cmp(s))
+                .is_ok()
     }
 
     fn has(&self, value: Val<'_>) -> bool {
@@ -316,6 +409,84 @@ impl LiteralSet {
             None => self.others.iter().any(|l| value.equals(l)),
         }
     }
+}
+
+/// What `matches` tests strings with. A regular expression anchored at the start whose
+/// matches form a small finite set of literals, such as `^(api_key|key)\.(created|deleted)$`
+/// or `^budget\.`, is expanded into those literals when it is parsed: testing a set is
+/// several times cheaper than running the expression. Anything else runs the expression.
+#[derive(Clone)]
+enum Pattern {
+    /// Exactly these strings (the expression was anchored at both ends).
+    Whole(LiteralSet),
+    /// Strings starting with one of these.
+    Prefixes(Box<[Box<str>]>, FirstBytes),
+    Regex(Regex),
+}
+
+/// The most literals an expression is expanded into.
+const MAX_EXPANSION: usize = 512;
+
+impl Pattern {
+    fn new(source: &str) -> Result<Pattern, regex::Error> {
+        let regex = Regex::new(source)?;
+        Ok(expand_literals(source).unwrap_or(Pattern::Regex(regex)))
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        match self {
+            Pattern::Whole(set) => set.has_str(s),
+            Pattern::Prefixes(prefixes, starts) => {
+                starts.admits(s) && prefixes.iter().any(|p| s.starts_with(&**p))
+            }
+            Pattern::Regex(re) => re.is_match(s),
+        }
+    }
+}
+
+/// The literals of an expression of the form `^<finite>` or `^<finite>$`, where
+/// `<finite>` has no other assertion and matches a finite set of strings.
+fn expand_literals(source: &str) -> Option<Pattern> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    use regex_syntax::hir::{Hir, HirKind, Look};
+
+    let hir = regex_syntax::parse(source).ok()?;
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
+    let (first, rest) = parts.split_first()?;
+    if !matches!(first.kind(), HirKind::Look(Look::Start)) {
+        return None;
+    }
+    let (whole, inner) = match rest.split_last() {
+        Some((last, inner)) if matches!(last.kind(), HirKind::Look(Look::End)) => (true, inner),
+        _ => (false, rest),
+    };
+    let inner = Hir::concat(inner.to_vec());
+    if !inner.properties().look_set().is_empty() {
+        return None;
+    }
+    let mut extractor = Extractor::new();
+    extractor
+        .kind(ExtractKind::Prefix)
+        .limit_total(MAX_EXPANSION);
+    let seq = extractor.extract(&inner);
+    let literals = seq.literals()?;
+    if literals.is_empty() || !literals.iter().all(|l| l.is_exact()) {
+        return None;
+    }
+    let strings: Vec<Box<str>> = literals
+        .iter()
+        .map(|l| std::str::from_utf8(l.as_bytes()).ok().map(Box::from))
+        .collect::<Option<_>>()?;
+    Some(if whole {
+        Pattern::Whole(LiteralSet::new(
+            strings.into_iter().map(Literal::Str).collect(),
+        ))
+    } else {
+        let starts = FirstBytes::of(strings.iter().map(|s| &**s));
+        Pattern::Prefixes(strings.into(), starts)
+    })
 }
 
 /// A record field a condition reads.
@@ -330,7 +501,11 @@ enum Field {
     SpanId,
     Tags,
     Body(Option<Box<str>>),
-    Attributes { path: Box<str>, head: u128, dotted: bool },
+    Attributes {
+        path: Box<str>,
+        head: u128,
+        dotted: bool,
+    },
     Resource(Box<str>),
     Scope(Box<str>),
     Redaction(Option<Box<str>>),
@@ -359,12 +534,20 @@ impl Field {
             Field::Tags => Some(Val::Tags(&r.tags)),
             Field::Body(None) => Some(Val::Json(&r.body)),
             Field::Body(Some(p)) => find_value(&r.body, p).map(Val::Json),
-            Field::Attributes { path, dotted: false, .. } => r.attributes.get(&**path).map(Val::Json),
+            Field::Attributes {
+                path,
+                dotted: false,
+                ..
+            } => r.attributes.get(&**path).map(Val::Json),
             Field::Attributes { path, .. } => find_in_map(&r.attributes, path).map(Val::Json),
             Field::Resource(p) => find_in_map(&r.resource, p).map(Val::Json),
             Field::Scope(p) => find_in_map(&r.scope, p).map(Val::Json),
             Field::Redaction(None) => r.redaction.as_ref().map(Val::Json),
-            Field::Redaction(Some(p)) => r.redaction.as_ref().and_then(|v| find_value(v, p)).map(Val::Json),
+            Field::Redaction(Some(p)) => r
+                .redaction
+                .as_ref()
+                .and_then(|v| find_value(v, p))
+                .map(Val::Json),
         }
     }
 
@@ -372,9 +555,11 @@ impl Field {
         match self {
             Field::Severity => Kind::Severity,
             Field::SeverityNumber => Kind::Number,
-            Field::SeverityText | Field::EventType | Field::Source | Field::TraceId | Field::SpanId => {
-                Kind::String
-            }
+            Field::SeverityText
+            | Field::EventType
+            | Field::Source
+            | Field::TraceId
+            | Field::SpanId => Kind::String,
             Field::Tags => Kind::Tags,
             _ => Kind::Json,
         }
@@ -405,7 +590,11 @@ impl<'a> Val<'a> {
     }
 
     fn equals(self, lit: &Literal) -> bool {
-        self.compare(lit) == Some(Ordering::Equal)
+        match (self.string(), lit) {
+            // Byte equality checks the lengths first, which ordering cannot.
+            (Some(s), Literal::Str(l)) => s == &**l,
+            _ => self.compare(lit) == Some(Ordering::Equal),
+        }
     }
 
     /// The value as a string, when it is one.
@@ -445,32 +634,35 @@ const SCAN_LIMIT: usize = 16;
 /// of the path is found. `lookup_map` asks the map once per such prefix, and in a typical
 /// audit event (a few keys, paths three or four segments deep) one pass is much cheaper.
 fn find_in_map<'a>(m: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if m.len() > SCAN_LIMIT || !path.contains('.') {
+    if m.len() > SCAN_LIMIT {
         return lookup_map(m, path);
     }
     let bytes = path.as_bytes();
-    // Keys at least this long have been tried already.
-    let mut bound = path.len() + 1;
-    loop {
-        let mut best: Option<(&str, &Value)> = None;
-        for (key, value) in m {
-            let len = key.len();
-            if len >= bound || best.is_some_and(|(b, _)| b.len() >= len) {
-                continue;
-            }
-            if bytes.starts_with(key.as_bytes()) && (len == bytes.len() || bytes[len] == b'.') {
-                best = Some((key, value));
-            }
+    // Keys that are a prefix of the path at a dot: (length, value), at most four of them.
+    let mut prefixes: [(usize, Option<&Value>); 4] = [(0, None); 4];
+    let mut count = 0;
+    for (key, value) in m {
+        let len = key.len();
+        if len > bytes.len()
+            || (len < bytes.len() && bytes[len] != b'.')
+            || key.as_bytes() != &bytes[..len]
+        {
+            continue;
         }
-        let (key, value) = best?;
-        if key.len() == path.len() {
+        if len == bytes.len() {
             return Some(value);
         }
-        if let Some(found) = find_value(value, &path[key.len() + 1..]) {
-            return Some(found);
+        if count == prefixes.len() {
+            return lookup_map(m, path);
         }
-        bound = key.len();
+        prefixes[count] = (len, Some(value));
+        count += 1;
     }
+    let prefixes = &mut prefixes[..count];
+    prefixes.sort_unstable_by_key(|&(len, _)| std::cmp::Reverse(len));
+    prefixes
+        .iter()
+        .find_map(|&(len, value)| find_value(value?, &path[len + 1..]))
 }
 
 /// [`lookup`], with maps read by [`find_in_map`].
@@ -509,13 +701,25 @@ impl Expr {
         match self {
             Expr::Const(b) => *b,
             Expr::Not(e) => !e.eval(r, index),
-            Expr::And(es) => es.iter().all(|e| e.eval(r, index)),
-            Expr::Or(es) => es.iter().any(|e| e.eval(r, index)),
-            Expr::Test(Field::Attributes { head, .. }, _) if !index.has(*head) => false,
+            Expr::And(es) => es.iter().all(|e| e.may_hold(index) && e.eval(r, index)),
+            Expr::Or(es) => es.iter().any(|e| e.may_hold(index) && e.eval(r, index)),
             Expr::Test(field, test) => {
-                let Some(value) = field.resolve(r) else { return false };
+                let Some(value) = field.resolve(r) else {
+                    return false;
+                };
                 test.eval(value)
             }
+        }
+    }
+
+    /// False when the index shows this is a test of an absent attribute. Checked before
+    /// descending, so that the common case, a test of a field the record does not have,
+    /// costs a bit test rather than a call.
+    #[inline(always)]
+    fn may_hold(&self, index: AttributeIndex) -> bool {
+        match self {
+            Expr::Test(Field::Attributes { head, .. }, _) => index.has(*head),
+            _ => true,
         }
     }
 
@@ -529,11 +733,18 @@ impl Expr {
             Expr::Const(false) => Some(Vec::new()),
             Expr::Test(Field::Attributes { head, .. }, _) => Some(vec![*head]),
             Expr::Test(..) => None,
-            Expr::Or(es) => es.iter().map(Expr::required_heads).try_fold(Vec::new(), |mut all, heads| {
-                all.extend(heads?);
-                Some(all)
-            }),
-            Expr::And(es) => es.iter().filter_map(Expr::required_heads).min_by_key(Vec::len),
+            Expr::Or(es) => {
+                es.iter()
+                    .map(Expr::required_heads)
+                    .try_fold(Vec::new(), |mut all, heads| {
+                        all.extend(heads?);
+                        Some(all)
+                    })
+            }
+            Expr::And(es) => es
+                .iter()
+                .filter_map(Expr::required_heads)
+                .min_by_key(Vec::len),
         }
     }
 }
@@ -545,13 +756,16 @@ impl Test {
                 Val::Tags(tags) => !tags.is_empty(),
                 _ => true,
             },
+            Test::Compare(CmpOp::Eq, lit) => value.equals(lit),
             Test::Compare(CmpOp::Ne, lit) => !value.equals(lit),
             Test::Compare(op, lit) => value.compare(lit).is_some_and(|ord| op.holds(ord)),
             Test::In(set) => set.has(value),
-            Test::Matches(re) => value.text().is_some_and(|s| re.is_match(s)),
+            Test::Matches(pattern) => value.text().is_some_and(|s| pattern.is_match(s)),
             Test::Contains(lit) => match (value, lit) {
                 (Val::Tags(tags), Literal::Str(l)) => tags.iter().any(|t| **t == **l),
-                (Val::Json(Value::Array(items)), _) => items.iter().any(|v| compare_json(v, lit) == Some(Ordering::Equal)),
+                (Val::Json(Value::Array(items)), _) => items
+                    .iter()
+                    .any(|v| compare_json(v, lit) == Some(Ordering::Equal)),
                 (_, Literal::Str(l)) => value.string().is_some_and(|s| s.contains(&**l)),
                 _ => false,
             },
@@ -636,8 +850,15 @@ fn lex(source: &str) -> Result<Vec<Token>, ConditionError> {
                     ('>', Some('=')) => (CmpOp::Ge, 2),
                     ('<', _) => (CmpOp::Lt, 1),
                     ('>', _) => (CmpOp::Gt, 1),
-                    ('=', _) => return Err(err(column, "`=` is not an operator: use `==` to compare")),
-                    _ => return Err(err(column, "`!` is not an operator: use `not` to negate, `!=` to compare")),
+                    ('=', _) => {
+                        return Err(err(column, "`=` is not an operator: use `==` to compare"));
+                    }
+                    _ => {
+                        return Err(err(
+                            column,
+                            "`!` is not an operator: use `not` to negate, `!=` to compare",
+                        ));
+                    }
                 };
                 tokens.push(single(Tok::Op(op)));
                 i += len;
@@ -645,7 +866,10 @@ fn lex(source: &str) -> Result<Vec<Token>, ConditionError> {
             }
             '&' | '|' => {
                 let word = if c == '&' { "and" } else { "or" };
-                return Err(err(column, format!("`{c}` is not an operator: use `{word}`")));
+                return Err(err(
+                    column,
+                    format!("`{c}` is not an operator: use `{word}`"),
+                ));
             }
             '\'' | '"' => {
                 let (text, end) = lex_string(&chars, i)?;
@@ -653,7 +877,9 @@ fn lex(source: &str) -> Result<Vec<Token>, ConditionError> {
                 i = end;
                 continue;
             }
-            c if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 let (kind, end) = lex_number(&chars, i)?;
                 tokens.push(single(kind));
                 i = end;
@@ -672,7 +898,10 @@ fn lex(source: &str) -> Result<Vec<Token>, ConditionError> {
         }
         i += 1;
     }
-    tokens.push(Token { kind: Tok::End, column: chars.len() + 1 });
+    tokens.push(Token {
+        kind: Tok::End,
+        column: chars.len() + 1,
+    });
     Ok(tokens)
 }
 
@@ -694,7 +923,10 @@ fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), Condition
             }
         }
     }
-    Err(err(start + 1, format!("the string that starts here is never closed: add a closing {quote}")))
+    Err(err(
+        start + 1,
+        format!("the string that starts here is never closed: add a closing {quote}"),
+    ))
 }
 
 fn lex_number(chars: &[char], start: usize) -> Result<(Tok, usize), ConditionError> {
@@ -729,14 +961,25 @@ fn lex_number(chars: &[char], start: usize) -> Result<(Tok, usize), ConditionErr
             word_end += 1;
         }
         let word: String = chars[start..word_end].iter().collect();
-        return Err(err(start + 1, format!("`{word}` is not a number; quote it if it is a string: '{word}'")));
+        return Err(err(
+            start + 1,
+            format!("`{word}` is not a number; quote it if it is a string: '{word}'"),
+        ));
     }
     let kind = if float {
-        Tok::Float(text.parse().map_err(|_| err(start + 1, format!("`{text}` is not a number")))?)
+        Tok::Float(
+            text.parse()
+                .map_err(|_| err(start + 1, format!("`{text}` is not a number")))?,
+        )
     } else {
         match text.parse::<i64>() {
             Ok(i) => Tok::Int(i),
-            Err(_) => return Err(err(start + 1, format!("`{text}` is too large for an integer"))),
+            Err(_) => {
+                return Err(err(
+                    start + 1,
+                    format!("`{text}` is too large for an integer"),
+                ));
+            }
         }
     };
     Ok((kind, end))
@@ -745,7 +988,9 @@ fn lex_number(chars: &[char], start: usize) -> Result<(Tok, usize), ConditionErr
 // ---------------------------------------------------------------------------------------
 // Parsing and type checking
 
-const KEYWORDS: &[&str] = &["and", "or", "not", "in", "matches", "contains", "exists", "true", "false", "null"];
+const KEYWORDS: &[&str] = &[
+    "and", "or", "not", "in", "matches", "contains", "exists", "true", "false", "null",
+];
 
 struct Parser<'t> {
     tokens: &'t [Token],
@@ -776,7 +1021,11 @@ impl<'t> Parser<'t> {
             self.bump();
             items.push(self.and()?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Expr::Or(items.into()) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::Or(items.into())
+        })
     }
 
     fn and(&mut self) -> Result<Expr, ConditionError> {
@@ -785,13 +1034,24 @@ impl<'t> Parser<'t> {
             self.bump();
             items.push(self.unary()?);
         }
-        Ok(if items.len() == 1 { items.remove(0) } else { Expr::And(items.into()) })
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::And(items.into())
+        })
     }
 
-    fn nested<T>(&mut self, column: usize, f: impl FnOnce(&mut Self) -> Result<T, ConditionError>) -> Result<T, ConditionError> {
+    fn nested<T>(
+        &mut self,
+        column: usize,
+        f: impl FnOnce(&mut Self) -> Result<T, ConditionError>,
+    ) -> Result<T, ConditionError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(err(column, format!("nested more than {MAX_DEPTH} levels deep")));
+            return Err(err(
+                column,
+                format!("nested more than {MAX_DEPTH} levels deep"),
+            ));
         }
         let out = f(self);
         self.depth -= 1;
@@ -810,20 +1070,27 @@ impl<'t> Parser<'t> {
                 if close.kind != Tok::RParen {
                     return Err(err(
                         close.column,
-                        format!("expected `)` to close the `(` at column {}, found {}", token.column, close.kind),
+                        format!(
+                            "expected `)` to close the `(` at column {}, found {}",
+                            token.column, close.kind
+                        ),
                     ));
                 }
                 Ok(inner)
             }),
             Tok::Word(w) if w == "true" || w == "false" => Ok(Expr::Const(w == "true")),
-            Tok::Word(w) if KEYWORDS.contains(&w.as_str()) => {
-                Err(err(token.column, format!("expected a field or `(`, found the keyword `{w}`")))
-            }
+            Tok::Word(w) if KEYWORDS.contains(&w.as_str()) => Err(err(
+                token.column,
+                format!("expected a field or `(`, found the keyword `{w}`"),
+            )),
             Tok::Word(w) => {
                 let field = parse_field(w, token.column)?;
                 self.predicate(field, token.column)
             }
-            other => Err(err(token.column, format!("expected a field, `not` or `(`, found {other}"))),
+            other => Err(err(
+                token.column,
+                format!("expected a field, `not` or `(`, found {other}"),
+            )),
         }
     }
 
@@ -840,32 +1107,64 @@ impl<'t> Parser<'t> {
             Tok::Word(w) if w == "matches" => {
                 let pattern = self.bump();
                 let Tok::Str(text) = &pattern.kind else {
-                    return Err(err(pattern.column, format!("`matches` takes a quoted regular expression, found {}", pattern.kind)));
+                    return Err(err(
+                        pattern.column,
+                        format!(
+                            "`matches` takes a quoted regular expression, found {}",
+                            pattern.kind
+                        ),
+                    ));
                 };
                 if matches!(field.kind(), Kind::Number | Kind::Tags) {
-                    return Err(err(token.column, format!("{} is not a string; `matches` tests strings", field_name(&field))));
+                    return Err(err(
+                        token.column,
+                        format!(
+                            "{} is not a string; `matches` tests strings",
+                            field_name(&field)
+                        ),
+                    ));
                 }
-                let re = Regex::new(text).map_err(|e| err(pattern.column, format!("invalid regular expression: {}", regex_message(&e))))?;
-                Test::Matches(re)
+                let compiled = Pattern::new(text).map_err(|e| {
+                    err(
+                        pattern.column,
+                        format!("invalid regular expression: {}", regex_message(&e)),
+                    )
+                })?;
+                Test::Matches(compiled)
             }
             Tok::Word(w) if w == "contains" => {
+                if matches!(field.kind(), Kind::Severity | Kind::Number) {
+                    return Err(err(
+                        token.column,
+                        format!(
+                            "`contains` tests strings and arrays, not {}",
+                            field_name(&field)
+                        ),
+                    ));
+                }
                 let (lit, column) = self.literal(&field)?;
                 match (field.kind(), &lit) {
-                    (Kind::Json, Literal::Severity(_)) => unreachable_severity(column)?,
-                    (Kind::Json, _) | (Kind::Tags | Kind::String, Literal::Str(_)) => {}
-                    (Kind::Tags | Kind::String, _) => {
-                        return Err(err(column, format!("{} holds strings: `contains` takes a quoted string", field_name(&field))));
+                    (Kind::Json, Literal::Severity(_)) => misplaced_severity(column)?,
+                    (Kind::Tags | Kind::String, lit) if !matches!(lit, Literal::Str(_)) => {
+                        return Err(err(
+                            column,
+                            format!(
+                                "{} holds strings: `contains` takes a quoted string",
+                                field_name(&field)
+                            ),
+                        ));
                     }
-                    (Kind::Severity | Kind::Number, _) => {
-                        return Err(err(token.column, format!("`contains` tests strings and arrays, not {}", field_name(&field))));
-                    }
+                    _ => {}
                 }
                 Test::Contains(lit)
             }
             Tok::End => {
                 return Err(err(
                     token.column,
-                    format!("`{}` needs a test after it: `==`, `in [..]`, `matches '..'`, `contains`, `exists`, …", field_source(&field)),
+                    format!(
+                        "`{}` needs a test after it: `==`, `in [..]`, `matches '..'`, `contains`, `exists`, …",
+                        field_source(&field)
+                    ),
                 ));
             }
             other => {
@@ -898,9 +1197,19 @@ impl<'t> Parser<'t> {
                 } else {
                     ""
                 };
-                return Err(err(column, format!("`{w}` is not a value: quote strings, as in '{w}'{hint}")));
+                return Err(err(
+                    column,
+                    format!("`{w}` is not a value: quote strings, as in '{w}'{hint}"),
+                ));
             }
-            other => return Err(err(column, format!("expected a value (a quoted string, a number, true, false or null), found {other}"))),
+            other => {
+                return Err(err(
+                    column,
+                    format!(
+                        "expected a value (a quoted string, a number, true, false or null), found {other}"
+                    ),
+                ));
+            }
         };
         Ok((lit, column))
     }
@@ -908,15 +1217,24 @@ impl<'t> Parser<'t> {
     fn list(&mut self, field: &Field, in_column: usize) -> Result<LiteralSet, ConditionError> {
         let open = self.bump();
         if open.kind != Tok::LBracket {
-            return Err(err(open.column, format!("`in` takes a list like ['a', 'b'], found {}", open.kind)));
+            return Err(err(
+                open.column,
+                format!("`in` takes a list like ['a', 'b'], found {}", open.kind),
+            ));
         }
         if field.kind() == Kind::Tags {
-            return Err(err(in_column, "`tags` is a list: test it with `tags contains '...'`"));
+            return Err(err(
+                in_column,
+                "`tags` is a list: test it with `tags contains '...'`",
+            ));
         }
         let mut items = Vec::new();
         loop {
             if self.peek().kind == Tok::RBracket && items.is_empty() {
-                return Err(err(self.peek().column, "an empty list never matches; name at least one value"));
+                return Err(err(
+                    self.peek().column,
+                    "an empty list never matches; name at least one value",
+                ));
             }
             let (lit, column) = self.literal(field)?;
             check_compare(field, CmpOp::Eq, &lit, column)?;
@@ -929,41 +1247,70 @@ impl<'t> Parser<'t> {
                 }
                 Tok::Comma => continue,
                 Tok::RBracket => break,
-                ref other => return Err(err(sep.column, format!("expected `,` or `]` in the list, found {other}"))),
+                ref other => {
+                    return Err(err(
+                        sep.column,
+                        format!("expected `,` or `]` in the list, found {other}"),
+                    ));
+                }
             }
         }
         Ok(LiteralSet::new(items))
     }
 }
 
-fn unreachable_severity(column: usize) -> Result<(), ConditionError> {
+fn misplaced_severity(column: usize) -> Result<(), ConditionError> {
     // Severity literals are only produced for the `severity` field; kept as an error
     // rather than a panic should that ever change.
-    Err(err(column, "a severity word is only a value for `severity`"))
+    Err(err(
+        column,
+        "a severity word is only a value for `severity`",
+    ))
 }
 
 /// Refuses comparisons that can never hold or make no sense for the field's type.
-fn check_compare(field: &Field, op: CmpOp, lit: &Literal, column: usize) -> Result<(), ConditionError> {
+fn check_compare(
+    field: &Field,
+    op: CmpOp,
+    lit: &Literal,
+    column: usize,
+) -> Result<(), ConditionError> {
     let name = field_name(field);
     match (field.kind(), lit) {
         (Kind::Severity, Literal::Severity(_)) => Ok(()),
-        (Kind::Severity, _) => Err(err(column, "`severity` is compared with info, low, medium, high or critical")),
+        (Kind::Severity, _) => Err(err(
+            column,
+            "`severity` is compared with info, low, medium, high or critical",
+        )),
         (Kind::Number, Literal::Int(_) | Literal::Float(_)) => Ok(()),
-        (Kind::Number, _) => Err(err(column, format!("{name} is a number; compare it with a number"))),
+        (Kind::Number, _) => Err(err(
+            column,
+            format!("{name} is a number; compare it with a number"),
+        )),
         (Kind::String, Literal::Str(_)) => Ok(()),
-        (Kind::String, _) => Err(err(column, format!("{name} is a string; compare it with a quoted string"))),
-        (Kind::Tags, _) => Err(err(column, "`tags` is a list: test it with `tags contains '...'`")),
-        (Kind::Json, Literal::Bool(_) | Literal::Null) if op.is_ordering() => {
-            Err(err(column, format!("`{}` orders numbers and strings only", op.as_str())))
-        }
-        (Kind::Json, Literal::Severity(_)) => unreachable_severity(column),
+        (Kind::String, _) => Err(err(
+            column,
+            format!("{name} is a string; compare it with a quoted string"),
+        )),
+        (Kind::Tags, _) => Err(err(
+            column,
+            "`tags` is a list: test it with `tags contains '...'`",
+        )),
+        (Kind::Json, Literal::Bool(_) | Literal::Null) if op.is_ordering() => Err(err(
+            column,
+            format!("`{}` orders numbers and strings only", op.as_str()),
+        )),
+        (Kind::Json, Literal::Severity(_)) => misplaced_severity(column),
         (Kind::Json, _) => Ok(()),
     }
 }
 
 fn severity_word(word: &str, column: usize) -> Result<Severity, ConditionError> {
     Severity::parse(word).ok_or_else(|| {
-        err(column, format!("`{word}` is not a severity: expected info, low, medium, high or critical"))
+        err(
+            column,
+            format!("`{word}` is not a severity: expected info, low, medium, high or critical"),
+        )
     })
 }
 
@@ -971,7 +1318,13 @@ fn regex_message(e: &regex::Error) -> String {
     // The syntax error's own text spans several lines with a caret diagram; keep its
     // last line, which says what is wrong.
     let text = e.to_string();
-    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&text).trim().trim_start_matches("error: ").to_string()
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(&text)
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 const SCALAR_FIELDS: &[&str] = &[
@@ -987,7 +1340,10 @@ const SCALAR_FIELDS: &[&str] = &[
 
 fn parse_field(path: &str, column: usize) -> Result<Field, ConditionError> {
     if path.starts_with('.') || path.ends_with('.') || path.contains("..") {
-        return Err(err(column, format!("`{path}` has an empty segment between dots")));
+        return Err(err(
+            column,
+            format!("`{path}` has an empty segment between dots"),
+        ));
     }
     let (head, rest) = match path.split_once('.') {
         Some((h, r)) => (h, Some(r)),
@@ -996,7 +1352,10 @@ fn parse_field(path: &str, column: usize) -> Result<Field, ConditionError> {
     let rest_box = rest.map(Box::<str>::from);
     let needs_key = |f: fn(Box<str>) -> Field| match rest {
         Some(r) => Ok(f(r.into())),
-        None => Err(err(column, format!("`{head}` is a map: name a key, as in `{head}.<key>`"))),
+        None => Err(err(
+            column,
+            format!("`{head}` is a map: name a key, as in `{head}.<key>`"),
+        )),
     };
     let scalar = |f: Field| match rest {
         None => Ok(f),
@@ -1013,13 +1372,22 @@ fn parse_field(path: &str, column: usize) -> Result<Field, ConditionError> {
         "tags" => scalar(Field::Tags),
         "body" => Ok(Field::Body(rest_box)),
         "redaction" => Ok(Field::Redaction(rest_box)),
-        "attributes" => needs_key(|path| Field::Attributes { head: head_bits(&path), dotted: path.contains('.'), path }),
+        "attributes" => needs_key(|path| Field::Attributes {
+            head: head_bits(&path),
+            dotted: path.contains('.'),
+            path,
+        }),
         "resource" => needs_key(Field::Resource),
         "scope" => needs_key(Field::Scope),
         _ => {
             let hint = match head {
-                "attribute" | "attrs" | "attr" => format!("; did you mean `attributes{}`?", rest.map(|r| format!(".{r}")).unwrap_or_default()),
-                _ => format!("; an event's own keys live under `attributes`, as in `attributes.{path}`"),
+                "attribute" | "attrs" | "attr" => format!(
+                    "; did you mean `attributes{}`?",
+                    rest.map(|r| format!(".{r}")).unwrap_or_default()
+                ),
+                _ => format!(
+                    "; an event's own keys live under `attributes`, as in `attributes.{path}`"
+                ),
             };
             Err(err(
                 column,
@@ -1075,11 +1443,19 @@ mod tests {
         r.attributes.insert("ratio".into(), json!(0.25));
         r.attributes.insert("admin".into(), json!(true));
         r.attributes.insert("nothing".into(), json!(null));
-        r.attributes.insert("roles".into(), json!(["viewer", "admin"]));
+        r.attributes
+            .insert("roles".into(), json!(["viewer", "admin"]));
         r.attributes.insert("huge".into(), json!(u64::MAX));
-        r.attributes.insert("actor".into(), json!({"session": {"user": {"id": "user-abc"}, "ip_address": "10.0.0.7"}}));
-        r.attributes.insert("login.failed".into(), json!({"error_code": "invalid_credentials"}));
-        r.resource.insert("service.name".into(), json!("litellm-proxy"));
+        r.attributes.insert(
+            "actor".into(),
+            json!({"session": {"user": {"id": "user-abc"}, "ip_address": "10.0.0.7"}}),
+        );
+        r.attributes.insert(
+            "login.failed".into(),
+            json!({"error_code": "invalid_credentials"}),
+        );
+        r.resource
+            .insert("service.name".into(), json!("litellm-proxy"));
         r.body = json!({"status": "denied", "items": [{"id": 3}]});
         r.tags = vec!["failed_login_burst".into()];
         r
@@ -1114,7 +1490,9 @@ mod tests {
         assert!(eval("body.items.0.id == 3"));
         assert!(eval("resource.service.name == 'litellm-proxy'"));
         assert!(eval("attributes.actor.session.user.id == 'user-abc'"));
-        assert!(eval("attributes.login.failed.error_code == 'invalid_credentials'"));
+        assert!(eval(
+            "attributes.login.failed.error_code == 'invalid_credentials'"
+        ));
         assert!(eval("event_type == 'authentication'"));
         assert!(eval("source == 'http/gateway'"));
     }
@@ -1131,14 +1509,28 @@ mod tests {
 
     #[test]
     fn missing_fields_fail_every_test_and_not_inverts_that() {
-        for test in ["== 'x'", "!= 'x'", "< 3", ">= 'a'", "in ['x', 1]", "matches '.*'", "contains 'x'", "exists"] {
+        for test in [
+            "== 'x'",
+            "!= 'x'",
+            "< 3",
+            ">= 'a'",
+            "in ['x', 1]",
+            "matches '.*'",
+            "contains 'x'",
+            "exists",
+        ] {
             assert!(!eval(&format!("attributes.missing {test}")), "{test}");
             assert!(eval(&format!("not attributes.missing {test}")), "{test}");
         }
         let mut unclassified = record();
         unclassified.severity = None;
         unclassified.event_type = None;
-        for src in ["severity >= info", "severity != high", "event_type != 'x'", "event_type exists"] {
+        for src in [
+            "severity >= info",
+            "severity != high",
+            "event_type != 'x'",
+            "event_type exists",
+        ] {
             assert!(!Condition::parse(src).unwrap().eval(&unclassified), "{src}");
         }
         assert!(eval("attributes.nothing exists"));
@@ -1151,7 +1543,9 @@ mod tests {
         assert!(!eval("attributes.status > 401"));
         assert!(eval("attributes.ratio < 1"));
         assert!(eval("attributes.huge > 9223372036854775807"));
-        assert!(eval("attributes.user_id > 'u-1' and attributes.user_id < 'u-2'"));
+        assert!(eval(
+            "attributes.user_id > 'u-1' and attributes.user_id < 'u-2'"
+        ));
         assert!(eval("severity_number >= 17"));
         assert!(eval("attributes.status > -1"));
     }
@@ -1170,10 +1564,14 @@ mod tests {
 
     #[test]
     fn in_lists_matches_and_contains() {
-        assert!(eval("attributes.action in ['login.failed', 'logout.failed']"));
+        assert!(eval(
+            "attributes.action in ['login.failed', 'logout.failed']"
+        ));
         assert!(eval("attributes.status in [400, 401, 403]"));
         assert!(!eval("attributes.status in ['401']"));
-        assert!(eval("attributes.action matches '^login\\.(failed|denied)$'"));
+        assert!(eval(
+            "attributes.action matches '^login\\.(failed|denied)$'"
+        ));
         assert!(!eval("attributes.status matches '401'"));
         assert!(eval("attributes.roles contains 'admin'"));
         assert!(!eval("attributes.roles contains 'owner'"));
@@ -1187,7 +1585,8 @@ mod tests {
     fn string_escapes_keep_regex_backslashes() {
         assert!(eval(r"attributes.action matches 'login\.failed'"));
         let mut r = record();
-        r.attributes.insert("q".into(), json!("it's \"quoted\" \\ here"));
+        r.attributes
+            .insert("q".into(), json!("it's \"quoted\" \\ here"));
         let c = Condition::parse(r#"attributes.q == 'it\'s "quoted" \\ here'"#).unwrap();
         assert!(c.eval(&r));
         let c = Condition::parse(r#"attributes.q == "it's \"quoted\" \\ here""#).unwrap();
@@ -1199,9 +1598,15 @@ mod tests {
         assert!(eval("true"));
         assert!(!eval("false"));
         // `not` binds tighter than `and`, `and` tighter than `or`.
-        assert!(eval("attributes.status == 1 or attributes.status == 401 and severity == high"));
-        assert!(!eval("(attributes.status == 1 or attributes.status == 401) and severity == low"));
-        assert!(eval("not attributes.status == 1 and not (severity == low or severity == info)"));
+        assert!(eval(
+            "attributes.status == 1 or attributes.status == 401 and severity == high"
+        ));
+        assert!(!eval(
+            "(attributes.status == 1 or attributes.status == 401) and severity == low"
+        ));
+        assert!(eval(
+            "not attributes.status == 1 and not (severity == low or severity == info)"
+        ));
         assert!(eval("not not attributes.admin == true"));
         assert!(!eval("attributes.admin == true and false"));
     }
@@ -1211,7 +1616,14 @@ mod tests {
     #[test]
     fn agrees_with_a_direct_reading_of_the_rules() {
         use proptest::prelude::*;
-        let values = [json!("a"), json!("b"), json!(1), json!(2.5), json!(true), json!(null)];
+        let values = [
+            json!("a"),
+            json!("b"),
+            json!(1),
+            json!(2.5),
+            json!(true),
+            json!(null),
+        ];
         let literals = ["'a'", "'b'", "1", "2.5", "true", "null"];
         let reference = |v: Option<&Value>, op: &str, lit: &Value| -> bool {
             let Some(v) = v else { return false };
@@ -1234,21 +1646,37 @@ mod tests {
         };
         let mut runner = proptest::test_runner::TestRunner::default();
         runner
-            .run(&(0..7usize, 0..6usize, 0..4usize, any::<bool>()), |(vi, li, oi, negate)| {
-                let op = ["==", "!=", "<", ">="][oi];
-                if (literals[li] == "true" || literals[li] == "null") && (op == "<" || op == ">=") {
-                    return Ok(());
-                }
-                let mut r = Record::default();
-                if vi < values.len() {
-                    r.attributes.insert("x".into(), values[vi].clone());
-                }
-                let lit: Value = serde_json::from_str(&literals[li].replace('\'', "\"")).unwrap();
-                let src = format!("{}attributes.x {op} {}", if negate { "not " } else { "" }, literals[li]);
-                let expected = reference(r.get_path("attributes.x").as_ref(), op, &lit) != negate;
-                prop_assert_eq!(Condition::parse(&src).unwrap().eval(&r), expected, "{}", src);
-                Ok(())
-            })
+            .run(
+                &(0..7usize, 0..6usize, 0..4usize, any::<bool>()),
+                |(vi, li, oi, negate)| {
+                    let op = ["==", "!=", "<", ">="][oi];
+                    if (literals[li] == "true" || literals[li] == "null")
+                        && (op == "<" || op == ">=")
+                    {
+                        return Ok(());
+                    }
+                    let mut r = Record::default();
+                    if vi < values.len() {
+                        r.attributes.insert("x".into(), values[vi].clone());
+                    }
+                    let lit: Value =
+                        serde_json::from_str(&literals[li].replace('\'', "\"")).unwrap();
+                    let src = format!(
+                        "{}attributes.x {op} {}",
+                        if negate { "not " } else { "" },
+                        literals[li]
+                    );
+                    let expected =
+                        reference(r.get_path("attributes.x").as_ref(), op, &lit) != negate;
+                    prop_assert_eq!(
+                        Condition::parse(&src).unwrap().eval(&r),
+                        expected,
+                        "{}",
+                        src
+                    );
+                    Ok(())
+                },
+            )
             .unwrap();
     }
 
@@ -1268,13 +1696,165 @@ mod tests {
             ]
         });
         let path = prop::collection::vec(segment, 1..6).prop_map(|s| s.join("."));
-        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(2000));
+        // More prefixes of one path than the single pass keeps: it hands over to lookup_map.
+        let nested: Map<String, Value> = serde_json::from_value(json!({
+            "a": {"b": 1}, "a.b": {"c": 2}, "a.b.c": {"x": 3}, "a.b.c.d": {"e": {"f": 4}}, "a.b.c.d.e": {"g": 5}
+        }))
+        .unwrap();
+        for path in ["a.b.c.d.e.f", "a.b.c.d.e.g", "a.b.c", "a.b", "a.b.c.d.e.h"] {
+            assert_eq!(
+                find_in_map(&nested, path),
+                lookup_map(&nested, path),
+                "{path}"
+            );
+        }
+        assert_eq!(find_in_map(&nested, "a.b.c.d.e.f"), Some(&json!(4)));
+
+        let mut runner =
+            proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(2000));
         runner
             .run(&(value, path), |(v, path)| {
                 let Value::Object(m) = &v else { return Ok(()) };
                 let expected = lookup_map(m, &path).map(|x| x as *const Value);
                 let got = find_in_map(m, &path).map(|x| x as *const Value);
                 prop_assert_eq!(got, expected, "{} in {}", path, v);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// Expanded patterns must match exactly what the regular expression matches.
+    #[test]
+    fn expanded_patterns_agree_with_the_regular_expression() {
+        let patterns = [
+            r"^(api_key|key|keys|virtual_key)\.(created|rotated|deleted)$",
+            r"^guardrails?\.(deleted|disabled)$",
+            r"^(budget|rate_limit|quota)\.",
+            r"^/v1/(api-keys|virtual-keys)",
+            r"^/v1/admin/(users|workspaces/[^/]+/users)",
+            r"^login$",
+            r"^$",
+            r"^(a|ab|abc)$",
+            r"^(|x)y?",
+            r"^(|é)$",
+            r"^a?b$",
+            r"^(?i)key\.created$",
+            r"^x\.(\d)$",
+            r"login\.failed",
+            r"^k(e|ey)y\b",
+        ];
+        let inputs = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "b",
+            "login",
+            "login.failed",
+            "xlogin",
+            "key.created",
+            "KEY.created",
+            "key.created.x",
+            "keys.rotated",
+            "virtual_key.deleted",
+            "api_key.rotated ",
+            "guardrail.deleted",
+            "guardrails.disabled",
+            "guardrails.removed",
+            "budget.updated",
+            "budget",
+            "quota.",
+            "rate_limit.x",
+            "/v1/api-keys/ws",
+            "/v1/virtual-keys",
+            "/v2/api-keys",
+            "/v1/admin/users",
+            "/v1/admin/workspaces/w1/users",
+            "x.1",
+            "x.12",
+            "kkey",
+            "keey",
+            "key",
+            "\u{212A}ey.created",
+            "é",
+            "éy",
+            "y",
+            "xy",
+        ];
+        for source in patterns {
+            let regex = Regex::new(source).unwrap();
+            let pattern = Pattern::new(source).unwrap();
+            for input in inputs {
+                assert_eq!(
+                    pattern.is_match(input),
+                    regex.is_match(input),
+                    "{source} on {input:?}"
+                );
+            }
+        }
+        assert!(matches!(
+            Pattern::new(patterns[0]).unwrap(),
+            Pattern::Whole(_)
+        ));
+        assert!(matches!(
+            Pattern::new(patterns[2]).unwrap(),
+            Pattern::Prefixes(..)
+        ));
+        assert!(matches!(
+            Pattern::new(patterns[4]).unwrap(),
+            Pattern::Regex(_)
+        ));
+        assert!(matches!(
+            Pattern::new(patterns[11]).unwrap(),
+            Pattern::Regex(_)
+        ));
+    }
+
+    /// The attribute index only saves work: with it, every condition answers as without.
+    #[test]
+    fn the_attribute_index_never_changes_an_answer() {
+        use proptest::prelude::*;
+        let key = prop::sample::select(vec!["a", "b", "a.b", "b.c", "ab", "c", "a.b.c"]);
+        let attributes = prop::collection::btree_map(
+            key,
+            prop_oneof![
+                Just(json!(1)),
+                Just(json!({"b": 1, "c": {"d": 1}})),
+                Just(json!([1, {"b": 1}]))
+            ],
+            0..5,
+        );
+        let path = prop::sample::select(vec![
+            "a", "b", "a.b", "a.b.c", "b.c", "ab", "c.d", "a.0", "a.1.b", "x",
+        ]);
+        let test = prop::sample::select(vec!["exists", "== 1", "!= 1", "in [1, 2]"]);
+        let atom = (path, test).prop_map(|(p, t)| format!("attributes.{p} {t}"));
+        let condition = atom.prop_recursive(3, 12, 3, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+                inner.prop_map(|a| format!("not {a}")),
+            ]
+        });
+        let mut runner =
+            proptest::test_runner::TestRunner::new(proptest::test_runner::Config::with_cases(3000));
+        runner
+            .run(&(attributes, condition), |(attributes, source)| {
+                let r = Record {
+                    attributes: attributes
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                    ..Record::default()
+                };
+                let c = Condition::parse(&source).unwrap();
+                prop_assert_eq!(
+                    c.eval_indexed(&r, AttributeIndex::of(&r)),
+                    c.eval(&r),
+                    "{}",
+                    source
+                );
                 Ok(())
             })
             .unwrap();
@@ -1293,23 +1873,45 @@ mod tests {
         assert!(e.message.contains("attributes.user_id"), "{}", e.message);
         let e = parse_err("attributes.action matches '(unclosed'");
         assert_eq!(e.column, 27);
-        assert!(e.message.contains("invalid regular expression"), "{}", e.message);
+        assert!(
+            e.message.contains("invalid regular expression"),
+            "{}",
+            e.message
+        );
         let e = parse_err("attributes.a == 'x' and");
         assert_eq!(e.column, 24);
         let e = parse_err("attributes.a == 'x");
         assert_eq!(e.column, 17);
         assert!(e.message.contains("never closed"));
         assert_eq!(parse_err("attributes.a = 'x'").column, 14);
-        assert!(parse_err("attributes.a == 'x' && true").message.contains("use `and`"));
+        assert!(
+            parse_err("attributes.a == 'x' && true")
+                .message
+                .contains("use `and`")
+        );
         assert_eq!(parse_err("(attributes.a == 1").column, 19);
         assert_eq!(parse_err("attributes.a == 1)").column, 18);
-        assert!(parse_err("attributes.a == admin").message.contains("quote strings"));
-        assert!(parse_err("attributes.a == high").message.contains("only for `severity`"));
+        assert!(
+            parse_err("attributes.a == admin")
+                .message
+                .contains("quote strings")
+        );
+        assert!(
+            parse_err("attributes.a == high")
+                .message
+                .contains("only for `severity`")
+        );
         assert_eq!(parse_err("attributes.a in []").column, 18);
         assert_eq!(parse_err("attributes.a > true").column, 16);
         assert!(parse_err("attributes").message.contains("name a key"));
-        assert!(parse_err("severity.x == high").message.contains("no fields below"));
+        assert!(
+            parse_err("severity.x == high")
+                .message
+                .contains("no fields below")
+        );
         assert!(parse_err("tags == 'x'").message.contains("tags contains"));
+        assert_eq!(parse_err("severity contains 'hi'").column, 10);
+        assert_eq!(parse_err("tags contains 3").column, 15);
         assert_eq!(parse_err("attributes.a == 5m").column, 17);
         assert_eq!(parse_err("attributes.x..y exists").column, 1);
         assert!(parse_err("attributes.a").message.contains("needs a test"));

@@ -16,8 +16,9 @@
 //! `docs/conditions.md`.
 //!
 //! Every dropped record is counted once in `vellum_filter_dropped_records_total{component,
-//! rule}`: `rule` is the first `drop` entry it matched (its name, or `drop[<index>]`), or
-//! `keep` when it matched no `keep` entry. `drop` is checked first.
+//! rule}`: `rule` is the first `drop` entry it matched (its name, or else its place: `drop`
+//! for a single condition, `drop[2]` in a list), or `keep` when it matched no `keep` entry.
+//! `drop` is checked first. Names are lowercase words; `keep` and `drop` are reserved.
 //!
 //! A filter must come before `hash_chain` in a pipeline: once a record is sealed, dropping
 //! it would leave a gap in the chain. Routing records to some exporters and not others is
@@ -47,7 +48,11 @@ pub struct FilterConfig {
 
 /// One condition or a list of them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FilterRules(pub Vec<FilterRule>);
+pub struct FilterRules {
+    pub rules: Vec<FilterRule>,
+    /// Written as a list, so that errors name `drop[2]` rather than `drop`.
+    listed: bool,
+}
 
 /// A condition, optionally named for the `rule` label of the drop counter.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -56,6 +61,19 @@ pub struct FilterRule {
     #[serde(default)]
     pub name: Option<String>,
     pub when: String,
+    /// Written as a bare condition rather than `{name, when}`.
+    #[serde(skip)]
+    bare: bool,
+}
+
+impl FilterRule {
+    fn bare(when: &str) -> FilterRule {
+        FilterRule {
+            name: None,
+            when: when.to_string(),
+            bare: true,
+        }
+    }
 }
 
 /// What is wrong with a `filter` configuration: where (`drop[2].when`), and what.
@@ -90,7 +108,10 @@ impl fmt::Debug for Filter {
         f.debug_struct("Filter")
             .field("id", &self.id)
             .field("keep", &self.keep.as_ref().map(Vec::len))
-            .field("drop", &self.drop.iter().map(|(label, _)| label).collect::<Vec<_>>())
+            .field(
+                "drop",
+                &self.drop.iter().map(|(label, _)| label).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -98,7 +119,11 @@ impl fmt::Debug for Filter {
 impl Filter {
     pub fn new(id: &str, cfg: &FilterConfig) -> Result<Filter, FilterConfigError> {
         let (keep, drop) = compile(cfg).map_err(|mut errors| errors.remove(0))?;
-        Ok(Filter { id: id.to_string(), keep, drop })
+        Ok(Filter {
+            id: id.to_string(),
+            keep,
+            drop,
+        })
     }
 
     /// Why a record is dropped: the index of its `rule` label (`drop.len()` for `keep`).
@@ -125,7 +150,10 @@ impl Processor for Filter {
         });
         for (rule, &count) in dropped.iter().enumerate() {
             if count > 0 {
-                let label = self.drop.get(rule).map_or(KEEP_LABEL, |(label, _)| label.as_str());
+                let label = self
+                    .drop
+                    .get(rule)
+                    .map_or(KEEP_LABEL, |(label, _)| label.as_str());
                 metrics::counter!("vellum_filter_dropped_records_total", "component" => self.id.clone(), "rule" => label.to_string())
                     .increment(count);
             }
@@ -145,54 +173,93 @@ fn compile(cfg: &FilterConfig) -> Result<Compiled, Vec<FilterConfigError>> {
             message: "a filter needs `keep`, `drop` or both".into(),
         });
     }
-    let conditions = |section: &str, rules: &FilterRules, errors: &mut Vec<FilterConfigError>| {
-        let mut out = Vec::new();
-        if rules.0.is_empty() {
-            errors.push(FilterConfigError {
-                path: section.into(),
-                column: None,
-                message: "an empty list: give at least one condition, or leave the key out".into(),
-            });
-        }
-        for (i, rule) in rules.0.iter().enumerate() {
-            let at = if rules.0.len() == 1 && rule.name.is_none() { section.to_string() } else { format!("{section}[{i}]") };
-            match Condition::parse(&rule.when) {
-                Ok(c) => out.push((rule.name.clone().unwrap_or_else(|| format!("{section}[{i}]")), c)),
-                Err(e) => {
-                    let path = if rule.name.is_some() { format!("{at}.when") } else { at };
-                    errors.push(FilterConfigError {
-                        path,
-                        column: Some(e.column),
-                        message: format!("column {} of the condition: {}", e.column, e.message),
-                    });
-                }
+    let keep = cfg.keep.as_ref().map(|k| {
+        compile_section("keep", k, &mut errors)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    });
+    let drop = cfg
+        .drop
+        .as_ref()
+        .map(|d| compile_section("drop", d, &mut errors))
+        .unwrap_or_default();
+    if errors.is_empty() {
+        Ok((keep, drop))
+    } else {
+        Err(errors)
+    }
+}
+
+/// A section's conditions with their labels: the rule's name, or its path (`drop[2]`).
+fn compile_section(
+    section: &str,
+    rules: &FilterRules,
+    errors: &mut Vec<FilterConfigError>,
+) -> Vec<(String, Condition)> {
+    let mut problem = |path: String, column: Option<usize>, message: String| {
+        errors.push(FilterConfigError {
+            path,
+            column,
+            message,
+        });
+    };
+    if rules.rules.is_empty() {
+        problem(
+            section.into(),
+            None,
+            "an empty list: give at least one condition, or leave the key out".into(),
+        );
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, rule) in rules.rules.iter().enumerate() {
+        let at = if rules.listed {
+            format!("{section}[{i}]")
+        } else {
+            section.to_string()
+        };
+        if let Some(name) = &rule.name {
+            let message = if !is_label(name) {
+                Some(format!(
+                    "`{name}` is not a rule name: use 1 to 64 lowercase letters, digits, `_`, `-` or `.`"
+                ))
+            } else if name == KEEP_LABEL || name == "drop" {
+                Some(format!(
+                    "`{name}` is reserved for unnamed rules; choose another name"
+                ))
+            } else if !names.insert(name.as_str()) {
+                Some(format!("another rule is already named `{name}`"))
+            } else {
+                None
+            };
+            if let Some(message) = message {
+                problem(format!("{at}.name"), None, message);
             }
         }
-        out
-    };
-    let keep = cfg.keep.as_ref().map(|k| conditions("keep", k, &mut errors).into_iter().map(|(_, c)| c).collect());
-    let drop = cfg.drop.as_ref().map(|d| conditions("drop", d, &mut errors)).unwrap_or_default();
-
-    let mut labels = std::collections::BTreeSet::new();
-    for (i, rule) in cfg.drop.iter().flat_map(|d| d.0.iter()).enumerate() {
-        let Some(name) = &rule.name else { continue };
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
-        let problem = if !valid {
-            Some(format!("`{name}` is not a rule name: use 1 to 64 lowercase letters, digits, `_`, `-` or `.`"))
-        } else if name == KEEP_LABEL || name.starts_with("drop[") {
-            Some(format!("`{name}` is reserved for unnamed rules; choose another name"))
-        } else if !labels.insert(name.as_str()) {
-            Some(format!("another drop rule is already named `{name}`"))
+        let when_path = if rule.bare {
+            at.clone()
         } else {
-            None
+            format!("{at}.when")
         };
-        if let Some(message) = problem {
-            errors.push(FilterConfigError { path: format!("drop[{i}].name"), column: None, message });
+        match Condition::parse(&rule.when) {
+            Ok(c) => out.push((rule.name.clone().unwrap_or(at), c)),
+            Err(e) => problem(
+                when_path,
+                Some(e.column),
+                format!("column {} of the condition: {}", e.column, e.message),
+            ),
         }
     }
-    if errors.is_empty() { Ok((keep, drop)) } else { Err(errors) }
+    out
+}
+
+fn is_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'))
 }
 
 impl<'de> Deserialize<'de> for FilterRules {
@@ -207,11 +274,19 @@ impl<'de> Deserialize<'de> for FilterRules {
             }
 
             fn visit_str<E: de::Error>(self, s: &str) -> Result<FilterRules, E> {
-                Ok(FilterRules(vec![FilterRule { name: None, when: s.to_string() }]))
+                Ok(FilterRules {
+                    rules: vec![FilterRule::bare(s)],
+                    listed: false,
+                })
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FilterRules, A::Error> {
-                FilterRule::deserialize(de::value::MapAccessDeserializer::new(map)).map(|r| FilterRules(vec![r]))
+                FilterRule::deserialize(de::value::MapAccessDeserializer::new(map)).map(|r| {
+                    FilterRules {
+                        rules: vec![r],
+                        listed: false,
+                    }
+                })
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FilterRules, A::Error> {
@@ -219,7 +294,10 @@ impl<'de> Deserialize<'de> for FilterRules {
                 while let Some(rule) = seq.next_element::<RuleEntry>()? {
                     rules.push(rule.0);
                 }
-                Ok(FilterRules(rules))
+                Ok(FilterRules {
+                    rules,
+                    listed: true,
+                })
             }
         }
 
@@ -242,7 +320,7 @@ impl<'de> Deserialize<'de> for RuleEntry {
             }
 
             fn visit_str<E: de::Error>(self, s: &str) -> Result<RuleEntry, E> {
-                Ok(RuleEntry(FilterRule { name: None, when: s.to_string() }))
+                Ok(RuleEntry(FilterRule::bare(s)))
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RuleEntry, A::Error> {
@@ -258,7 +336,9 @@ impl<'de> Deserialize<'de> for RuleEntry {
 mod tests {
     use super::*;
     use crate::event::Severity;
-    use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
     use serde_json::json;
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -271,7 +351,10 @@ mod tests {
     impl CountingRecorder {
         fn counts(&self) -> BTreeMap<String, u64> {
             let counters = self.0.lock().unwrap();
-            counters.iter().map(|(k, v)| (k.clone(), v.load(Ordering::SeqCst))).collect()
+            counters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.load(Ordering::SeqCst)))
+                .collect()
         }
     }
 
@@ -280,7 +363,10 @@ mod tests {
         fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
         fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
         fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
             let name = format!("{}{{{}}}", key.name(), labels.join(","));
             Counter::from_arc(self.0.lock().unwrap().entry(name).or_default().clone())
         }
@@ -312,7 +398,10 @@ mod tests {
     }
 
     fn actions(records: &[Record]) -> Vec<&str> {
-        records.iter().map(|r| r.attributes["action"].as_str().unwrap()).collect()
+        records
+            .iter()
+            .map(|r| r.attributes["action"].as_str().unwrap())
+            .collect()
     }
 
     fn filter(yaml: &str) -> Filter {
@@ -323,7 +412,10 @@ mod tests {
     #[test]
     fn keep_passes_only_matching_records_in_order() {
         let f = filter("keep: \"event_type == 'security' or severity >= high\"");
-        assert_eq!(actions(&f.process(batch())), ["guardrail.violation", "login.failed"]);
+        assert_eq!(
+            actions(&f.process(batch())),
+            ["guardrail.violation", "login.failed"]
+        );
     }
 
     #[test]
@@ -341,9 +433,21 @@ drop:
         assert_eq!(actions(&out), ["guardrail.violation"]);
         let counts = recorder.counts();
         let expected: BTreeMap<String, u64> = [
-            ("vellum_filter_dropped_records_total{component=filter/test,rule=health_checks}".to_string(), 2),
-            ("vellum_filter_dropped_records_total{component=filter/test,rule=drop[1]}".to_string(), 2),
-            ("vellum_filter_dropped_records_total{component=filter/test,rule=drop[2]}".to_string(), 1),
+            (
+                "vellum_filter_dropped_records_total{component=filter/test,rule=health_checks}"
+                    .to_string(),
+                2,
+            ),
+            (
+                "vellum_filter_dropped_records_total{component=filter/test,rule=drop[1]}"
+                    .to_string(),
+                2,
+            ),
+            (
+                "vellum_filter_dropped_records_total{component=filter/test,rule=drop[2]}"
+                    .to_string(),
+                1,
+            ),
         ]
         .into();
         assert_eq!(counts, expected);
@@ -361,8 +465,16 @@ drop: { name: health_checks, when: "attributes.action == 'healthcheck'" }
         let out = metrics::with_local_recorder(&recorder, || f.process(batch()));
         assert_eq!(actions(&out), ["guardrail.violation", "login.failed"]);
         let counts = recorder.counts();
-        assert_eq!(counts.get("vellum_filter_dropped_records_total{component=filter/test,rule=health_checks}"), Some(&2));
-        assert_eq!(counts.get("vellum_filter_dropped_records_total{component=filter/test,rule=keep}"), Some(&2));
+        assert_eq!(
+            counts.get(
+                "vellum_filter_dropped_records_total{component=filter/test,rule=health_checks}"
+            ),
+            Some(&2)
+        );
+        assert_eq!(
+            counts.get("vellum_filter_dropped_records_total{component=filter/test,rule=keep}"),
+            Some(&2)
+        );
         assert_eq!(counts.len(), 2);
     }
 
@@ -380,9 +492,22 @@ drop: { name: health_checks, when: "attributes.action == 'healthcheck'" }
         // A missing field fails every test: `keep` on it drops, `drop` on it keeps.
         let mut unclassified = Record::new("otlp");
         unclassified.attributes.insert("action".into(), json!("x"));
-        assert!(filter("keep: \"severity >= info\"").process(vec![unclassified.clone()]).is_empty());
-        assert_eq!(filter("drop: \"severity < high\"").process(vec![unclassified.clone()]).len(), 1);
-        assert!(filter("drop: \"not severity >= high\"").process(vec![unclassified]).is_empty());
+        assert!(
+            filter("keep: \"severity >= info\"")
+                .process(vec![unclassified.clone()])
+                .is_empty()
+        );
+        assert_eq!(
+            filter("drop: \"severity < high\"")
+                .process(vec![unclassified.clone()])
+                .len(),
+            1
+        );
+        assert!(
+            filter("drop: \"not severity >= high\"")
+                .process(vec![unclassified])
+                .is_empty()
+        );
     }
 
     #[test]
@@ -401,28 +526,61 @@ drop:
         .unwrap();
         let problems = cfg.problems();
         let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["keep", "drop[1].when", "drop[2].name", "drop[3].name", "drop[4].name"]);
-        assert!(problems[0].1.starts_with("column 13 of the condition"), "{}", problems[0].1);
-        assert!(problems[1].1.starts_with("column 16 of the condition"), "{}", problems[1].1);
+        assert_eq!(
+            paths,
+            [
+                "keep",
+                "drop[1].when",
+                "drop[2].name",
+                "drop[3].name",
+                "drop[4].name"
+            ]
+        );
+        assert!(
+            problems[0].1.starts_with("column 13 of the condition"),
+            "{}",
+            problems[0].1
+        );
+        assert!(
+            problems[1].1.starts_with("column 16 of the condition"),
+            "{}",
+            problems[1].1
+        );
         let e = Filter::new("filter", &cfg).unwrap_err();
         assert_eq!((e.path.as_str(), e.column), ("keep", Some(13)));
+
+        // A single entry is named by the key itself.
+        let single: FilterConfig =
+            serde_saphyr::from_str("drop: { name: noisy, when: 'severity == 3' }").unwrap();
+        assert_eq!(single.problems()[0].0, "drop.when");
+        let single: FilterConfig =
+            serde_saphyr::from_str("drop: { when: 'true', name: drop }").unwrap();
+        assert_eq!(single.problems()[0].0, "drop.name");
 
         let empty: FilterConfig = serde_saphyr::from_str("{}").unwrap();
         assert!(empty.problems()[0].1.contains("needs `keep`, `drop`"));
         let empty_list: FilterConfig = serde_saphyr::from_str("drop: []").unwrap();
         assert_eq!(empty_list.problems()[0].0, "drop");
-        let e = serde_saphyr::from_str::<FilterConfig>("keeep: 'true'").unwrap_err().to_string();
+        let e = serde_saphyr::from_str::<FilterConfig>("keeep: 'true'")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("keeep"), "{e}");
-        let e = serde_saphyr::from_str::<FilterConfig>("drop: [{ when: 'true', label: x }]").unwrap_err().to_string();
+        let e = serde_saphyr::from_str::<FilterConfig>("drop: [{ when: 'true', label: x }]")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("label"), "{e}");
     }
 
     #[test]
     fn config_decodes_from_json_as_the_loader_gives_it() {
-        let cfg: FilterConfig =
-            serde_json::from_value(json!({"drop": ["severity == info", {"name": "n", "when": "true"}]})).unwrap();
+        let cfg: FilterConfig = serde_json::from_value(
+            json!({"drop": ["severity == info", {"name": "n", "when": "true"}]}),
+        )
+        .unwrap();
         let drop = cfg.drop.unwrap();
-        assert_eq!(drop.0[0], FilterRule { name: None, when: "severity == info".into() });
-        assert_eq!(drop.0[1].name.as_deref(), Some("n"));
+        assert!(drop.listed);
+        assert_eq!(drop.rules[0], FilterRule::bare("severity == info"));
+        assert_eq!(drop.rules[1].name.as_deref(), Some("n"));
+        assert!(!drop.rules[1].bare);
     }
 }
