@@ -1,0 +1,602 @@
+//! `datadog`: sealed entries to Datadog's Logs intake (API v2).
+//!
+//! ```yaml
+//! exporters:
+//!   datadog/logs:
+//!     api_key: ${env:DD_API_KEY}
+//!     site: datadoghq.eu        # → https://http-intake.logs.datadoghq.eu/api/v2/logs
+//!     # endpoint: https://dd-proxy.internal:8443   # instead of `site`: /api/v2/logs is added
+//!     service: ai-gateway       # default: the record's resource `service.name`
+//!     ddsource: vellum          # the default
+//!     ddtags: [env:prod, team:security]
+//!     hostname: gw-1            # default: the record's resource `host.name`, else this machine
+//!     compression: gzip         # or none
+//!     tls: { ca_file: /etc/vellum/proxy-ca.pem }
+//! ```
+//!
+//! Batches are `POST`ed as JSON arrays to `/api/v2/logs` with the key in `DD-API-KEY`.
+//! Each entry becomes one log:
+//!
+//! ```json
+//! {"ddsource":"vellum","ddtags":"env:prod,team:security","hostname":"gw-1",
+//!  "service":"ai-gateway","status":"error","timestamp":1700000000123,
+//!  "vellum":{"stream":"logs/audit","seq":42,"hash":"9f…"},
+//!  "message":"{…the sealed entry, as a string…}"}
+//! ```
+//!
+//! `message` is the sealed entry byte for byte, so a log found in Datadog can be checked
+//! against the chain; `vellum.stream` + `vellum.seq` let a query de-duplicate what a retry
+//! sent twice. `status` comes from the record's graded severity (critical → `critical`,
+//! high → `error`, medium → `warning`, low → `notice`, info → `info`) and is left out for
+//! ungraded records. `timestamp` (Unix ms) is the record's time, except that a record more
+//! than 18 hours old — Datadog's ingestion window — is sent without one, so Datadog
+//! stamps it with the intake time rather than dropping it; its own time stays in the
+//! message. A signed checkpoint becomes a log whose message is the note, with
+//! `vellum: {stream, checkpoint_size}`.
+//!
+//! **Datadog's limits** per request: 5 MB uncompressed, 1,000 logs, 1 MB per log (Datadog
+//! truncates a larger one). A batch is cut into requests within those limits. An entry
+//! whose log would exceed 1 MB is split, never truncated: its message is cut on character
+//! boundaries into pieces that each fit, sent in order as logs that carry
+//! `vellum.part` (1-based) and `vellum.parts`; joining the messages of parts 1…n gives the
+//! entry back. A retried batch sends only the requests not yet accepted.
+//!
+//! **Answers** (Datadog's documented statuses):
+//!
+//! | status | meaning | outcome |
+//! |---|---|---|
+//! | 200, 202 | accepted | delivered |
+//! | 400 | bad request (payload format) | permanent |
+//! | 401 | unauthorized (missing API key) | permanent |
+//! | 403 | forbidden (invalid API key) | permanent |
+//! | 408 | request timeout | retryable |
+//! | 413 | payload too large | permanent (Vellum stays under 5 MB; a proxy's lower limit?) |
+//! | 429 | too many requests | retryable, after `Retry-After` or `X-RateLimit-Reset` seconds |
+//! | 500, 503, other 5xx | server error, unavailable | retryable |
+//! | other 4xx | | permanent |
+
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use super::http::{self, Answer, Compression, EntryHead, Secret, TlsConfig, push_json_str};
+use super::{ExportError, Exporter, ExporterContext, Item};
+
+/// Datadog's limits per request (decimal megabytes, the smaller reading of "MB").
+pub const MAX_PAYLOAD_BYTES: usize = 5_000_000;
+pub const MAX_LOGS_PER_PAYLOAD: usize = 1000;
+pub const MAX_LOG_BYTES: usize = 1_000_000;
+
+/// How old a timestamp Datadog still ingests.
+const INGESTION_WINDOW: Duration = Duration::from_secs(18 * 3600);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatadogConfig {
+    pub api_key: Secret,
+    #[serde(default = "default_site")]
+    pub site: String,
+    /// A base URL used instead of the site's intake (a proxy, a test intake).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default = "default_ddsource")]
+    pub ddsource: String,
+    #[serde(default)]
+    pub ddtags: Vec<String>,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+fn default_site() -> String {
+    "datadoghq.com".into()
+}
+fn default_ddsource() -> String {
+    "vellum".into()
+}
+
+impl DatadogConfig {
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.api_key.expose().trim().is_empty() {
+            out.push(("api_key".into(), "give the Datadog API key".into()));
+        } else if HeaderValue::from_str(self.api_key.expose()).is_err() {
+            out.push(("api_key".into(), "holds characters a header cannot carry".into()));
+        }
+        if self.site.is_empty()
+            || !self
+                .site
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        {
+            out.push((
+                "site".into(),
+                "give the site's domain, e.g. datadoghq.eu; a full URL goes in `endpoint`".into(),
+            ));
+        }
+        if let Some(p) = self.endpoint.as_deref().and_then(http::url_problem) {
+            out.push(("endpoint".into(), p));
+        }
+        for (i, tag) in self.ddtags.iter().enumerate() {
+            if tag.is_empty() || tag.contains(',') {
+                out.push((
+                    format!("ddtags[{i}]"),
+                    "a tag is not empty and has no comma".into(),
+                ));
+            }
+        }
+        for (key, value) in [("service", &self.service), ("hostname", &self.hostname)] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                out.push((key.into(), "must not be empty; leave it out instead".into()));
+            }
+        }
+        out
+    }
+
+    /// Where logs are posted: the endpoint's, or the site's intake.
+    pub fn intake_url(&self) -> String {
+        let base = match &self.endpoint {
+            Some(e) => e.trim_end_matches('/').to_string(),
+            None => format!("https://http-intake.logs.{}", self.site),
+        };
+        format!("{base}/api/v2/logs")
+    }
+}
+
+/// Datadog's status for a graded severity.
+fn status(severity: &str) -> Option<&'static str> {
+    Some(match severity {
+        "critical" => "critical",
+        "high" => "error",
+        "medium" => "warning",
+        "low" => "notice",
+        "info" => "info",
+        _ => return None,
+    })
+}
+
+/// One request's worth of logs.
+struct Payload {
+    body: Vec<u8>,
+    logs: usize,
+    /// The journal index of the last item all of whose logs are in this payload or before.
+    done_through: Option<u64>,
+}
+
+impl Payload {
+    fn new() -> Payload {
+        Payload {
+            body: b"[".to_vec(),
+            logs: 0,
+            done_through: None,
+        }
+    }
+
+    fn fits(&self, log: &[u8]) -> bool {
+        self.logs < MAX_LOGS_PER_PAYLOAD && self.body.len() + 1 + log.len() + 1 <= MAX_PAYLOAD_BYTES
+    }
+
+    fn push(&mut self, log: &[u8]) {
+        if self.logs > 0 {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(log);
+        self.logs += 1;
+    }
+
+    fn finish(mut self) -> Payload {
+        self.body.push(b']');
+        self
+    }
+}
+
+pub struct DatadogExporter {
+    id: String,
+    stream: String,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    api_key: HeaderValue,
+    compression: Compression,
+    /// `"ddsource":…,"ddtags":…` as JSON, the same for every log.
+    fixed: Vec<u8>,
+    hostname: Option<String>,
+    local_hostname: String,
+    service: Option<String>,
+    /// The journal index through which a batch being retried is already accepted.
+    delivered_through: Option<u64>,
+}
+
+impl DatadogExporter {
+    pub fn new(cfg: &DatadogConfig, context: &ExporterContext) -> Result<DatadogExporter, ExportError> {
+        let mut fixed = b"\"ddsource\":".to_vec();
+        push_json_str(&mut fixed, &cfg.ddsource);
+        if !cfg.ddtags.is_empty() {
+            fixed.extend_from_slice(b",\"ddtags\":");
+            push_json_str(&mut fixed, &cfg.ddtags.join(","));
+        }
+        Ok(DatadogExporter {
+            id: context.id.clone(),
+            stream: context.stream.clone(),
+            client: http::client(&cfg.tls)?,
+            url: http::parse_url(&cfg.intake_url())?,
+            api_key: http::sensitive(cfg.api_key.expose())?,
+            compression: cfg.compression,
+            fixed,
+            hostname: cfg.hostname.clone(),
+            local_hostname: http::local_hostname(),
+            service: cfg.service.clone(),
+            delivered_through: None,
+        })
+    }
+
+    /// The fields before `vellum`, shared by every log of an item.
+    fn push_envelope(&self, out: &mut Vec<u8>, host: Option<&str>, service: Option<&str>) {
+        out.push(b'{');
+        out.extend_from_slice(&self.fixed);
+        out.extend_from_slice(b",\"hostname\":");
+        let host = self
+            .hostname
+            .as_deref()
+            .or(host)
+            .unwrap_or(&self.local_hostname);
+        push_json_str(out, host);
+        if let Some(service) = self.service.as_deref().or(service) {
+            out.extend_from_slice(b",\"service\":");
+            push_json_str(out, service);
+        }
+    }
+
+    /// The logs of one item: one, or the pieces of an entry too large for one.
+    fn logs(&self, item: &Item, now: SystemTime) -> Result<Vec<Vec<u8>>, ExportError> {
+        let (mut head, message) = match item {
+            Item::Entry { index, line, .. } => {
+                let entry = EntryHead::parse(line, *index)?;
+                let message = std::str::from_utf8(line).map_err(|_| {
+                    ExportError::Permanent(format!("journal record {index} is not UTF-8"))
+                })?;
+                let mut head = Vec::new();
+                self.push_envelope(&mut head, entry.host_name(), entry.service_name());
+                if let Some(s) = entry.severity.as_deref().and_then(status) {
+                    head.extend_from_slice(format!(",\"status\":\"{s}\"").as_bytes());
+                }
+                if let Some(ns) = entry.time_unix_nano() {
+                    let time = SystemTime::UNIX_EPOCH + Duration::from_nanos(ns);
+                    let age = now.duration_since(time).unwrap_or(Duration::ZERO);
+                    if age < INGESTION_WINDOW {
+                        head.extend_from_slice(format!(",\"timestamp\":{}", ns / 1_000_000).as_bytes());
+                    }
+                }
+                head.extend_from_slice(b",\"vellum\":{\"stream\":");
+                push_json_str(&mut head, &entry.stream);
+                head.extend_from_slice(format!(",\"seq\":{},\"hash\":", entry.seq).as_bytes());
+                push_json_str(&mut head, &entry.hash);
+                (head, message)
+            }
+            Item::Checkpoint { size, note, .. } => {
+                let mut head = Vec::new();
+                self.push_envelope(&mut head, None, None);
+                head.extend_from_slice(b",\"vellum\":{\"stream\":");
+                push_json_str(&mut head, &self.stream);
+                head.extend_from_slice(format!(",\"checkpoint_size\":{size}").as_bytes());
+                (head, note.as_str())
+            }
+        };
+        let whole = |head: &[u8], message: &str| {
+            let mut log = head.to_vec();
+            log.extend_from_slice(b"},\"message\":");
+            push_json_str(&mut log, message);
+            log.push(b'}');
+            log
+        };
+        let log = whole(&head, message);
+        if log.len() <= MAX_LOG_BYTES {
+            return Ok(vec![log]);
+        }
+        // Room for `,"part":N,"parts":N` with up to 7 digits each, and the closing bytes.
+        let overhead = head.len() + ",\"part\":,\"parts\":},\"message\":\"\"}".len() + 14;
+        let pieces = split_for_json(message, MAX_LOG_BYTES.saturating_sub(overhead).max(1024));
+        let n = pieces.len();
+        let base = head.len();
+        Ok(pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, piece)| {
+                head.truncate(base);
+                head.extend_from_slice(format!(",\"part\":{},\"parts\":{n}", i + 1).as_bytes());
+                whole(&head, piece)
+            })
+            .collect())
+    }
+
+    fn payloads(&self, batch: &[Item], now: SystemTime) -> Result<Vec<Payload>, ExportError> {
+        let mut out = Vec::new();
+        let mut current = Payload::new();
+        for item in batch {
+            if self.delivered_through.is_some_and(|d| item.index() <= d) {
+                continue;
+            }
+            for log in self.logs(item, now)? {
+                if !current.fits(&log) && current.logs > 0 {
+                    out.push(std::mem::replace(&mut current, Payload::new()).finish());
+                }
+                current.push(&log);
+            }
+            current.done_through = Some(item.index());
+        }
+        if current.logs > 0 {
+            out.push(current.finish());
+        }
+        Ok(out)
+    }
+
+    async fn deliver(&mut self, batch: &[Item]) -> Result<(), ExportError> {
+        for payload in self.payloads(batch, SystemTime::now())? {
+            let request = self
+                .client
+                .post(self.url.clone())
+                .header(HeaderName::from_static("dd-api-key"), self.api_key.clone())
+                .header(CONTENT_TYPE, "application/json");
+            let request = http::with_body(request, payload.body, self.compression);
+            let answer = http::send(&self.id, request).await?;
+            judge(&answer, SystemTime::now())?;
+            if payload.done_through.is_some() {
+                self.delivered_through = payload.done_through;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Datadog's table (module doc): the shared one, plus its rate-limit header on a 429.
+fn judge(answer: &Answer, now: SystemTime) -> Result<(), ExportError> {
+    match http::classify(answer, now) {
+        Err(ExportError::Retryable {
+            message,
+            retry_after: None,
+        }) => Err(ExportError::Retryable {
+            message,
+            retry_after: answer
+                .headers
+                .get("x-ratelimit-reset")
+                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                .map(|s| Duration::from_secs(s).min(http::MAX_RETRY_AFTER)),
+        }),
+        other => other,
+    }
+}
+
+/// Cuts `text` on character boundaries into pieces whose JSON string escaping (as
+/// serde_json writes it) takes at most `budget` bytes each.
+fn split_for_json(text: &str, budget: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, c) in text.char_indices() {
+        let cost = match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        };
+        if used + cost > budget && i > start {
+            pieces.push(&text[start..i]);
+            start = i;
+            used = 0;
+        }
+        used += cost;
+    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
+impl Exporter for DatadogExporter {
+    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(async move {
+            self.deliver(batch).await?;
+            self.delivered_through = batch.last().map(Item::index);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use reqwest::StatusCode;
+    use reqwest::header::HeaderMap;
+    use serde_json::{Value, json};
+
+    fn exporter(extra: Value) -> DatadogExporter {
+        let mut cfg = json!({"api_key": "0123456789abcdef0123456789abcdef"});
+        if let (Value::Object(m), Value::Object(e)) = (&mut cfg, extra) {
+            m.extend(e);
+        }
+        let cfg: DatadogConfig = serde_json::from_value(cfg).unwrap();
+        DatadogExporter::new(
+            &cfg,
+            &ExporterContext {
+                id: "datadog/logs".into(),
+                stream: "logs/audit".into(),
+                state_dir: std::env::temp_dir(),
+            },
+        )
+        .unwrap()
+    }
+
+    fn entry_line(seq: u64, body: &str) -> String {
+        json!({"v": 1, "stream": "logs/audit", "seq": seq, "prev": "00", "hash": format!("h{seq}"),
+               "time": "2023-11-14T22:13:20.123456789Z", "severity": "high",
+               "resource": {"host.name": "gw-7", "service.name": "gateway"}, "body": body})
+        .to_string()
+    }
+
+    fn entry(index: u64, seq: u64, body: &str) -> Item {
+        Item::Entry {
+            index,
+            seq,
+            line: Bytes::from(entry_line(seq, body)),
+        }
+    }
+
+    /// 2023-11-14T23:13:20Z: an hour after the entries' time.
+    fn soon_after() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_003_600)
+    }
+
+    #[test]
+    fn an_entry_becomes_a_log_carrying_it_as_the_message() {
+        let e = exporter(json!({"ddtags": ["env:prod", "team:sec"]}));
+        let logs = e.logs(&entry(0, 42, "login failed"), soon_after()).unwrap();
+        assert_eq!(logs.len(), 1);
+        let log: Value = serde_json::from_slice(&logs[0]).unwrap();
+        assert_eq!(
+            log,
+            json!({"ddsource": "vellum", "ddtags": "env:prod,team:sec", "hostname": "gw-7",
+                   "service": "gateway", "status": "error", "timestamp": 1_700_000_000_123u64,
+                   "vellum": {"stream": "logs/audit", "seq": 42, "hash": "h42"},
+                   "message": entry_line(42, "login failed")})
+        );
+    }
+
+    #[test]
+    fn records_older_than_the_ingestion_window_go_without_a_timestamp() {
+        let e = exporter(json!({"hostname": "fixed", "service": "svc"}));
+        let a_day_later = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_086_400);
+        let log: Value =
+            serde_json::from_slice(&e.logs(&entry(0, 1, "x"), a_day_later).unwrap()[0]).unwrap();
+        assert!(log.get("timestamp").is_none(), "{log}");
+        assert_eq!((log["hostname"].as_str(), log["service"].as_str()), (Some("fixed"), Some("svc")));
+    }
+
+    #[test]
+    fn an_entry_over_one_megabyte_is_split_into_parts_that_join_back() {
+        let e = exporter(json!({}));
+        // Quotes and newlines double in JSON: the split must count the escaped size.
+        let body = "ab\"c\n".repeat(500_000);
+        let item = entry(5, 9, &body);
+        let logs = e.logs(&item, soon_after()).unwrap();
+        // Each `ab"c<LF>` is 7 bytes in the entry (`ab\"c\n`) and 10 in the message
+        // (`ab\\\"c\\n`): 5 MB escaped, a little over five pieces of under 1 MB.
+        assert_eq!(logs.len(), 6);
+        let mut joined = String::new();
+        for (i, log) in logs.iter().enumerate() {
+            assert!(log.len() <= MAX_LOG_BYTES, "part {i}: {}", log.len());
+            let v: Value = serde_json::from_slice(log).unwrap();
+            assert_eq!(v["vellum"]["part"], json!(i + 1));
+            assert_eq!(v["vellum"]["parts"], json!(6));
+            assert_eq!(v["vellum"]["seq"], json!(9));
+            joined.push_str(v["message"].as_str().unwrap());
+        }
+        assert_eq!(joined, entry_line(9, &body));
+    }
+
+    #[test]
+    fn splits_fall_on_character_boundaries() {
+        let text = "é€𝄞\"".repeat(100);
+        let pieces = split_for_json(&text, 7);
+        assert_eq!(pieces.concat(), text);
+        for p in &pieces {
+            assert!(serde_json::to_string(p).unwrap().len() - 2 <= 7, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn payloads_keep_to_a_thousand_logs_and_five_megabytes() {
+        let e = exporter(json!({}));
+        let small: Vec<Item> = (0..2500).map(|i| entry(i, i, "x")).collect();
+        let payloads = e.payloads(&small, soon_after()).unwrap();
+        let counts: Vec<usize> = payloads.iter().map(|p| p.logs).collect();
+        assert_eq!(counts, [1000, 1000, 500]);
+        for p in &payloads {
+            let logs: Vec<Value> = serde_json::from_slice(&p.body).unwrap();
+            assert_eq!(logs.len(), p.logs);
+        }
+        assert_eq!(
+            payloads.iter().map(|p| p.done_through).collect::<Vec<_>>(),
+            [Some(999), Some(1999), Some(2499)]
+        );
+        // 900 KB entries: five fit in 5 MB, the sixth starts the next payload.
+        let big: Vec<Item> = (0..7).map(|i| entry(i, i, &"y".repeat(900_000))).collect();
+        let payloads = e.payloads(&big, soon_after()).unwrap();
+        let counts: Vec<usize> = payloads.iter().map(|p| p.logs).collect();
+        assert_eq!(counts, [5, 2]);
+        assert!(payloads.iter().all(|p| p.body.len() <= MAX_PAYLOAD_BYTES));
+    }
+
+    #[test]
+    fn the_site_names_the_intake_host() {
+        let e = exporter(json!({"site": "datadoghq.eu"}));
+        assert_eq!(e.url.as_str(), "https://http-intake.logs.datadoghq.eu/api/v2/logs");
+        let e = exporter(json!({"site": "us3.datadoghq.com"}));
+        assert_eq!(e.url.as_str(), "https://http-intake.logs.us3.datadoghq.com/api/v2/logs");
+        let e = exporter(json!({"endpoint": "http://127.0.0.1:9000/"}));
+        assert_eq!(e.url.as_str(), "http://127.0.0.1:9000/api/v2/logs");
+    }
+
+    #[test]
+    fn datadog_statuses_map_as_documented() {
+        let now = SystemTime::now();
+        let answer = |status: u16, headers: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (k, v) in headers {
+                map.insert(*k, HeaderValue::from_static(v));
+            }
+            Answer {
+                status: StatusCode::from_u16(status).unwrap(),
+                headers: map,
+                body: Bytes::from_static(br#"{"errors":[{"status":"x","title":"t","detail":"d"}]}"#),
+            }
+        };
+        for (status, want) in [
+            (200, "ok"),
+            (202, "ok"),
+            (400, "refuse"),
+            (401, "refuse"),
+            (403, "refuse"),
+            (408, "retry"),
+            (413, "refuse"),
+            (429, "retry"),
+            (500, "retry"),
+            (503, "retry"),
+        ] {
+            let got = match judge(&answer(status, &[]), now) {
+                Ok(()) => "ok",
+                Err(ExportError::Retryable { .. }) => "retry",
+                Err(ExportError::Permanent(_)) => "refuse",
+            };
+            assert_eq!(got, want, "{status}");
+        }
+        match judge(&answer(429, &[("x-ratelimit-reset", "12")]), now) {
+            Err(ExportError::Retryable { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(12)))
+            }
+            other => panic!("{other:?}"),
+        }
+        match judge(&answer(429, &[("retry-after", "3"), ("x-ratelimit-reset", "12")]), now) {
+            Err(ExportError::Retryable { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(3)))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_problems() {
+        let cfg: DatadogConfig = serde_json::from_value(json!({
+            "api_key": "", "site": "https://datadoghq.eu", "ddtags": ["a,b"], "endpoint": "x"
+        }))
+        .unwrap();
+        let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["api_key", "site", "endpoint", "ddtags[0]"]);
+        let cfg: DatadogConfig =
+            serde_json::from_value(json!({"api_key": "secret-key-value"})).unwrap();
+        assert!(cfg.problems().is_empty());
+        assert!(!format!("{cfg:?}").contains("secret-key-value"));
+    }
+}
