@@ -116,6 +116,22 @@ pub struct Report {
 }
 
 impl Report {
+    /// An empty report that says what `options` leave unchecked.
+    pub fn for_options(options: &Options) -> Report {
+        let mut report = Report {
+            macs_checked: options.keys.is_some(),
+            signatures_checked: !options.vkeys.is_empty(),
+            ..Report::default()
+        };
+        if !report.macs_checked {
+            report.notes.push("no HMAC key ring given: macs were not checked".into());
+        }
+        if !report.signatures_checked {
+            report.notes.push("no verifier key given: checkpoint signatures were not checked".into());
+        }
+        report
+    }
+
     pub fn is_ok(&self) -> bool {
         self.findings.is_empty() && self.findings_not_shown == 0
     }
@@ -156,23 +172,9 @@ pub enum VerifyError {
 /// everything wrong with its contents is a finding.
 pub fn verify_dir(dir: &Path, options: &Options) -> Result<Report, VerifyError> {
     let found = discover(dir, options.max_line_bytes)?;
-    let mut report = Report {
-        streams: found.streams.len() as u64,
-        macs_checked: options.keys.is_some(),
-        signatures_checked: !options.vkeys.is_empty(),
-        checkpoints: found.notes.len() as u64,
-        ..Report::default()
-    };
-    if !report.macs_checked {
-        report
-            .notes
-            .push("no HMAC key ring given: macs were not checked".into());
-    }
-    if !report.signatures_checked {
-        report
-            .notes
-            .push("no verifier key given: checkpoint signatures were not checked".into());
-    }
+    let mut report = Report::for_options(options);
+    report.streams = found.streams.len() as u64;
+    report.checkpoints = found.notes.len() as u64;
     for path in &found.empty {
         report
             .notes

@@ -341,42 +341,27 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
             .await?,
         );
     }
-    let receivers_stop = CancellationToken::new();
-    let mut receivers = Vec::new();
+    let mut service = Service {
+        receivers_stop: CancellationToken::new(),
+        receivers: Vec::new(),
+        pipelines: running,
+        exporters_stop,
+        exporters_abandon,
+        _lock: lock,
+    };
     for (id, cfg, feeds) in plan.receivers {
-        let targets = feeds.iter().map(|&i| running[i].intake.clone()).collect();
-        let started = cfg
-            .start(
-                &id,
-                intake::for_receiver(targets),
-                Limits { max_record_bytes },
-                receivers_stop.child_token(),
-            )
-            .await;
-        match started {
-            Ok(handles) => receivers.extend(handles),
+        let targets = feeds.iter().map(|&i| service.pipelines[i].intake.clone()).collect();
+        let shutdown = service.receivers_stop.child_token();
+        match cfg.start(&id, intake::for_receiver(targets), Limits { max_record_bytes }, shutdown).await {
+            Ok(handles) => service.receivers.extend(handles),
             Err(e) => {
-                let service = Service {
-                    receivers_stop,
-                    receivers,
-                    pipelines: running,
-                    exporters_stop,
-                    exporters_abandon,
-                    _lock: lock,
-                };
+                // What started is drained and stopped, so nothing accepted is left behind.
                 service.shutdown(Duration::from_secs(5)).await;
                 return Err(StartError::Receiver(e));
             }
         }
     }
-    Ok(Service {
-        receivers_stop,
-        receivers,
-        pipelines: running,
-        exporters_stop,
-        exporters_abandon,
-        _lock: lock,
-    })
+    Ok(service)
 }
 
 /// The journal's own record limit: the record limit plus room for the integrity fields

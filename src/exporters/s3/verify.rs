@@ -175,21 +175,7 @@ pub async fn verify_bundles(
     options: &Options,
 ) -> Result<Report, S3VerifyError> {
     let keys = list(client, location).await?;
-    let mut report = Report {
-        macs_checked: options.keys.is_some(),
-        signatures_checked: !options.vkeys.is_empty(),
-        ..Report::default()
-    };
-    if !report.macs_checked {
-        report
-            .notes
-            .push("no HMAC key ring given: macs were not checked".into());
-    }
-    if !report.signatures_checked {
-        report
-            .notes
-            .push("no verifier key given: checkpoint signatures were not checked".into());
-    }
+    let mut report = Report::for_options(options);
 
     let manifest_keys: Vec<&String> = keys
         .iter()
