@@ -111,7 +111,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     // `cargo test --all-targets` runs bench targets without `--bench`: nothing to drive.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("loadgen: drives a running daemon; run it with `cargo bench --bench loadgen -- …`");
+        println!(
+            "loadgen: drives a running daemon; run it with `cargo bench --bench loadgen -- …`"
+        );
         return;
     }
     let args = parse_args();

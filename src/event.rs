@@ -119,9 +119,16 @@ impl Record {
     /// the body and attribute maps.
     pub fn into_json(self) -> Map<String, Value> {
         let mut m = Map::new();
-        let time = if self.time_unix_nano == 0 { self.observed_time_unix_nano } else { self.time_unix_nano };
+        let time = if self.time_unix_nano == 0 {
+            self.observed_time_unix_nano
+        } else {
+            self.time_unix_nano
+        };
         m.insert("time".into(), Value::String(format_time(time)));
-        m.insert("observed_time".into(), Value::String(format_time(self.observed_time_unix_nano)));
+        m.insert(
+            "observed_time".into(),
+            Value::String(format_time(self.observed_time_unix_nano)),
+        );
         m.insert("severity_number".into(), Value::from(self.severity_number));
         if !self.severity_text.is_empty() {
             m.insert("severity_text".into(), Value::String(self.severity_text));
@@ -151,7 +158,10 @@ impl Record {
             m.insert("redaction".into(), r);
         }
         if !self.tags.is_empty() {
-            m.insert("tags".into(), Value::Array(self.tags.into_iter().map(Value::String).collect()));
+            m.insert(
+                "tags".into(),
+                Value::Array(self.tags.into_iter().map(Value::String).collect()),
+            );
         }
         m
     }

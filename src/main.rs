@@ -132,7 +132,14 @@ fn main() -> ExitCode {
                 force_path_style,
                 ..Default::default()
             };
-            verify(&path, &hmac_keys, hmac_key_file.as_deref(), &vkeys, origin, &s3)
+            verify(
+                &path,
+                &hmac_keys,
+                hmac_key_file.as_deref(),
+                &vkeys,
+                origin,
+                &s3,
+            )
         }
         Command::Prove { proof } => prove(proof),
     }
@@ -201,8 +208,9 @@ fn verify(
         ..Options::default()
     };
     let verified = match path.to_str().filter(|p| p.starts_with("s3://")) {
-        Some(url) => vellum::exporters::s3::verify::verify_url(url, s3, &options)
-            .map_err(|e| e.to_string()),
+        Some(url) => {
+            vellum::exporters::s3::verify::verify_url(url, s3, &options).map_err(|e| e.to_string())
+        }
         None => verify_dir(path, &options).map_err(|e| e.to_string()),
     };
     match verified {

@@ -61,11 +61,16 @@ fn pii_is_gone_before_the_journal_and_routing_selects_by_condition() {
     body.push('\n');
     body.push_str(r#"{"action":"healthcheck"}"#);
     body.push('\n');
-    let status = ureq::post(&format!("http://127.0.0.1:{}/v1/events", ports.gateway)).send(body.as_bytes()).unwrap().status();
+    let status = ureq::post(&format!("http://127.0.0.1:{}/v1/events", ports.gateway))
+        .send(body.as_bytes())
+        .unwrap()
+        .status();
     assert_eq!(status.as_u16(), 200);
 
     let all = tmp.path().join("all");
-    wait_until("7 entries", Duration::from_secs(20), || evidence_entries(&all).len() >= 7);
+    wait_until("7 entries", Duration::from_secs(20), || {
+        evidence_entries(&all).len() >= 7
+    });
     assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
 
     // No raw value anywhere on disk: not in the evidence, not in the journal.
@@ -78,16 +83,41 @@ fn pii_is_gone_before_the_journal_and_routing_selects_by_condition() {
     }
 
     let entries = evidence_entries(&all);
-    assert_eq!(entries.len(), 7, "the health check was filtered out before sealing");
-    let logins: Vec<_> = entries.iter().filter(|e| e["attributes"]["action"] == "login.failed").collect();
+    assert_eq!(
+        entries.len(),
+        7,
+        "the health check was filtered out before sealing"
+    );
+    let logins: Vec<_> = entries
+        .iter()
+        .filter(|e| e["attributes"]["action"] == "login.failed")
+        .collect();
     assert_eq!(logins.len(), 6);
     let token = logins[0]["attributes"]["email"].as_str().unwrap();
-    assert!(token.starts_with("[email:hmac:") && token.len() == "[email:hmac:]".len() + 16, "{token}");
-    assert!(logins.iter().all(|e| e["attributes"]["email"] == token), "the same value hashes to the same token");
+    assert!(
+        token.starts_with("[email:hmac:") && token.len() == "[email:hmac:]".len() + 16,
+        "{token}"
+    );
+    assert!(
+        logins.iter().all(|e| e["attributes"]["email"] == token),
+        "the same value hashes to the same token"
+    );
     assert!(logins.iter().all(|e| e["event_type"] == "authentication"));
-    assert!(logins.iter().all(|e| e["redaction"].is_object()), "each record says what was redacted");
-    let model = entries.iter().find(|e| e["attributes"]["action"] == "model.invoke").unwrap();
-    assert!(model["attributes"]["prompt"].as_str().unwrap().contains("[REDACTED:credit_card]"), "{model}");
+    assert!(
+        logins.iter().all(|e| e["redaction"].is_object()),
+        "each record says what was redacted"
+    );
+    let model = entries
+        .iter()
+        .find(|e| e["attributes"]["action"] == "model.invoke")
+        .unwrap();
+    assert!(
+        model["attributes"]["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("[REDACTED:credit_card]"),
+        "{model}"
+    );
 
     // The burst escalates; the routed exporter holds exactly the high ones.
     let high: Vec<u64> = entries
@@ -95,8 +125,14 @@ fn pii_is_gone_before_the_journal_and_routing_selects_by_condition() {
         .filter(|e| matches!(e["severity"].as_str(), Some("high" | "critical")))
         .map(|e| e["seq"].as_u64().unwrap())
         .collect();
-    assert!(!high.is_empty(), "a failed-login burst is escalated: {entries:#?}");
-    let routed: Vec<u64> = evidence_entries(&tmp.path().join("security")).iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        !high.is_empty(),
+        "a failed-login burst is escalated: {entries:#?}"
+    );
+    let routed: Vec<u64> = evidence_entries(&tmp.path().join("security"))
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(routed, high);
 
     let (ok, report) = verify(&all, &vkeys(&tmp.path().join("state")), &[]);

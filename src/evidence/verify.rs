@@ -124,10 +124,14 @@ impl Report {
             ..Report::default()
         };
         if !report.macs_checked {
-            report.notes.push("no HMAC key ring given: macs were not checked".into());
+            report
+                .notes
+                .push("no HMAC key ring given: macs were not checked".into());
         }
         if !report.signatures_checked {
-            report.notes.push("no verifier key given: checkpoint signatures were not checked".into());
+            report
+                .notes
+                .push("no verifier key given: checkpoint signatures were not checked".into());
         }
         report
     }

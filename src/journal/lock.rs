@@ -30,13 +30,24 @@ impl DirLock {
             .and_then(|p| p.canonicalize().ok())
             .map(|p| p.join(lock_file.file_name().unwrap_or_default()))
             .unwrap_or_else(|| lock_file.to_path_buf());
-        if !HELD.lock().unwrap_or_else(PoisonError::into_inner).insert(key.clone()) {
+        if !HELD
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone())
+        {
             return Ok(None);
         }
         let release = |key: &PathBuf| {
-            HELD.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+            HELD.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(key);
         };
-        let file = match OpenOptions::new().create(true).truncate(false).write(true).open(lock_file) {
+        let file = match OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_file)
+        {
             Ok(f) => f,
             Err(e) => {
                 release(&key);
@@ -64,7 +75,9 @@ impl DirLock {
 
 impl Drop for DirLock {
     fn drop(&mut self) {
-        HELD.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.key);
+        HELD.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
     }
 }
 
@@ -93,7 +106,14 @@ mod tests {
             "import fcntl,sys\nf=open({:?},'w')\ntry:\n fcntl.lockf(f, fcntl.LOCK_EX|fcntl.LOCK_NB)\nexcept OSError:\n sys.exit(3)\n",
             path.display().to_string()
         );
-        let status = std::process::Command::new("python3").args(["-c", &script]).status().unwrap();
-        assert_eq!(status.code(), Some(3), "the other process must find the lock taken");
+        let status = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .status()
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(3),
+            "the other process must find the lock taken"
+        );
     }
 }

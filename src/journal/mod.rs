@@ -127,7 +127,11 @@ pub fn open(
     let lock_path = dir.join("lock");
     let lock = match lock::DirLock::try_acquire(&lock_path) {
         Ok(Some(lock)) => lock,
-        Ok(None) => return Err(JournalError::Locked { dir: dir.to_path_buf() }),
+        Ok(None) => {
+            return Err(JournalError::Locked {
+                dir: dir.to_path_buf(),
+            });
+        }
         Err(e) => return Err(JournalError::io("lock", &lock_path, e)),
     };
 

@@ -267,7 +267,10 @@ struct StorageLock(#[allow(dead_code)] crate::journal::lock::DirLock);
 
 impl StorageLock {
     fn acquire(dir: &Path) -> Result<StorageLock, StartError> {
-        let fail = |detail: String| StartError::Storage { dir: dir.display().to_string(), detail };
+        let fail = |detail: String| StartError::Storage {
+            dir: dir.display().to_string(),
+            detail,
+        };
         std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
         match crate::journal::lock::DirLock::try_acquire(&dir.join("LOCK")) {
             Ok(Some(lock)) => Ok(StorageLock(lock)),
@@ -350,9 +353,20 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
         _lock: lock,
     };
     for (id, cfg, feeds) in plan.receivers {
-        let targets = feeds.iter().map(|&i| service.pipelines[i].intake.clone()).collect();
+        let targets = feeds
+            .iter()
+            .map(|&i| service.pipelines[i].intake.clone())
+            .collect();
         let shutdown = service.receivers_stop.child_token();
-        match cfg.start(&id, intake::for_receiver(targets), Limits { max_record_bytes }, shutdown).await {
+        match cfg
+            .start(
+                &id,
+                intake::for_receiver(targets),
+                Limits { max_record_bytes },
+                shutdown,
+            )
+            .await
+        {
             Ok(handles) => service.receivers.extend(handles),
             Err(e) => {
                 // What started is drained and stopped, so nothing accepted is left behind.

@@ -42,7 +42,9 @@ impl ComponentConfig for ProcessorConfig {
             ProcessorConfig::HmacSign(c) => c.problems(),
             // Their constructors check them (regexes, conditions, keys); `pipeline::plan`
             // runs those for `validate` too.
-            ProcessorConfig::Redact(_) | ProcessorConfig::Classify(_) | ProcessorConfig::Filter(_) => Vec::new(),
+            ProcessorConfig::Redact(_)
+            | ProcessorConfig::Classify(_)
+            | ProcessorConfig::Filter(_) => Vec::new(),
         }
     }
 }
@@ -102,12 +104,21 @@ pub fn check_order(ids: &[String]) -> Vec<(usize, String)> {
 impl ProcessorConfig {
     /// Builds a processor that runs before sealing; `None` for the sealing ones, which
     /// the journal writer runs itself.
-    pub fn build(&self, id: &str) -> Option<Result<std::sync::Arc<dyn crate::component::Processor>, String>> {
+    pub fn build(
+        &self,
+        id: &str,
+    ) -> Option<Result<std::sync::Arc<dyn crate::component::Processor>, String>> {
         use std::sync::Arc;
         Some(match self {
-            ProcessorConfig::Redact(c) => redact::Redactor::new(id, c).map(|p| Arc::new(p) as _).map_err(|e| e.to_string()),
-            ProcessorConfig::Classify(c) => classify::Classifier::new(id, c).map(|p| Arc::new(p) as _).map_err(|e| e.to_string()),
-            ProcessorConfig::Filter(c) => filter::Filter::new(id, c).map(|p| Arc::new(p) as _).map_err(|e| e.to_string()),
+            ProcessorConfig::Redact(c) => redact::Redactor::new(id, c)
+                .map(|p| Arc::new(p) as _)
+                .map_err(|e| e.to_string()),
+            ProcessorConfig::Classify(c) => classify::Classifier::new(id, c)
+                .map(|p| Arc::new(p) as _)
+                .map_err(|e| e.to_string()),
+            ProcessorConfig::Filter(c) => filter::Filter::new(id, c)
+                .map(|p| Arc::new(p) as _)
+                .map_err(|e| e.to_string()),
             ProcessorConfig::HashChain(_) | ProcessorConfig::HmacSign(_) => return None,
         })
     }
