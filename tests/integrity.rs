@@ -293,3 +293,183 @@ fn a_chain_head_that_disagrees_with_the_journal_stops_the_start() {
         "{text}"
     );
 }
+
+/// Copies an evidence directory with every file writable, for tampering.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for f in files_under(from) {
+        let target = to.join(f.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, std::fs::read(&f).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn every_tampering_of_real_output_is_caught_and_located() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ports = Ports::new();
+    let ready = [SocketAddr::from(([127, 0, 0, 1], ports.gateway))];
+    let ring = format!("[{{ id: k2025, key: \"{OLD_KEY}\" }}]");
+    let yaml = config(tmp.path(), ports, &ring).replace("every_records: 100", "every_records: 40");
+    let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
+    send(ports.gateway, 0, 100);
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let evidence = tmp.path().join("evidence");
+    let vkey = vkeys(&tmp.path().join("state")).pop().unwrap();
+    let hmac = [format!("k2025={OLD_KEY}")];
+    let (ok, report) = verify(&evidence, &[vkey.clone()], &hmac);
+    assert!(ok, "untouched evidence passes:\n{report}");
+
+    let entry_file = |dir: &std::path::Path| {
+        files_under(dir)
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .unwrap()
+    };
+    let lines_of = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let write_lines = |p: &std::path::Path, lines: &[String]| {
+        std::fs::write(
+            p,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap()
+    };
+    let (_, other_vkey) = {
+        let out = Command::new(BIN)
+            .args(["keygen", "--name", "test.vellum/logs/audit"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut l = text.lines();
+        (l.next().unwrap().to_string(), l.next().unwrap().to_string())
+    };
+
+    type Tamper = Box<dyn Fn(&std::path::Path)>;
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        (
+            "one byte in a record",
+            Box::new(move |d| {
+                let f = entry_file(d);
+                let mut l = lines_of(&f);
+                l[10] = l[10].replacen("u10", "u19", 1);
+                write_lines(&f, &l);
+            }),
+            "seq 10",
+        ),
+        (
+            "a deleted line",
+            Box::new(move |d| {
+                let f = entry_file(d);
+                let mut l = lines_of(&f);
+                l.remove(20);
+                write_lines(&f, &l);
+            }),
+            "seq 20",
+        ),
+        (
+            "two swapped lines",
+            Box::new(move |d| {
+                let f = entry_file(d);
+                let mut l = lines_of(&f);
+                l.swap(30, 31);
+                write_lines(&f, &l);
+            }),
+            "seq 30",
+        ),
+        (
+            "a truncated file",
+            Box::new(move |d| {
+                let f = entry_file(d);
+                let bytes = std::fs::read(&f).unwrap();
+                std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+            }),
+            "checkpoint",
+        ),
+        (
+            "a duplicated line",
+            Box::new(move |d| {
+                let f = entry_file(d);
+                let mut l = lines_of(&f);
+                let dup = l[5].clone();
+                l.insert(6, dup);
+                write_lines(&f, &l);
+            }),
+            "seq 5",
+        ),
+        (
+            "a dropped file",
+            Box::new(move |d| {
+                std::fs::remove_file(entry_file(d)).unwrap();
+            }),
+            "checkpoint",
+        ),
+        (
+            "an edited record with its hash recomputed, without the HMAC key",
+            Box::new(move |d| {
+                use sha2::Digest;
+                let f = entry_file(d);
+                let mut l = lines_of(&f);
+                let mut e: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&l[7]).unwrap();
+                e.insert(
+                    "attributes".into(),
+                    serde_json::json!({"action": "login.ok", "user_id": "u7"}),
+                );
+                let mut body = e.clone();
+                body.remove("hash");
+                body.remove("mac");
+                let canonical =
+                    serde_json_canonicalizer::to_vec(&serde_json::Value::Object(body)).unwrap();
+                let mut h = sha2::Sha256::new();
+                h.update([0u8]);
+                h.update(&canonical);
+                e.insert("hash".into(), serde_json::json!(hex::encode(h.finalize())));
+                l[7] = serde_json_canonicalizer::to_string(&serde_json::Value::Object(e)).unwrap();
+                write_lines(&f, &l);
+            }),
+            "seq 7",
+        ),
+    ];
+    for (what, tamper, place) in cases {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(&evidence, copy.path());
+        tamper(copy.path());
+        let (ok, report) = verify(copy.path(), &[vkey.clone()], &hmac);
+        assert!(!ok, "{what} must be caught:\n{report}");
+        assert!(
+            report.contains(place) && report.contains("logs/audit"),
+            "{what}: the finding names the place ({place}):\n{report}"
+        );
+    }
+
+    // Checkpoints: one replaced by a note signed with another key, and verification
+    // with the wrong vkey.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&evidence, copy.path());
+    let note = files_under(copy.path())
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "note"))
+        .unwrap();
+    let text = std::fs::read_to_string(&note).unwrap();
+    let forged = text.replacen(
+        text.lines().nth(2).unwrap(),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        1,
+    );
+    std::fs::write(&note, forged).unwrap();
+    let (ok, report) = verify(copy.path(), &[vkey.clone()], &hmac);
+    assert!(
+        !ok && report.contains(note.file_name().unwrap().to_str().unwrap()),
+        "a replaced checkpoint:\n{report}"
+    );
+    let (ok, report) = verify(&evidence, &[other_vkey], &hmac);
+    assert!(
+        !ok,
+        "checkpoints signed by another key are refused:\n{report}"
+    );
+}
