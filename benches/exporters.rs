@@ -144,7 +144,9 @@ impl LogsService for CountingCollector {
 /// An OTLP collector on loopback (gRPC and HTTP/protobuf) that counts records.
 fn start_collector(rt: &tokio::runtime::Runtime) -> (SocketAddr, SocketAddr) {
     let collector = CountingCollector::default();
-    let grpc = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let grpc = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let grpc_addr = grpc.local_addr().unwrap();
     let service = LogsServiceServer::new(collector.clone())
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
@@ -154,7 +156,9 @@ fn start_collector(rt: &tokio::runtime::Runtime) -> (SocketAddr, SocketAddr) {
             .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(grpc)),
     );
-    let http = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let http = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let http_addr = http.local_addr().unwrap();
     let app = axum::Router::new()
         .route(
@@ -182,6 +186,8 @@ fn to_local_sinks(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    // Exporters build their clients at construction, which needs the runtime's context.
+    let _entered = rt.enter();
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
 
     let token = "8d1f2e3a-4b5c-4d6e-8f70-8192a3b4c5d6";
@@ -195,14 +201,21 @@ fn to_local_sinks(c: &mut Criterion) {
             json!({"endpoint": sink.url(), "token": token, "indexer_ack": ack, "ack_poll_interval": "10ms"}),
         );
         let name = if ack { "splunk_hec_ack" } else { "splunk_hec" };
-        bench_exporter(c, &rt, name, exporter, || hec.events.lock().unwrap().clear());
+        bench_exporter(c, &rt, name, exporter, || {
+            hec.events.lock().unwrap().clear()
+        });
     }
 
     let key = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
     let intake = Arc::new(peers::datadog::Intake::new(key));
     let sink = Server::start(rt.handle(), any, intake.router(), intake.faults.clone());
-    let exporter = build("datadog/bench", json!({"api_key": key, "endpoint": sink.url()}));
-    bench_exporter(c, &rt, "datadog", exporter, || intake.logs.lock().unwrap().clear());
+    let exporter = build(
+        "datadog/bench",
+        json!({"api_key": key, "endpoint": sink.url()}),
+    );
+    bench_exporter(c, &rt, "datadog", exporter, || {
+        intake.logs.lock().unwrap().clear()
+    });
 
     let secret = "whsec-0123456789abcdef0123456789";
     let receiver = Arc::new(peers::webhook::Receiver::new(
@@ -214,7 +227,9 @@ fn to_local_sinks(c: &mut Criterion) {
         "webhook/bench",
         json!({"url": format!("{}/hook", sink.url()), "auth": {"type": "hmac", "secret": secret}}),
     );
-    bench_exporter(c, &rt, "webhook", exporter, || receiver.batches.lock().unwrap().clear());
+    bench_exporter(c, &rt, "webhook", exporter, || {
+        receiver.batches.lock().unwrap().clear()
+    });
 
     let (grpc, http) = start_collector(&rt);
     let exporter = build("otlp/bench", json!({"endpoint": format!("http://{grpc}")}));

@@ -134,7 +134,8 @@ fn splunk_hec_with_indexer_acks_gets_every_record_through_faults_and_a_crash() {
     let sink = Server::start(rt.handle(), loopback(), hec.router(), hec.faults.clone());
     // Taken by whichever request comes next, an event post or an ack poll.
     hec.faults.push(Fault::status(500, error_body(8)));
-    hec.faults.push(Fault::status(503, error_body(9)).with("retry-after", "1"));
+    hec.faults
+        .push(Fault::status(503, error_body(9)).with("retry-after", "1"));
     hec.faults.push(Fault::status(429, error_body(26)));
     hec.faults.push(Fault::Reset);
     hec.faults.push(Fault::Slow(Duration::from_secs(3)));
@@ -173,9 +174,15 @@ fn splunk_hec_with_indexer_acks_gets_every_record_through_faults_and_a_crash() {
     // The sink goes down; records keep coming; the daemon dies while it is down.
     sink.down();
     send(gateway, 400, 100);
-    wait_until("500 entries on disk", WAIT, || evidence(tmp.path()).len() >= 500);
+    wait_until("500 entries on disk", WAIT, || {
+        evidence(tmp.path()).len() >= 500
+    });
     daemon.kill9();
-    assert_eq!(distinct(&hec.seqs()), 400, "nothing reached a sink that was down");
+    assert_eq!(
+        distinct(&hec.seqs()),
+        400,
+        "nothing reached a sink that was down"
+    );
     sink.up();
     let mut daemon = start(tmp.path(), gateway, &yaml);
     send(gateway, 500, 100);
@@ -206,7 +213,10 @@ fn splunk_hec_with_indexer_acks_gets_every_record_through_faults_and_a_crash() {
         assert_eq!(e["fields"]["vellum_stream"], "logs/audit");
         assert_eq!(e["fields"]["vellum_seq"], seq.to_string());
         assert_eq!(e["fields"]["vellum_hash"], sealed["hash"]);
-        assert_eq!((e["index"].as_str(), e["sourcetype"].as_str()), (Some("audit"), Some("_json")));
+        assert_eq!(
+            (e["index"].as_str(), e["sourcetype"].as_str()),
+            (Some("audit"), Some("_json"))
+        );
         assert_eq!(e["source"], "vellum:logs/audit");
         assert!(e["time"].is_f64() && e["host"].as_str().is_some_and(|h| !h.is_empty()));
         checked.insert(seq);
@@ -214,13 +224,20 @@ fn splunk_hec_with_indexer_acks_gets_every_record_through_faults_and_a_crash() {
     assert_eq!(checked.len(), 600);
     assert!(checkpoints > 0, "signed checkpoints go to Splunk too");
     assert!(hec.ack_polls.load(Ordering::SeqCst) > 0);
-    assert_eq!(hec.faults.resets.load(Ordering::SeqCst), 1, "one connection was reset");
+    assert_eq!(
+        hec.faults.resets.load(Ordering::SeqCst),
+        1,
+        "one connection was reset"
+    );
     assert!(
         hec.refused.lock().unwrap().is_empty(),
         "the exporter always authenticated and named its channel: {:?}",
         hec.refused.lock().unwrap()
     );
-    assert!(dead_letter_files(tmp.path()).is_empty(), "no batch was refused for good");
+    assert!(
+        dead_letter_files(tmp.path()).is_empty(),
+        "no batch was refused for good"
+    );
 }
 
 #[test]
@@ -241,13 +258,18 @@ fn splunk_hec_refusing_the_token_dead_letters_the_batch_with_the_code() {
         &config(tmp.path(), gateway, &exporter, "splunk_hec/siem"),
     );
     send(gateway, 0, 20);
-    wait_until("a dead-letter file", WAIT, || !dead_letter_files(tmp.path()).is_empty());
+    wait_until("a dead-letter file", WAIT, || {
+        !dead_letter_files(tmp.path()).is_empty()
+    });
     assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
     let text: String = dead_letter_files(tmp.path())
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
-    assert!(text.contains("HEC code 4") && text.contains("Invalid token"), "{text}");
+    assert!(
+        text.contains("HEC code 4") && text.contains("Invalid token"),
+        "{text}"
+    );
     assert_eq!(hec.refused.lock().unwrap().first(), Some(&4));
     assert!(hec.events.lock().unwrap().is_empty());
     let dead: Vec<u64> = text
@@ -265,7 +287,12 @@ fn datadog_gets_every_record_within_its_limits_through_faults_and_a_crash() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
     let intake = Arc::new(Intake::new(DD_KEY));
-    let sink = Server::start(rt.handle(), loopback(), intake.router(), intake.faults.clone());
+    let sink = Server::start(
+        rt.handle(),
+        loopback(),
+        intake.router(),
+        intake.faults.clone(),
+    );
     // Down from the start, so a backlog builds into batches larger than Datadog takes.
     sink.down();
 
@@ -291,13 +318,19 @@ fn datadog_gets_every_record_within_its_limits_through_faults_and_a_crash() {
     let big_record = serde_json::json!({"action": "upload", "n": 2500, "body": &big}).to_string();
     post(gateway, big_record.as_bytes());
     send(gateway, 2501, 20);
-    wait_until("2521 entries on disk", WAIT, || evidence(tmp.path()).len() >= 2521);
+    wait_until("2521 entries on disk", WAIT, || {
+        evidence(tmp.path()).len() >= 2521
+    });
 
-    intake.faults.push(Fault::status(500, r#"{"errors":[{"status":"500"}]}"#));
+    intake
+        .faults
+        .push(Fault::status(500, r#"{"errors":[{"status":"500"}]}"#));
     intake
         .faults
         .push(Fault::status(503, r#"{"errors":[{"status":"503"}]}"#).with("retry-after", "1"));
-    intake.faults.push(Fault::status(408, r#"{"errors":[{"status":"408"}]}"#));
+    intake
+        .faults
+        .push(Fault::status(408, r#"{"errors":[{"status":"408"}]}"#));
     intake.faults.push(
         Fault::status(429, r#"{"errors":[{"status":"429"}]}"#).with("x-ratelimit-reset", "1"),
     );
@@ -316,8 +349,16 @@ fn datadog_gets_every_record_within_its_limits_through_faults_and_a_crash() {
 
     assert_eq!(intake.faults.pending(), 0);
     assert_eq!(intake.faults.resets.load(Ordering::SeqCst), 1);
-    assert!(intake.refused.lock().unwrap().is_empty(), "{:?}", intake.refused.lock().unwrap());
-    assert_eq!(intake.truncated.load(Ordering::SeqCst), 0, "no log was over 1 MB");
+    assert!(
+        intake.refused.lock().unwrap().is_empty(),
+        "{:?}",
+        intake.refused.lock().unwrap()
+    );
+    assert_eq!(
+        intake.truncated.load(Ordering::SeqCst),
+        0,
+        "no log was over 1 MB"
+    );
     assert_eq!(
         intake.largest_request.load(Ordering::SeqCst),
         MAX_LOGS,
@@ -368,12 +409,20 @@ fn webhook_batches_arrive_signed_through_faults_and_a_restart_and_refusals_are_d
     use peers::webhook::{Auth, Receiver};
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let mut soc = Receiver::new("/hooks/vellum", Auth::Hmac(WEBHOOK_SECRET.as_bytes().to_vec()));
+    let mut soc = Receiver::new(
+        "/hooks/vellum",
+        Auth::Hmac(WEBHOOK_SECRET.as_bytes().to_vec()),
+    );
     soc.required_headers = vec![("x-tenant".into(), "acme".into())];
     let soc = Arc::new(soc);
     let sink = Server::start(rt.handle(), loopback(), soc.router(), soc.faults.clone());
     let strict = Arc::new(Receiver::new("/in", Auth::Bearer("the-right-token".into())));
-    let strict_sink = Server::start(rt.handle(), loopback(), strict.router(), strict.faults.clone());
+    let strict_sink = Server::start(
+        rt.handle(),
+        loopback(),
+        strict.router(),
+        strict.faults.clone(),
+    );
 
     soc.faults.push(Fault::status(500, "oops"));
     soc.faults.push(Fault::Reset);
@@ -400,7 +449,12 @@ fn webhook_batches_arrive_signed_through_faults_and_a_restart_and_refusals_are_d
         soc_url = sink.url(),
         strict_url = strict_sink.url()
     );
-    let yaml = config(tmp.path(), gateway, &exporters, "webhook/soc, webhook/strict");
+    let yaml = config(
+        tmp.path(),
+        gateway,
+        &exporters,
+        "webhook/soc, webhook/strict",
+    );
     let mut daemon = start(tmp.path(), gateway, &yaml);
     for b in 0..4 {
         send(gateway, b * 40, 40);
@@ -412,7 +466,9 @@ fn webhook_batches_arrive_signed_through_faults_and_a_restart_and_refusals_are_d
     for b in 4..8 {
         send(gateway, b * 40, 40);
     }
-    wait_until("320 entries at the receiver", WAIT, || distinct(&soc.seqs()) == 320);
+    wait_until("320 entries at the receiver", WAIT, || {
+        distinct(&soc.seqs()) == 320
+    });
     wait_until("320 entries dead-lettered", WAIT, || {
         let dead: Vec<u64> = dead_letter_files(tmp.path())
             .iter()
@@ -430,7 +486,11 @@ fn webhook_batches_arrive_signed_through_faults_and_a_restart_and_refusals_are_d
 
     assert_eq!(soc.faults.pending(), 0);
     assert_eq!(soc.faults.resets.load(Ordering::SeqCst), 1);
-    assert!(soc.refused.lock().unwrap().is_empty(), "{:?}", soc.refused.lock().unwrap());
+    assert!(
+        soc.refused.lock().unwrap().is_empty(),
+        "{:?}",
+        soc.refused.lock().unwrap()
+    );
     assert_all_in_order(&soc.seqs(), 320, "webhook");
     let entries = evidence(tmp.path());
     let batches = soc.batches.lock().unwrap();
@@ -447,7 +507,10 @@ fn webhook_batches_arrive_signed_through_faults_and_a_restart_and_refusals_are_d
         }
         for c in batch["checkpoints"].as_array().unwrap() {
             let size = c["size"].as_u64().unwrap();
-            assert_eq!(c["note"].as_str(), checkpoint_note(tmp.path(), size).as_deref());
+            assert_eq!(
+                c["note"].as_str(),
+                checkpoint_note(tmp.path(), size).as_deref()
+            );
             notes += 1;
         }
     }
@@ -455,7 +518,14 @@ fn webhook_batches_arrive_signed_through_faults_and_a_restart_and_refusals_are_d
     assert!(strict.batches.lock().unwrap().is_empty());
     let reasons: String = dead_letter_files(tmp.path())
         .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap().lines().next().unwrap_or("").to_string())
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
     assert!(reasons.contains("401"), "{reasons}");
 }
@@ -525,8 +595,14 @@ fn forward(protocol: &str) {
     });
     central.kill9();
     send(gateway, 150, 100);
-    let mut central = Daemon::start_with(&central_dir, &central_dir.join("vellum.yaml"), &central_ready);
-    wait_until("250 entries at the edge", WAIT, || evidence(&edge_dir).len() >= 250);
+    let mut central = Daemon::start_with(
+        &central_dir,
+        &central_dir.join("vellum.yaml"),
+        &central_ready,
+    );
+    wait_until("250 entries at the edge", WAIT, || {
+        evidence(&edge_dir).len() >= 250
+    });
     assert_eq!(edge.terminate().code(), Some(0), "{}", edge.log_text());
     let mut edge = start(&edge_dir, gateway, &edge_yaml);
     send(gateway, 250, 100);
@@ -534,7 +610,12 @@ fn forward(protocol: &str) {
         distinct(&forwarded(&central_dir)) == 350
     });
     assert_eq!(edge.terminate().code(), Some(0), "{}", edge.log_text());
-    assert_eq!(central.terminate().code(), Some(0), "{}", central.log_text());
+    assert_eq!(
+        central.terminate().code(),
+        Some(0),
+        "{}",
+        central.log_text()
+    );
 
     let edge_entries = evidence(&edge_dir);
     let central_entries = evidence(&central_dir);
@@ -545,7 +626,11 @@ fn forward(protocol: &str) {
         &[],
     );
     assert!(ok, "the central evidence verifies:\n{report}");
-    let (ok, report) = verify(&edge_dir.join("evidence"), &vkeys(&edge_dir.join("state")), &[]);
+    let (ok, report) = verify(
+        &edge_dir.join("evidence"),
+        &vkeys(&edge_dir.join("state")),
+        &[],
+    );
     assert!(ok, "the edge evidence verifies:\n{report}");
 
     let mut found = HashSet::new();
@@ -554,7 +639,11 @@ fn forward(protocol: &str) {
         let seq = attrs["vellum.seq"].as_u64().unwrap();
         let e = &edge_entries[seq as usize];
         for field in ["stream", "seq", "prev", "hash", "v"] {
-            assert_eq!(attrs[&format!("vellum.{field}")], e[field], "seq {seq}: {field}");
+            assert_eq!(
+                attrs[&format!("vellum.{field}")],
+                e[field],
+                "seq {seq}: {field}"
+            );
         }
         assert_eq!(attrs["vellum.source"], e["source"]);
         let own: serde_json::Map<String, Value> = attrs
@@ -563,7 +652,11 @@ fn forward(protocol: &str) {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         assert_eq!(Value::Object(own), e["attributes"], "seq {seq}: attributes");
-        assert_eq!((&c["time"], &c["body"]), (&e["time"], &e["body"]), "seq {seq}");
+        assert_eq!(
+            (&c["time"], &c["body"]),
+            (&e["time"], &e["body"]),
+            "seq {seq}"
+        );
         assert_eq!(c["stream"], "logs/central");
         found.insert(seq);
     }

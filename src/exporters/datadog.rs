@@ -108,7 +108,10 @@ impl DatadogConfig {
         if self.api_key.expose().trim().is_empty() {
             out.push(("api_key".into(), "give the Datadog API key".into()));
         } else if HeaderValue::from_str(self.api_key.expose()).is_err() {
-            out.push(("api_key".into(), "holds characters a header cannot carry".into()));
+            out.push((
+                "api_key".into(),
+                "holds characters a header cannot carry".into(),
+            ));
         }
         if self.site.is_empty()
             || !self
@@ -180,7 +183,8 @@ impl Payload {
     }
 
     fn fits(&self, log: &[u8]) -> bool {
-        self.logs < MAX_LOGS_PER_PAYLOAD && self.body.len() + 1 + log.len() + 1 <= MAX_PAYLOAD_BYTES
+        // A comma before the log, the closing bracket after it.
+        self.logs < MAX_LOGS_PER_PAYLOAD && self.body.len() + log.len() + 2 <= MAX_PAYLOAD_BYTES
     }
 
     fn push(&mut self, log: &[u8]) {
@@ -214,7 +218,10 @@ pub struct DatadogExporter {
 }
 
 impl DatadogExporter {
-    pub fn new(cfg: &DatadogConfig, context: &ExporterContext) -> Result<DatadogExporter, ExportError> {
+    pub fn new(
+        cfg: &DatadogConfig,
+        context: &ExporterContext,
+    ) -> Result<DatadogExporter, ExportError> {
         let mut fixed = b"\"ddsource\":".to_vec();
         push_json_str(&mut fixed, &cfg.ddsource);
         if !cfg.ddtags.is_empty() {
@@ -270,7 +277,9 @@ impl DatadogExporter {
                     let time = SystemTime::UNIX_EPOCH + Duration::from_nanos(ns);
                     let age = now.duration_since(time).unwrap_or(Duration::ZERO);
                     if age < INGESTION_WINDOW {
-                        head.extend_from_slice(format!(",\"timestamp\":{}", ns / 1_000_000).as_bytes());
+                        head.extend_from_slice(
+                            format!(",\"timestamp\":{}", ns / 1_000_000).as_bytes(),
+                        );
                     }
                 }
                 head.extend_from_slice(b",\"vellum\":{\"stream\":");
@@ -471,7 +480,10 @@ mod tests {
         let log: Value =
             serde_json::from_slice(&e.logs(&entry(0, 1, "x"), a_day_later).unwrap()[0]).unwrap();
         assert!(log.get("timestamp").is_none(), "{log}");
-        assert_eq!((log["hostname"].as_str(), log["service"].as_str()), (Some("fixed"), Some("svc")));
+        assert_eq!(
+            (log["hostname"].as_str(), log["service"].as_str()),
+            (Some("fixed"), Some("svc"))
+        );
     }
 
     #[test]
@@ -532,9 +544,15 @@ mod tests {
     #[test]
     fn the_site_names_the_intake_host() {
         let e = exporter(json!({"site": "datadoghq.eu"}));
-        assert_eq!(e.url.as_str(), "https://http-intake.logs.datadoghq.eu/api/v2/logs");
+        assert_eq!(
+            e.url.as_str(),
+            "https://http-intake.logs.datadoghq.eu/api/v2/logs"
+        );
         let e = exporter(json!({"site": "us3.datadoghq.com"}));
-        assert_eq!(e.url.as_str(), "https://http-intake.logs.us3.datadoghq.com/api/v2/logs");
+        assert_eq!(
+            e.url.as_str(),
+            "https://http-intake.logs.us3.datadoghq.com/api/v2/logs"
+        );
         let e = exporter(json!({"endpoint": "http://127.0.0.1:9000/"}));
         assert_eq!(e.url.as_str(), "http://127.0.0.1:9000/api/v2/logs");
     }
@@ -550,7 +568,9 @@ mod tests {
             Answer {
                 status: StatusCode::from_u16(status).unwrap(),
                 headers: map,
-                body: Bytes::from_static(br#"{"errors":[{"status":"x","title":"t","detail":"d"}]}"#),
+                body: Bytes::from_static(
+                    br#"{"errors":[{"status":"x","title":"t","detail":"d"}]}"#,
+                ),
             }
         };
         for (status, want) in [
@@ -578,7 +598,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match judge(&answer(429, &[("retry-after", "3"), ("x-ratelimit-reset", "12")]), now) {
+        match judge(
+            &answer(429, &[("retry-after", "3"), ("x-ratelimit-reset", "12")]),
+            now,
+        ) {
             Err(ExportError::Retryable { retry_after, .. }) => {
                 assert_eq!(retry_after, Some(Duration::from_secs(3)))
             }

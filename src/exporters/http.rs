@@ -199,9 +199,9 @@ pub fn client(tls: &TlsConfig) -> Result<reqwest::Client, ExportError> {
     if tls.insecure_skip_verify {
         builder = builder.tls_danger_accept_invalid_certs(true);
     }
-    builder
-        .build()
-        .map_err(|e| ExportError::Permanent(format!("cannot set up the HTTP client: {}", chain(&e))))
+    builder.build().map_err(|e| {
+        ExportError::Permanent(format!("cannot set up the HTTP client: {}", chain(&e)))
+    })
 }
 
 /// gzip at the fast level: audit JSON shrinks about tenfold even so, and the CPU is
@@ -453,8 +453,7 @@ mod tests {
     }
 
     fn at(rfc3339: &str) -> SystemTime {
-        SystemTime::UNIX_EPOCH
-            + Duration::from_nanos(crate::event::parse_time(rfc3339).unwrap())
+        SystemTime::UNIX_EPOCH + Duration::from_nanos(crate::event::parse_time(rfc3339).unwrap())
     }
 
     #[test]
@@ -549,7 +548,11 @@ mod tests {
         let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             paths,
-            ["headers.Content-Type", "headers.X-Split", "headers.bad name"]
+            [
+                "headers.Content-Type",
+                "headers.X-Split",
+                "headers.bad name"
+            ]
         );
     }
 

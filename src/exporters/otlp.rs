@@ -96,7 +96,12 @@ impl OtlpConfig {
             out.push(("endpoint".into(), p));
         }
         let reserved: &[&str] = match self.protocol {
-            Protocol::Grpc => &["content-type", "grpc-encoding", "grpc-accept-encoding", "te"],
+            Protocol::Grpc => &[
+                "content-type",
+                "grpc-encoding",
+                "grpc-accept-encoding",
+                "te",
+            ],
             Protocol::Http => &["content-type", "content-encoding", "content-length", "host"],
         };
         out.extend(self.headers.problems("headers", reserved));
@@ -122,7 +127,10 @@ impl OtlpConfig {
 
 enum Transport {
     Grpc {
-        client: LogsServiceClient<tonic::transport::Channel>,
+        endpoint: Box<tonic::transport::Endpoint>,
+        compression: Compression,
+        /// Made on the first delivery: a channel needs the runtime, building does not.
+        client: Option<LogsServiceClient<tonic::transport::Channel>>,
         metadata: HeaderMap,
     },
     Http {
@@ -143,7 +151,9 @@ impl OtlpExporter {
         let headers = cfg.headers.to_header_map()?;
         let transport = match cfg.protocol {
             Protocol::Grpc => Transport::Grpc {
-                client: grpc_client(cfg)?,
+                endpoint: Box::new(grpc_endpoint(cfg)?),
+                compression: cfg.compression,
+                client: None,
                 metadata: headers,
             },
             Protocol::Http => Transport::Http {
@@ -169,7 +179,13 @@ impl OtlpExporter {
             return Ok(());
         }
         let response = match &mut self.transport {
-            Transport::Grpc { client, metadata } => {
+            Transport::Grpc {
+                endpoint,
+                compression,
+                client,
+                metadata,
+            } => {
+                let client = client.get_or_insert_with(|| grpc_client(endpoint, *compression));
                 let mut call = tonic::Request::new(request);
                 *call.metadata_mut() = tonic::metadata::MetadataMap::from_headers(metadata.clone());
                 client
@@ -209,7 +225,7 @@ impl OtlpExporter {
     }
 }
 
-fn grpc_client(cfg: &OtlpConfig) -> Result<LogsServiceClient<tonic::transport::Channel>, ExportError> {
+fn grpc_endpoint(cfg: &OtlpConfig) -> Result<tonic::transport::Endpoint, ExportError> {
     let bad = |e: &dyn std::error::Error| {
         ExportError::Permanent(format!("endpoint `{}`: {}", cfg.endpoint, http::chain(e)))
     };
@@ -230,13 +246,20 @@ fn grpc_client(cfg: &OtlpConfig) -> Result<LogsServiceClient<tonic::transport::C
         }
         endpoint = endpoint.tls_config(tls).map_err(|e| bad(&e))?;
     }
-    let mut client = LogsServiceClient::new(endpoint.connect_lazy())
+    Ok(endpoint)
+}
+
+fn grpc_client(
+    endpoint: &tonic::transport::Endpoint,
+    compression: Compression,
+) -> LogsServiceClient<tonic::transport::Channel> {
+    let client = LogsServiceClient::new(endpoint.connect_lazy())
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(usize::MAX);
-    if cfg.compression == Compression::Gzip {
-        client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    match compression {
+        Compression::Gzip => client.send_compressed(tonic::codec::CompressionEncoding::Gzip),
+        Compression::None => client,
     }
-    Ok(client)
 }
 
 /// The gRPC table (module doc).
@@ -461,28 +484,49 @@ mod tests {
         );
         let sl = &rl.scope_logs[0];
         assert_eq!(
-            (sl.scope.as_ref().unwrap().name.as_str(), sl.scope.as_ref().unwrap().version.as_str()),
+            (
+                sl.scope.as_ref().unwrap().name.as_str(),
+                sl.scope.as_ref().unwrap().version.as_str()
+            ),
             ("audit", "2")
         );
         let log = &sl.log_records[0];
         assert_eq!(log.time_unix_nano, 1_700_000_000_000_000_001);
         assert_eq!(log.observed_time_unix_nano, 1_700_000_001_000_000_000);
-        assert_eq!((log.severity_number, log.severity_text.as_str()), (17, "ERROR"));
+        assert_eq!(
+            (log.severity_number, log.severity_text.as_str()),
+            (17, "ERROR")
+        );
         assert_eq!(log.trace_id, vec![1u8; 16]);
         assert!(log.span_id.is_empty());
         use any_value::Value as V;
         assert_eq!(attr(log, "user_id"), Some(&V::StringValue("u1".into())));
-        assert_eq!(attr(log, "vellum.stream"), Some(&V::StringValue("logs/audit".into())));
+        assert_eq!(
+            attr(log, "vellum.stream"),
+            Some(&V::StringValue("logs/audit".into()))
+        );
         assert_eq!(attr(log, "vellum.seq"), Some(&V::IntValue(7)));
         assert_eq!(attr(log, "vellum.v"), Some(&V::IntValue(1)));
-        assert_eq!(attr(log, "vellum.hash"), Some(&V::StringValue("ab".repeat(32))));
+        assert_eq!(
+            attr(log, "vellum.hash"),
+            Some(&V::StringValue("ab".repeat(32)))
+        );
         assert_eq!(attr(log, "vellum.kid"), Some(&V::StringValue("k1".into())));
-        assert_eq!(attr(log, "vellum.severity"), Some(&V::StringValue("high".into())));
-        assert_eq!(attr(log, "vellum.source"), Some(&V::StringValue("http/gateway".into())));
+        assert_eq!(
+            attr(log, "vellum.severity"),
+            Some(&V::StringValue("high".into()))
+        );
+        assert_eq!(
+            attr(log, "vellum.source"),
+            Some(&V::StringValue("http/gateway".into()))
+        );
         assert!(matches!(attr(log, "vellum.tags"), Some(V::ArrayValue(a)) if a.values.len() == 1));
         // The body goes through the receiver's own mapping unchanged.
         let back = crate::receivers::otlp::any_value(log.body.clone().unwrap());
-        assert_eq!(back, json!({"msg": "denied", "n": 3, "ratio": 0.5, "list": [true, null]}));
+        assert_eq!(
+            back,
+            json!({"msg": "denied", "n": 3, "ratio": 0.5, "list": [true, null]})
+        );
     }
 
     #[test]
@@ -536,13 +580,19 @@ mod tests {
         ];
         for code in retry {
             assert!(
-                matches!(grpc_error(&tonic::Status::new(code, "x")), ExportError::Retryable { .. }),
+                matches!(
+                    grpc_error(&tonic::Status::new(code, "x")),
+                    ExportError::Retryable { .. }
+                ),
                 "{code:?}"
             );
         }
         for code in refuse {
             assert!(
-                matches!(grpc_error(&tonic::Status::new(code, "x")), ExportError::Permanent(_)),
+                matches!(
+                    grpc_error(&tonic::Status::new(code, "x")),
+                    ExportError::Permanent(_)
+                ),
                 "{code:?}"
             );
         }
@@ -561,9 +611,24 @@ mod tests {
     }
 
     #[test]
+    fn an_exporter_is_built_outside_any_runtime() {
+        // The daemon builds exporters before their drivers run; a gRPC channel waits for
+        // the first delivery.
+        let cfg: OtlpConfig =
+            serde_json::from_value(json!({"endpoint": "http://127.0.0.1:4317"})).unwrap();
+        let context = ExporterContext {
+            id: "otlp/central".into(),
+            stream: "logs/audit".into(),
+            state_dir: std::env::temp_dir(),
+        };
+        assert!(OtlpExporter::new(&cfg, &context).is_ok());
+    }
+
+    #[test]
     fn config_urls_and_problems() {
         let cfg: OtlpConfig =
-            serde_json::from_value(json!({"endpoint": "http://c:4318", "protocol": "http"})).unwrap();
+            serde_json::from_value(json!({"endpoint": "http://c:4318", "protocol": "http"}))
+                .unwrap();
         assert_eq!(cfg.http_url(), "http://c:4318/v1/logs");
         let cfg: OtlpConfig = serde_json::from_value(
             json!({"endpoint": "http://c:4318/v1/logs/", "protocol": "http"}),
@@ -576,8 +641,10 @@ mod tests {
         let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["endpoint", "headers.te", "tls.insecure_skip_verify"]);
         assert!(
-            serde_json::from_value::<OtlpConfig>(json!({"endpoint": "http://c", "protocol": "udp"}))
-                .is_err()
+            serde_json::from_value::<OtlpConfig>(
+                json!({"endpoint": "http://c", "protocol": "udp"})
+            )
+            .is_err()
         );
     }
 }

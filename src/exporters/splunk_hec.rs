@@ -138,7 +138,10 @@ impl SplunkHecConfig {
         if self.token.expose().trim().is_empty() {
             out.push(("token".into(), "give the HEC token".into()));
         } else if HeaderValue::from_str(&format!("Splunk {}", self.token.expose())).is_err() {
-            out.push(("token".into(), "holds characters a header cannot carry".into()));
+            out.push((
+                "token".into(),
+                "holds characters a header cannot carry".into(),
+            ));
         }
         for (key, value) in [
             ("index", &self.index),
@@ -193,7 +196,9 @@ fn hint(code: i64) -> &'static str {
     match code {
         7 => " (the token may not write to the configured index)",
         10 => " (the token requires indexer acknowledgement: set indexer_ack: true)",
-        14 => " (the token has indexer acknowledgement off: set indexer_ack: false or enable it on the token)",
+        14 => {
+            " (the token has indexer acknowledgement off: set indexer_ack: false or enable it on the token)"
+        }
         1 | 2 | 3 | 4 | 21 | 22 => " (check the token)",
         _ => "",
     }
@@ -301,7 +306,9 @@ impl Envelope {
         out.extend_from_slice(line);
         out.extend_from_slice(b",\"fields\":{\"vellum_stream\":");
         push_json_str(out, &head.stream);
-        out.extend_from_slice(format!(",\"vellum_seq\":\"{}\",\"vellum_hash\":", head.seq).as_bytes());
+        out.extend_from_slice(
+            format!(",\"vellum_seq\":\"{}\",\"vellum_hash\":", head.seq).as_bytes(),
+        );
         push_json_str(out, &head.hash);
         out.extend_from_slice(b"}}\n");
     }
@@ -310,7 +317,8 @@ impl Envelope {
         out.push(b'{');
         self.push_common(out, None, b"\"vellum:checkpoint\"");
         out.extend_from_slice(b",\"event\":");
-        let event = serde_json::json!({"checkpoint": {"stream": stream, "size": size, "note": note}});
+        let event =
+            serde_json::json!({"checkpoint": {"stream": stream, "size": size, "note": note}});
         out.extend_from_slice(event.to_string().as_bytes());
         out.extend_from_slice(b",\"fields\":{\"vellum_stream\":");
         push_json_str(out, stream);
@@ -403,7 +411,10 @@ impl SplunkHecExporter {
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, "application/json");
         if self.indexer_ack {
-            request = request.header(HeaderName::from_static(CHANNEL_HEADER), self.channel.clone());
+            request = request.header(
+                HeaderName::from_static(CHANNEL_HEADER),
+                self.channel.clone(),
+            );
         }
         request
     }
@@ -453,8 +464,7 @@ impl SplunkHecExporter {
             let ids: Vec<u64> = pending.iter().map(|(ack, _)| *ack).collect();
             let body = serde_json::to_vec(&serde_json::json!({ "acks": ids }))
                 .map_err(|e| ExportError::Permanent(e.to_string()))?;
-            let answer =
-                http::send(&self.id, self.request(&self.ack_url).body(body)).await?;
+            let answer = http::send(&self.id, self.request(&self.ack_url).body(body)).await?;
             judge(&answer, SystemTime::now())?;
             let acks = read_acks(&answer.body)?;
             pending.retain(|(ack, part)| {
@@ -669,18 +679,43 @@ mod tests {
             (13, 400, "Event field cannot be blank", "refuse"),
             (14, 400, "ACK is disabled", "refuse"),
             (15, 400, "Error in handling indexed fields", "refuse"),
-            (16, 400, "Query string authorization is not enabled", "refuse"),
+            (
+                16,
+                400,
+                "Query string authorization is not enabled",
+                "refuse",
+            ),
             (17, 200, "HEC is healthy", "ok"),
             (18, 503, "HEC is unhealthy, queues are full", "retry"),
-            (19, 503, "HEC is unhealthy, ack service unavailable", "retry"),
-            (20, 503, "HEC is unhealthy, queues are full, ack service unavailable", "retry"),
+            (
+                19,
+                503,
+                "HEC is unhealthy, ack service unavailable",
+                "retry",
+            ),
+            (
+                20,
+                503,
+                "HEC is unhealthy, queues are full, ack service unavailable",
+                "retry",
+            ),
             (21, 400, "Invalid token", "refuse"),
             (22, 400, "Token disabled", "refuse"),
             (23, 503, "Server is shutting down", "retry"),
             (24, 200, "HEC queue is approaching its capacity limit", "ok"),
             (25, 200, "HEC ACK is approaching its capacity limit", "ok"),
-            (26, 429, "HEC queue is at capacity and cannot process any more requests", "retry"),
-            (27, 429, "HEC ACK channel is at capacity and cannot process any more requests", "retry"),
+            (
+                26,
+                429,
+                "HEC queue is at capacity and cannot process any more requests",
+                "retry",
+            ),
+            (
+                27,
+                429,
+                "HEC ACK channel is at capacity and cannot process any more requests",
+                "retry",
+            ),
         ];
         let now = SystemTime::now();
         for (code, status, text, want) in table {
@@ -716,7 +751,11 @@ mod tests {
             judge(&answer(503, r#"{"text":"Success","code":0}"#), now),
             Err(ExportError::Retryable { .. })
         ));
-        let reply = judge(&answer(200, r#"{"text":"Success","code":0,"ackId":7}"#), now).unwrap();
+        let reply = judge(
+            &answer(200, r#"{"text":"Success","code":0,"ackId":7}"#),
+            now,
+        )
+        .unwrap();
         assert_eq!(reply.ack_id, Some(7));
     }
 
@@ -746,7 +785,9 @@ mod tests {
 
     #[test]
     fn config_problems_and_a_redacted_token() {
-        let cfg = config(serde_json::json!({"index": " ", "ack_poll_interval": "1ms", "endpoint": "splunk:8088"}));
+        let cfg = config(
+            serde_json::json!({"index": " ", "ack_poll_interval": "1ms", "endpoint": "splunk:8088"}),
+        );
         let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["endpoint", "index", "ack_poll_interval"]);
         assert!(!format!("{cfg:?}").contains("0000-0000"));

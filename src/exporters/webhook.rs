@@ -36,8 +36,11 @@
 //!
 //! where `<body>` is the JSON as above, before any `Content-Encoding`, and the secret is
 //! its UTF-8 bytes. A receiver recomputes the signature, compares it in constant time,
-//! and rejects a timestamp too far from its clock (five minutes, say) or a signature it
-//! has seen before: a captured request cannot be replayed. Every retry is signed anew.
+//! and rejects a timestamp too far from its clock (five minutes, say): a captured request
+//! cannot be replayed later. Every retry is signed anew, but a retry within the same
+//! second carries the same signature, so a receiver must not refuse a signature it has
+//! seen; a replay inside the window only repeats entries it de-duplicates by
+//! `stream` + `seq` anyway.
 //!
 //! **Answers** follow the shared HTTP table (`http` module): 2xx delivered; 408, 429 and
 //! 5xx retried (honouring `Retry-After`); other 4xx and redirects dead-lettered.
@@ -144,7 +147,10 @@ pub struct WebhookExporter {
 }
 
 impl WebhookExporter {
-    pub fn new(cfg: &WebhookConfig, context: &ExporterContext) -> Result<WebhookExporter, ExportError> {
+    pub fn new(
+        cfg: &WebhookConfig,
+        context: &ExporterContext,
+    ) -> Result<WebhookExporter, ExportError> {
         let mut headers = cfg.headers.to_header_map()?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let mut hmac_secret = None;
@@ -211,7 +217,10 @@ impl WebhookExporter {
 
     async fn deliver(&self, batch: &[Item]) -> Result<(), ExportError> {
         let body = self.body(batch);
-        let mut request = self.client.post(self.url.clone()).headers(self.headers.clone());
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone());
         if let Some(secret) = &self.hmac_secret {
             let timestamp = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -343,7 +352,10 @@ mod tests {
         assert_eq!(e.headers["x-tenant"], "acme");
         let parsed: WebhookConfig = serde_json::from_value(cfg).unwrap();
         let shown = format!("{parsed:?}");
-        assert!(!shown.contains("tok-123456789") && !shown.contains("acme"), "{shown}");
+        assert!(
+            !shown.contains("tok-123456789") && !shown.contains("acme"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -355,14 +367,22 @@ mod tests {
         let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
         assert_eq!(
             keys,
-            ["url", "auth.secret", "headers.Authorization", "headers.X-Vellum-Signature"]
+            [
+                "url",
+                "auth.secret",
+                "headers.Authorization",
+                "headers.X-Vellum-Signature"
+            ]
         );
         for bad in [
             json!({"url": "https://x", "auth": {"type": "basic", "token": "t"}}),
             json!({"url": "https://x", "auth": {"type": "bearer", "token": "t", "extra": 1}}),
             json!({"url": "https://x", "method": "PUT"}),
         ] {
-            assert!(serde_json::from_value::<WebhookConfig>(bad.clone()).is_err(), "{bad}");
+            assert!(
+                serde_json::from_value::<WebhookConfig>(bad.clone()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

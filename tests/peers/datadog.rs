@@ -133,5 +133,10 @@ async fn logs(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes
     }
     intake.logs.lock().unwrap().extend(taken);
     intake.faults.finish(delay, reset).await;
-    (StatusCode::ACCEPTED, [("content-type", "application/json")], "{}").into_response()
+    (
+        StatusCode::ACCEPTED,
+        [("content-type", "application/json")],
+        "{}",
+    )
+        .into_response()
 }

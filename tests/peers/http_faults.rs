@@ -82,7 +82,10 @@ pub enum Plan {
     /// Answer this without looking at the request.
     Answer(Response),
     /// Handle the request, then wait `delay` and reset the connection if `reset`.
-    Handle { delay: Option<Duration>, reset: bool },
+    Handle {
+        delay: Option<Duration>,
+        reset: bool,
+    },
 }
 
 impl Faults {
@@ -115,10 +118,9 @@ impl Faults {
                 )
                     .into_response();
                 for (name, value) in headers {
-                    response.headers_mut().insert(
-                        name,
-                        HeaderValue::from_str(&value).expect("a header value"),
-                    );
+                    response
+                        .headers_mut()
+                        .insert(name, HeaderValue::from_str(&value).expect("a header value"));
                 }
                 Plan::Answer(response)
             }

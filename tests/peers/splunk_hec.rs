@@ -109,7 +109,11 @@ impl Hec {
     }
 
     /// The channel of a request, checked when the token uses acks: codes 10, 11.
-    fn channel(&self, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<Option<String>, i64> {
+    fn channel(
+        &self,
+        headers: &HeaderMap,
+        query: &HashMap<String, String>,
+    ) -> Result<Option<String>, i64> {
         let named = headers
             .get("x-splunk-request-channel")
             .and_then(|v| v.to_str().ok())
@@ -153,7 +157,8 @@ impl Hec {
                 }
             }
             if let Some(time) = event.get("time") {
-                let ok = time.is_number() || time.as_str().is_some_and(|t| t.parse::<f64>().is_ok());
+                let ok =
+                    time.is_number() || time.as_str().is_some_and(|t| t.parse::<f64>().is_ok());
                 if !ok {
                     return Err((6, Some(n)));
                 }
@@ -161,7 +166,8 @@ impl Hec {
             if let Some(fields) = event.get("fields") {
                 let flat = fields.as_object().is_some_and(|f| {
                     f.values().all(|v| {
-                        v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+                        v.is_string()
+                            || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
                     })
                 });
                 if !flat {
@@ -216,7 +222,10 @@ fn code_status_text(code: i64) -> (u16, &'static str) {
         17 => (200, "HEC is healthy"),
         18 => (503, "HEC is unhealthy, queues are full"),
         23 => (503, "Server is shutting down"),
-        26 => (429, "HEC queue is at capacity and cannot process any more requests"),
+        26 => (
+            429,
+            "HEC queue is at capacity and cannot process any more requests",
+        ),
         _ => (500, "Internal server error"),
     }
 }
@@ -296,7 +305,12 @@ async fn event(
         None => json!({"text": "Success", "code": 0}),
     };
     hec.faults.finish(delay, reset).await;
-    (StatusCode::OK, [("content-type", "application/json")], answer.to_string()).into_response()
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        answer.to_string(),
+    )
+        .into_response()
 }
 
 async fn ack(
@@ -333,7 +347,8 @@ async fn ack(
         let mut channels = hec.channels.lock().unwrap();
         let ch = channels.entry(channel).or_default();
         for id in ids {
-            let indexed = matches!(ch.pending.get(&id), Some(Some(at)) if at.elapsed() >= hec.index_delay);
+            let indexed =
+                matches!(ch.pending.get(&id), Some(Some(at)) if at.elapsed() >= hec.index_delay);
             if indexed {
                 ch.pending.remove(&id);
             }
