@@ -25,17 +25,6 @@ fn config(dir: &std::path::Path, ports: Ports, keys: &str) -> String {
         )
 }
 
-fn send(port: u16, from: usize, n: usize) {
-    let body: String = (from..from + n)
-        .map(|i| format!("{{\"action\":\"login.failed\",\"user_id\":\"u{i}\"}}\n"))
-        .collect();
-    let status = ureq::post(&format!("http://127.0.0.1:{port}/v1/events"))
-        .send(body.as_bytes())
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 200);
-}
-
 fn vellum(args: &[&str]) -> (i32, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
     let text = format!(
@@ -56,12 +45,12 @@ fn signed_evidence_verifies_across_a_key_rotation_and_proofs_check() {
     // First run signs with k2025; the second puts k2026 first in the ring.
     let old_ring = format!("[{{ id: k2025, key: \"{OLD_KEY}\" }}]");
     let mut daemon = Daemon::start(tmp.path(), &config(tmp.path(), ports, &old_ring), &ready);
-    send(ports.gateway, 0, 150);
+    send_logins(ports.gateway, 0, 150);
     assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
     let rotated =
         format!("[{{ id: k2026, key: \"{NEW_KEY}\" }}, {{ id: k2025, key: \"{OLD_KEY}\" }}]");
     let mut daemon = Daemon::start(tmp.path(), &config(tmp.path(), ports, &rotated), &ready);
-    send(ports.gateway, 150, 100);
+    send_logins(ports.gateway, 150, 100);
     wait_until("250 entries", Duration::from_secs(20), || {
         evidence_entries(&evidence).len() >= 250
     });
@@ -223,7 +212,7 @@ fn a_chain_whose_state_is_lost_while_evidence_exists_is_not_restarted() {
     let ready = [SocketAddr::from(([127, 0, 0, 1], ports.gateway))];
     let yaml = standard_config(tmp.path(), ports);
     let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
-    send(ports.gateway, 0, 20);
+    send_logins(ports.gateway, 0, 20);
     assert_eq!(daemon.terminate().code(), Some(0));
 
     // The journal is lost; the evidence is still there.
@@ -257,7 +246,7 @@ fn a_chain_whose_state_is_lost_while_evidence_exists_is_not_restarted() {
     );
     std::fs::write(&config, renamed).unwrap();
     let mut daemon = Daemon::start_with(tmp.path(), &config, &ready);
-    send(ports.gateway, 20, 5);
+    send_logins(ports.gateway, 20, 5);
     let evidence = tmp.path().join("evidence");
     wait_until("25 entries", Duration::from_secs(20), || {
         evidence_entries(&evidence).len() >= 25
@@ -274,7 +263,7 @@ fn a_chain_head_that_disagrees_with_the_journal_stops_the_start() {
     let ports = Ports::new();
     let ready = [SocketAddr::from(([127, 0, 0, 1], ports.gateway))];
     let mut daemon = Daemon::start(tmp.path(), &standard_config(tmp.path(), ports), &ready);
-    send(ports.gateway, 0, 250);
+    send_logins(ports.gateway, 0, 250);
     assert_eq!(daemon.terminate().code(), Some(0));
     let hint = tmp.path().join("state/pipelines/logs%2Faudit/chain.json");
     let text = std::fs::read_to_string(&hint).unwrap();
@@ -311,7 +300,7 @@ fn every_tampering_of_real_output_is_caught_and_located() {
     let ring = format!("[{{ id: k2025, key: \"{OLD_KEY}\" }}]");
     let yaml = config(tmp.path(), ports, &ring).replace("every_records: 100", "every_records: 40");
     let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
-    send(ports.gateway, 0, 100);
+    send_logins(ports.gateway, 0, 100);
     assert_eq!(daemon.terminate().code(), Some(0));
     let evidence = tmp.path().join("evidence");
     let vkey = vkeys(&tmp.path().join("state")).pop().unwrap();

@@ -138,17 +138,6 @@ service:
     )
 }
 
-fn send(port: u16, from: usize, n: usize) {
-    let body: String = (from..from + n)
-        .map(|i| format!("{{\"action\":\"login.failed\",\"user_id\":\"u{i}\"}}\n"))
-        .collect();
-    let status = ureq::post(&format!("http://127.0.0.1:{port}/v1/events"))
-        .send(body.as_bytes())
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 200);
-}
-
 /// Every object under the bucket, by key.
 async fn objects(client: &Client, bucket: &str) -> Vec<String> {
     let mut keys = Vec::new();
@@ -247,16 +236,7 @@ fn verify_s3(endpoint: &str, bucket: &str, vkeys: &[String]) -> (bool, String) {
         .env("AWS_CONFIG_FILE", "/nonexistent")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
         .env("AWS_EC2_METADATA_DISABLED", "true");
-    for v in vkeys {
-        cmd.args(["--vkey", v]);
-    }
-    let out = cmd.output().expect("run vellum verify");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    verify_with(cmd, vkeys, &[])
 }
 
 fn gateway_ready(port: u16) -> [SocketAddr; 1] {
@@ -280,7 +260,7 @@ fn locked_bundles_verify_and_a_changed_or_removed_bundle_is_found() {
     );
     // Each request is smaller than a checkpoint interval and is bundled before the next.
     for from in (0..230).step_by(46) {
-        send(gateway, from, 46);
+        send_logins(gateway, from, 46);
         wait_until("the request in a bundle", Duration::from_secs(30), || {
             rt.block_on(delivered(&s3, bucket)) == from as u64 + 46
         });
@@ -638,7 +618,7 @@ fn faults_at_the_sink_lose_nothing_and_a_restart_repeats_nothing() {
     let mut daemon = Daemon::start(tmp.path(), &yaml, &gateway_ready(gateway));
     let mut sent = 0;
     let mut send_more = |n: usize| {
-        send(gateway, sent, n);
+        send_logins(gateway, sent, n);
         sent += n;
         sent as u64
     };

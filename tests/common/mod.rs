@@ -262,6 +262,12 @@ pub fn python() -> Option<PathBuf> {
 pub fn verify(dir: &Path, vkeys: &[String], hmac_keys: &[String]) -> (bool, String) {
     let mut cmd = Command::new(BIN);
     cmd.arg("verify").arg(dir);
+    verify_with(cmd, vkeys, hmac_keys)
+}
+
+/// Runs a prepared `vellum verify` command (its target and any settings, such as S3
+/// options, already given) with the keys; returns (success, stdout+stderr).
+pub fn verify_with(mut cmd: Command, vkeys: &[String], hmac_keys: &[String]) -> (bool, String) {
     for v in vkeys {
         cmd.args(["--vkey", v]);
     }
@@ -275,6 +281,18 @@ pub fn verify(dir: &Path, vkeys: &[String], hmac_keys: &[String]) -> (bool, Stri
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// Posts `n` gateway events (`login.failed` for users `u<from>`…) as NDJSON and expects 200.
+pub fn send_logins(port: u16, from: usize, n: usize) {
+    let body: String = (from..from + n)
+        .map(|i| format!("{{\"action\":\"login.failed\",\"user_id\":\"u{i}\"}}\n"))
+        .collect();
+    let status = ureq::post(&format!("http://127.0.0.1:{port}/v1/events"))
+        .send(body.as_bytes())
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
 }
 
 /// The vkeys generated for the streams under a storage directory.
