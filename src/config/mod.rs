@@ -161,6 +161,10 @@ pub struct StorageConfig {
     /// The largest record, sealed, that the journal takes.
     #[serde(default = "default_max_record_size")]
     pub max_record_size: bytesize::ByteSize,
+    /// Days journal records are kept; past that, segments every exporter has delivered
+    /// are purged. 0 keeps them forever (the query API reads the journal).
+    #[serde(default)]
+    pub retention_days: u32,
 }
 
 fn default_segment_size() -> bytesize::ByteSize {
