@@ -21,14 +21,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon (SIGTERM or Ctrl-C drains and stops it).
+    /// Run the daemon (SIGTERM or Ctrl-C drains and stops it; SIGHUP reloads the
+    /// configuration).
     Run {
         /// Pipeline configuration; without it, the built-in default (loopback only).
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// How long exporters may take to deliver what is left at shutdown.
+        /// How long exporters may take to deliver what is left at shutdown or reload.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         drain_timeout: Duration,
+        /// Reload when the configuration file changes (checked every second), as on SIGHUP.
+        #[arg(long, requires = "config")]
+        watch: bool,
     },
     /// Check a configuration and report every problem with its YAML path (exit 2 if any).
     Validate {
@@ -113,7 +117,8 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             drain_timeout,
-        } => run(config, drain_timeout),
+            watch,
+        } => run(config, drain_timeout, watch),
         Command::Validate { config } => validate(&config),
         Command::Keygen { name } => keygen(&name),
         Command::Verify {
@@ -370,7 +375,7 @@ fn init_logging(telemetry: &TelemetryConfig) {
     }
 }
 
-fn run(path: Option<PathBuf>, drain_timeout: Duration) -> ExitCode {
+fn run(path: Option<PathBuf>, drain_timeout: Duration, watch: bool) -> ExitCode {
     let config = match load(path.as_ref()) {
         Ok(c) => c,
         Err(e) => {
@@ -399,7 +404,7 @@ fn run(path: Option<PathBuf>, drain_timeout: Duration) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let service = match vellum::pipeline::start(&config, plan).await {
+        let mut service = match vellum::pipeline::start(&config, plan).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("{e}");
@@ -408,26 +413,124 @@ fn run(path: Option<PathBuf>, drain_timeout: Duration) -> ExitCode {
             }
         };
         tracing::info!("vellum is running");
-        wait_for_signal().await;
+        let mut signals = match Signals::new() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot install signal handlers: {e}");
+                service.shutdown(drain_timeout).await;
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut watcher = match (&path, watch) {
+            (Some(p), true) => Some(ConfigWatch::new(p.clone())),
+            _ => None,
+        };
+        let code = loop {
+            let why = tokio::select! {
+                _ = signals.term.recv() => break ExitCode::SUCCESS,
+                _ = signals.int.recv() => break ExitCode::SUCCESS,
+                _ = signals.hup.recv() => "SIGHUP",
+                _ = changed(&mut watcher) => "the configuration file changed",
+            };
+            if !reload(&mut service, path.as_ref(), drain_timeout, why).await {
+                break ExitCode::FAILURE;
+            }
+        };
         tracing::info!("draining: no new records are accepted");
         service.shutdown(drain_timeout).await;
         tracing::info!("stopped");
-        ExitCode::SUCCESS
+        code
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the daemon could not stop cleanly; stop waiting on them.
-        let _ = tokio::signal::ctrl_c().await;
-        return;
+/// Applies the configuration at `path` to the running service; false when the daemon
+/// cannot go on.
+async fn reload(
+    service: &mut vellum::pipeline::Service,
+    path: Option<&PathBuf>,
+    drain_timeout: Duration,
+    why: &str,
+) -> bool {
+    use vellum::pipeline::reload::ReloadError;
+    tracing::info!(reason = why, "reloading the configuration");
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            // The same report `vellum validate` prints.
+            tracing::error!("reload refused, the running configuration is kept: {e}");
+            return true;
+        }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let plan = match vellum::pipeline::plan(&config) {
+        Ok(p) => p,
+        Err(problems) => {
+            tracing::error!(
+                "reload refused, the running configuration is kept: {}",
+                problems.join("; ")
+            );
+            return true;
+        }
+    };
+    match service.reload(&config, plan, drain_timeout).await {
+        Ok(summary) => {
+            tracing::info!("configuration reloaded: {summary}");
+            true
+        }
+        Err(e @ ReloadError::Fatal(_)) => {
+            tracing::error!("{e}");
+            false
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            true
+        }
+    }
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// Notices changes to the configuration file by its content, so an editor's
+/// write-and-rename and a `touch` are told apart.
+struct ConfigWatch {
+    path: PathBuf,
+    seen: Option<Vec<u8>>,
+}
+
+impl ConfigWatch {
+    fn new(path: PathBuf) -> ConfigWatch {
+        let seen = std::fs::read(&path).ok();
+        ConfigWatch { path, seen }
+    }
+}
+
+async fn changed(watch: &mut Option<ConfigWatch>) {
+    let Some(w) = watch else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        // An unreadable file (mid-rename) is looked at again on the next tick.
+        if let Ok(now) = std::fs::read(&w.path)
+            && w.seen.as_ref() != Some(&now)
+        {
+            w.seen = Some(now);
+            return;
+        }
     }
 }

@@ -148,6 +148,71 @@ pub fn for_receiver(pipelines: Vec<Arc<PipelineIntake>>) -> Intake {
     }
 }
 
+/// Where each receiver's records go, by receiver id, swappable while receivers keep
+/// listening: a reload replaces the pipelines behind a receiver without closing its port.
+///
+/// A submission holds a read lock until its records are durable; a reload takes the write
+/// lock, so it starts only once every submission in flight has been answered by the old
+/// pipelines, and submissions arriving meanwhile wait for the new ones instead of being
+/// refused (a UDP sender could not retry).
+#[derive(Default)]
+pub struct Switchboard {
+    targets: tokio::sync::RwLock<std::collections::HashMap<String, Intake>>,
+}
+
+impl Switchboard {
+    /// The intake to hand receiver `id` when it starts.
+    pub fn intake_for(self: &Arc<Self>, id: &str) -> Intake {
+        Arc::new(Switched {
+            board: self.clone(),
+            receiver: id.to_string(),
+        })
+    }
+
+    /// Points receiver `id` at `intake` (or at nothing: its submissions are refused).
+    pub async fn set(&self, id: &str, intake: Option<Intake>) {
+        let mut targets = self.targets.write().await;
+        match intake {
+            Some(i) => targets.insert(id.to_string(), i),
+            None => targets.remove(id),
+        };
+    }
+
+    /// Waits (at most `within`) until no submission is in flight, and holds new ones back
+    /// until the guard is dropped.
+    pub async fn pause(
+        &self,
+        within: Duration,
+    ) -> Option<tokio::sync::RwLockWriteGuard<'_, std::collections::HashMap<String, Intake>>> {
+        tokio::time::timeout(within, self.targets.write())
+            .await
+            .ok()
+    }
+}
+
+struct Switched {
+    board: Arc<Switchboard>,
+    receiver: String,
+}
+
+impl Submit for Switched {
+    fn submit(&self, records: Vec<Record>) -> SubmitFuture {
+        let board = self.board.clone();
+        let receiver = self.receiver.clone();
+        Box::pin(async move {
+            let targets = board.targets.read().await;
+            let intake = targets
+                .get(&receiver)
+                .cloned()
+                .ok_or(SubmitError::ShuttingDown)?;
+            // The read guard lives until the records are durable (see `Switchboard`).
+            let outcome = intake.submit(records).await;
+            drop(targets);
+            outcome
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +264,67 @@ mod tests {
 
         intake.close();
         let refused = intake.clone().submit_owned(vec![Record::new("t")]).await;
+        assert!(
+            matches!(refused, Err(SubmitError::ShuttingDown)),
+            "{refused:?}"
+        );
+    }
+
+    /// Counts what it was given; answers once `gate` opens.
+    struct Target {
+        name: &'static str,
+        log: Arc<Mutex<Vec<&'static str>>>,
+        gate: Arc<tokio::sync::Notify>,
+    }
+
+    impl Submit for Target {
+        fn submit(&self, _: Vec<Record>) -> SubmitFuture {
+            let (name, log, gate) = (self.name, self.log.clone(), self.gate.clone());
+            Box::pin(async move {
+                gate.notified().await;
+                log.lock().unwrap().push(name);
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_paused_switchboard_waits_for_submissions_in_flight_and_holds_new_ones_for_the_new_target()
+     {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let target = |name| -> Intake {
+            Arc::new(Target {
+                name,
+                log: log.clone(),
+                gate: gate.clone(),
+            })
+        };
+        let board = Arc::new(Switchboard::default());
+        board.set("r", Some(target("old"))).await;
+        let intake = board.intake_for("r");
+
+        let in_flight = tokio::spawn(intake.submit(vec![Record::new("t")]));
+        tokio::task::yield_now().await;
+        // The submission holds the board: a pause cannot begin yet.
+        assert!(board.pause(Duration::from_millis(50)).await.is_none());
+
+        gate.notify_one();
+        assert!(in_flight.await.unwrap().is_ok());
+        let mut targets = board.pause(Duration::from_secs(5)).await.expect("paused");
+        // Submitted during the pause: it waits rather than being refused…
+        let waiting = tokio::spawn(intake.submit(vec![Record::new("t")]));
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        targets.insert("r".into(), target("new"));
+        drop(targets);
+        // …and goes to the new target once the pause ends.
+        gate.notify_one();
+        assert!(waiting.await.unwrap().is_ok());
+        assert_eq!(*log.lock().unwrap(), vec!["old", "new"]);
+
+        board.set("r", None).await;
+        let refused = intake.submit(vec![Record::new("t")]).await;
         assert!(
             matches!(refused, Err(SubmitError::ShuttingDown)),
             "{refused:?}"

@@ -15,6 +15,7 @@
 pub mod export;
 pub mod frame;
 pub mod intake;
+pub mod reload;
 pub mod routing;
 pub mod writer;
 
@@ -31,12 +32,12 @@ use crate::config::{ComponentId, Config, ExporterRef};
 use crate::evidence::hmac::KeyRing;
 use crate::evidence::note::{self, NoteSigner};
 use crate::exporters::{ExporterConfig, ExporterContext, ExporterKind, file::stream_folder};
-use crate::journal::{self, Journal, JournalOptions};
+use crate::journal::{self, Journal, JournalOptions, JournalWriter};
 use crate::processors::ProcessorConfig;
 use crate::processors::hash_chain::{HashChainConfig, SigningKey};
 use crate::receivers::{Limits, ReceiverConfig};
 use export::{Backoff, BatchLimits, Driver};
-use intake::PipelineIntake;
+use intake::{PipelineIntake, Switchboard};
 use routing::Route;
 use writer::{Checkpointing, WriteRequest, Writer, WriterSettings};
 
@@ -198,18 +199,41 @@ pub enum StartError {
     Keys(String),
 }
 
+struct RunningReceiver {
+    id: ComponentId,
+    config: ReceiverConfig,
+    /// The configuration it was started with, to tell whether a reload changes it.
+    fingerprint: String,
+    /// The ids of the pipelines it feeds.
+    feeds: Vec<String>,
+    stop: CancellationToken,
+    handles: Vec<ReceiverHandle>,
+}
+
 struct RunningPipeline {
     id: String,
+    /// `<storage>/pipelines/<id>`: its journal, chain hint and exporters' state.
+    dir: PathBuf,
+    stream: String,
+    /// The checkpoint origin line, when the pipeline has a chain.
+    origin: Option<String>,
     intake: Arc<PipelineIntake>,
-    writer: std::thread::JoinHandle<()>,
+    writer: std::thread::JoinHandle<JournalWriter>,
     drivers: Vec<tokio::task::JoinHandle<()>>,
     journal: Journal,
+    exporters_stop: CancellationToken,
+    exporters_abandon: CancellationToken,
 }
 
 /// The running daemon.
 pub struct Service {
+    storage: PathBuf,
+    options: JournalOptions,
+    max_backlog: u64,
+    limits: Limits,
     receivers_stop: CancellationToken,
-    receivers: Vec<ReceiverHandle>,
+    receivers: Vec<RunningReceiver>,
+    switchboard: Arc<Switchboard>,
     pipelines: Vec<RunningPipeline>,
     exporters_stop: CancellationToken,
     exporters_abandon: CancellationToken,
@@ -221,6 +245,7 @@ impl Service {
     pub fn listening(&self) -> Vec<(String, std::net::SocketAddr)> {
         self.receivers
             .iter()
+            .flat_map(|r| &r.handles)
             .flat_map(|r| r.local_addrs.iter().map(|a| (r.id.clone(), *a)))
             .collect()
     }
@@ -239,7 +264,9 @@ impl Service {
     pub async fn shutdown(self, drain_timeout: Duration) {
         self.receivers_stop.cancel();
         for r in self.receivers {
-            let _ = r.task.await;
+            for h in r.handles {
+                let _ = h.task.await;
+            }
         }
         let mut drivers = Vec::new();
         for p in self.pipelines {
@@ -248,18 +275,77 @@ impl Service {
             drivers.extend(p.drivers);
         }
         self.exporters_stop.cancel();
-        let abandon = self.exporters_abandon.clone();
-        let all = futures::future::join_all(drivers);
-        tokio::pin!(all);
-        tokio::select! {
-            _ = &mut all => {}
-            _ = tokio::time::sleep(drain_timeout) => {
-                tracing::warn!(?drain_timeout, "exporters did not drain in time; the rest stays in the journal for the next start");
-                abandon.cancel();
-                all.await;
+        drain(drivers, &self.exporters_abandon, drain_timeout).await;
+    }
+
+    /// Starts receiver `id` feeding the given pipelines through the switchboard.
+    async fn start_receiver(
+        &mut self,
+        id: ComponentId,
+        cfg: &ReceiverConfig,
+        feeds: Vec<String>,
+    ) -> std::io::Result<()> {
+        let targets: Vec<Arc<PipelineIntake>> = self
+            .pipelines
+            .iter()
+            .filter(|p| feeds.contains(&p.id))
+            .map(|p| p.intake.clone())
+            .collect();
+        self.switchboard
+            .set(id.as_str(), Some(intake::for_receiver(targets)))
+            .await;
+        let stop = self.receivers_stop.child_token();
+        let started = cfg
+            .start(
+                &id,
+                self.switchboard.intake_for(id.as_str()),
+                self.limits,
+                stop.clone(),
+            )
+            .await;
+        match started {
+            Ok(handles) => {
+                self.receivers.push(RunningReceiver {
+                    id,
+                    config: cfg.clone(),
+                    fingerprint: fingerprint(cfg),
+                    feeds,
+                    stop,
+                    handles,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.switchboard.set(id.as_str(), None).await;
+                Err(e)
             }
         }
     }
+}
+
+/// Lets exporters deliver what is committed, for at most `timeout`; then in-flight
+/// deliveries are abandoned (their records stay in the journal for whoever reads next).
+async fn drain(
+    drivers: Vec<tokio::task::JoinHandle<()>>,
+    abandon: &CancellationToken,
+    timeout: Duration,
+) {
+    let all = futures::future::join_all(drivers);
+    tokio::pin!(all);
+    tokio::select! {
+        _ = &mut all => {}
+        _ = tokio::time::sleep(timeout) => {
+            tracing::warn!(?timeout, "exporters did not drain in time; the rest stays in the journal for the next start");
+            abandon.cancel();
+            all.await;
+        }
+    }
+}
+
+/// What a receiver was configured with, compared across reloads. Every receiver config
+/// is plain data, so its debug form changes exactly when a setting does.
+fn fingerprint(cfg: &ReceiverConfig) -> String {
+    format!("{cfg:?}")
 }
 
 /// An exclusive lock on the storage directory, so two daemons never share a journal.
@@ -323,56 +409,44 @@ fn auto_signer(storage: &Path, origin: &str, stream: &str) -> Result<NoteSigner,
 pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
     let storage = config.service.storage.directory.clone();
     let lock = StorageLock::acquire(&storage)?;
-    let options = JournalOptions {
-        segment_bytes: config.service.storage.segment_size.as_u64(),
-        max_record_bytes: journal_record_limit(config.service.storage.max_record_size.as_u64()),
-    };
-    let max_record_bytes = config.service.storage.max_record_size.as_u64() as usize;
     let exporters_stop = CancellationToken::new();
     let exporters_abandon = CancellationToken::new();
-    let mut running = Vec::new();
-    for p in plan.pipelines {
-        running.push(
-            start_pipeline(
-                &storage,
-                p,
-                options,
-                config.service.storage.max_backlog_records,
-                &exporters_stop,
-                &exporters_abandon,
-            )
-            .await?,
-        );
-    }
     let mut service = Service {
+        options: JournalOptions {
+            segment_bytes: config.service.storage.segment_size.as_u64(),
+            max_record_bytes: journal_record_limit(config.service.storage.max_record_size.as_u64()),
+        },
+        storage,
+        max_backlog: config.service.storage.max_backlog_records,
+        limits: Limits {
+            max_record_bytes: config.service.storage.max_record_size.as_u64() as usize,
+        },
         receivers_stop: CancellationToken::new(),
         receivers: Vec::new(),
-        pipelines: running,
+        switchboard: Arc::new(Switchboard::default()),
+        pipelines: Vec::new(),
         exporters_stop,
         exporters_abandon,
         _lock: lock,
     };
+    for p in plan.pipelines {
+        let (journal_writer, journal) = open_journal(&service.storage, &p.id, service.options)?;
+        let (mut running, exporters) = service.launch_pipeline(p, journal, journal_writer)?;
+        running.drivers = launch_drivers(
+            &running.handle(),
+            exporters,
+            &running.exporters_stop,
+            &running.exporters_abandon,
+        )?;
+        service.pipelines.push(running);
+    }
+    let ids: Vec<String> = service.pipelines.iter().map(|p| p.id.clone()).collect();
     for (id, cfg, feeds) in plan.receivers {
-        let targets = feeds
-            .iter()
-            .map(|&i| service.pipelines[i].intake.clone())
-            .collect();
-        let shutdown = service.receivers_stop.child_token();
-        match cfg
-            .start(
-                &id,
-                intake::for_receiver(targets),
-                Limits { max_record_bytes },
-                shutdown,
-            )
-            .await
-        {
-            Ok(handles) => service.receivers.extend(handles),
-            Err(e) => {
-                // What started is drained and stopped, so nothing accepted is left behind.
-                service.shutdown(Duration::from_secs(5)).await;
-                return Err(StartError::Receiver(e));
-            }
+        let feeds = feeds.iter().map(|&i| ids[i].clone()).collect();
+        if let Err(e) = service.start_receiver(id, &cfg, feeds).await {
+            // What started is drained and stopped, so nothing accepted is left behind.
+            service.shutdown(Duration::from_secs(5)).await;
+            return Err(StartError::Receiver(e));
         }
     }
     Ok(service)
@@ -384,120 +458,219 @@ fn journal_record_limit(max_record: u64) -> u32 {
     (max_record.saturating_mul(6) + 64 * 1024).min(u64::from(u32::MAX)) as u32
 }
 
-async fn start_pipeline(
+fn pipeline_dir(storage: &Path, id: &str) -> PathBuf {
+    storage.join("pipelines").join(stream_folder(id))
+}
+
+fn open_journal(
     storage: &Path,
-    mut p: PipelinePlan,
+    id: &str,
     options: JournalOptions,
-    max_backlog: u64,
+) -> Result<(JournalWriter, Journal), StartError> {
+    let dir = pipeline_dir(storage, id);
+    let (journal_writer, journal, report) =
+        journal::open(&dir.join("journal"), options).map_err(|e| StartError::Storage {
+            dir: dir.display().to_string(),
+            detail: format!("cannot open the journal: {e}"),
+        })?;
+    if report.truncated_tail.is_some() || !report.corruptions.is_empty() {
+        tracing::warn!(pipeline = %id, report = %report, "journal recovered");
+    } else {
+        tracing::info!(pipeline = %id, records = report.records, segments = report.segments, "journal opened");
+    }
+    Ok((journal_writer, journal))
+}
+
+/// An exporter of a pipeline, ready to be started once nothing else reads its cursor.
+struct ExporterLaunch {
+    id: ComponentId,
+    config: ExporterConfig,
+    route: Option<Arc<Route>>,
+    position: Arc<AtomicU64>,
+}
+
+impl Service {
+    /// Recovers the chain and starts the writer and intake of a pipeline; its exporters
+    /// are returned to be started by [`launch_drivers`] (at once, or on a reload once the
+    /// previous generation's drivers have let go of their cursors and files).
+    fn launch_pipeline(
+        &self,
+        mut p: PipelinePlan,
+        journal: Journal,
+        journal_writer: JournalWriter,
+    ) -> Result<(RunningPipeline, Vec<ExporterLaunch>), StartError> {
+        let dir = pipeline_dir(&self.storage, &p.id);
+        let fail = |detail: String| StartError::Storage {
+            dir: dir.display().to_string(),
+            detail,
+        };
+        let origin = p.chain.as_ref().map(|c| c.origin_line(&p.stream));
+        let checkpoints = match (&p.chain, &origin) {
+            (Some(c), Some(origin)) => {
+                let signer = match p.signer.take() {
+                    Some(s) => s,
+                    None => auto_signer(&self.storage, origin, &p.stream)?,
+                };
+                Some(Checkpointing {
+                    origin_prefix: c.origin.clone(),
+                    signer,
+                    every_records: c.checkpoint.every_records,
+                    every: c.checkpoint.every,
+                })
+            }
+            _ => None,
+        };
+        let settings = WriterSettings {
+            stream: p.stream.clone(),
+            keys: p.keys.clone(),
+            checkpoints,
+            hint_path: dir.join("chain.json"),
+            max_group_records: 16_384,
+        };
+        let evidence_dirs: Vec<PathBuf> = p
+            .exporters
+            .iter()
+            .filter_map(|(_, cfg, _)| match &cfg.kind {
+                ExporterKind::File(f) => Some(f.directory.join(stream_folder(&p.stream))),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            })
+            .collect();
+        let (chain, _) = writer::recover(&journal, &settings, &evidence_dirs)?;
+        tracing::info!(pipeline = %p.id, stream = %p.stream, next_seq = chain.next_seq(), "chain recovered");
+
+        let stored: BTreeMap<String, u64> = journal
+            .cursors()
+            .map_err(|e| fail(format!("cannot read the exporters' cursors: {e}")))?
+            .into_iter()
+            .collect();
+        let exporters: Vec<ExporterLaunch> = p
+            .exporters
+            .into_iter()
+            .map(|(id, config, route)| {
+                let at = stored
+                    .get(id.as_str())
+                    .copied()
+                    .unwrap_or(journal.first_index());
+                ExporterLaunch {
+                    id,
+                    config,
+                    route,
+                    position: Arc::new(AtomicU64::new(at)),
+                }
+            })
+            .collect();
+        let positions = exporters.iter().map(|e| e.position.clone()).collect();
+
+        let (queue, requests) = std::sync::mpsc::channel::<WriteRequest>();
+        let writer = Writer::new(journal_writer, chain, settings);
+        let writer = std::thread::Builder::new()
+            .name(format!("writer {}", p.id))
+            .spawn(move || writer.run(requests))
+            .map_err(|e| fail(format!("cannot start the writer thread: {e}")))?;
+        let intake = Arc::new(PipelineIntake::new(
+            p.id.clone(),
+            p.processors,
+            queue,
+            journal.clone(),
+            positions,
+            self.max_backlog,
+        ));
+        let running = RunningPipeline {
+            id: p.id,
+            dir,
+            stream: p.stream,
+            origin,
+            intake,
+            writer,
+            drivers: Vec::new(),
+            journal,
+            exporters_stop: self.exporters_stop.child_token(),
+            exporters_abandon: self.exporters_abandon.child_token(),
+        };
+        Ok((running, exporters))
+    }
+}
+
+/// Builds each exporter and starts its driver from its persisted cursor.
+fn launch_drivers(
+    pipeline: &PipelineHandle,
+    exporters: Vec<ExporterLaunch>,
     stop: &CancellationToken,
     abandon: &CancellationToken,
-) -> Result<RunningPipeline, StartError> {
-    let dir = storage.join("pipelines").join(stream_folder(&p.id));
-    let fail = |detail: String| StartError::Storage {
-        dir: dir.display().to_string(),
+) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+    let mut drivers = Vec::new();
+    for e in exporters {
+        drivers.push(launch_driver(pipeline, e, stop, abandon)?);
+    }
+    Ok(drivers)
+}
+
+/// What an exporter's driver needs of its pipeline.
+#[derive(Clone)]
+struct PipelineHandle {
+    id: String,
+    dir: PathBuf,
+    stream: String,
+    journal: Journal,
+}
+
+impl RunningPipeline {
+    fn handle(&self) -> PipelineHandle {
+        PipelineHandle {
+            id: self.id.clone(),
+            dir: self.dir.clone(),
+            stream: self.stream.clone(),
+            journal: self.journal.clone(),
+        }
+    }
+}
+
+fn launch_driver(
+    pipeline: &PipelineHandle,
+    e: ExporterLaunch,
+    stop: &CancellationToken,
+    abandon: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let eid = e.id;
+    let cfg = e.config;
+    let context = ExporterContext {
+        id: eid.to_string(),
+        stream: pipeline.stream.clone(),
+        state_dir: pipeline
+            .dir
+            .join("exporters")
+            .join(stream_folder(eid.as_str())),
+    };
+    let failed = |detail: String| StartError::Exporter {
+        id: eid.to_string(),
         detail,
     };
-    let (journal_writer, journal, report) = journal::open(&dir.join("journal"), options)
-        .map_err(|e| fail(format!("cannot open the journal: {e}")))?;
-    if report.truncated_tail.is_some() || !report.corruptions.is_empty() {
-        tracing::warn!(pipeline = %p.id, report = %report, "journal recovered");
-    } else {
-        tracing::info!(pipeline = %p.id, records = report.records, segments = report.segments, "journal opened");
-    }
-    let checkpoints = match &p.chain {
-        Some(c) => {
-            let origin = c.origin_line(&p.stream);
-            let signer = match p.signer.take() {
-                Some(s) => s,
-                None => auto_signer(storage, &origin, &p.stream)?,
-            };
-            Some(Checkpointing {
-                origin_prefix: c.origin.clone(),
-                signer,
-                every_records: c.checkpoint.every_records,
-                every: c.checkpoint.every,
-            })
-        }
-        None => None,
+    let exporter = cfg.build(&context).map_err(|e| failed(e.to_string()))?;
+    let cursor = pipeline
+        .journal
+        .cursor(eid.as_str())
+        .map_err(|e| failed(format!("cannot open its cursor: {e}")))?;
+    e.position
+        .store(cursor.load(), std::sync::atomic::Ordering::Release);
+    let driver = Driver {
+        id: format!("{}:{eid}", pipeline.id),
+        journal: pipeline.journal.clone(),
+        cursor,
+        exporter,
+        route: e.route,
+        limits: BatchLimits {
+            max_records: cfg.delivery.batch.max_records,
+            max_bytes: cfg.delivery.batch.max_bytes.as_u64() as usize,
+            max_age: cfg.delivery.batch.max_age,
+        },
+        backoff: Backoff {
+            initial: cfg.delivery.retry_on_failure.initial_interval,
+            max: cfg.delivery.retry_on_failure.max_interval,
+        },
+        timeout: cfg.delivery.timeout,
+        position: e.position,
+        dead_letter_dir: context.state_dir.join("dead-letter"),
     };
-    let settings = WriterSettings {
-        stream: p.stream.clone(),
-        keys: p.keys.clone(),
-        checkpoints,
-        hint_path: dir.join("chain.json"),
-        max_group_records: 16_384,
-    };
-    let evidence_dirs: Vec<PathBuf> = p
-        .exporters
-        .iter()
-        .filter_map(|(_, cfg, _)| match &cfg.kind {
-            ExporterKind::File(f) => Some(f.directory.join(stream_folder(&p.stream))),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        })
-        .collect();
-    let (chain, _) = writer::recover(&journal, &settings, &evidence_dirs)?;
-    tracing::info!(pipeline = %p.id, stream = %p.stream, next_seq = chain.next_seq(), "chain recovered");
-
-    let mut drivers = Vec::new();
-    let mut positions = Vec::new();
-    for (eid, cfg, route) in &p.exporters {
-        let name = format!("{}:{eid}", p.id);
-        let context = ExporterContext {
-            id: eid.to_string(),
-            stream: p.stream.clone(),
-            state_dir: dir.join("exporters").join(stream_folder(eid.as_str())),
-        };
-        let exporter = cfg.build(&context).map_err(|e| StartError::Exporter {
-            id: eid.to_string(),
-            detail: e.to_string(),
-        })?;
-        let cursor = journal
-            .cursor(eid.as_str())
-            .map_err(|e| fail(format!("cannot open the cursor of {eid}: {e}")))?;
-        let position = Arc::new(AtomicU64::new(cursor.load()));
-        positions.push(position.clone());
-        let driver = Driver {
-            id: name,
-            journal: journal.clone(),
-            cursor,
-            exporter,
-            route: route.clone(),
-            limits: BatchLimits {
-                max_records: cfg.delivery.batch.max_records,
-                max_bytes: cfg.delivery.batch.max_bytes.as_u64() as usize,
-                max_age: cfg.delivery.batch.max_age,
-            },
-            backoff: Backoff {
-                initial: cfg.delivery.retry_on_failure.initial_interval,
-                max: cfg.delivery.retry_on_failure.max_interval,
-            },
-            timeout: cfg.delivery.timeout,
-            position,
-            dead_letter_dir: context.state_dir.join("dead-letter"),
-        };
-        drivers.push(tokio::spawn(driver.run(stop.clone(), abandon.clone())));
-    }
-
-    let (queue, requests) = std::sync::mpsc::channel::<WriteRequest>();
-    let writer = Writer::new(journal_writer, chain, settings);
-    let writer = std::thread::Builder::new()
-        .name(format!("writer {}", p.id))
-        .spawn(move || writer.run(requests))
-        .map_err(|e| fail(format!("cannot start the writer thread: {e}")))?;
-    let intake = Arc::new(PipelineIntake::new(
-        p.id.clone(),
-        p.processors,
-        queue,
-        journal.clone(),
-        positions,
-        max_backlog,
-    ));
-    Ok(RunningPipeline {
-        id: p.id,
-        intake,
-        writer,
-        drivers,
-        journal,
-    })
+    Ok(tokio::spawn(driver.run(stop.clone(), abandon.clone())))
 }

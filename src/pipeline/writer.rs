@@ -282,8 +282,9 @@ impl Writer {
         }
     }
 
-    /// Runs until every sender is gone, then signs a last checkpoint and returns.
-    pub fn run(mut self, requests: mpsc::Receiver<WriteRequest>) {
+    /// Runs until every sender is gone, then signs a last checkpoint and returns the
+    /// journal, so that a reload can hand it to the next writer.
+    pub fn run(mut self, requests: mpsc::Receiver<WriteRequest>) -> JournalWriter {
         loop {
             let wait = self.until_checkpoint();
             let first = match requests.recv_timeout(wait) {
@@ -311,6 +312,7 @@ impl Writer {
             }
         }
         self.checkpoint_and_commit();
+        self.journal
     }
 
     fn until_checkpoint(&self) -> Duration {
