@@ -399,7 +399,21 @@ fn run(path: Option<PathBuf>, drain_timeout: Duration) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let service = match vellum::pipeline::start(&config, plan).await {
+        // Started once, before the first service, so that it counts from the start and
+        // outlives reloads: each service attaches itself to `status`.
+        let status = vellum::telemetry::Status::new();
+        let _telemetry = match &config.service.telemetry.metrics.address {
+            Some(address) => match vellum::telemetry::serve(address, status.clone()).await {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("vellum: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
+        let mut service = match vellum::pipeline::start(&config, plan).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("{e}");
@@ -407,6 +421,7 @@ fn run(path: Option<PathBuf>, drain_timeout: Duration) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        service.attach(&status, &config.service.telemetry);
         tracing::info!("vellum is running");
         wait_for_signal().await;
         tracing::info!("draining: no new records are accepted");

@@ -35,6 +35,9 @@ use crate::journal::{self, Journal, JournalOptions};
 use crate::processors::ProcessorConfig;
 use crate::processors::hash_chain::{HashChainConfig, SigningKey};
 use crate::receivers::{Limits, ReceiverConfig};
+use crate::telemetry::status::{
+    ExporterHealth, ExporterStatus, PipelineStatus, ReceiverStatus, ServiceStatus, Status,
+};
 use export::{Backoff, BatchLimits, Driver};
 use intake::PipelineIntake;
 use routing::Route;
@@ -204,6 +207,7 @@ struct RunningPipeline {
     writer: std::thread::JoinHandle<()>,
     drivers: Vec<tokio::task::JoinHandle<()>>,
     journal: Journal,
+    status: Arc<PipelineStatus>,
 }
 
 /// The running daemon.
@@ -214,6 +218,8 @@ pub struct Service {
     exporters_stop: CancellationToken,
     exporters_abandon: CancellationToken,
     _lock: StorageLock,
+    /// The telemetry board this service reports on, and what it put there.
+    attached: Option<(Arc<Status>, Arc<ServiceStatus>)>,
 }
 
 impl Service {
@@ -233,10 +239,32 @@ impl Service {
             .collect()
     }
 
+    /// Reports this service's health and gauges on `status` (what `/readyz` and
+    /// `/metrics` show) until it starts to shut down.
+    pub fn attach(&mut self, status: &Arc<Status>, telemetry: &crate::config::TelemetryConfig) {
+        let board = Arc::new(ServiceStatus {
+            receivers: self
+                .receivers
+                .iter()
+                .map(|r| ReceiverStatus {
+                    id: r.id.clone(),
+                    task: r.task.abort_handle(),
+                })
+                .collect(),
+            pipelines: self.pipelines.iter().map(|p| p.status.clone()).collect(),
+            exporter_stuck_after: telemetry.metrics.readiness.exporter_stuck_after,
+        });
+        status.attach(board.clone());
+        self.attached = Some((status.clone(), board));
+    }
+
     /// Drains and stops: receivers stop accepting and answer what is in flight, writers
     /// commit and sign a last checkpoint, exporters deliver what is committed (for at most
     /// `drain_timeout`; what they leave stays in the journal for the next start).
     pub async fn shutdown(self, drain_timeout: Duration) {
+        if let Some((status, board)) = &self.attached {
+            status.detach(board);
+        }
         self.receivers_stop.cancel();
         for r in self.receivers {
             let _ = r.task.await;
@@ -351,6 +379,7 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
         exporters_stop,
         exporters_abandon,
         _lock: lock,
+        attached: None,
     };
     for (id, cfg, feeds) in plan.receivers {
         let targets = feeds
@@ -441,6 +470,7 @@ async fn start_pipeline(
 
     let mut drivers = Vec::new();
     let mut positions = Vec::new();
+    let mut exporter_statuses = Vec::new();
     for (eid, cfg, route) in &p.exporters {
         let name = format!("{}:{eid}", p.id);
         let context = ExporterContext {
@@ -457,6 +487,7 @@ async fn start_pipeline(
             .map_err(|e| fail(format!("cannot open the cursor of {eid}: {e}")))?;
         let position = Arc::new(AtomicU64::new(cursor.load()));
         positions.push(position.clone());
+        let health = Arc::new(ExporterHealth::new(p.id.clone(), eid.to_string()));
         let driver = Driver {
             id: name,
             journal: journal.clone(),
@@ -473,14 +504,28 @@ async fn start_pipeline(
                 max: cfg.delivery.retry_on_failure.max_interval,
             },
             timeout: cfg.delivery.timeout,
-            position,
+            position: position.clone(),
             dead_letter_dir: context.state_dir.join("dead-letter"),
+            health: health.clone(),
         };
-        drivers.push(tokio::spawn(driver.run(stop.clone(), abandon.clone())));
+        let task = tokio::spawn(driver.run(stop.clone(), abandon.clone()));
+        exporter_statuses.push(ExporterStatus {
+            health,
+            position,
+            task: task.abort_handle(),
+        });
+        drivers.push(task);
     }
 
     let (queue, requests) = std::sync::mpsc::channel::<WriteRequest>();
     let writer = Writer::new(journal_writer, chain, settings);
+    let status = Arc::new(PipelineStatus {
+        id: p.id.clone(),
+        stream: p.stream.clone(),
+        journal: journal.clone(),
+        writer: writer.status(),
+        exporters: exporter_statuses,
+    });
     let writer = std::thread::Builder::new()
         .name(format!("writer {}", p.id))
         .spawn(move || writer.run(requests))
@@ -499,5 +544,6 @@ async fn start_pipeline(
         writer,
         drivers,
         journal,
+        status,
     })
 }
