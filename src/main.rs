@@ -404,6 +404,20 @@ fn run(path: Option<PathBuf>, drain_timeout: Duration, watch: bool) -> ExitCode 
         }
     };
     runtime.block_on(async move {
+        // Started once, before the first service, so that it counts from the start and
+        // outlives reloads: each service attaches itself to `status`.
+        let status = vellum::telemetry::Status::new();
+        let _telemetry = match &config.service.telemetry.metrics.address {
+            Some(address) => match vellum::telemetry::serve(address, status.clone()).await {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("vellum: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         let mut service = match vellum::pipeline::start(&config, plan).await {
             Ok(s) => s,
             Err(e) => {
@@ -412,6 +426,7 @@ fn run(path: Option<PathBuf>, drain_timeout: Duration, watch: bool) -> ExitCode 
                 return ExitCode::FAILURE;
             }
         };
+        service.attach(&status, &config.service.telemetry);
         tracing::info!("vellum is running");
         let mut signals = match Signals::new() {
             Ok(s) => s,

@@ -6,32 +6,12 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
-fn send(python: &std::path::Path, protocol: &str, endpoint: &str, count: usize) {
-    let out = Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/otel_send.py"
-        ))
-        .args([protocol, endpoint, &count.to_string()])
-        .output()
-        .expect("run the OpenTelemetry SDK client");
-    assert!(
-        out.status.success(),
-        "the {protocol} client failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn python_sdk_logs_arrive_over_grpc_and_http_with_fields_intact() {
-    let python = python()
-        .expect("the OpenTelemetry SDK venv is missing: run scripts/test.sh, which installs it");
     let tmp = tempfile::tempdir().unwrap();
     let ports = Ports::new();
     let ready: Vec<SocketAddr> = [ports.grpc, ports.http]
@@ -40,17 +20,17 @@ fn python_sdk_logs_arrive_over_grpc_and_http_with_fields_intact() {
         .collect();
     let mut daemon = Daemon::start(tmp.path(), &standard_config(tmp.path(), ports), &ready);
 
-    send(
-        &python,
+    otel_send(
         "grpc",
         &format!("http://127.0.0.1:{}", ports.grpc),
         300,
+        None,
     );
-    send(
-        &python,
+    otel_send(
         "http",
         &format!("http://127.0.0.1:{}", ports.http),
         200,
+        None,
     );
 
     let evidence = tmp.path().join("evidence");

@@ -182,6 +182,9 @@ fn default_max_record_size() -> bytesize::ByteSize {
 pub struct TelemetryConfig {
     #[serde(default)]
     pub logs: LogsConfig,
+    /// `/metrics`, `/healthz` and `/readyz`: see [`crate::telemetry`].
+    #[serde(default)]
+    pub metrics: crate::telemetry::MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,6 +20,7 @@ use super::frame::Frame;
 use super::routing::Route;
 use crate::exporters::{ExportError, Exporter, Item};
 use crate::journal::{Cursor, Journal};
+use crate::telemetry::status::ExporterHealth;
 
 /// How an exporter's batches are cut.
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +143,8 @@ pub struct Driver {
     /// Where this exporter's position is published for backlog accounting.
     pub position: Arc<AtomicU64>,
     pub dead_letter_dir: PathBuf,
+    /// Since when deliveries fail, for `/readyz`; its ids label the metrics.
+    pub health: Arc<ExporterHealth>,
 }
 
 impl Driver {
@@ -290,6 +293,14 @@ impl Driver {
     /// Delivers one batch, retrying until it is delivered or dead-lettered; false when
     /// abandoned.
     async fn deliver(&mut self, batch: &[Item], abandon: &CancellationToken) -> bool {
+        let entries = batch
+            .iter()
+            .filter(|i| matches!(i, Item::Entry { .. }))
+            .count() as u64;
+        let labels = [
+            ("pipeline", self.health.pipeline.clone()),
+            ("exporter", self.health.exporter.clone()),
+        ];
         let mut attempt = 0u32;
         loop {
             let outcome =
@@ -302,22 +313,29 @@ impl Driver {
                 };
             match outcome {
                 Ok(()) => {
-                    let entries = batch
-                        .iter()
-                        .filter(|i| matches!(i, Item::Entry { .. }))
-                        .count();
-                    metrics::counter!("vellum_exporter_sent_records_total", "exporter" => self.id.clone()).increment(entries as u64);
+                    metrics::counter!("vellum_exporter_sent_records_total", &labels)
+                        .increment(entries);
+                    self.health.progressed();
                     return true;
                 }
                 Err(ExportError::Permanent(reason)) => {
-                    metrics::counter!("vellum_exporter_dead_lettered_records_total", "exporter" => self.id.clone())
-                        .increment(batch.len() as u64);
+                    metrics::counter!("vellum_exporter_failed_records_total", &labels)
+                        .increment(entries);
                     match self.dead_letter(batch, &reason) {
                         Ok(path) => {
+                            metrics::counter!(
+                                "vellum_exporter_dead_lettered_records_total",
+                                &labels
+                            )
+                            .increment(entries);
+                            self.health.progressed();
                             tracing::error!(exporter = %self.id, %reason, file = %path.display(), records = batch.len(), "sink refused a batch for good; written to the dead-letter file")
                         }
                         Err(e) => {
                             tracing::error!(exporter = %self.id, %reason, error = %e, "sink refused a batch and the dead-letter file cannot be written; retrying");
+                            metrics::counter!("vellum_exporter_retried_records_total", &labels)
+                                .increment(entries);
+                            self.health.attempt_failed();
                             if !self.wait(attempt, None, abandon).await {
                                 return false;
                             }
@@ -331,7 +349,11 @@ impl Driver {
                     message,
                     retry_after,
                 }) => {
-                    metrics::counter!("vellum_exporter_retries_total", "exporter" => self.id.clone()).increment(1);
+                    metrics::counter!("vellum_exporter_failed_records_total", &labels)
+                        .increment(entries);
+                    metrics::counter!("vellum_exporter_retried_records_total", &labels)
+                        .increment(entries);
+                    self.health.attempt_failed();
                     if attempt == 0 || attempt.is_power_of_two() {
                         tracing::warn!(exporter = %self.id, attempt, error = %message, "delivery failed; retrying");
                     }
@@ -475,6 +497,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             position: Arc::new(AtomicU64::new(0)),
             dead_letter_dir: dir.join("dead-letter"),
+            health: Arc::new(ExporterHealth::new("p", "sink")),
         }
     }
 
@@ -552,6 +575,94 @@ mod tests {
                 .map(|s| format!(r#"{{"seq":{s}}}"#))
                 .collect::<Vec<_>>()
         );
+    }
+
+    /// The value of one series in a Prometheus text rendering.
+    fn series(text: &str, name: &str) -> f64 {
+        let prefix = format!(r#"{name}{{pipeline="p",exporter="sink"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing from:\n{text}"))
+    }
+
+    #[test]
+    fn deliveries_are_counted_by_outcome_and_a_success_ends_the_failing_spell() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..10);
+        // The first batch (7 entries) fails twice, then goes; then 3 more go.
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let d = driver(&journal, Flaky::new(2, false, seen.clone()), tmp.path());
+        let health = d.health.clone();
+        let recorder = crate::telemetry::recorder();
+        let handle = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(d.run(stop, CancellationToken::new()))
+        });
+        assert_eq!(seen.lock().unwrap().len(), 10);
+        let text = handle.render();
+        assert_eq!(series(&text, "vellum_exporter_sent_records_total"), 10.0);
+        assert_eq!(series(&text, "vellum_exporter_failed_records_total"), 14.0);
+        assert_eq!(series(&text, "vellum_exporter_retried_records_total"), 14.0);
+        assert_eq!(health.failing_for(std::time::Instant::now()), None);
+
+        // Refused for good: counted as failed and dead-lettered, not retried.
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j2"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..10);
+        let d = driver(&journal, Flaky::new(1, true, seen.clone()), tmp.path());
+        let recorder = crate::telemetry::recorder();
+        let handle = recorder.handle();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        metrics::with_local_recorder(&recorder, || {
+            runtime.block_on(d.run(stop, CancellationToken::new()))
+        });
+        let text = handle.render();
+        assert_eq!(series(&text, "vellum_exporter_failed_records_total"), 7.0);
+        assert_eq!(
+            series(&text, "vellum_exporter_dead_lettered_records_total"),
+            7.0
+        );
+        assert_eq!(series(&text, "vellum_exporter_sent_records_total"), 3.0);
+        assert!(
+            !text.contains("vellum_exporter_retried_records_total"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sink_that_keeps_failing_shows_since_when() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..3);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let d = driver(&journal, Flaky::new(u32::MAX, false, seen), tmp.path());
+        let health = d.health.clone();
+        let abandon = CancellationToken::new();
+        let task = tokio::spawn(d.run(CancellationToken::new(), abandon.clone()));
+        wait_for("a failed attempt", || {
+            health.failing_for(std::time::Instant::now()).is_some()
+        })
+        .await;
+        let first = health.failing_for(std::time::Instant::now()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let later = health.failing_for(std::time::Instant::now()).unwrap();
+        assert!(
+            later >= first + Duration::from_millis(50),
+            "the spell is timed from its first failure: {first:?} then {later:?}"
+        );
+        abandon.cancel();
+        task.await.unwrap();
+        assert_eq!(journal.cursor("sink").unwrap().load(), 0);
     }
 
     #[test]

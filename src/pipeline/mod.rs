@@ -36,6 +36,9 @@ use crate::journal::{self, Journal, JournalOptions, JournalWriter};
 use crate::processors::ProcessorConfig;
 use crate::processors::hash_chain::{HashChainConfig, SigningKey};
 use crate::receivers::{Limits, ReceiverConfig};
+use crate::telemetry::status::{
+    ExporterHealth, ExporterStatus, PipelineStatus, ReceiverStatus, ServiceStatus, Status,
+};
 use export::{Backoff, BatchLimits, Driver};
 use intake::{PipelineIntake, Switchboard};
 use routing::Route;
@@ -223,6 +226,7 @@ struct RunningPipeline {
     journal: Journal,
     exporters_stop: CancellationToken,
     exporters_abandon: CancellationToken,
+    status: Arc<PipelineStatus>,
 }
 
 /// The running daemon.
@@ -238,6 +242,8 @@ pub struct Service {
     exporters_stop: CancellationToken,
     exporters_abandon: CancellationToken,
     _lock: StorageLock,
+    /// The telemetry board this service reports on, and what it put there.
+    attached: Option<(Arc<Status>, Arc<ServiceStatus>)>,
 }
 
 impl Service {
@@ -258,10 +264,33 @@ impl Service {
             .collect()
     }
 
+    /// Reports this service's health and gauges on `status` (what `/readyz` and
+    /// `/metrics` show) until it starts to shut down.
+    pub fn attach(&mut self, status: &Arc<Status>, telemetry: &crate::config::TelemetryConfig) {
+        let board = Arc::new(ServiceStatus {
+            receivers: self
+                .receivers
+                .iter()
+                .flat_map(|r| &r.handles)
+                .map(|r| ReceiverStatus {
+                    id: r.id.clone(),
+                    task: r.task.abort_handle(),
+                })
+                .collect(),
+            pipelines: self.pipelines.iter().map(|p| p.status.clone()).collect(),
+            exporter_stuck_after: telemetry.metrics.readiness.exporter_stuck_after,
+        });
+        status.attach(board.clone());
+        self.attached = Some((status.clone(), board));
+    }
+
     /// Drains and stops: receivers stop accepting and answer what is in flight, writers
     /// commit and sign a last checkpoint, exporters deliver what is committed (for at most
     /// `drain_timeout`; what they leave stays in the journal for the next start).
     pub async fn shutdown(self, drain_timeout: Duration) {
+        if let Some((status, board)) = &self.attached {
+            status.detach(board);
+        }
         self.receivers_stop.cancel();
         for r in self.receivers {
             for h in r.handles {
@@ -428,6 +457,7 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
         exporters_stop,
         exporters_abandon,
         _lock: lock,
+        attached: None,
     };
     for p in plan.pipelines {
         let (journal_writer, journal) = open_journal(&service.storage, &p.id, service.options)?;
@@ -487,6 +517,9 @@ struct ExporterLaunch {
     config: ExporterConfig,
     route: Option<Arc<Route>>,
     position: Arc<AtomicU64>,
+    health: Arc<ExporterHealth>,
+    /// Where the driver's task is published for readiness, once it runs.
+    status: Arc<std::sync::OnceLock<tokio::task::AbortHandle>>,
 }
 
 impl Service {
@@ -553,10 +586,12 @@ impl Service {
                     .copied()
                     .unwrap_or(journal.first_index());
                 ExporterLaunch {
+                    health: Arc::new(ExporterHealth::new(p.id.clone(), id.to_string())),
                     id,
                     config,
                     route,
                     position: Arc::new(AtomicU64::new(at)),
+                    status: Arc::default(),
                 }
             })
             .collect();
@@ -564,6 +599,20 @@ impl Service {
 
         let (queue, requests) = std::sync::mpsc::channel::<WriteRequest>();
         let writer = Writer::new(journal_writer, chain, settings);
+        let status = Arc::new(PipelineStatus {
+            id: p.id.clone(),
+            stream: p.stream.clone(),
+            journal: journal.clone(),
+            writer: writer.status(),
+            exporters: exporters
+                .iter()
+                .map(|e| ExporterStatus {
+                    health: e.health.clone(),
+                    position: e.position.clone(),
+                    task: e.status.clone(),
+                })
+                .collect(),
+        });
         let writer = std::thread::Builder::new()
             .name(format!("writer {}", p.id))
             .spawn(move || writer.run(requests))
@@ -587,6 +636,7 @@ impl Service {
             journal,
             exporters_stop: self.exporters_stop.child_token(),
             exporters_abandon: self.exporters_abandon.child_token(),
+            status,
         };
         Ok((running, exporters))
     }
@@ -671,6 +721,9 @@ fn launch_driver(
         timeout: cfg.delivery.timeout,
         position: e.position,
         dead_letter_dir: context.state_dir.join("dead-letter"),
+        health: e.health,
     };
-    Ok(tokio::spawn(driver.run(stop.clone(), abandon.clone())))
+    let task = tokio::spawn(driver.run(stop.clone(), abandon.clone()));
+    let _ = e.status.set(task.abort_handle());
+    Ok(task)
 }

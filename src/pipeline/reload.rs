@@ -137,7 +137,11 @@ impl Service {
             }
         }
 
-        // From here on the old configuration is being replaced.
+        // From here on the old configuration is being replaced; health checks say so.
+        let telemetry = self.attached.take().map(|(status, board)| {
+            status.detach(&board);
+            status
+        });
         for r in &stopping {
             r.stop.cancel();
         }
@@ -291,6 +295,9 @@ impl Service {
                     ""
                 }
             ));
+        }
+        if let Some(status) = telemetry {
+            self.attach(&status, &config.service.telemetry);
         }
         if errors.is_empty() {
             Ok(summary)

@@ -14,7 +14,7 @@
 //! after it until a restart recovers the head from what is on disk.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,7 @@ use crate::evidence::merkle::{Frontier, parse_hex_hash};
 use crate::evidence::note::NoteSigner;
 use crate::evidence::seal::{Chain, Head};
 use crate::journal::{Journal, JournalWriter};
+use crate::telemetry::status::WriterStatus;
 
 /// A batch waiting to be made durable.
 pub struct WriteRequest {
@@ -265,10 +266,17 @@ pub struct Writer {
     pending_hint: Option<Hint>,
     line: Vec<u8>,
     payload: Vec<u8>,
+    /// What `/readyz` and the chain gauges read.
+    status: Arc<WriterStatus>,
 }
 
 impl Writer {
     pub fn new(journal: JournalWriter, chain: Chain, settings: WriterSettings) -> Writer {
+        // The hint is rewritten at every checkpoint: its time is the newest checkpoint's.
+        let last_checkpoint = std::fs::metadata(&settings.hint_path)
+            .and_then(|m| m.modified())
+            .ok();
+        let status = Arc::new(WriterStatus::new(chain.next_seq(), last_checkpoint));
         Writer {
             journal,
             chain,
@@ -279,12 +287,19 @@ impl Writer {
             pending_hint: None,
             line: Vec::with_capacity(4096),
             payload: Vec::with_capacity(4096),
+            status,
         }
+    }
+
+    /// What this writer publishes while it runs, for health checks and metrics.
+    pub fn status(&self) -> Arc<WriterStatus> {
+        self.status.clone()
     }
 
     /// Runs until every sender is gone, then signs a last checkpoint and returns the
     /// journal, so that a reload can hand it to the next writer.
     pub fn run(mut self, requests: mpsc::Receiver<WriteRequest>) -> JournalWriter {
+        let _running = self.status.running();
         loop {
             let wait = self.until_checkpoint();
             let first = match requests.recv_timeout(wait) {
@@ -346,6 +361,7 @@ impl Writer {
                 }
             }
             self.journal.commit().map_err(|e| e.to_string())?;
+            self.status.committed(self.chain.next_seq());
             self.write_hint();
             Ok(())
         })();
@@ -354,6 +370,7 @@ impl Writer {
         result.map_err(|reason| {
             tracing::error!(stream = %self.settings.stream, error = %reason,
                 "the journal could not make records durable; refusing writes until a restart recovers the chain from disk");
+            self.status.failed();
             self.failed = Some(reason.clone());
             SubmitError::Storage(reason)
         })
@@ -404,6 +421,7 @@ impl Writer {
             Ok(()) => self.write_hint(),
             Err(reason) => {
                 tracing::error!(stream = %self.settings.stream, error = %reason, "cannot write a checkpoint");
+                self.status.failed();
                 self.failed = Some(reason);
             }
         }
@@ -415,6 +433,7 @@ impl Writer {
         let Some(hint) = self.pending_hint.take() else {
             return;
         };
+        self.status.checkpointed(std::time::SystemTime::now());
         let path = &self.settings.hint_path;
         let tmp = path.with_extension("tmp");
         let result = serde_json::to_vec(&hint)
@@ -428,5 +447,78 @@ impl Writer {
         if let Err(e) = result {
             tracing::warn!(stream = %self.settings.stream, error = %e, "cannot record the newest checkpoint's place");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{self, JournalOptions};
+
+    #[test]
+    fn the_writer_publishes_its_head_its_checkpoints_and_when_it_stops() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (journal_writer, journal, _) =
+            journal::open(&tmp.path().join("journal"), JournalOptions::default()).unwrap();
+        let (skey, _) = crate::evidence::note::generate("test.vellum/s").unwrap();
+        let settings = WriterSettings {
+            stream: "s".into(),
+            keys: None,
+            checkpoints: Some(Checkpointing {
+                origin_prefix: "test.vellum".into(),
+                signer: NoteSigner::parse(&skey).unwrap(),
+                every_records: 1000,
+                every: Duration::from_secs(3600),
+            }),
+            hint_path: tmp.path().join("chain.json"),
+            max_group_records: 100,
+        };
+        let (chain, _) = recover(&journal, &settings, &[]).unwrap();
+        let writer = Writer::new(journal_writer, chain, settings);
+        let status = writer.status();
+        assert_eq!(status.head_seq(), None);
+        assert!(status.unwritable().is_none());
+        let (queue, requests) = mpsc::channel();
+        let thread = std::thread::spawn(move || writer.run(requests));
+        let (done, answer) = oneshot::channel();
+        queue
+            .send(WriteRequest {
+                records: (0..3).map(|_| Record::new("t")).collect(),
+                done,
+            })
+            .unwrap();
+        answer.blocking_recv().unwrap().unwrap();
+        assert_eq!(status.head_seq(), Some(2));
+        assert_eq!(status.checkpoint_age(std::time::SystemTime::now()), None);
+        // Closing the queue stops the writer, which signs a last checkpoint first.
+        drop(queue);
+        thread.join().unwrap();
+        assert!(
+            status
+                .checkpoint_age(std::time::SystemTime::now())
+                .is_some_and(|age| age < Duration::from_secs(60))
+        );
+        assert!(status.unwritable().unwrap().contains("not running"));
+        assert_eq!(journal.committed_end(), 4, "three entries and a checkpoint");
+
+        // At the next start, the newest checkpoint's time comes from the hint.
+        drop(journal);
+        let (journal_writer, journal, _) =
+            journal::open(&tmp.path().join("journal"), JournalOptions::default()).unwrap();
+        let settings = WriterSettings {
+            stream: "s".into(),
+            keys: None,
+            checkpoints: None,
+            hint_path: tmp.path().join("chain.json"),
+            max_group_records: 100,
+        };
+        let (chain, _) = recover(&journal, &settings, &[]).unwrap();
+        let status = Writer::new(journal_writer, chain, settings).status();
+        assert_eq!(status.head_seq(), Some(2));
+        assert!(
+            status
+                .checkpoint_age(std::time::SystemTime::now())
+                .is_some()
+        );
     }
 }

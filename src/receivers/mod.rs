@@ -72,13 +72,32 @@ pub struct Limits {
 }
 
 /// Counts records by outcome, with the receiver id and a fixed reason as the only labels.
+/// Every record counted is also counted as received, so received = accepted + refused +
+/// dropped.
 pub fn count_accepted(receiver: &str, n: usize) {
+    count_received(receiver, n);
     metrics::counter!("vellum_receiver_accepted_records_total", "receiver" => receiver.to_string())
         .increment(n as u64);
 }
 
+/// Records refused with an answer the sender sees (a status, a code, a closed
+/// connection), so that it can send them again.
 pub fn count_refused(receiver: &str, reason: &'static str, n: usize) {
+    count_received(receiver, n);
     metrics::counter!("vellum_receiver_refused_records_total", "receiver" => receiver.to_string(), "reason" => reason)
+        .increment(n as u64);
+}
+
+/// Records not stored that the sender is never told about (datagrams, messages read
+/// while shutting down): lost unless the sender keeps its own copy.
+pub fn count_dropped(receiver: &str, reason: &'static str, n: usize) {
+    count_received(receiver, n);
+    metrics::counter!("vellum_receiver_dropped_records_total", "receiver" => receiver.to_string(), "reason" => reason)
+        .increment(n as u64);
+}
+
+fn count_received(receiver: &str, n: usize) {
+    metrics::counter!("vellum_receiver_received_records_total", "receiver" => receiver.to_string())
         .increment(n as u64);
 }
 

@@ -258,6 +258,29 @@ pub fn python() -> Option<PathBuf> {
     local.exists().then_some(local)
 }
 
+/// Sends `count` logs with the OpenTelemetry Python SDK (`tests/peers/otel_send.py`) over
+/// `protocol` (`grpc` or `http`), each carrying `marker` in its body and attributes when
+/// given; panics if the SDK reports a failed export.
+pub fn otel_send(protocol: &str, endpoint: &str, count: usize, marker: Option<&str>) {
+    let python = python()
+        .expect("the OpenTelemetry SDK venv is missing: run scripts/test.sh, which installs it");
+    let out = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/otel_send.py"
+        ))
+        .args([protocol, endpoint, &count.to_string()])
+        .args(marker)
+        .output()
+        .expect("run the OpenTelemetry SDK client");
+    assert!(
+        out.status.success(),
+        "the {protocol} client failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `vellum verify` on a directory with a vkey; returns (success, stdout+stderr).
 pub fn verify(dir: &Path, vkeys: &[String], hmac_keys: &[String]) -> (bool, String) {
     let mut cmd = Command::new(BIN);

@@ -1,10 +1,11 @@
 """Sends audit logs to an OTLP endpoint with the OpenTelemetry Python SDK.
 
-usage: otel_send.py grpc|http ENDPOINT COUNT
+usage: otel_send.py grpc|http ENDPOINT COUNT [MARKER]
 
 Each record i is a WARNING "login failed for u<i>" with attributes user_id, attempt and
-audit.index = i, from resource service.name=gateway-test. Exits non-zero if the SDK
-reports that an export failed.
+audit.index = i, from resource service.name=gateway-test. With MARKER, the body ends with
+" <MARKER>" and the attribute "marker" holds it. Exits non-zero if the SDK reports that
+an export failed.
 """
 import logging
 import sys
@@ -14,6 +15,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 protocol, endpoint, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+marker = sys.argv[4] if len(sys.argv) > 4 else None
 if protocol == "grpc":
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
@@ -53,7 +55,11 @@ logger.propagate = False
 logger.addHandler(LoggingHandler(level=logging.INFO, logger_provider=provider))
 logger.setLevel(logging.INFO)
 for i in range(count):
-    logger.warning("login failed for u%d", i, extra={"user_id": f"u{i}", "attempt": i, "audit.index": i})
+    extra = {"user_id": f"u{i}", "attempt": i, "audit.index": i}
+    if marker is None:
+        logger.warning("login failed for u%d", i, extra=extra)
+    else:
+        logger.warning("login failed for u%d %s", i, marker, extra={**extra, "marker": marker})
 ok = provider.force_flush(30000)
 provider.shutdown()
 if failures or not ok:

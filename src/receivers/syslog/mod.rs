@@ -63,9 +63,11 @@
 //! **Metrics** (label `receiver` = the receiver id):
 //! `vellum_receiver_accepted_records_total`, of which
 //! `vellum_receiver_unparsed_records_total` and `vellum_receiver_truncated_records_total`;
-//! `vellum_receiver_refused_records_total{reason}` with `reason` one of `overloaded`,
-//! `shutting_down`, `storage`, `framing` (one per connection closed for broken framing);
-//! `vellum_receiver_refused_connections_total` (past `max_connections`).
+//! `vellum_receiver_refused_records_total{reason="framing"}` (one per connection closed
+//! for broken framing); `vellum_receiver_dropped_records_total{reason}` with `reason` one
+//! of `overloaded` (UDP), `shutting_down`, `storage` (UDP), for messages read that the
+//! pipeline did not take: the sender is never told; `vellum_receiver_received_records_total`
+//! (all of these); `vellum_receiver_refused_connections_total` (past `max_connections`).
 
 mod framing;
 pub mod parse;
@@ -278,8 +280,7 @@ impl Receiver {
 
     fn count_accepted(&self, built: &Built, records: usize) {
         let receiver = self.id.clone();
-        metrics::counter!("vellum_receiver_accepted_records_total", "receiver" => receiver.clone())
-            .increment(records as u64);
+        super::count_accepted(&receiver, records);
         if built.unparsed > 0 {
             metrics::counter!("vellum_receiver_unparsed_records_total", "receiver" => receiver.clone())
                 .increment(built.unparsed);
@@ -291,12 +292,13 @@ impl Receiver {
     }
 
     fn count_refused(&self, records: usize, reason: &'static str) {
-        metrics::counter!(
-            "vellum_receiver_refused_records_total",
-            "receiver" => self.id.clone(),
-            "reason" => reason
-        )
-        .increment(records as u64);
+        super::count_refused(&self.id, reason, records);
+    }
+
+    /// Messages the sender already handed over and will not send again: syslog has no
+    /// acknowledgement, so a refusal after reading is a drop.
+    fn count_dropped(&self, records: usize, reason: &'static str) {
+        super::count_dropped(&self.id, reason, records);
     }
 
     /// Submits a batch read over TCP until the pipeline takes it: those bytes were taken
@@ -318,7 +320,7 @@ impl Receiver {
                     return true;
                 }
                 Err(SubmitError::ShuttingDown) => {
-                    self.count_refused(count, "shutting_down");
+                    self.count_dropped(count, "shutting_down");
                     tracing::warn!(receiver = %self.id, records = count, "syslog messages refused: the pipeline is shutting down");
                     return false;
                 }
@@ -331,7 +333,7 @@ impl Receiver {
                 }
             };
             if last_attempt {
-                self.count_refused(count, reason);
+                self.count_dropped(count, reason);
                 tracing::warn!(receiver = %self.id, records = count, reason, "syslog messages read before shutdown were refused");
                 return false;
             }
@@ -587,7 +589,7 @@ async fn serve_connection(
             ConnectionEvent::Shutdown => {
                 let pending = decoder.pending_bytes();
                 if pending > 0 {
-                    receiver.count_refused(1, "shutting_down");
+                    receiver.count_dropped(1, "shutting_down");
                     tracing::info!(receiver = %receiver.id, %peer, bytes = pending, "shutdown: dropping a syslog message not fully received");
                 }
                 close = true;
@@ -677,7 +679,7 @@ async fn serve_udp(receiver: Arc<Receiver>, socket: UdpSocket, shutdown: Cancell
         match receiver.intake.submit(records).await {
             Ok(()) => receiver.count_accepted(&built, count),
             Err(SubmitError::Overloaded { .. }) => {
-                receiver.count_refused(count, "overloaded");
+                receiver.count_dropped(count, "overloaded");
                 dropped_unreported += count;
                 if last_drop_warning.is_none_or(|at| at.elapsed() >= DROP_WARNING_INTERVAL) {
                     tracing::warn!(receiver = %receiver.id, datagrams = dropped_unreported, "syslog datagrams dropped: the pipeline is overloaded");
@@ -686,11 +688,11 @@ async fn serve_udp(receiver: Arc<Receiver>, socket: UdpSocket, shutdown: Cancell
                 }
             }
             Err(SubmitError::ShuttingDown) => {
-                receiver.count_refused(count, "shutting_down");
+                receiver.count_dropped(count, "shutting_down");
                 break;
             }
             Err(SubmitError::Storage(error)) => {
-                receiver.count_refused(count, "storage");
+                receiver.count_dropped(count, "storage");
                 tracing::warn!(receiver = %receiver.id, datagrams = count, %error, "syslog datagrams dropped: not stored");
             }
         }
