@@ -1,11 +1,16 @@
 //! HTTP exporter throughput to local sinks: records/s each exporter delivers in batches
 //! of 2048 sealed entries (~500 bytes each) to the same local servers the integration
 //! tests use (`tests/peers`), which parse every request as the vendor would — so the
-//! figure includes the sink's own work on the same machine. Then the end-to-end figure
-//! of a running daemon with the file exporter and `splunk_hec` (indexer acks on) at
-//! once: records posted to the gateway until Splunk has acknowledged every one.
+//! figure includes the sink's own work on the same machine. Then end-to-end figures of
+//! a running daemon with several exporters in one pipeline, records/s from the first
+//! post to the gateway until every record is delivered by all of them: the file
+//! exporter and `splunk_hec` (indexer acks on) until Splunk has acknowledged every
+//! record; and file + `s3` + `splunk_hec` until, besides, the evidence files are
+//! fsynced (a checkpoint note covers them) and the S3 bundles are in the bucket of a
+//! real `moto_server` (from the test venv; skipped without it) under Object Lock.
+//! Under `cargo test` (no `--bench`) only the per-exporter figures run, once each.
 //!
-//! `cargo bench --bench exporters`
+//! `cargo bench --bench exporters` (`-- end_to_end` for the end-to-end figures only)
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -13,11 +18,13 @@ mod common;
 mod peers {
     pub mod datadog;
     pub mod http_faults;
+    pub mod moto;
     pub mod splunk_hec;
     pub mod webhook;
 }
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,9 +42,11 @@ use peers::http_faults::Server;
 use prost::Message;
 use serde_json::json;
 use vellum::config::{ComponentConfig, ComponentId};
+use vellum::exporters::s3::bundle::BundleKey;
 use vellum::exporters::{Exporter, ExporterConfig, ExporterContext, Item};
 
 const BATCH: u64 = 2048;
+const HEC_TOKEN: &str = "8d1f2e3a-4b5c-4d6e-8f70-8192a3b4c5d6";
 
 /// A sealed entry shaped like a gateway's audit record.
 fn entry(seq: u64) -> Bytes {
@@ -190,7 +199,7 @@ fn to_local_sinks(c: &mut Criterion) {
     let _entered = rt.enter();
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
 
-    let token = "8d1f2e3a-4b5c-4d6e-8f70-8192a3b4c5d6";
+    let token = HEC_TOKEN;
     for ack in [false, true] {
         let mut hec = peers::splunk_hec::Hec::new(token, ack);
         hec.index_delay = Duration::ZERO;
@@ -241,22 +250,23 @@ fn to_local_sinks(c: &mut Criterion) {
     bench_exporter(c, &rt, "otlp_http", exporter, || {});
 }
 
-/// The daemon with file + splunk_hec (acks on): records/s from the gateway post until
-/// Splunk has acknowledged every one.
-fn end_to_end_file_and_splunk_hec(c: &mut Criterion) {
-    // `cargo test --all-targets` runs benches without `--bench`: no daemon then.
-    if !std::env::args().any(|a| a == "--bench") {
-        return;
-    }
-    const PER_ITERATION: u64 = 20_000;
-    const PER_POST: u64 = 1000;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let token = "8d1f2e3a-4b5c-4d6e-8f70-8192a3b4c5d6";
-    let mut hec = peers::splunk_hec::Hec::new(token, true);
+/// Records posted per measured iteration of the end-to-end figures, `E2E_PER_POST` per
+/// request. A multiple of the checkpoint interval, so each iteration ends on a checkpoint
+/// and its last records can be bundled to S3 at once rather than after the timer.
+const E2E_RECORDS: u64 = 20_000;
+const E2E_PER_POST: u64 = 1000;
+const CHECKPOINT_EVERY: u64 = 10_000;
+const STREAM_FOLDER: &str = "logs%2Faudit";
+
+/// Criterion runs each bench once as a test under `cargo test --all-targets` (no
+/// `--bench` argument): the end-to-end figures start their daemon only for `cargo bench`.
+fn benchmarking() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// A Splunk HEC with indexer acks on loopback that indexes at once.
+fn start_hec(rt: &tokio::runtime::Runtime) -> (Arc<peers::splunk_hec::Hec>, Server) {
+    let mut hec = peers::splunk_hec::Hec::new(HEC_TOKEN, true);
     hec.index_delay = Duration::ZERO;
     let hec = Arc::new(hec);
     let sink = Server::start(
@@ -265,85 +275,266 @@ fn end_to_end_file_and_splunk_hec(c: &mut Criterion) {
         hec.router(),
         hec.faults.clone(),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let gateway = common::free_port();
-    let yaml = format!(
-        r#"
+    (hec, sink)
+}
+
+/// The exporter setting for [`start_hec`]'s server.
+fn splunk_exporter(sink: &Server) -> String {
+    format!(
+        "splunk_hec/siem: {{ endpoint: {}, token: {HEC_TOKEN}, indexer_ack: true, ack_poll_interval: 10ms }}",
+        sink.url()
+    )
+}
+
+/// Records (not checkpoints, which have their own sourcetype) the HEC has indexed.
+fn indexed_records(hec: &peers::splunk_hec::Hec) -> u64 {
+    hec.events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["sourcetype"] == "_json")
+        .count() as u64
+}
+
+/// The highest checkpoint size the file exporter has written under `evidence`: it
+/// writes a checkpoint only once the entries it covers are fsynced.
+fn file_checkpointed(evidence: &Path) -> u64 {
+    let Ok(notes) = std::fs::read_dir(evidence.join(STREAM_FOLDER).join("checkpoints")) else {
+        return 0;
+    };
+    notes
+        .flatten()
+        .filter_map(|n| n.file_name().to_str()?.strip_suffix(".note")?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// How far the bundles in a bucket reach, listing only the keys added since last asked.
+struct BucketProgress {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    last_key: Option<String>,
+    /// The `seq` after the last manifest's bundle.
+    delivered: u64,
+}
+
+impl BucketProgress {
+    fn delivered(&mut self, rt: &tokio::runtime::Runtime) -> u64 {
+        let keys = rt.block_on(peers::moto::objects_after(
+            &self.client,
+            &self.bucket,
+            self.last_key.as_deref(),
+        ));
+        for key in &keys {
+            if let Some(bundle) = BundleKey::parse(key).filter(|b| b.is_manifest) {
+                self.delivered = self.delivered.max(bundle.last_seq + 1);
+            }
+        }
+        // An artifact listed before its manifest is written: the manifest sorts after it.
+        if let Some(last) = keys.last() {
+            self.last_key = Some(last.clone());
+        }
+        self.delivered
+    }
+}
+
+/// A running daemon: the HTTP gateway, `hash_chain`, and the given exporters in one
+/// pipeline, with the client that posts to it.
+struct Gateway {
+    daemon: common::Daemon,
+    port: u16,
+    agent: ureq::Agent,
+    /// Records the gateway has taken so far.
+    sent: u64,
+}
+
+impl Gateway {
+    /// `exporters`: one `id: {settings}` line each, in the order the pipeline lists them.
+    fn start(dir: &Path, exporters: &[String]) -> Gateway {
+        let port = common::free_port();
+        let ids: Vec<&str> = exporters
+            .iter()
+            .filter_map(|e| e.split_once(':').map(|(id, _)| id))
+            .collect();
+        let yaml = format!(
+            r#"
 receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events, max_request_body_size: 8MiB }}
+  http/gateway: {{ endpoint: 127.0.0.1:{port}, path: /v1/events, max_request_body_size: 8MiB }}
 processors:
   hash_chain:
     origin: bench.vellum
-    checkpoint: {{ every_records: 10000, every: 10s }}
+    checkpoint: {{ every_records: {CHECKPOINT_EVERY}, every: 10s }}
 exporters:
-  file/evidence: {{ directory: {evidence} }}
-  splunk_hec/siem: {{ endpoint: {url}, token: {token}, indexer_ack: true, ack_poll_interval: 10ms }}
+  {exporters}
 service:
   storage: {{ directory: {state} }}
   pipelines:
     logs/audit:
       receivers: [http/gateway]
       processors: [hash_chain]
-      exporters: [file/evidence, splunk_hec/siem]
+      exporters: [{ids}]
 "#,
-        evidence = dir.path().join("evidence").display(),
-        state = dir.path().join("state").display(),
-        url = sink.url(),
-    );
-    let mut daemon = common::Daemon::start(
-        dir.path(),
-        &yaml,
-        &[SocketAddr::from(([127, 0, 0, 1], gateway))],
-    );
-    let indexed = || {
-        hec.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e["sourcetype"] == "_json")
-            .count() as u64
-    };
-    let agent = ureq::Agent::new_with_defaults();
-    let mut next = 0u64;
-    let mut group = c.benchmark_group("exporters/end_to_end");
-    group
-        .throughput(Throughput::Elements(PER_ITERATION))
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(30));
-    group.bench_function("file+splunk_hec_ack", |b| {
-        b.iter_custom(|iterations| {
-            let mut elapsed = Duration::ZERO;
-            for _ in 0..iterations {
-                let started = Instant::now();
-                for _ in 0..PER_ITERATION / PER_POST {
-                    let body: String = (next..next + PER_POST)
-                        .map(|i| {
-                            format!(
-                                "{{\"action\":\"model.invoke\",\"user_id\":\"user-{}\",\"model\":\"gpt-4o-mini\",\"request_id\":\"req-{i:012}\",\"message\":\"model request completed in 412 ms with 1830 prompt tokens\"}}\n",
-                                i % 5000
-                            )
-                        })
-                        .collect();
-                    next += PER_POST;
-                    let status = agent
-                        .post(&format!("http://127.0.0.1:{gateway}/v1/events"))
-                        .send(body.as_bytes())
-                        .expect("the gateway takes the records")
-                        .status();
-                    assert_eq!(status.as_u16(), 200);
+            exporters = exporters.join("\n  "),
+            ids = ids.join(", "),
+            state = dir.join("state").display(),
+        );
+        let daemon = common::Daemon::start(dir, &yaml, &[SocketAddr::from(([127, 0, 0, 1], port))]);
+        Gateway {
+            daemon,
+            port,
+            agent: ureq::Agent::new_with_defaults(),
+            sent: 0,
+        }
+    }
+
+    /// Posts the next `E2E_RECORDS` records; each request is answered once they are durable.
+    fn post_iteration(&mut self) {
+        for _ in 0..E2E_RECORDS / E2E_PER_POST {
+            let body: String = (self.sent..self.sent + E2E_PER_POST)
+                .map(|i| {
+                    format!(
+                        "{{\"action\":\"model.invoke\",\"user_id\":\"user-{}\",\"model\":\"gpt-4o-mini\",\"request_id\":\"req-{i:012}\",\"message\":\"model request completed in 412 ms with 1830 prompt tokens\"}}\n",
+                        i % 5000
+                    )
+                })
+                .collect();
+            self.sent += E2E_PER_POST;
+            let status = self
+                .agent
+                .post(&format!("http://127.0.0.1:{}/v1/events", self.port))
+                .send(body.as_bytes())
+                .expect("the gateway takes the records")
+                .status();
+            assert_eq!(status.as_u16(), 200);
+        }
+    }
+
+    /// Times `E2E_RECORDS` records per iteration, from the first post until
+    /// `delivered(records sent in all)` holds; `reset` runs after each, untimed.
+    fn measure(
+        &mut self,
+        c: &mut Criterion,
+        name: &str,
+        mut delivered: impl FnMut(u64) -> bool,
+        mut reset: impl FnMut(),
+    ) {
+        let mut group = c.benchmark_group("exporters/end_to_end");
+        group
+            .throughput(Throughput::Elements(E2E_RECORDS))
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(30));
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let mut elapsed = Duration::ZERO;
+                for _ in 0..iterations {
+                    let started = Instant::now();
+                    self.post_iteration();
+                    let sent = self.sent;
+                    common::wait_until(
+                        "every record to be delivered",
+                        Duration::from_secs(300),
+                        || delivered(sent),
+                    );
+                    elapsed += started.elapsed();
+                    reset();
                 }
-                common::wait_until("Splunk to acknowledge the records", Duration::from_secs(300), || {
-                    indexed() >= PER_ITERATION
-                });
-                elapsed += started.elapsed();
-                hec.events.lock().unwrap().clear();
-            }
-            elapsed
-        })
-    });
-    group.finish();
-    daemon.terminate();
+                elapsed
+            })
+        });
+        group.finish();
+        let status = self.daemon.terminate();
+        assert!(status.success(), "{}", self.daemon.log_text());
+    }
 }
 
-criterion_group!(benches, to_local_sinks, end_to_end_file_and_splunk_hec);
+/// The daemon with file + splunk_hec (acks on): records/s from the gateway post until
+/// Splunk has acknowledged every one.
+fn end_to_end_file_and_splunk_hec(c: &mut Criterion) {
+    if !benchmarking() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (hec, sink) = start_hec(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let evidence = dir.path().join("evidence");
+    let mut gateway = Gateway::start(
+        dir.path(),
+        &[
+            format!("file/evidence: {{ directory: {} }}", evidence.display()),
+            splunk_exporter(&sink),
+        ],
+    );
+    gateway.measure(
+        c,
+        "file+splunk_hec_ack",
+        |_| indexed_records(&hec) >= E2E_RECORDS,
+        || hec.events.lock().unwrap().clear(),
+    );
+}
+
+/// The daemon with file + s3 (to moto, Object Lock on) + splunk_hec (acks on): records/s
+/// from the gateway post until every record is in a fsynced evidence file, in a bundle
+/// in the bucket, and acknowledged by Splunk.
+fn end_to_end_file_s3_and_splunk_hec(c: &mut Criterion) {
+    if !benchmarking() {
+        return;
+    }
+    if peers::moto::Moto::server().is_none() {
+        eprintln!(
+            "moto_server is not installed (run scripts/test.sh): no file+s3+splunk_hec figure"
+        );
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let moto = peers::moto::Moto::start(dir.path());
+    let bucket = "bench-evidence";
+    let client = rt.block_on(peers::moto::connection(&moto.url()).client());
+    rt.block_on(peers::moto::create_locked_bucket(&client, bucket));
+    let (hec, sink) = start_hec(&rt);
+    let evidence = dir.path().join("evidence");
+    let mut gateway = Gateway::start(
+        dir.path(),
+        &[
+            format!("file/evidence: {{ directory: {} }}", evidence.display()),
+            format!(
+                "s3/archive: {{ bucket: {bucket}, prefix: evidence/%Y/%m/%d/, endpoint: {}, region: us-east-1, force_path_style: true, access_key_id: testing, secret_access_key: testing, object_lock: {{ mode: GOVERNANCE, retain_days: 1 }} }}",
+                moto.url()
+            ),
+            splunk_exporter(&sink),
+        ],
+    );
+    let mut bucket = BucketProgress {
+        client,
+        bucket: bucket.into(),
+        last_key: None,
+        delivered: 0,
+    };
+    // Cheapest check first: the bucket is listed only once the other two have it all.
+    gateway.measure(
+        c,
+        "file+s3+splunk_hec_ack",
+        |sent| {
+            indexed_records(&hec) >= E2E_RECORDS
+                && file_checkpointed(&evidence) >= sent
+                && bucket.delivered(&rt) >= sent
+        },
+        || hec.events.lock().unwrap().clear(),
+    );
+}
+
+criterion_group!(
+    benches,
+    to_local_sinks,
+    end_to_end_file_and_splunk_hec,
+    end_to_end_file_s3_and_splunk_hec
+);
 criterion_main!(benches);

@@ -4,8 +4,13 @@
 //!
 //! `cargo bench --bench s3`
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/peers"]
+mod peers {
+    pub mod moto;
+}
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,45 +20,6 @@ use vellum::exporters::s3::{S3Config, S3Exporter};
 use vellum::exporters::{Exporter, ExporterContext, Item};
 
 const RECORD_BYTES: usize = 500;
-
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto_server() -> Option<PathBuf> {
-    let python = std::env::var("VELLUM_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let server = python.with_file_name("moto_server");
-    server.exists().then_some(server)
-}
-
-fn start_moto(server: &PathBuf) -> (Moto, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let child = Command::new(server)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ureq::get(&format!("http://127.0.0.1:{port}/moto-api/"))
-        .call()
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "moto_server did not answer");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Moto(child), port)
-}
 
 /// The next `n` sealed entries of `chain`, then the checkpoint of all so far.
 fn batch(chain: &mut Chain, n: usize) -> Vec<Item> {
@@ -82,16 +48,18 @@ fn batch(chain: &mut Chain, n: usize) -> Vec<Item> {
 }
 
 fn deliver(c: &mut Criterion) {
-    let Some(server) = moto_server() else {
+    if peers::moto::Moto::server().is_none() {
         eprintln!("moto_server is not installed: run scripts/test.sh first");
         return;
-    };
-    let (_moto, port) = start_moto(&server);
+    }
+    let moto_dir = tempfile::tempdir().expect("moto's log dir");
+    let moto = peers::moto::Moto::start(moto_dir.path());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let yaml = format!(
-        "bucket: bench-evidence\nprefix: evidence/%Y/%m/%d/\nendpoint: http://127.0.0.1:{port}\n\
+        "bucket: bench-evidence\nprefix: evidence/%Y/%m/%d/\nendpoint: {endpoint}\n\
          region: us-east-1\nforce_path_style: true\naccess_key_id: bench\nsecret_access_key: bench\n\
-         object_lock: {{ mode: GOVERNANCE, retain_days: 1 }}\n"
+         object_lock: {{ mode: GOVERNANCE, retain_days: 1 }}\n",
+        endpoint = moto.url()
     );
     let json: serde_json::Value = serde_saphyr::from_str(&yaml).expect("bench config");
     let cfg: S3Config = serde_json::from_value(json).expect("bench config");

@@ -6,11 +6,14 @@
 //! and writes nothing twice.
 
 mod common;
+mod peers {
+    pub mod moto;
+}
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,86 +27,11 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use vellum::exporters::s3::client::{Connection, StaticCredentials};
 
 use common::*;
+use peers::moto::{Moto, connection, create_locked_bucket, objects};
 
 const PREFIX: &str = "evidence/%Y/%m/%d/";
-
-/// `moto_server` on a free loopback port, stopped when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start(dir: &Path) -> Moto {
-        let python = python().expect(
-            "the test venv is missing: run scripts/test.sh, which installs moto[server] in it",
-        );
-        let server = python.with_file_name("moto_server");
-        assert!(
-            server.exists(),
-            "{} is missing: run scripts/test.sh (tests/peers/requirements.txt has moto[server])",
-            server.display()
-        );
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("moto.log")).unwrap();
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
-        let mut moto = Moto { child, port };
-        wait_until("moto_server to answer", Duration::from_secs(60), || {
-            assert!(
-                matches!(moto.child.try_wait(), Ok(None)),
-                "moto_server exited:\n{}",
-                std::fs::read_to_string(dir.join("moto.log")).unwrap_or_default()
-            );
-            ureq::get(&format!("http://127.0.0.1:{port}/moto-api/"))
-                .call()
-                .is_ok()
-        });
-        moto
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn connection(endpoint: &str) -> Connection {
-    Connection {
-        region: Some("us-east-1".into()),
-        endpoint: Some(endpoint.into()),
-        force_path_style: true,
-        credentials: Some(StaticCredentials {
-            access_key_id: "testing".into(),
-            secret_access_key: "testing".into(),
-            session_token: None,
-        }),
-        timeout: Some(Duration::from_secs(20)),
-    }
-}
-
-async fn create_locked_bucket(client: &Client, bucket: &str) {
-    client
-        .create_bucket()
-        .bucket(bucket)
-        .object_lock_enabled_for_bucket(true)
-        .send()
-        .await
-        .unwrap();
-}
 
 fn config(dir: &Path, gateway: u16, endpoint: &str, bucket: &str) -> String {
     format!(
@@ -136,25 +64,6 @@ service:
 "#,
         state = dir.join("state").display(),
     )
-}
-
-/// Every object under the bucket, by key.
-async fn objects(client: &Client, bucket: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.unwrap();
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter_map(|o| o.key().map(String::from)),
-        );
-    }
-    keys
 }
 
 async fn get(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
