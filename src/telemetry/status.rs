@@ -361,7 +361,7 @@ mod tests {
                 exporters: vec![ExporterStatus {
                     health: health.clone(),
                     position: position.clone(),
-                    task: exporter_task.abort_handle(),
+                    task: Arc::new(exporter_task.abort_handle().into()),
                 }],
             })],
             exporter_stuck_after: stuck_after,
