@@ -15,6 +15,7 @@
 pub mod export;
 pub mod frame;
 pub mod intake;
+pub mod retention;
 pub mod routing;
 pub mod writer;
 
@@ -27,7 +28,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{Processor, ReceiverHandle};
-use crate::config::{ComponentId, Config, ExporterRef};
+use crate::config::{ComponentId, Config, ExporterRef, StorageConfig};
 use crate::evidence::hmac::KeyRing;
 use crate::evidence::note::{self, NoteSigner};
 use crate::exporters::{ExporterConfig, ExporterContext, ExporterKind, file::stream_folder};
@@ -162,6 +163,9 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             exporters,
         });
     }
+    if config.service.storage.retention_check_interval < Duration::from_secs(1) {
+        problems.push("service.storage.retention_check_interval: must be at least 1s".into());
+    }
     let mut receivers = Vec::new();
     for (rid, cfg) in &config.receivers {
         let feeds: Vec<usize> = config
@@ -204,6 +208,7 @@ struct RunningPipeline {
     writer: std::thread::JoinHandle<()>,
     drivers: Vec<tokio::task::JoinHandle<()>>,
     journal: Journal,
+    retention: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The running daemon.
@@ -213,6 +218,7 @@ pub struct Service {
     pipelines: Vec<RunningPipeline>,
     exporters_stop: CancellationToken,
     exporters_abandon: CancellationToken,
+    retention_stop: CancellationToken,
     _lock: StorageLock,
 }
 
@@ -236,10 +242,17 @@ impl Service {
     /// Drains and stops: receivers stop accepting and answer what is in flight, writers
     /// commit and sign a last checkpoint, exporters deliver what is committed (for at most
     /// `drain_timeout`; what they leave stays in the journal for the next start).
-    pub async fn shutdown(self, drain_timeout: Duration) {
+    pub async fn shutdown(mut self, drain_timeout: Duration) {
         self.receivers_stop.cancel();
         for r in self.receivers {
             let _ = r.task.await;
+        }
+        // Retention first, while writers still take its purge records.
+        self.retention_stop.cancel();
+        for p in &mut self.pipelines {
+            if let Some(task) = p.retention.take() {
+                let _ = task.await;
+            }
         }
         let mut drivers = Vec::new();
         for p in self.pipelines {
@@ -330,6 +343,7 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
     let max_record_bytes = config.service.storage.max_record_size.as_u64() as usize;
     let exporters_stop = CancellationToken::new();
     let exporters_abandon = CancellationToken::new();
+    let retention_stop = CancellationToken::new();
     let mut running = Vec::new();
     for p in plan.pipelines {
         running.push(
@@ -340,6 +354,7 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
                 config.service.storage.max_backlog_records,
                 &exporters_stop,
                 &exporters_abandon,
+                (&config.service.storage, &retention_stop),
             )
             .await?,
         );
@@ -350,6 +365,7 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
         pipelines: running,
         exporters_stop,
         exporters_abandon,
+        retention_stop,
         _lock: lock,
     };
     for (id, cfg, feeds) in plan.receivers {
@@ -391,6 +407,7 @@ async fn start_pipeline(
     max_backlog: u64,
     stop: &CancellationToken,
     abandon: &CancellationToken,
+    (storage_config, retention_stop): (&StorageConfig, &CancellationToken),
 ) -> Result<RunningPipeline, StartError> {
     let dir = storage.join("pipelines").join(stream_folder(&p.id));
     let fail = |detail: String| StartError::Storage {
@@ -441,6 +458,7 @@ async fn start_pipeline(
 
     let mut drivers = Vec::new();
     let mut positions = Vec::new();
+    let mut evidence_retention = Vec::new();
     for (eid, cfg, route) in &p.exporters {
         let name = format!("{}:{eid}", p.id);
         let context = ExporterContext {
@@ -457,6 +475,15 @@ async fn start_pipeline(
             .map_err(|e| fail(format!("cannot open the cursor of {eid}: {e}")))?;
         let position = Arc::new(AtomicU64::new(cursor.load()));
         positions.push(position.clone());
+        if let ExporterKind::File(f) = &cfg.kind
+            && f.retention_days > 0
+        {
+            evidence_retention.push(retention::EvidenceRetention::new(
+                eid.to_string(),
+                f.clone(),
+                position.clone(),
+            ));
+        }
         let driver = Driver {
             id: name,
             journal: journal.clone(),
@@ -479,6 +506,7 @@ async fn start_pipeline(
         drivers.push(tokio::spawn(driver.run(stop.clone(), abandon.clone())));
     }
 
+    let hint_path = settings.hint_path.clone();
     let (queue, requests) = std::sync::mpsc::channel::<WriteRequest>();
     let writer = Writer::new(journal_writer, chain, settings);
     let writer = std::thread::Builder::new()
@@ -490,14 +518,37 @@ async fn start_pipeline(
         p.processors,
         queue,
         journal.clone(),
-        positions,
+        positions.clone(),
         max_backlog,
     ));
+    let journal_purge = (storage_config.retention_days > 0).then(|| {
+        retention::JournalRetention::new(
+            storage_config.retention_days,
+            journal.clone(),
+            positions,
+            hint_path,
+            storage.join(retention::LEGAL_HOLD_FILE),
+        )
+    });
+    let retention = (journal_purge.is_some() || !evidence_retention.is_empty()).then(|| {
+        let task = retention::Retention {
+            pipeline: p.id.clone(),
+            stream: p.stream.clone(),
+            clock: Arc::new(retention::SystemClock),
+            interval: storage_config.retention_check_interval,
+            journal: journal.clone(),
+            journal_purge,
+            evidence: evidence_retention,
+            intake: intake.clone(),
+        };
+        tokio::spawn(task.run(retention_stop.clone()))
+    });
     Ok(RunningPipeline {
         id: p.id,
         intake,
         writer,
         drivers,
         journal,
+        retention,
     })
 }
