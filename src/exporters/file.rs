@@ -681,6 +681,7 @@ mod tests {
             immutable: false,
             fsync: true,
             retention_days: 0,
+            legal_hold: false,
         }
     }
 
@@ -788,11 +789,10 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn compressed_sealing_checkpoints_and_retention() {
+    async fn compressed_sealing_and_checkpoints() {
         let tmp = tempfile::tempdir().unwrap();
         let mut cfg = config(tmp.path());
         cfg.compress = true;
-        cfg.retention_days = 1;
         let mut ex = FileExporter::open(&cfg, &context("s")).unwrap();
         let mut batch: Vec<Item> = (0..6).map(entry).collect();
         batch.push(Item::Checkpoint {
@@ -820,12 +820,247 @@ mod tests {
         );
         assert_eq!(lines(&tmp.path().join("s")), (0..6).collect::<Vec<_>>());
 
-        // Age one sealed file past the window: only it goes.
-        let mut sorted = files.clone();
-        sorted.sort();
-        let old = SystemTime::now() - Duration::from_secs(2 * 86_400);
-        File::open(&sorted[0]).unwrap().set_modified(old).unwrap();
-        assert_eq!(ex.prune().unwrap(), 1);
-        assert!(!sorted[0].exists() && sorted[1].exists());
+    }
+
+    mod pruning {
+        use super::*;
+        use crate::event::Record;
+        use crate::evidence::hmac::KeyRing;
+        use crate::evidence::note::{NoteSigner, NoteVerifier, generate};
+        use crate::evidence::seal::Chain;
+        use crate::evidence::verify::{Options, verify_dir};
+
+        const DAY: u64 = 86_400 * 1_000_000_000;
+        /// 2026-01-01T00:00:00Z.
+        const T0: u64 = 1_767_225_600 * 1_000_000_000;
+
+        /// A stream sealed for real, written by the exporter: entries, checkpoints.
+        struct Stream {
+            chain: Chain,
+            signer: NoteSigner,
+            vkey: NoteVerifier,
+            keys: KeyRing,
+            exporter: FileExporter,
+            cfg: FileConfig,
+            index: u64,
+        }
+
+        impl Stream {
+            fn new(dir: &Path) -> Stream {
+                let keys = KeyRing::from_strings([("k", "k".repeat(32))]).unwrap();
+                let (skey, vkey) = generate("test/s").unwrap();
+                let mut cfg = config(dir);
+                cfg.retention_days = 30;
+                Stream {
+                    chain: Chain::new("s", Some(keys.clone())).unwrap(),
+                    signer: NoteSigner::parse(&skey).unwrap(),
+                    vkey: NoteVerifier::parse(&vkey).unwrap(),
+                    keys,
+                    exporter: FileExporter::open(&cfg, &context("s")).unwrap(),
+                    cfg,
+                    index: 0,
+                }
+            }
+
+            async fn write(&mut self, record: Record) {
+                let sealed = self.chain.seal(record.into_json());
+                let item = Item::Entry {
+                    index: self.index,
+                    seq: sealed.seq,
+                    line: Bytes::from(sealed.line),
+                };
+                self.index += 1;
+                self.exporter.export(&[item]).await.unwrap();
+            }
+
+            async fn entries(&mut self, n: u64, observed: u64) {
+                for i in 0..n {
+                    let mut r = Record::new("test");
+                    r.observed_time_unix_nano = observed;
+                    r.body = serde_json::Value::from(format!("event {i} {}", "x".repeat(150)));
+                    self.write(r).await;
+                }
+            }
+
+            async fn checkpoint(&mut self) {
+                let note = self.chain.checkpoint("test", &self.signer).unwrap();
+                let item = Item::Checkpoint {
+                    index: self.index,
+                    size: self.chain.next_seq(),
+                    note,
+                };
+                self.index += 1;
+                self.exporter.export(&[item]).await.unwrap();
+            }
+
+            /// What the retention task does: the purge record into the stream, then removal.
+            async fn prune(&mut self, plan: &PrunePlan) {
+                let mut r = Record::new(crate::evidence::purge::SOURCE);
+                r.event_type = Some(crate::evidence::purge::EVENT_TYPE.into());
+                r.attributes = plan.purge.attributes();
+                self.write(r).await;
+                apply_prune(plan).unwrap();
+            }
+
+            fn verify(&self, dir: &Path) -> crate::evidence::verify::Report {
+                let options = Options {
+                    keys: Some(self.keys.clone()),
+                    vkeys: vec![self.vkey.clone()],
+                    ..Options::default()
+                };
+                verify_dir(dir, &options).unwrap()
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+        async fn old_sealed_files_go_up_to_a_checkpoint_and_the_rest_verifies() {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut s = Stream::new(tmp.path());
+            s.entries(20, T0).await;
+            s.checkpoint().await;
+            s.entries(20, T0).await;
+            s.checkpoint().await;
+            s.entries(10, T0 + 40 * DAY).await;
+            s.checkpoint().await;
+            s.entries(3, T0 + 40 * DAY).await;
+            let folder = tmp.path().join("s");
+            let files_before = entry_files_in(&folder).unwrap();
+
+            // Nothing is past a window that starts after the newest entry.
+            assert!(plan_prune(&s.cfg, "file/test", "s", T0, None).unwrap().is_none());
+
+            let cutoff = T0 + DAY;
+            let plan = plan_prune(&s.cfg, "file/test", "s", cutoff, None)
+                .unwrap()
+                .expect("old files to prune");
+            let n = plan.purge.last_seq + 1;
+            assert_eq!(plan.purge.first_seq, 0);
+            assert!(n >= 20 && n <= 40, "only the old entries: {n}");
+            assert_eq!(plan.purge.frontier.size(), n);
+            assert_eq!(plan.files, files_before[..plan.files.len()]);
+            let pruned_notes: Vec<PathBuf> = [20, 40]
+                .into_iter()
+                .filter(|size| *size <= n)
+                .map(|size| folder.join(format!("checkpoints/{size:020}.note")))
+                .collect();
+            assert_eq!(plan.notes, pruned_notes);
+            assert_eq!(plan.newest, T0);
+            s.prune(&plan).await;
+
+            let report = s.verify(tmp.path());
+            assert!(report.is_ok(), "{:?}", report.findings);
+            let note = format!(
+                "stream s: seq 0..={} pruned by retention (purge record at seq 53)",
+                n - 1
+            );
+            assert!(report.notes.contains(&note), "{:?}", report.notes);
+            let remaining = if n < 40 { 2 } else { 1 };
+            assert_eq!(report.checkpoints_confirmed, remaining, "sizes 40 (unless pruned) and 50");
+
+            // Later the young entries age too; the next prune starts where this one
+            // ended and stops before the purge record (observed now).
+            s.entries(20, T0 + 40 * DAY).await;
+            s.checkpoint().await;
+            assert!(plan_prune(&s.cfg, "file/test", "s", T0 + DAY, None)
+                .unwrap()
+                .is_none());
+            let later = plan_prune(&s.cfg, "file/test", "s", T0 + 41 * DAY, None)
+                .unwrap()
+                .expect("the entries of day 40");
+            assert_eq!(later.purge.first_seq, n);
+            assert!(later.purge.last_seq < 53, "{}", later.purge.last_seq);
+            s.prune(&later).await;
+            let report = s.verify(tmp.path());
+            assert!(report.is_ok(), "{:?}", report.findings);
+            assert!(
+                entry_files_in(&folder).unwrap().len() >= 2,
+                "the newest file is never pruned"
+            );
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+        async fn an_undeclared_gap_or_a_changed_purge_record_is_a_finding() {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut s = Stream::new(tmp.path());
+            s.entries(30, T0).await;
+            s.checkpoint().await;
+            s.entries(5, T0).await;
+            let plan = plan_prune(&s.cfg, "file/test", "s", T0 + DAY, None)
+                .unwrap()
+                .unwrap();
+            s.prune(&plan).await;
+            s.exporter.close().await.unwrap();
+            assert!(s.verify(tmp.path()).is_ok());
+
+            // Pruned by hand further than any purge record says.
+            let undeclared = tmp.path().join("undeclared");
+            copy_dir(tmp.path(), &undeclared);
+            let first = entry_files_in(&undeclared.join("s")).unwrap()[0].clone();
+            fs::remove_file(&first).unwrap();
+            let report = s.verify(&undeclared);
+            assert!(!report.is_ok());
+            assert!(
+                report.findings.iter().any(|f| f.problem.contains("missing before this entry")),
+                "{:?}",
+                report.findings
+            );
+            // Retention refuses to go on from a start nothing declares.
+            let mut cfg = s.cfg.clone();
+            cfg.directory = undeclared.clone();
+            assert!(matches!(
+                plan_prune(&cfg, "file/test", "s", T0 + 365 * DAY, None),
+                Err(PruneError::Undeclared { .. })
+            ));
+
+            // The purge record's frontier changed: its hash no longer matches.
+            let changed = tmp.path().join("changed");
+            copy_dir(tmp.path(), &changed);
+            let newest = entry_files_in(&changed.join("s")).unwrap().pop().unwrap();
+            let text = fs::read_to_string(&newest).unwrap();
+            let hash = hex::encode(plan.purge.frontier.nodes()[0]);
+            let tampered = text.replacen(&hash, &"0".repeat(64), 1);
+            assert_ne!(text, tampered);
+            fs::write(&newest, tampered).unwrap();
+            let report = s.verify(&changed);
+            assert!(!report.is_ok(), "{:?}", report.notes);
+            assert!(
+                report.findings.iter().any(|f| f.problem.contains("`hash` does not match")),
+                "{:?}",
+                report.findings
+            );
+        }
+
+        #[test]
+        fn legal_hold_by_configuration_or_by_a_file() {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut cfg = config(tmp.path());
+            assert_eq!(legal_hold(&cfg, "logs/audit"), None);
+            fs::create_dir_all(tmp.path().join("logs%2Faudit")).unwrap();
+            fs::write(tmp.path().join("logs%2Faudit").join(LEGAL_HOLD_FILE), b"").unwrap();
+            assert!(legal_hold(&cfg, "logs/audit").is_some_and(|r| r.contains("logs%2Faudit")));
+            assert_eq!(legal_hold(&cfg, "other"), None);
+            fs::write(tmp.path().join(LEGAL_HOLD_FILE), b"").unwrap();
+            assert!(legal_hold(&cfg, "other").is_some());
+            let tmp = tempfile::tempdir().unwrap();
+            cfg.directory = tmp.path().to_path_buf();
+            cfg.legal_hold = true;
+            assert!(legal_hold(&cfg, "other").is_some_and(|r| r.contains("legal_hold: true")));
+        }
+
+        fn copy_dir(from: &Path, to: &Path) {
+            for entry in fs::read_dir(from).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap();
+                if path.is_dir() {
+                    if name == "undeclared" || name == "changed" {
+                        continue;
+                    }
+                    copy_dir(&path, &to.join(name));
+                } else {
+                    fs::create_dir_all(to).unwrap();
+                    fs::write(to.join(name), fs::read(&path).unwrap()).unwrap();
+                }
+            }
+        }
     }
 }

@@ -453,3 +453,252 @@ fn purge_record(
         ..Record::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::note::{NoteSigner, generate};
+    use crate::journal::{self, JournalOptions};
+    use crate::pipeline::writer::{self, Checkpointing, WriteRequest, Writer, WriterSettings};
+    use std::path::Path;
+
+    /// A clock the test sets.
+    struct TestClock(AtomicU64);
+
+    impl Clock for TestClock {
+        fn now_unix_nano(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    const DAY: u64 = NANOS_PER_DAY;
+    /// 2026-01-01T00:00:00Z.
+    const T0: u64 = 1_767_225_600 * 1_000_000_000;
+
+    fn settings(dir: &Path, signer: NoteSigner) -> WriterSettings {
+        WriterSettings {
+            stream: "s".into(),
+            keys: None,
+            checkpoints: Some(Checkpointing {
+                origin_prefix: "test".into(),
+                signer,
+                every_records: 10,
+                every: Duration::from_secs(3600),
+            }),
+            hint_path: dir.join("chain.json"),
+            max_group_records: 1000,
+        }
+    }
+
+    /// A pipeline's journal, writer thread and intake, with one exporter's position.
+    struct Pipeline {
+        journal: Journal,
+        intake: Arc<PipelineIntake>,
+        writer: std::thread::JoinHandle<()>,
+        position: Arc<AtomicU64>,
+    }
+
+    fn open_pipeline(dir: &Path, skey: &str) -> Pipeline {
+        let options = JournalOptions {
+            segment_bytes: 4096,
+            max_record_bytes: 1 << 20,
+        };
+        let (journal_writer, journal, _) = journal::open(&dir.join("journal"), options).unwrap();
+        let settings = settings(dir, NoteSigner::parse(skey).unwrap());
+        let (chain, _) = writer::recover(&journal, &settings, &[]).unwrap();
+        let (queue, requests) = std::sync::mpsc::channel::<WriteRequest>();
+        let writer = Writer::new(journal_writer, chain, settings);
+        let writer = std::thread::spawn(move || writer.run(requests));
+        let position = Arc::new(AtomicU64::new(0));
+        let intake = Arc::new(PipelineIntake::new(
+            "p".into(),
+            Vec::new(),
+            queue,
+            journal.clone(),
+            vec![position.clone()],
+            u64::MAX,
+        ));
+        Pipeline {
+            journal,
+            intake,
+            writer,
+            position,
+        }
+    }
+
+    impl Pipeline {
+        fn close(self) {
+            self.intake.close();
+            self.writer.join().unwrap();
+        }
+
+        async fn write(&self, from: u64, n: u64, observed: u64) {
+            let records = (from..from + n)
+                .map(|i| Record {
+                    observed_time_unix_nano: observed,
+                    body: Value::from(format!("event {i} {}", "x".repeat(200))),
+                    source: "test".into(),
+                    ..Record::default()
+                })
+                .collect();
+            self.intake.submit_internal(records).await.unwrap();
+        }
+
+        fn retention(&self, clock: Arc<TestClock>, dir: &Path) -> Retention {
+            Retention {
+                pipeline: "p".into(),
+                stream: "s".into(),
+                clock,
+                interval: Duration::from_secs(3600),
+                journal: self.journal.clone(),
+                journal_purge: Some(JournalRetention::new(
+                    30,
+                    self.journal.clone(),
+                    vec![self.position.clone()],
+                    dir.join("chain.json"),
+                    dir.join(LEGAL_HOLD_FILE),
+                )),
+                evidence: Vec::new(),
+                intake: self.intake.clone(),
+            }
+        }
+
+        /// Every entry in the journal from its first index, as JSON.
+        fn entries(&self) -> Vec<serde_json::Value> {
+            let mut out = Vec::new();
+            for item in self.journal.reader(self.journal.first_index()).unwrap() {
+                let (_, payload) = item.unwrap();
+                if let Ok(Frame::Entry { line, .. }) = Frame::decode(&payload) {
+                    out.push(serde_json::from_slice(line).unwrap());
+                }
+            }
+            out
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_journal_purges_only_old_delivered_segments_and_recovers_after() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (skey, _) = generate("test/s").unwrap();
+        let p = open_pipeline(tmp.path(), &skey);
+        p.write(0, 100, T0).await;
+        p.write(100, 30, T0 + 20 * DAY).await;
+        let segments_before = p.journal.segment_starts().len();
+        assert!(segments_before > 5, "{segments_before} segments");
+
+        let clock = Arc::new(TestClock(AtomicU64::new(T0 + 29 * DAY)));
+        let mut retention = p.retention(clock.clone(), tmp.path());
+        let stop = CancellationToken::new();
+
+        // Inside the window: nothing, even though everything is delivered.
+        p.position.store(p.journal.committed_end(), Ordering::Release);
+        retention.pass(&stop).await;
+        assert_eq!(p.journal.first_index(), 0);
+
+        // Past the window for the first 100, but the exporter has delivered nothing.
+        clock.0.store(T0 + 31 * DAY, Ordering::Relaxed);
+        p.position.store(0, Ordering::Release);
+        retention.pass(&stop).await;
+        assert_eq!(p.journal.first_index(), 0, "undelivered records stay");
+
+        // Delivered up to the middle of the old records: purging stops there.
+        p.position.store(60, Ordering::Release);
+        let end_before = p.journal.committed_end();
+        retention.pass(&stop).await;
+        let first = p.journal.first_index();
+        assert!(first > 0 && first <= 60, "purged up to {first}");
+        let starts = p.journal.segment_starts();
+        assert!(starts.contains(&first));
+
+        // The purge is the newest entry, and says what went.
+        let entries = p.entries();
+        let purge = entries.last().unwrap();
+        assert_eq!(purge["event_type"], EVENT_TYPE);
+        let a = &purge["attributes"];
+        assert_eq!(a["store"], JOURNAL_STORE);
+        assert_eq!(a["pipeline"], "p");
+        assert_eq!(a["first_index"], 0);
+        assert_eq!(a["last_index"], first - 1);
+        assert_eq!(a["reason"], "retention_days=30");
+        assert_eq!(a["cutoff"], format_time(T0 + DAY));
+        assert_eq!(a["first_seq"], 0);
+        // Every entry below `first` went; the first one kept follows the last purged.
+        let kept_first_seq = entries[0]["seq"].as_u64().unwrap();
+        assert_eq!(a["last_seq"].as_u64().unwrap() + 1, kept_first_seq);
+        assert!(p.journal.committed_end() > end_before);
+
+        // Everything old delivered: the records of day 20 and the open segment stay.
+        p.position.store(p.journal.committed_end(), Ordering::Release);
+        retention.pass(&stop).await;
+        let entries = p.entries();
+        let young = entries
+            .iter()
+            .filter(|e| e["source"] == "test")
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>();
+        assert!(p.journal.first_index() > first, "the second pass went further");
+        assert!(
+            (100..130).all(|s| young.contains(&s)),
+            "the records of day 20 stay: {young:?}"
+        );
+        assert!(young.first().is_some_and(|&s| s > 0));
+        let last_seq = entries.last().unwrap()["seq"].as_u64().unwrap();
+        let last_hash = entries.last().unwrap()["hash"].clone();
+
+        // A restart after purging rebuilds the chain head from what is left.
+        let journal_first = p.journal.first_index();
+        drop(retention);
+        p.close();
+        let (_writer, journal, _) = journal::open(
+            &tmp.path().join("journal"),
+            JournalOptions {
+                segment_bytes: 4096,
+                max_record_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
+        assert_eq!(journal.first_index(), journal_first);
+        let settings = settings(tmp.path(), NoteSigner::parse(&skey).unwrap());
+        let (chain, _) = writer::recover(&journal, &settings, &[]).unwrap();
+        assert_eq!(chain.next_seq(), last_seq + 1);
+        assert_eq!(hex::encode(chain.prev()), last_hash.as_str().unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_legal_hold_or_a_missing_checkpoint_keeps_the_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (skey, _) = generate("test/s").unwrap();
+        let p = open_pipeline(tmp.path(), &skey);
+        p.write(0, 100, T0).await;
+        p.position.store(p.journal.committed_end(), Ordering::Release);
+        let clock = Arc::new(TestClock(AtomicU64::new(T0 + 365 * DAY)));
+        let mut retention = p.retention(clock, tmp.path());
+        let stop = CancellationToken::new();
+
+        std::fs::write(tmp.path().join(LEGAL_HOLD_FILE), b"case 42\n").unwrap();
+        retention.pass(&stop).await;
+        assert_eq!(p.journal.first_index(), 0, "held");
+
+        std::fs::remove_file(tmp.path().join(LEGAL_HOLD_FILE)).unwrap();
+        let hint = std::fs::read(tmp.path().join("chain.json")).unwrap();
+        std::fs::remove_file(tmp.path().join("chain.json")).unwrap();
+        retention.pass(&stop).await;
+        assert_eq!(p.journal.first_index(), 0, "no checkpoint to recover from");
+
+        std::fs::write(tmp.path().join("chain.json"), hint).unwrap();
+        retention.pass(&stop).await;
+        assert!(p.journal.first_index() > 0);
+        let checkpoint = newest_checkpoint_index(&tmp.path().join("chain.json")).unwrap();
+        assert!(
+            p.journal.first_index() <= checkpoint,
+            "the checkpoint recovery starts from is kept"
+        );
+        p.close();
+    }
+
+    #[test]
+    fn the_cutoff_is_whole_days_before_now_and_never_before_1970() {
+        assert_eq!(cutoff(T0 + 30 * DAY, 30), T0);
+        assert_eq!(cutoff(5, 1), 0);
+    }
+}
