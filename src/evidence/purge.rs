@@ -185,7 +185,8 @@ mod tests {
 
     #[test]
     fn malformed_declarations_are_errors() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Map<String, Value>)>)> = vec![
+        type Change = Box<dyn Fn(&mut Map<String, Value>)>;
+        let cases: Vec<(&str, Change)> = vec![
             (
                 "a frontier of the wrong size",
                 Box::new(|a| {

@@ -819,7 +819,6 @@ mod tests {
             "{files:?}"
         );
         assert_eq!(lines(&tmp.path().join("s")), (0..6).collect::<Vec<_>>());
-
     }
 
     mod pruning {
@@ -927,7 +926,11 @@ mod tests {
             let files_before = entry_files_in(&folder).unwrap();
 
             // Nothing is past a window that starts after the newest entry.
-            assert!(plan_prune(&s.cfg, "file/test", "s", T0, None).unwrap().is_none());
+            assert!(
+                plan_prune(&s.cfg, "file/test", "s", T0, None)
+                    .unwrap()
+                    .is_none()
+            );
 
             let cutoff = T0 + DAY;
             let plan = plan_prune(&s.cfg, "file/test", "s", cutoff, None)
@@ -935,7 +938,7 @@ mod tests {
                 .expect("old files to prune");
             let n = plan.purge.last_seq + 1;
             assert_eq!(plan.purge.first_seq, 0);
-            assert!(n >= 20 && n <= 40, "only the old entries: {n}");
+            assert!((20..=40).contains(&n), "only the old entries: {n}");
             assert_eq!(plan.purge.frontier.size(), n);
             assert_eq!(plan.files, files_before[..plan.files.len()]);
             let pruned_notes: Vec<PathBuf> = [20, 40]
@@ -955,15 +958,20 @@ mod tests {
             );
             assert!(report.notes.contains(&note), "{:?}", report.notes);
             let remaining = if n < 40 { 2 } else { 1 };
-            assert_eq!(report.checkpoints_confirmed, remaining, "sizes 40 (unless pruned) and 50");
+            assert_eq!(
+                report.checkpoints_confirmed, remaining,
+                "sizes 40 (unless pruned) and 50"
+            );
 
             // Later the young entries age too; the next prune starts where this one
             // ended and stops before the purge record (observed now).
             s.entries(20, T0 + 40 * DAY).await;
             s.checkpoint().await;
-            assert!(plan_prune(&s.cfg, "file/test", "s", T0 + DAY, None)
-                .unwrap()
-                .is_none());
+            assert!(
+                plan_prune(&s.cfg, "file/test", "s", T0 + DAY, None)
+                    .unwrap()
+                    .is_none()
+            );
             let later = plan_prune(&s.cfg, "file/test", "s", T0 + 41 * DAY, None)
                 .unwrap()
                 .expect("the entries of day 40");
@@ -1000,7 +1008,10 @@ mod tests {
             let report = s.verify(&undeclared);
             assert!(!report.is_ok());
             assert!(
-                report.findings.iter().any(|f| f.problem.contains("missing before this entry")),
+                report
+                    .findings
+                    .iter()
+                    .any(|f| f.problem.contains("missing before this entry")),
                 "{:?}",
                 report.findings
             );
@@ -1024,7 +1035,10 @@ mod tests {
             let report = s.verify(&changed);
             assert!(!report.is_ok(), "{:?}", report.notes);
             assert!(
-                report.findings.iter().any(|f| f.problem.contains("`hash` does not match")),
+                report
+                    .findings
+                    .iter()
+                    .any(|f| f.problem.contains("`hash` does not match")),
                 "{:?}",
                 report.findings
             );

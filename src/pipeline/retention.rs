@@ -591,7 +591,8 @@ mod tests {
         let stop = CancellationToken::new();
 
         // Inside the window: nothing, even though everything is delivered.
-        p.position.store(p.journal.committed_end(), Ordering::Release);
+        p.position
+            .store(p.journal.committed_end(), Ordering::Release);
         retention.pass(&stop).await;
         assert_eq!(p.journal.first_index(), 0);
 
@@ -628,7 +629,8 @@ mod tests {
         assert!(p.journal.committed_end() > end_before);
 
         // Everything old delivered: the records of day 20 and the open segment stay.
-        p.position.store(p.journal.committed_end(), Ordering::Release);
+        p.position
+            .store(p.journal.committed_end(), Ordering::Release);
         retention.pass(&stop).await;
         let entries = p.entries();
         let young = entries
@@ -636,7 +638,10 @@ mod tests {
             .filter(|e| e["source"] == "test")
             .map(|e| e["seq"].as_u64().unwrap())
             .collect::<Vec<_>>();
-        assert!(p.journal.first_index() > first, "the second pass went further");
+        assert!(
+            p.journal.first_index() > first,
+            "the second pass went further"
+        );
         assert!(
             (100..130).all(|s| young.contains(&s)),
             "the records of day 20 stay: {young:?}"
@@ -670,7 +675,8 @@ mod tests {
         let (skey, _) = generate("test/s").unwrap();
         let p = open_pipeline(tmp.path(), &skey);
         p.write(0, 100, T0).await;
-        p.position.store(p.journal.committed_end(), Ordering::Release);
+        p.position
+            .store(p.journal.committed_end(), Ordering::Release);
         let clock = Arc::new(TestClock(AtomicU64::new(T0 + 365 * DAY)));
         let mut retention = p.retention(clock, tmp.path());
         let stop = CancellationToken::new();
