@@ -8,9 +8,10 @@
 //!
 //! [`plan`] does everything that needs no I/O (building processors, parsing routes and
 //! keys), so `vellum validate` reports the same problems `vellum run` would. [`start`]
-//! opens the storage, recovers each chain, and starts writers, exporters and receivers,
-//! in that order; [`Service::shutdown`] stops them in reverse: receivers stop accepting,
-//! writers commit what they hold and sign a last checkpoint, exporters drain.
+//! opens the storage, recovers each chain, and starts writers, exporters, retention and
+//! receivers, in that order; [`Service::shutdown`] stops them in reverse: receivers stop
+//! accepting, retention stops, writers commit what they hold and sign a last checkpoint,
+//! exporters drain.
 
 pub mod export;
 pub mod frame;
