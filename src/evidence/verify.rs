@@ -1427,4 +1427,68 @@ mod tests {
             "stream default, seq 7, ev/default/00000000000000000000.jsonl line 8: `hash` does not match the entry's content"
         );
     }
+
+    #[test]
+    fn a_stream_resumed_after_a_purge_needs_its_purge_record_intact() {
+        use crate::evidence::purge::{EVENT_TYPE, EvidencePurge};
+        use crate::evidence::seal::Chain;
+        let mut chain = Chain::new("s", None).unwrap();
+        let mut lines = Vec::new();
+        let mut heads = Vec::new();
+        for i in 0..10 {
+            let fields = serde_json::json!({ "body": i })
+                .as_object()
+                .cloned()
+                .unwrap();
+            lines.push(chain.seal(fields).line);
+            heads.push(chain.head());
+        }
+        let pruned = &heads[4];
+        let purge = EvidencePurge {
+            store: "file/evidence".into(),
+            first_seq: 0,
+            last_seq: 4,
+            hash: pruned.prev,
+            frontier: pruned.frontier.clone(),
+        };
+        let mut record = Map::new();
+        record.insert("event_type".into(), Value::from(EVENT_TYPE));
+        record.insert("attributes".into(), Value::Object(purge.attributes()));
+        lines.push(chain.seal(record).line);
+
+        let feed = |v: &mut StreamVerifier, seqs: std::ops::Range<usize>| {
+            for seq in seqs {
+                v.feed_line(&lines[seq], "f", seq as u64 + 1);
+            }
+        };
+        let mut whole = StreamVerifier::after_purge("s", None, 10, &purge);
+        whole.add_checkpoint(11, chain.root(), "cp");
+        feed(&mut whole, 5..11);
+        let mut report = Report::default();
+        whole.finish_into(&mut report);
+        assert!(report.is_ok(), "{:?}", report.findings);
+        assert_eq!(
+            report.checkpoints_confirmed, 1,
+            "the root from the frontier"
+        );
+
+        // The purge record is not there to be read: the start is not vouched for.
+        let mut cut = StreamVerifier::after_purge("s", None, 10, &purge);
+        feed(&mut cut, 5..10);
+        let mut report = Report::default();
+        cut.finish_into(&mut report);
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert!(report.findings[0].problem.contains("seq 0..=4 are missing"));
+
+        // A declaration whose hash is not entry 5's prev breaks the link.
+        let mut wrong = purge.clone();
+        wrong.hash = [7; 32];
+        let mut v = StreamVerifier::after_purge("s", None, 10, &wrong);
+        feed(&mut v, 5..11);
+        let problems: Vec<&str> = v.findings().iter().map(|f| f.problem.as_str()).collect();
+        assert_eq!(
+            problems,
+            ["`prev` is not the hash that the purge record at seq 10 declares for seq 4"]
+        );
+    }
 }
