@@ -411,15 +411,16 @@ pub struct PrunePlan {
 /// Plans the pruning of `stream`'s folder: the longest run of sealed files from the start
 /// of the stream (never the newest file) whose entries were all observed before `cutoff`
 /// (Unix nanoseconds), that link as a chain, and whose end a remaining checkpoint covers.
-/// `start` is the chain state where the folder starts, when known from an earlier prune
-/// (else it is read from the folder's own purge record). `None` when nothing qualifies.
-/// Legal hold is the caller's to check first.
+/// `start` is the chain state where the folder starts, when known (from an earlier
+/// prune); when it is not, it is read from the folder's own purge record and kept there,
+/// so the folder is searched once. `None` when nothing qualifies. Legal hold is the
+/// caller's to check first.
 pub fn plan_prune(
     cfg: &FileConfig,
     store: &str,
     stream: &str,
     cutoff: u64,
-    start: Option<&Head>,
+    start: &mut Option<Head>,
 ) -> Result<Option<PrunePlan>, PruneError> {
     let dir = cfg.directory.join(stream_folder(stream));
     let files = match entry_files_in(&dir) {
@@ -434,7 +435,7 @@ pub fn plan_prune(
         return Ok(None);
     };
     let largest_checkpoint = checkpoint_sizes(&dir)?.last().map_or(0, |(size, _)| *size);
-    let head = match (first_seq_in(first)?, start) {
+    let head = match (first_seq_in(first)?, start.as_ref()) {
         (None, _) => return Ok(None),
         (Some(0), _) => Head {
             next_seq: 0,
@@ -443,7 +444,7 @@ pub fn plan_prune(
         },
         (Some(seq), Some(head)) if head.next_seq == seq => head.clone(),
         (Some(seq), _) => match find_purge(stream, &files, seq - 1, DEFAULT_MAX_LINE_BYTES) {
-            Some((_, purge)) => purge.head(),
+            Some((_, purge)) => start.insert(purge.head()).clone(),
             None => return Err(PruneError::Undeclared { start: seq }),
         },
     };
@@ -927,13 +928,13 @@ mod tests {
 
             // Nothing is past a window that starts after the newest entry.
             assert!(
-                plan_prune(&s.cfg, "file/test", "s", T0, None)
+                plan_prune(&s.cfg, "file/test", "s", T0, &mut None)
                     .unwrap()
                     .is_none()
             );
 
             let cutoff = T0 + DAY;
-            let plan = plan_prune(&s.cfg, "file/test", "s", cutoff, None)
+            let plan = plan_prune(&s.cfg, "file/test", "s", cutoff, &mut None)
                 .unwrap()
                 .expect("old files to prune");
             let n = plan.purge.last_seq + 1;
@@ -968,11 +969,11 @@ mod tests {
             s.entries(20, T0 + 40 * DAY).await;
             s.checkpoint().await;
             assert!(
-                plan_prune(&s.cfg, "file/test", "s", T0 + DAY, None)
+                plan_prune(&s.cfg, "file/test", "s", T0 + DAY, &mut None)
                     .unwrap()
                     .is_none()
             );
-            let later = plan_prune(&s.cfg, "file/test", "s", T0 + 41 * DAY, None)
+            let later = plan_prune(&s.cfg, "file/test", "s", T0 + 41 * DAY, &mut None)
                 .unwrap()
                 .expect("the entries of day 40");
             assert_eq!(later.purge.first_seq, n);
@@ -993,7 +994,7 @@ mod tests {
             s.entries(30, T0).await;
             s.checkpoint().await;
             s.entries(5, T0).await;
-            let plan = plan_prune(&s.cfg, "file/test", "s", T0 + DAY, None)
+            let plan = plan_prune(&s.cfg, "file/test", "s", T0 + DAY, &mut None)
                 .unwrap()
                 .unwrap();
             s.prune(&plan).await;
@@ -1019,7 +1020,7 @@ mod tests {
             let mut cfg = s.cfg.clone();
             cfg.directory = undeclared.clone();
             assert!(matches!(
-                plan_prune(&cfg, "file/test", "s", T0 + 365 * DAY, None),
+                plan_prune(&cfg, "file/test", "s", T0 + 365 * DAY, &mut None),
                 Err(PruneError::Undeclared { .. })
             ));
 

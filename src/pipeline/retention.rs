@@ -363,7 +363,7 @@ impl Retention {
         if e.pending.is_none() {
             let cutoff = cutoff(now, e.config.retention_days);
             let planned = tokio::task::block_in_place(|| {
-                file::plan_prune(&e.config, &e.id, &stream, cutoff, e.start.as_ref())
+                file::plan_prune(&e.config, &e.id, &stream, cutoff, &mut e.start)
             });
             let plan = match planned {
                 Ok(Some(plan)) => plan,
