@@ -140,6 +140,14 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
                 },
                 _ => None,
             };
+            if let ExporterKind::File(f) = &cfg.kind
+                && f.retention_days > 0
+                && chain.is_none()
+            {
+                problems.push(format!(
+                    "service.pipelines.{id}.exporters: `{eid}` has `retention_days`, and pruned evidence stays verifiable only from a signed checkpoint; add `hash_chain` to this pipeline's processors"
+                ));
+            }
             if matches!(cfg.kind, ExporterKind::S3(_)) {
                 if chain.is_none() {
                     problems.push(format!(

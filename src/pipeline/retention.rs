@@ -703,6 +703,38 @@ mod tests {
     }
 
     #[test]
+    fn evidence_retention_without_checkpoints_or_a_zero_interval_is_refused() {
+        let yaml = r#"
+receivers:
+  http: { endpoint: 127.0.0.1:0 }
+exporters:
+  file/evidence: { directory: /tmp/evidence, retention_days: 30 }
+service:
+  storage: { directory: /tmp/state, retention_check_interval: 0s }
+  pipelines:
+    logs/audit: { receivers: [http], exporters: [file/evidence] }
+"#;
+        let config = crate::config::Config::from_yaml(
+            yaml,
+            "test.yaml",
+            &crate::config::expand::SystemSource,
+        )
+        .unwrap();
+        let problems = crate::pipeline::plan(&config).err().unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("`file/evidence` has `retention_days`"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("retention_check_interval"))
+        );
+    }
+
+    #[test]
     fn the_cutoff_is_whole_days_before_now_and_never_before_1970() {
         assert_eq!(cutoff(T0 + 30 * DAY, 30), T0);
         assert_eq!(cutoff(5, 1), 0);
