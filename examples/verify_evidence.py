@@ -7,16 +7,29 @@ Per stream: each entry's hash (SHA-256 over 0x00 || RFC 8785 JSON without hash/m
 the prev links and gapless seq, each mac (HMAC-SHA256 of the 32-byte leaf) when keys
 are given, and each checkpoint's Ed25519 signature (C2SP signed note) and Merkle root
 (RFC 9162). Prints OK or the first problem, exit 0 or 1.
+
+A stream that retention pruned starts at seq N > 0; it is accepted only when one of its
+own entries is a purge record (event_type vellum.retention.purge) declaring last_seq N-1,
+whose `hash` is entry N's prev and whose `frontier` (the RFC 9162 compact range of the
+pruned leaves) the remaining checkpoints' roots are recomputed from (docs/retention.md).
 """
 import base64, glob, gzip, hashlib, hmac, json, os, sys
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-def mth(leaves):  # RFC 9162 Merkle tree hash over leaf hashes
-    if len(leaves) == 1:
-        return leaves[0]
-    k = 1 << ((len(leaves) - 1).bit_length() - 1)
-    return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()
+def node(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+def push(frontier, size, leaf):  # RFC 9162 compact range [0, size) plus one leaf
+    for _ in range(len(bin(size)) - len(bin(size).rstrip("1"))):  # trailing ones of size
+        leaf = node(frontier.pop(), leaf)
+    frontier.append(leaf)
+
+def root(frontier):  # the Merkle tree hash from the perfect subtree roots, largest first
+    r = frontier[-1]
+    for left in reversed(frontier[:-1]):
+        r = node(left, r)
+    return r
 
 def fail(msg):
     sys.exit(print("FAILED:", msg) or 1)
@@ -33,19 +46,29 @@ for path in sorted(glob.glob(os.path.join(directory, "**", "*.jsonl*"), recursiv
             streams.setdefault(e["stream"], []).append((e, f"{path}:{n}"))
 for stream, entries in streams.items():
     entries.sort(key=lambda x: x[0]["seq"])
-    leaves, prev = [], "0" * 64
-    for seq, (e, where) in enumerate(entries):
+    start, frontier, prev, roots = entries[0][0]["seq"], [], "0" * 64, {}
+    if start > 0:  # pruned by retention: a purge record of this stream must declare it
+        purges = [e["attributes"] for e, _ in entries if e.get("event_type") == "vellum.retention.purge"
+                  and e["attributes"].get("store") != "journal" and e["attributes"].get("last_seq") == start - 1]
+        if not purges:
+            fail(f"{stream}: seq 0..{start - 1} are missing and no purge record declares them")
+        frontier, prev = [bytes.fromhex(h) for h in purges[0]["frontier"]], purges[0]["hash"]
+        if len(frontier) != bin(start).count("1") or (start % 2 and frontier[-1].hex() != prev):
+            fail(f"{stream}: the purge record's frontier does not fit seq 0..{start - 1}")
+        roots[start] = root(frontier)
+    for seq, (e, where) in enumerate(entries, start):
         body = {k: v for k, v in e.items() if k not in ("hash", "mac")}
         leaf = hashlib.sha256(b"\x00" + rfc8785.dumps(body)).digest()
         if e["seq"] != seq or e["prev"] != prev or e["hash"] != leaf.hex():
             fail(f"{stream} seq {seq} at {where}: seq, prev or hash does not hold")
         if keys and hmac.new(keys[e["kid"]], leaf, "sha256").hexdigest() != e["mac"]:
             fail(f"{stream} seq {seq} at {where}: mac does not hold")
-        leaves.append(leaf)
+        push(frontier, seq, leaf)
+        roots[seq + 1] = root(frontier)
         prev = e["hash"]
     for path in glob.glob(os.path.join(directory, "**", "*.note"), recursive=True):
         text, _, sig_line = open(path, encoding="utf-8").read().partition("\n\n")
-        origin, size, root = text.splitlines()
+        origin, size, signed_root = text.splitlines()
         if not origin.endswith("/" + stream):
             continue
         _, signer, sig = sig_line.split()
@@ -56,6 +79,8 @@ for stream, entries in streams.items():
             Ed25519PublicKey.from_public_bytes(public).verify(sig[4:], (text + "\n").encode())
         except Exception:
             fail(f"{path}: bad signature")
-        if base64.b64decode(root) != mth(leaves[: int(size)]):
+        if int(size) < start:
+            continue  # covers pruned entries only: nothing left to check it against
+        if base64.b64decode(signed_root) != roots.get(int(size)):
             fail(f"{path}: root does not match entries 0..{size}")
 print(f"OK: {sum(len(v) for v in streams.values())} entries in {len(streams)} stream(s)")

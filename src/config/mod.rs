@@ -165,6 +165,13 @@ pub struct StorageConfig {
     /// are purged. 0 keeps them forever (the query API reads the journal).
     #[serde(default)]
     pub retention_days: u32,
+    /// How often retention looks for what it may purge (journal and evidence files).
+    #[serde(default = "default_retention_check_interval", with = "humantime_serde")]
+    pub retention_check_interval: std::time::Duration,
+}
+
+fn default_retention_check_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(600)
 }
 
 fn default_segment_size() -> bytesize::ByteSize {

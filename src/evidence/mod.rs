@@ -8,7 +8,8 @@
 //! - [`key`]: configured key strings;
 //! - [`seal`]: turning records into chained, signed entries, and checkpoints of them;
 //! - [`verify`]: the verifier of a local evidence directory;
-//! - [`prove`]: inclusion and consistency proofs in printable form.
+//! - [`prove`]: inclusion and consistency proofs in printable form;
+//! - [`purge`]: the purge records retention writes, and what they declare.
 
 pub mod hmac;
 pub mod jcs;
@@ -16,5 +17,6 @@ pub mod key;
 pub mod merkle;
 pub mod note;
 pub mod prove;
+pub mod purge;
 pub mod seal;
 pub mod verify;

@@ -32,6 +32,7 @@ use super::hmac::{KeyRing, MacError};
 use super::jcs;
 use super::merkle::{Frontier, Hash, parse_hex_hash};
 use super::note::{self, NoteVerifier, parse_checkpoint};
+use super::purge::EvidencePurge;
 use super::seal::{FORMAT_VERSION, Head, ZERO_HASH};
 use crate::event::MAX_SAFE_INTEGER;
 
@@ -194,11 +195,20 @@ pub fn verify_dir(dir: &Path, options: &Options) -> Result<Report, VerifyError> 
         });
     }
 
-    let mut verifiers: BTreeMap<&str, StreamVerifier> = found
-        .streams
-        .keys()
-        .map(|s| (s.as_str(), StreamVerifier::new(s, options.keys.as_ref())))
-        .collect();
+    let mut verifiers: BTreeMap<&str, StreamVerifier> = BTreeMap::new();
+    for (stream, files) in &found.streams {
+        let verifier = match trusted_start(stream, files, options.max_line_bytes) {
+            Some((seq, purge)) => {
+                report.notes.push(format!(
+                    "stream {stream}: seq 0..={} pruned by retention (purge record at seq {seq})",
+                    purge.last_seq
+                ));
+                StreamVerifier::after_purge(stream, options.keys.as_ref(), seq, &purge)
+            }
+            None => StreamVerifier::new(stream, options.keys.as_ref()),
+        };
+        verifiers.insert(stream.as_str(), verifier);
+    }
     for path in &found.notes {
         add_note(path, options, &mut verifiers, &mut report);
     }
@@ -212,6 +222,65 @@ pub fn verify_dir(dir: &Path, options: &Options) -> Result<Report, VerifyError> 
         verifier.finish_into(&mut report);
     }
     Ok(report)
+}
+
+/// Where a stream pruned by retention starts, and the purge record that says so.
+///
+/// A stream whose first entry is `seq` N > 0 is accepted from N on only when one of its
+/// own entries is an evidence purge record declaring `last_seq` N-1 (see
+/// [`super::purge`]); the record is then checked like every entry, and the pass starts
+/// from the chain state it declares. `files` are the stream's entry files in `seq` order.
+pub fn trusted_start(
+    stream: &str,
+    files: &[PathBuf],
+    max_line: usize,
+) -> Option<(u64, EvidencePurge)> {
+    let (_, start) = first_entry(files.first()?, max_line).ok()??;
+    if start == 0 {
+        return None;
+    }
+    find_purge(stream, files, start - 1, max_line)
+}
+
+/// The first purge record of `stream` in `files` that declares `last_seq`, and its `seq`.
+pub fn find_purge(
+    stream: &str,
+    files: &[PathBuf],
+    last_seq: u64,
+    max_line: usize,
+) -> Option<(u64, EvidencePurge)> {
+    let finder = memchr_finder(super::purge::EVENT_TYPE.as_bytes());
+    let mut buf = Vec::new();
+    for path in files {
+        let Ok(reader) = open_entries(path) else {
+            continue;
+        };
+        let mut lines = LineReader::new(reader, max_line);
+        while let Ok(Some(read)) = lines.next(&mut buf) {
+            if !matches!(read, Line::Complete) || finder.find(&buf).is_none() {
+                continue;
+            }
+            let Ok(entry) = parse_entry(&buf) else {
+                continue;
+            };
+            let seq = entry.get("seq").and_then(Value::as_u64);
+            if entry.get("stream").and_then(Value::as_str) != Some(stream) {
+                continue;
+            }
+            if let (Some(seq), Some(Ok(purge))) = (seq, EvidencePurge::from_entry(&entry))
+                && purge.last_seq == last_seq
+                && seq > last_seq
+            {
+                return Some((seq, purge));
+            }
+        }
+    }
+    None
+}
+
+fn memchr_finder(needle: &[u8]) -> aho_corasick::AhoCorasick {
+    // A single literal always builds.
+    aho_corasick::AhoCorasick::new([needle]).unwrap_or_else(|_| unreachable!())
 }
 
 /// What a walk of an evidence directory found.
@@ -283,7 +352,8 @@ fn walk(dir: &Path, entries: &mut Vec<PathBuf>, notes: &mut Vec<PathBuf>) -> io:
     Ok(())
 }
 
-pub(super) fn open_entries(path: &Path) -> io::Result<Box<dyn BufRead>> {
+/// Reads an entry file, gunzipping `.gz` files.
+pub fn open_entries(path: &Path) -> io::Result<Box<dyn BufRead>> {
     let file = File::open(path)?;
     let is_gz = path.to_string_lossy().ends_with(".gz");
     Ok(if is_gz {
@@ -613,6 +683,16 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
+struct TrustedFrom {
+    /// The first `seq` present.
+    start: u64,
+    /// Where the purge record declaring `..start` pruned is.
+    record_seq: u64,
+    /// What the pre-scan read there, and resumed from.
+    declared: EvidencePurge,
+    confirmed: bool,
+}
+
 struct ExpectedCheckpoint {
     root: Hash,
     file: String,
@@ -646,6 +726,9 @@ pub struct StreamVerifier<'k> {
     /// Size of the largest checkpoint confirmed so far.
     last_confirmed: Option<u64>,
     repeats: Option<RepeatRun>,
+    /// When the stream starts after a purge: the purge record's `seq` and `hash`, and
+    /// whether the entry at that `seq` was read in sequence with exactly that hash.
+    trusted_from: Option<TrustedFrom>,
     lines: u64,
     findings: Vec<Finding>,
     findings_not_shown: u64,
@@ -681,6 +764,7 @@ impl<'k> StreamVerifier<'k> {
             checkpoints_confirmed: 0,
             last_confirmed: None,
             repeats: None,
+            trusted_from: None,
             lines: 0,
             findings: Vec::new(),
             findings_not_shown: 0,
@@ -689,6 +773,25 @@ impl<'k> StreamVerifier<'k> {
             canonical: Vec::with_capacity(1024),
             members: Vec::with_capacity(32),
         }
+    }
+
+    /// Checks `stream` from just after the range that `purge` (the entry at `seq`)
+    /// declares pruned; the purge record must then be read, in sequence and unchanged,
+    /// or the stream fails.
+    pub fn after_purge(
+        stream: &str,
+        keys: Option<&'k KeyRing>,
+        seq: u64,
+        purge: &EvidencePurge,
+    ) -> StreamVerifier<'k> {
+        let mut verifier = StreamVerifier::resume(stream, keys, purge.head());
+        verifier.trusted_from = Some(TrustedFrom {
+            start: purge.last_seq + 1,
+            record_seq: seq,
+            declared: purge.clone(),
+            confirmed: false,
+        });
+        verifier
     }
 
     /// `seq` the next entry must have.
@@ -805,6 +908,8 @@ impl<'k> StreamVerifier<'k> {
         }
         if let Some(problem) = self.mac_problem(&entry) {
             self.push_finding(seq_at, file, at, problem);
+        } else if entry.hash == Some(leaf) && seq == self.next_seq {
+            self.confirm_purge_record(seq, line);
         }
 
         if seq > self.next_seq {
@@ -829,8 +934,15 @@ impl<'k> StreamVerifier<'k> {
         } else if entry.prev != Some(self.prev)
             && (entry.prev.is_none() || entry.prev != self.prev_claimed)
         {
+            let trusted = self.trusted_from.as_ref().filter(|t| t.start == seq);
             let problem = if seq == 0 {
                 "`prev` of the first entry is not 64 zeros".to_string()
+            } else if let Some(t) = trusted {
+                format!(
+                    "`prev` is not the hash that the purge record at seq {} declares for seq {}",
+                    t.record_seq,
+                    seq - 1
+                )
             } else {
                 format!("`prev` does not link to the hash of seq {}", seq - 1)
             };
@@ -845,6 +957,20 @@ impl<'k> StreamVerifier<'k> {
             self.frontier.push(leaf);
             self.check_checkpoints(file, line_no);
         }
+    }
+
+    /// Marks the purge record this pass resumed from as read, in sequence, with a valid
+    /// hash and mac, when the entry at `seq` is it and declares what the pre-scan read.
+    fn confirm_purge_record(&mut self, seq: u64, line: &[u8]) {
+        let Some(t) = self.trusted_from.as_mut().filter(|t| t.record_seq == seq) else {
+            return;
+        };
+        let same = parse_entry(line)
+            .ok()
+            .and_then(|e| EvidencePurge::from_entry(&e))
+            .and_then(Result::ok)
+            .is_some_and(|p| p == t.declared);
+        t.confirmed = same;
     }
 
     fn mac_problem(&self, entry: &Entry) -> Option<String> {
@@ -944,8 +1070,26 @@ impl<'k> StreamVerifier<'k> {
     pub fn finish_into(mut self, report: &mut Report) {
         self.flush_repeats();
         let entries_present = self.next_seq;
+        let start = self.trusted_from.as_ref().map_or(0, |t| t.start);
+        if let Some(t) = self.trusted_from.take()
+            && !t.confirmed
+        {
+            let problem = format!(
+                "seq 0..={} are missing: the purge record at seq {} that declares them pruned is not an intact entry of this stream",
+                t.start - 1,
+                t.record_seq
+            );
+            self.push_finding(Some(t.start), "-", None, problem);
+        }
         for (size, list) in std::mem::take(&mut self.checkpoints) {
             for cp in list {
+                if size < start {
+                    self.notes.push(format!(
+                        "stream {}: {} (size {size}) covers entries pruned by retention and cannot be checked",
+                        self.stream, cp.file
+                    ));
+                    continue;
+                }
                 let problem = if size > entries_present {
                     format!(
                         "checkpoint commits to {size} entries, but only {entries_present} are present"
@@ -1281,6 +1425,70 @@ mod tests {
         assert_eq!(
             f.to_string(),
             "stream default, seq 7, ev/default/00000000000000000000.jsonl line 8: `hash` does not match the entry's content"
+        );
+    }
+
+    #[test]
+    fn a_stream_resumed_after_a_purge_needs_its_purge_record_intact() {
+        use crate::evidence::purge::{EVENT_TYPE, EvidencePurge};
+        use crate::evidence::seal::Chain;
+        let mut chain = Chain::new("s", None).unwrap();
+        let mut lines = Vec::new();
+        let mut heads = Vec::new();
+        for i in 0..10 {
+            let fields = serde_json::json!({ "body": i })
+                .as_object()
+                .cloned()
+                .unwrap();
+            lines.push(chain.seal(fields).line);
+            heads.push(chain.head());
+        }
+        let pruned = &heads[4];
+        let purge = EvidencePurge {
+            store: "file/evidence".into(),
+            first_seq: 0,
+            last_seq: 4,
+            hash: pruned.prev,
+            frontier: pruned.frontier.clone(),
+        };
+        let mut record = Map::new();
+        record.insert("event_type".into(), Value::from(EVENT_TYPE));
+        record.insert("attributes".into(), Value::Object(purge.attributes()));
+        lines.push(chain.seal(record).line);
+
+        let feed = |v: &mut StreamVerifier, seqs: std::ops::Range<usize>| {
+            for seq in seqs {
+                v.feed_line(&lines[seq], "f", seq as u64 + 1);
+            }
+        };
+        let mut whole = StreamVerifier::after_purge("s", None, 10, &purge);
+        whole.add_checkpoint(11, chain.root(), "cp");
+        feed(&mut whole, 5..11);
+        let mut report = Report::default();
+        whole.finish_into(&mut report);
+        assert!(report.is_ok(), "{:?}", report.findings);
+        assert_eq!(
+            report.checkpoints_confirmed, 1,
+            "the root from the frontier"
+        );
+
+        // The purge record is not there to be read: the start is not vouched for.
+        let mut cut = StreamVerifier::after_purge("s", None, 10, &purge);
+        feed(&mut cut, 5..10);
+        let mut report = Report::default();
+        cut.finish_into(&mut report);
+        assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+        assert!(report.findings[0].problem.contains("seq 0..=4 are missing"));
+
+        // A declaration whose hash is not entry 5's prev breaks the link.
+        let mut wrong = purge.clone();
+        wrong.hash = [7; 32];
+        let mut v = StreamVerifier::after_purge("s", None, 10, &wrong);
+        feed(&mut v, 5..11);
+        let problems: Vec<&str> = v.findings().iter().map(|f| f.problem.as_str()).collect();
+        assert_eq!(
+            problems,
+            ["`prev` is not the hash that the purge record at seq 10 declares for seq 4"]
         );
     }
 }

@@ -9,7 +9,8 @@
 //!     compress: false           # gzip sealed files to .jsonl.gz
 //!     immutable: false          # also set the Linux immutable attribute on sealed files
 //!     fsync: true               # fsync each batch before the cursor moves past it
-//!     retention_days: 0         # 0 keeps forever; else prune sealed files older than this
+//!     retention_days: 0         # 0 keeps forever; else retention prunes older sealed files
+//!     legal_hold: false         # true (or a LEGAL_HOLD file) stops all pruning
 //! ```
 //!
 //! Layout (evidence format §3), one folder per stream, its name the stream with every
@@ -26,17 +27,30 @@
 //! writing again. After a crash the open file's torn last line is cut off and writing
 //! resumes after the last `seq` on disk, so a resumed batch never duplicates an entry.
 //! A checkpoint is written only once the entries it covers are fsynced.
+//!
+//! **Retention** (run by the pipeline's retention task, see `pipeline::retention` and
+//! docs/retention.md): with `retention_days` above 0, sealed files whose entries are all
+//! older than the window (by their `observed_time`) are removed from the start of the
+//! stream, never the newest file, and only up to a point that a remaining checkpoint
+//! covers, so the signed checkpoint still vouches for what the purge record declares.
+//! Checkpoints of the removed range go with it. Nothing is removed while `legal_hold` is
+//! true or a file named `LEGAL_HOLD` exists in `directory` or in the stream's folder
+//! (an operator creates one without a reload), nor when the files to remove do not
+//! verify (a removal must never hide tampering).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{ExportError, Exporter, ExporterContext, Item};
+use crate::evidence::purge::EvidencePurge;
+use crate::evidence::seal::{Head, ZERO_HASH};
+use crate::evidence::verify::{DEFAULT_MAX_LINE_BYTES, StreamVerifier, find_purge, open_entries};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +68,13 @@ pub struct FileConfig {
     pub fsync: bool,
     #[serde(default)]
     pub retention_days: u32,
+    /// Keeps every file whatever `retention_days` says, as a `LEGAL_HOLD` file does.
+    #[serde(default)]
+    pub legal_hold: bool,
 }
+
+/// The file whose presence, in `directory` or in a stream's folder, stops pruning there.
+pub const LEGAL_HOLD_FILE: &str = "LEGAL_HOLD";
 
 fn default_max_file_size() -> bytesize::ByteSize {
     bytesize::ByteSize::mib(64)
@@ -112,7 +132,6 @@ pub struct FileExporter {
     open: Option<OpenFile>,
     /// The last `seq` on disk; entries at or below it were written before a restart.
     last_seq: Option<u64>,
-    last_retention: Option<Instant>,
     warned_immutable: bool,
 }
 
@@ -127,7 +146,6 @@ impl FileExporter {
             dir,
             open: None,
             last_seq: None,
-            last_retention: None,
             warned_immutable: false,
         };
         exporter.recover()?;
@@ -168,15 +186,7 @@ impl FileExporter {
     }
 
     fn entry_files(&self) -> std::io::Result<Vec<PathBuf>> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
-                out.push(path);
-            }
-        }
-        Ok(out)
+        entry_files_in(&self.dir)
     }
 
     fn write_entry(&mut self, seq: u64, line: &[u8]) -> std::io::Result<()> {
@@ -292,35 +302,6 @@ impl FileExporter {
         }
         Ok(())
     }
-
-    /// Deletes sealed files last modified before the retention window; never the open one.
-    fn prune(&mut self) -> std::io::Result<usize> {
-        if self.cfg.retention_days == 0 {
-            return Ok(0);
-        }
-        let window = Duration::from_secs(u64::from(self.cfg.retention_days) * 86_400);
-        let cutoff = SystemTime::now()
-            .checked_sub(window)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        let mut pruned = 0;
-        for path in self.entry_files()? {
-            if is_writable(&path) {
-                continue;
-            }
-            if fs::metadata(&path)?.modified()? < cutoff {
-                if self.cfg.immutable {
-                    let _ = set_immutable(&path, false);
-                }
-                fs::remove_file(&path)?;
-                pruned += 1;
-            }
-        }
-        if pruned > 0 {
-            sync_dir(&self.dir)?;
-            tracing::info!(exporter = %self.id, pruned, retention_days = self.cfg.retention_days, "pruned sealed evidence files past retention");
-        }
-        Ok(pruned)
-    }
 }
 
 impl Exporter for FileExporter {
@@ -348,17 +329,7 @@ impl Exporter for FileExporter {
 
     fn tick(&mut self) -> BoxFuture<'_, Result<(), ExportError>> {
         Box::pin(async move {
-            tokio::task::block_in_place(|| -> std::io::Result<()> {
-                self.rotate_if_old()?;
-                if self
-                    .last_retention
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(3600))
-                {
-                    self.prune()?;
-                    self.last_retention = Some(Instant::now());
-                }
-                Ok(())
-            })?;
+            tokio::task::block_in_place(|| self.rotate_if_old())?;
             Ok(())
         })
     }
@@ -369,6 +340,251 @@ impl Exporter for FileExporter {
             Ok(())
         })
     }
+}
+
+/// A stream folder's entry files, by name (which is by first `seq`).
+fn entry_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Why the evidence of `stream` must not be pruned now, if it must not.
+pub fn legal_hold(cfg: &FileConfig, stream: &str) -> Option<String> {
+    if cfg.legal_hold {
+        return Some("`legal_hold: true` in the configuration".into());
+    }
+    [
+        cfg.directory.join(LEGAL_HOLD_FILE),
+        cfg.directory
+            .join(stream_folder(stream))
+            .join(LEGAL_HOLD_FILE),
+    ]
+    .into_iter()
+    .find(|marker| marker.exists())
+    .map(|marker| format!("{} exists", marker.display()))
+}
+
+/// Why a stream folder cannot be pruned; the files stay.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the stream starts at seq {start} and no purge record in it declares the entries before; nothing is pruned until that is resolved"
+    )]
+    Undeclared { start: u64 },
+    #[error("{file} does not verify ({problem}); it is kept so that pruning never hides it")]
+    Unverified { file: String, problem: String },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PruneError + '_ {
+    move |source| PruneError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What retention may remove from one stream folder, and the purge record that says so.
+#[derive(Debug, Clone)]
+pub struct PrunePlan {
+    /// Sealed entry files holding `purge.first_seq..=purge.last_seq`, oldest first.
+    pub files: Vec<PathBuf>,
+    /// Checkpoints of sizes up to `purge.last_seq + 1`: they cover only removed entries.
+    pub notes: Vec<PathBuf>,
+    pub purge: EvidencePurge,
+    /// The newest `observed_time` among the removed entries, Unix nanoseconds.
+    pub newest: u64,
+}
+
+/// Plans the pruning of `stream`'s folder: the longest run of sealed files from the start
+/// of the stream (never the newest file) whose entries were all observed before `cutoff`
+/// (Unix nanoseconds), that link as a chain, and whose end a remaining checkpoint covers.
+/// `start` is the chain state where the folder starts, when known (from an earlier
+/// prune); when it is not, it is read from the folder's own purge record and kept there,
+/// so the folder is searched once. `None` when nothing qualifies. Legal hold is the
+/// caller's to check first.
+pub fn plan_prune(
+    cfg: &FileConfig,
+    store: &str,
+    stream: &str,
+    cutoff: u64,
+    start: &mut Option<Head>,
+) -> Result<Option<PrunePlan>, PruneError> {
+    let dir = cfg.directory.join(stream_folder(stream));
+    let files = match entry_files_in(&dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(&dir)(e)),
+    };
+    let Some((_newest, older)) = files.split_last() else {
+        return Ok(None);
+    };
+    let Some(first) = older.first() else {
+        return Ok(None);
+    };
+    let largest_checkpoint = checkpoint_sizes(&dir)?.last().map_or(0, |(size, _)| *size);
+    let head = match (first_seq_in(first)?, start.as_ref()) {
+        (None, _) => return Ok(None),
+        (Some(0), _) => Head {
+            next_seq: 0,
+            prev: ZERO_HASH,
+            frontier: Default::default(),
+        },
+        (Some(seq), Some(head)) if head.next_seq == seq => head.clone(),
+        (Some(seq), _) => match find_purge(stream, &files, seq - 1, DEFAULT_MAX_LINE_BYTES) {
+            Some((_, purge)) => start.insert(purge.head()).clone(),
+            None => return Err(PruneError::Undeclared { start: seq }),
+        },
+    };
+    let first_seq = head.next_seq;
+    // Hashes are what a verifier recomputes; macs are not checked here, so a key
+    // retired from the ring never blocks retention.
+    let mut verifier = StreamVerifier::resume(stream, None, head);
+    let mut taken = Vec::new();
+    let mut plan_head = None;
+    let mut newest = 0;
+    for path in older {
+        if is_writable(path) {
+            break;
+        }
+        let file = path.display().to_string();
+        let mut file_newest = None;
+        let reader = open_entries(path).map_err(io_error(path))?;
+        for (n, line) in std::io::BufRead::split(reader, b'\n').enumerate() {
+            let line = line.map_err(io_error(path))?;
+            verifier.feed_line(&line, &file, n as u64 + 1);
+            // An entry without a readable time is never old enough: the file stays.
+            let Some(observed) = observed_time(&line) else {
+                file_newest = None;
+                break;
+            };
+            file_newest = Some(file_newest.map_or(observed, |t: u64| t.max(observed)));
+        }
+        if let Some(finding) = verifier.findings().first() {
+            return Err(PruneError::Unverified {
+                file,
+                problem: finding.problem.clone(),
+            });
+        }
+        let end = verifier.next_seq();
+        let old_enough = file_newest.is_some_and(|t| t < cutoff);
+        if !old_enough || end >= largest_checkpoint || end == first_seq {
+            break;
+        }
+        newest = newest.max(file_newest.unwrap_or(0));
+        taken.push(path.clone());
+        plan_head = Some(verifier.head());
+    }
+    let Some(head) = plan_head else {
+        return Ok(None);
+    };
+    let notes = checkpoint_sizes(&dir)?
+        .into_iter()
+        .filter(|(size, _)| *size <= head.next_seq)
+        .map(|(_, path)| path)
+        .collect();
+    Ok(Some(PrunePlan {
+        files: taken,
+        notes,
+        purge: EvidencePurge {
+            store: store.to_string(),
+            first_seq,
+            last_seq: head.next_seq - 1,
+            hash: head.prev,
+            frontier: head.frontier,
+        },
+        newest,
+    }))
+}
+
+/// Removes what `plan` names: checkpoints first (a crash in between leaves entries
+/// without their checkpoint, which still verify), then entry files.
+pub fn apply_prune(plan: &PrunePlan) -> Result<(), PruneError> {
+    for note in &plan.notes {
+        remove(note)?;
+    }
+    if let Some(dir) = plan.notes.first().and_then(|p| p.parent()) {
+        sync_dir(dir).map_err(io_error(dir))?;
+    }
+    for file in &plan.files {
+        // Sealed files may carry the immutable attribute; where it cannot be cleared the
+        // removal below reports the error.
+        let _ = set_immutable(file, false);
+        remove(file)?;
+    }
+    if let Some(dir) = plan.files.first().and_then(|p| p.parent()) {
+        sync_dir(dir).map_err(io_error(dir))?;
+    }
+    Ok(())
+}
+
+fn remove(path: &Path) -> Result<(), PruneError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The checkpoints in a stream folder by size (from their names), smallest first.
+fn checkpoint_sizes(dir: &Path) -> Result<Vec<(u64, PathBuf)>, PruneError> {
+    let notes = dir.join("checkpoints");
+    let read = match fs::read_dir(&notes) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(&notes)(e)),
+    };
+    let mut out = Vec::new();
+    for item in read {
+        let path = item.map_err(io_error(&notes))?.path();
+        let size = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".note"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(size) = size {
+            out.push((size, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The `seq` of a file's first line.
+fn first_seq_in(path: &Path) -> Result<Option<u64>, PruneError> {
+    let mut reader = open_entries(path).map_err(io_error(path))?;
+    let mut line = Vec::new();
+    std::io::BufRead::read_until(&mut reader, b'\n', &mut line).map_err(io_error(path))?;
+    #[derive(Deserialize)]
+    struct Seq {
+        seq: Option<u64>,
+    }
+    Ok(serde_json::from_slice::<Seq>(&line)
+        .ok()
+        .and_then(|s| s.seq))
+}
+
+/// An entry's `observed_time` in Unix nanoseconds, when it has a readable one: the
+/// time retention measures a record's age by.
+pub fn observed_time(line: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Observed<'a> {
+        #[serde(borrow)]
+        observed_time: Option<std::borrow::Cow<'a, str>>,
+    }
+    let observed: Observed = serde_json::from_slice(line).ok()?;
+    crate::event::parse_time(&observed.observed_time?)
 }
 
 fn is_writable(path: &Path) -> bool {
@@ -466,6 +682,7 @@ mod tests {
             immutable: false,
             fsync: true,
             retention_days: 0,
+            legal_hold: false,
         }
     }
 
@@ -573,11 +790,10 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn compressed_sealing_checkpoints_and_retention() {
+    async fn compressed_sealing_and_checkpoints() {
         let tmp = tempfile::tempdir().unwrap();
         let mut cfg = config(tmp.path());
         cfg.compress = true;
-        cfg.retention_days = 1;
         let mut ex = FileExporter::open(&cfg, &context("s")).unwrap();
         let mut batch: Vec<Item> = (0..6).map(entry).collect();
         batch.push(Item::Checkpoint {
@@ -604,13 +820,262 @@ mod tests {
             "{files:?}"
         );
         assert_eq!(lines(&tmp.path().join("s")), (0..6).collect::<Vec<_>>());
+    }
 
-        // Age one sealed file past the window: only it goes.
-        let mut sorted = files.clone();
-        sorted.sort();
-        let old = SystemTime::now() - Duration::from_secs(2 * 86_400);
-        File::open(&sorted[0]).unwrap().set_modified(old).unwrap();
-        assert_eq!(ex.prune().unwrap(), 1);
-        assert!(!sorted[0].exists() && sorted[1].exists());
+    mod pruning {
+        use super::*;
+        use crate::event::Record;
+        use crate::evidence::hmac::KeyRing;
+        use crate::evidence::note::{NoteSigner, NoteVerifier, generate};
+        use crate::evidence::seal::Chain;
+        use crate::evidence::verify::{Options, verify_dir};
+
+        const DAY: u64 = 86_400 * 1_000_000_000;
+        /// 2026-01-01T00:00:00Z.
+        const T0: u64 = 1_767_225_600 * 1_000_000_000;
+
+        /// A stream sealed for real, written by the exporter: entries, checkpoints.
+        struct Stream {
+            chain: Chain,
+            signer: NoteSigner,
+            vkey: NoteVerifier,
+            keys: KeyRing,
+            exporter: FileExporter,
+            cfg: FileConfig,
+            index: u64,
+        }
+
+        impl Stream {
+            fn new(dir: &Path) -> Stream {
+                let keys = KeyRing::from_strings([("k", "k".repeat(32))]).unwrap();
+                let (skey, vkey) = generate("test/s").unwrap();
+                let mut cfg = config(dir);
+                cfg.retention_days = 30;
+                Stream {
+                    chain: Chain::new("s", Some(keys.clone())).unwrap(),
+                    signer: NoteSigner::parse(&skey).unwrap(),
+                    vkey: NoteVerifier::parse(&vkey).unwrap(),
+                    keys,
+                    exporter: FileExporter::open(&cfg, &context("s")).unwrap(),
+                    cfg,
+                    index: 0,
+                }
+            }
+
+            async fn write(&mut self, record: Record) {
+                let sealed = self.chain.seal(record.into_json());
+                let item = Item::Entry {
+                    index: self.index,
+                    seq: sealed.seq,
+                    line: Bytes::from(sealed.line),
+                };
+                self.index += 1;
+                self.exporter.export(&[item]).await.unwrap();
+            }
+
+            async fn entries(&mut self, n: u64, observed: u64) {
+                for i in 0..n {
+                    let mut r = Record::new("test");
+                    r.observed_time_unix_nano = observed;
+                    r.body = serde_json::Value::from(format!("event {i} {}", "x".repeat(150)));
+                    self.write(r).await;
+                }
+            }
+
+            async fn checkpoint(&mut self) {
+                let note = self.chain.checkpoint("test", &self.signer).unwrap();
+                let item = Item::Checkpoint {
+                    index: self.index,
+                    size: self.chain.next_seq(),
+                    note,
+                };
+                self.index += 1;
+                self.exporter.export(&[item]).await.unwrap();
+            }
+
+            /// What the retention task does: the purge record into the stream, then removal.
+            async fn prune(&mut self, plan: &PrunePlan) {
+                let mut r = Record::new(crate::evidence::purge::SOURCE);
+                r.event_type = Some(crate::evidence::purge::EVENT_TYPE.into());
+                r.attributes = plan.purge.attributes();
+                self.write(r).await;
+                apply_prune(plan).unwrap();
+            }
+
+            fn verify(&self, dir: &Path) -> crate::evidence::verify::Report {
+                let options = Options {
+                    keys: Some(self.keys.clone()),
+                    vkeys: vec![self.vkey.clone()],
+                    ..Options::default()
+                };
+                verify_dir(dir, &options).unwrap()
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+        async fn old_sealed_files_go_up_to_a_checkpoint_and_the_rest_verifies() {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut s = Stream::new(tmp.path());
+            s.entries(20, T0).await;
+            s.checkpoint().await;
+            s.entries(20, T0).await;
+            s.checkpoint().await;
+            s.entries(10, T0 + 40 * DAY).await;
+            s.checkpoint().await;
+            s.entries(3, T0 + 40 * DAY).await;
+            let folder = tmp.path().join("s");
+            let files_before = entry_files_in(&folder).unwrap();
+
+            // Nothing is past a window that starts after the newest entry.
+            assert!(
+                plan_prune(&s.cfg, "file/test", "s", T0, &mut None)
+                    .unwrap()
+                    .is_none()
+            );
+
+            let cutoff = T0 + DAY;
+            let plan = plan_prune(&s.cfg, "file/test", "s", cutoff, &mut None)
+                .unwrap()
+                .expect("old files to prune");
+            let n = plan.purge.last_seq + 1;
+            assert_eq!(plan.purge.first_seq, 0);
+            assert!((20..=40).contains(&n), "only the old entries: {n}");
+            assert_eq!(plan.purge.frontier.size(), n);
+            assert_eq!(plan.files, files_before[..plan.files.len()]);
+            let pruned_notes: Vec<PathBuf> = [20, 40]
+                .into_iter()
+                .filter(|size| *size <= n)
+                .map(|size| folder.join(format!("checkpoints/{size:020}.note")))
+                .collect();
+            assert_eq!(plan.notes, pruned_notes);
+            assert_eq!(plan.newest, T0);
+            s.prune(&plan).await;
+
+            let report = s.verify(tmp.path());
+            assert!(report.is_ok(), "{:?}", report.findings);
+            let note = format!(
+                "stream s: seq 0..={} pruned by retention (purge record at seq 53)",
+                n - 1
+            );
+            assert!(report.notes.contains(&note), "{:?}", report.notes);
+            let remaining = if n < 40 { 2 } else { 1 };
+            assert_eq!(
+                report.checkpoints_confirmed, remaining,
+                "sizes 40 (unless pruned) and 50"
+            );
+
+            // Later the young entries age too; the next prune starts where this one
+            // ended and stops before the purge record (observed now).
+            s.entries(20, T0 + 40 * DAY).await;
+            s.checkpoint().await;
+            assert!(
+                plan_prune(&s.cfg, "file/test", "s", T0 + DAY, &mut None)
+                    .unwrap()
+                    .is_none()
+            );
+            let later = plan_prune(&s.cfg, "file/test", "s", T0 + 41 * DAY, &mut None)
+                .unwrap()
+                .expect("the entries of day 40");
+            assert_eq!(later.purge.first_seq, n);
+            assert!(later.purge.last_seq < 53, "{}", later.purge.last_seq);
+            s.prune(&later).await;
+            let report = s.verify(tmp.path());
+            assert!(report.is_ok(), "{:?}", report.findings);
+            assert!(
+                entry_files_in(&folder).unwrap().len() >= 2,
+                "the newest file is never pruned"
+            );
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+        async fn an_undeclared_gap_or_a_changed_purge_record_is_a_finding() {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut s = Stream::new(tmp.path());
+            s.entries(30, T0).await;
+            s.checkpoint().await;
+            s.entries(5, T0).await;
+            let plan = plan_prune(&s.cfg, "file/test", "s", T0 + DAY, &mut None)
+                .unwrap()
+                .unwrap();
+            s.prune(&plan).await;
+            s.exporter.close().await.unwrap();
+            assert!(s.verify(tmp.path()).is_ok());
+
+            // Pruned by hand further than any purge record says.
+            let undeclared = tmp.path().join("undeclared");
+            copy_dir(tmp.path(), &undeclared);
+            let first = entry_files_in(&undeclared.join("s")).unwrap()[0].clone();
+            fs::remove_file(&first).unwrap();
+            let report = s.verify(&undeclared);
+            assert!(!report.is_ok());
+            assert!(
+                report
+                    .findings
+                    .iter()
+                    .any(|f| f.problem.contains("missing before this entry")),
+                "{:?}",
+                report.findings
+            );
+            // Retention refuses to go on from a start nothing declares.
+            let mut cfg = s.cfg.clone();
+            cfg.directory = undeclared.clone();
+            assert!(matches!(
+                plan_prune(&cfg, "file/test", "s", T0 + 365 * DAY, &mut None),
+                Err(PruneError::Undeclared { .. })
+            ));
+
+            // The purge record's frontier changed: its hash no longer matches.
+            let changed = tmp.path().join("changed");
+            copy_dir(tmp.path(), &changed);
+            let newest = entry_files_in(&changed.join("s")).unwrap().pop().unwrap();
+            let text = fs::read_to_string(&newest).unwrap();
+            let hash = hex::encode(plan.purge.frontier.nodes()[0]);
+            let tampered = text.replacen(&hash, &"0".repeat(64), 1);
+            assert_ne!(text, tampered);
+            fs::write(&newest, tampered).unwrap();
+            let report = s.verify(&changed);
+            assert!(!report.is_ok(), "{:?}", report.notes);
+            assert!(
+                report
+                    .findings
+                    .iter()
+                    .any(|f| f.problem.contains("`hash` does not match")),
+                "{:?}",
+                report.findings
+            );
+        }
+
+        #[test]
+        fn legal_hold_by_configuration_or_by_a_file() {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut cfg = config(tmp.path());
+            assert_eq!(legal_hold(&cfg, "logs/audit"), None);
+            fs::create_dir_all(tmp.path().join("logs%2Faudit")).unwrap();
+            fs::write(tmp.path().join("logs%2Faudit").join(LEGAL_HOLD_FILE), b"").unwrap();
+            assert!(legal_hold(&cfg, "logs/audit").is_some_and(|r| r.contains("logs%2Faudit")));
+            assert_eq!(legal_hold(&cfg, "other"), None);
+            fs::write(tmp.path().join(LEGAL_HOLD_FILE), b"").unwrap();
+            assert!(legal_hold(&cfg, "other").is_some());
+            let tmp = tempfile::tempdir().unwrap();
+            cfg.directory = tmp.path().to_path_buf();
+            cfg.legal_hold = true;
+            assert!(legal_hold(&cfg, "other").is_some_and(|r| r.contains("legal_hold: true")));
+        }
+
+        fn copy_dir(from: &Path, to: &Path) {
+            for entry in fs::read_dir(from).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap();
+                if path.is_dir() {
+                    if name == "undeclared" || name == "changed" {
+                        continue;
+                    }
+                    copy_dir(&path, &to.join(name));
+                } else {
+                    fs::create_dir_all(to).unwrap();
+                    fs::write(to.join(name), fs::read(&path).unwrap()).unwrap();
+                }
+            }
+        }
     }
 }

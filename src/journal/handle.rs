@@ -151,6 +151,17 @@ impl Journal {
         })
     }
 
+    /// The first index of each segment, oldest first; the last one is being written to.
+    /// Retention purges whole segments, so it plans with these boundaries.
+    pub fn segment_starts(&self) -> Vec<u64> {
+        self.shared
+            .state()
+            .segments
+            .iter()
+            .map(|s| s.first_index)
+            .collect()
+    }
+
     /// Bytes taken by segment files (not cursors or quarantined copies).
     pub fn disk_bytes(&self) -> u64 {
         self.shared.disk_bytes.load(Ordering::Relaxed)

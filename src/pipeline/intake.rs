@@ -70,19 +70,10 @@ impl PipelineIntake {
         self.queued.close();
     }
 
-    async fn submit_owned(self: Arc<Self>, records: Vec<Record>) -> Result<(), SubmitError> {
-        if self.backlog() > self.max_backlog {
-            return Err(SubmitError::Overloaded {
-                retry_after: OVERLOAD_RETRY_AFTER,
-            });
-        }
-        let mut records = records;
-        for p in &self.processors {
-            records = p.process(records);
-        }
-        if records.is_empty() {
-            return Ok(());
-        }
+    /// Writes records the daemon itself makes (retention's purge records) straight to
+    /// the writer: no processor changes them and the backlog never refuses them. Returns
+    /// once they are durable, like a receiver's submit.
+    pub async fn submit_internal(&self, records: Vec<Record>) -> Result<(), SubmitError> {
         let _permit = self
             .queued
             .acquire()
@@ -97,6 +88,22 @@ impl PipelineIntake {
                 .map_err(|_| SubmitError::ShuttingDown)?;
         }
         answer.await.unwrap_or(Err(SubmitError::ShuttingDown))
+    }
+
+    async fn submit_owned(self: Arc<Self>, records: Vec<Record>) -> Result<(), SubmitError> {
+        if self.backlog() > self.max_backlog {
+            return Err(SubmitError::Overloaded {
+                retry_after: OVERLOAD_RETRY_AFTER,
+            });
+        }
+        let mut records = records;
+        for p in &self.processors {
+            records = p.process(records);
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.submit_internal(records).await
     }
 }
 

@@ -8,14 +8,16 @@
 //!
 //! [`plan`] does everything that needs no I/O (building processors, parsing routes and
 //! keys), so `vellum validate` reports the same problems `vellum run` would. [`start`]
-//! opens the storage, recovers each chain, and starts writers, exporters and receivers,
-//! in that order; [`Service::shutdown`] stops them in reverse: receivers stop accepting,
-//! writers commit what they hold and sign a last checkpoint, exporters drain.
+//! opens the storage, recovers each chain, and starts writers, exporters, retention and
+//! receivers, in that order; [`Service::shutdown`] stops them in reverse: receivers stop
+//! accepting, retention stops, writers commit what they hold and sign a last checkpoint,
+//! exporters drain.
 
 pub mod export;
 pub mod frame;
 pub mod intake;
 pub mod reload;
+pub mod retention;
 pub mod routing;
 pub mod writer;
 
@@ -28,7 +30,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{Processor, ReceiverHandle};
-use crate::config::{ComponentId, Config, ExporterRef};
+use crate::config::{ComponentId, Config, ExporterRef, StorageConfig};
 use crate::evidence::hmac::KeyRing;
 use crate::evidence::note::{self, NoteSigner};
 use crate::exporters::{ExporterConfig, ExporterContext, ExporterKind, file::stream_folder};
@@ -142,6 +144,14 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
                 },
                 _ => None,
             };
+            if let ExporterKind::File(f) = &cfg.kind
+                && f.retention_days > 0
+                && chain.is_none()
+            {
+                problems.push(format!(
+                    "service.pipelines.{id}.exporters: `{eid}` has `retention_days`, and pruned evidence stays verifiable only from a signed checkpoint; add `hash_chain` to this pipeline's processors"
+                ));
+            }
             if matches!(cfg.kind, ExporterKind::S3(_)) {
                 if chain.is_none() {
                     problems.push(format!(
@@ -165,6 +175,9 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             keys,
             exporters,
         });
+    }
+    if config.service.storage.retention_check_interval < Duration::from_secs(1) {
+        problems.push("service.storage.retention_check_interval: must be at least 1s".into());
     }
     let mut receivers = Vec::new();
     for (rid, cfg) in &config.receivers {
@@ -227,6 +240,8 @@ struct RunningPipeline {
     exporters_stop: CancellationToken,
     exporters_abandon: CancellationToken,
     status: Arc<PipelineStatus>,
+    retention: Option<tokio::task::JoinHandle<()>>,
+    retention_stop: CancellationToken,
 }
 
 /// The running daemon.
@@ -241,6 +256,9 @@ pub struct Service {
     pipelines: Vec<RunningPipeline>,
     exporters_stop: CancellationToken,
     exporters_abandon: CancellationToken,
+    retention_stop: CancellationToken,
+    /// The storage settings in force (retention is read from them at each pipeline start).
+    storage_config: StorageConfig,
     _lock: StorageLock,
     /// The telemetry board this service reports on, and what it put there.
     attached: Option<(Arc<Status>, Arc<ServiceStatus>)>,
@@ -287,7 +305,7 @@ impl Service {
     /// Drains and stops: receivers stop accepting and answer what is in flight, writers
     /// commit and sign a last checkpoint, exporters deliver what is committed (for at most
     /// `drain_timeout`; what they leave stays in the journal for the next start).
-    pub async fn shutdown(self, drain_timeout: Duration) {
+    pub async fn shutdown(mut self, drain_timeout: Duration) {
         if let Some((status, board)) = &self.attached {
             status.detach(board);
         }
@@ -295,6 +313,13 @@ impl Service {
         for r in self.receivers {
             for h in r.handles {
                 let _ = h.task.await;
+            }
+        }
+        // Retention first, while writers still take its purge records.
+        self.retention_stop.cancel();
+        for p in &mut self.pipelines {
+            if let Some(task) = p.retention.take() {
+                let _ = task.await;
             }
         }
         let mut drivers = Vec::new();
@@ -440,6 +465,7 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
     let lock = StorageLock::acquire(&storage)?;
     let exporters_stop = CancellationToken::new();
     let exporters_abandon = CancellationToken::new();
+    let retention_stop = CancellationToken::new();
     let mut service = Service {
         options: JournalOptions {
             segment_bytes: config.service.storage.segment_size.as_u64(),
@@ -456,6 +482,8 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
         pipelines: Vec::new(),
         exporters_stop,
         exporters_abandon,
+        retention_stop,
+        storage_config: config.service.storage.clone(),
         _lock: lock,
         attached: None,
     };
@@ -595,7 +623,21 @@ impl Service {
                 }
             })
             .collect();
-        let positions = exporters.iter().map(|e| e.position.clone()).collect();
+        let positions: Vec<Arc<AtomicU64>> = exporters.iter().map(|e| e.position.clone()).collect();
+        let evidence_retention: Vec<retention::EvidenceRetention> = exporters
+            .iter()
+            .filter_map(|e| match &e.config.kind {
+                ExporterKind::File(f) if f.retention_days > 0 => {
+                    Some(retention::EvidenceRetention::new(
+                        e.id.to_string(),
+                        f.clone(),
+                        e.position.clone(),
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        let hint_path = settings.hint_path.clone();
 
         let (queue, requests) = std::sync::mpsc::channel::<WriteRequest>();
         let writer = Writer::new(journal_writer, chain, settings);
@@ -622,9 +664,33 @@ impl Service {
             p.processors,
             queue,
             journal.clone(),
-            positions,
+            positions.clone(),
             self.max_backlog,
         ));
+        let storage_config = &self.storage_config;
+        let journal_purge = (storage_config.retention_days > 0).then(|| {
+            retention::JournalRetention::new(
+                storage_config.retention_days,
+                journal.clone(),
+                positions,
+                hint_path,
+                self.storage.join(retention::LEGAL_HOLD_FILE),
+            )
+        });
+        let retention_stop = self.retention_stop.child_token();
+        let retention = (journal_purge.is_some() || !evidence_retention.is_empty()).then(|| {
+            let task = retention::Retention {
+                pipeline: p.id.clone(),
+                stream: p.stream.clone(),
+                clock: Arc::new(retention::SystemClock),
+                interval: storage_config.retention_check_interval,
+                journal: journal.clone(),
+                journal_purge,
+                evidence: evidence_retention,
+                intake: intake.clone(),
+            };
+            tokio::spawn(task.run(retention_stop.clone()))
+        });
         let running = RunningPipeline {
             id: p.id,
             dir,
@@ -637,6 +703,8 @@ impl Service {
             exporters_stop: self.exporters_stop.child_token(),
             exporters_abandon: self.exporters_abandon.child_token(),
             status,
+            retention,
+            retention_stop,
         };
         Ok((running, exporters))
     }

@@ -20,7 +20,8 @@
 //!
 //! What a reload cannot change in place is refused with the reason: the storage
 //! directory, segment and record sizes, and a pipeline's stream or checkpoint origin
-//! (a changed origin is a new log). Telemetry settings take effect at the next start.
+//! (a changed origin is a new log). Retention settings and the readiness threshold apply
+//! from the reload on; the metrics address and log settings at the next start.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -112,6 +113,8 @@ impl Service {
         }
         let stopping = std::mem::replace(&mut self.receivers, kept);
 
+        let previous_storage =
+            std::mem::replace(&mut self.storage_config, config.service.storage.clone());
         // New pipelines first: if one cannot start, nothing old has been touched.
         let mut added = BTreeMap::new();
         let mut replacing = Vec::new();
@@ -127,6 +130,7 @@ impl Service {
                     added.insert(running.id.clone(), (running, exporters));
                 }
                 Err(e) => {
+                    self.storage_config = previous_storage;
                     self.receivers.extend(stopping);
                     for (_, (running, _)) in added {
                         running.intake.close();
@@ -185,8 +189,15 @@ impl Service {
                 journal,
                 exporters_stop,
                 exporters_abandon,
+                retention,
+                retention_stop,
                 ..
             } = old;
+            // Retention first, while the writer still takes its purge records.
+            retention_stop.cancel();
+            if let Some(task) = retention {
+                let _ = task.await;
+            }
             intake.close();
             exporters_stop.cancel();
             let retired = Retired {

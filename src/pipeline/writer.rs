@@ -64,6 +64,14 @@ struct Hint {
     size: u64,
 }
 
+/// The journal index of the newest committed checkpoint record, from the hint at
+/// `hint_path`: recovery starts there, so retention never purges it. `None` when there
+/// is no readable hint (then recovery needs the journal from its start).
+pub fn newest_checkpoint_index(hint_path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(hint_path).ok()?;
+    serde_json::from_slice::<Hint>(&bytes).ok().map(|h| h.index)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
     #[error(
