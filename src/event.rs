@@ -276,10 +276,10 @@ pub fn lookup_map<'a>(m: &'a Map<String, Value>, path: &str) -> Option<&'a Value
     }
     let mut split = path.len();
     while let Some(i) = path[..split].rfind('.') {
-        if let Some(v) = m.get(&path[..i]) {
-            if let Some(found) = lookup(v, &path[i + 1..]) {
-                return Some(found);
-            }
+        if let Some(v) = m.get(&path[..i])
+            && let Some(found) = lookup(v, &path[i + 1..])
+        {
+            return Some(found);
         }
         split = i;
     }
@@ -295,10 +295,10 @@ pub fn json_safe(v: Value) -> Value {
                 if i.unsigned_abs() > MAX_SAFE_INTEGER as u64 {
                     return Value::String(i.to_string());
                 }
-            } else if let Some(u) = n.as_u64() {
-                if u > MAX_SAFE_INTEGER as u64 {
-                    return Value::String(u.to_string());
-                }
+            } else if let Some(u) = n.as_u64()
+                && u > MAX_SAFE_INTEGER as u64
+            {
+                return Value::String(u.to_string());
             }
             Value::Number(n)
         }

@@ -99,8 +99,7 @@ fn acknowledged_records_survive_kill_9_and_a_torn_journal_tail() {
     let journal = tmp.path().join("state/pipelines/logs%2Faudit/journal");
     let newest = files_under(&journal)
         .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .last()
+        .rfind(|p| p.extension().is_some_and(|e| e == "seg"))
         .expect("a journal segment");
     let mut f = std::fs::OpenOptions::new()
         .append(true)

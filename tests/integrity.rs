@@ -67,7 +67,7 @@ fn signed_evidence_verifies_across_a_key_rotation_and_proofs_check() {
 
     let (ok, report) = verify(
         &evidence,
-        &[vkey.clone()],
+        std::slice::from_ref(&vkey),
         &[format!("k2025={OLD_KEY}"), format!("k2026={NEW_KEY}")],
     );
     assert!(ok, "{report}");
@@ -75,14 +75,18 @@ fn signed_evidence_verifies_across_a_key_rotation_and_proofs_check() {
         report.contains("250 entries") && report.contains(": OK"),
         "{report}"
     );
-    let (ok, report) = verify(&evidence, &[vkey.clone()], &[format!("k2026={NEW_KEY}")]);
+    let (ok, report) = verify(
+        &evidence,
+        std::slice::from_ref(&vkey),
+        &[format!("k2026={NEW_KEY}")],
+    );
     assert!(
         !ok,
         "a ring without the old key cannot vouch for the old entries:\n{report}"
     );
     let (ok, report) = verify(
         &evidence,
-        &[vkey.clone()],
+        std::slice::from_ref(&vkey),
         &[
             format!("k2025={OLD_KEY}"),
             "k2026=hex:00000000000000000000000000000000000000000000000000000000000000ff".into(),
@@ -305,7 +309,7 @@ fn every_tampering_of_real_output_is_caught_and_located() {
     let evidence = tmp.path().join("evidence");
     let vkey = vkeys(&tmp.path().join("state")).pop().unwrap();
     let hmac = [format!("k2025={OLD_KEY}")];
-    let (ok, report) = verify(&evidence, &[vkey.clone()], &hmac);
+    let (ok, report) = verify(&evidence, std::slice::from_ref(&vkey), &hmac);
     assert!(ok, "untouched evidence passes:\n{report}");
 
     let entry_file = |dir: &std::path::Path| {
@@ -428,7 +432,7 @@ fn every_tampering_of_real_output_is_caught_and_located() {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(&evidence, copy.path());
         tamper(copy.path());
-        let (ok, report) = verify(copy.path(), &[vkey.clone()], &hmac);
+        let (ok, report) = verify(copy.path(), std::slice::from_ref(&vkey), &hmac);
         assert!(!ok, "{what} must be caught:\n{report}");
         assert!(
             report.contains(place) && report.contains("logs/audit"),
@@ -451,7 +455,7 @@ fn every_tampering_of_real_output_is_caught_and_located() {
         1,
     );
     std::fs::write(&note, forged).unwrap();
-    let (ok, report) = verify(copy.path(), &[vkey.clone()], &hmac);
+    let (ok, report) = verify(copy.path(), std::slice::from_ref(&vkey), &hmac);
     assert!(
         !ok && report.contains(note.file_name().unwrap().to_str().unwrap()),
         "a replaced checkpoint:\n{report}"

@@ -516,15 +516,15 @@ impl Loader {
                     .key_positions
                     .contains_key(&format!("exporters.{}", exporter.id()));
                 check("exporters", exporter.id(), i, defined, self);
-                if let Some(when) = exporter.when() {
-                    if let Err((column, message)) = crate::pipeline::routing::check(when) {
-                        let pos = pnode.locate(&format!("exporters[{i}].when"));
-                        self.problem(
-                            format!("{base}.exporters[{i}].when"),
-                            pos,
-                            format!("column {column} of the condition: {message}"),
-                        );
-                    }
+                if let Some(when) = exporter.when()
+                    && let Err((column, message)) = crate::pipeline::routing::check(when)
+                {
+                    let pos = pnode.locate(&format!("exporters[{i}].when"));
+                    self.problem(
+                        format!("{base}.exporters[{i}].when"),
+                        pos,
+                        format!("column {column} of the condition: {message}"),
+                    );
                 }
             }
             for (i, message) in crate::processors::check_order(&pipeline.processors) {

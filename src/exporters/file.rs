@@ -281,13 +281,12 @@ impl FileExporter {
             fs::set_permissions(path, fs::Permissions::from_mode(0o444))?;
             path.to_path_buf()
         };
-        if self.cfg.immutable {
-            if let Err(e) = set_immutable(&path, true) {
-                if !self.warned_immutable {
-                    tracing::warn!(exporter = %self.id, error = %e, "cannot set the immutable attribute; sealed files are read-only only");
-                    self.warned_immutable = true;
-                }
-            }
+        if self.cfg.immutable
+            && let Err(e) = set_immutable(&path, true)
+            && !self.warned_immutable
+        {
+            tracing::warn!(exporter = %self.id, error = %e, "cannot set the immutable attribute; sealed files are read-only only");
+            self.warned_immutable = true;
         }
         sync_dir(&self.dir)
     }

@@ -110,10 +110,11 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             ));
         }
         let mut signer = None;
-        if let Some(c) = &chain {
-            if let SigningKey::Given(text) = &c.signing_key {
-                let origin = c.origin_line(&stream);
-                match NoteSigner::parse(text) {
+        if let Some(c) = &chain
+            && let SigningKey::Given(text) = &c.signing_key
+        {
+            let origin = c.origin_line(&stream);
+            match NoteSigner::parse(text) {
                     Ok(s) if s.name() == origin => signer = Some(s),
                     Ok(s) => problems.push(format!(
                         "processors.hash_chain.signing_key: the key is named `{}` but this pipeline's checkpoint origin is `{origin}`; \
@@ -122,7 +123,6 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
                     )),
                     Err(e) => problems.push(format!("processors.hash_chain.signing_key: {e}")),
                 }
-            }
         }
         let mut exporters = Vec::new();
         for r in &p.exporters {

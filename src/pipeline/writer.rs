@@ -186,8 +186,8 @@ pub fn recover(
     };
 
     // Replay: every entry after `start` must continue the chain exactly.
-    let mut reader = journal.reader(start).map_err(journal_err)?;
-    while let Some(item) = reader.next() {
+    let reader = journal.reader(start).map_err(journal_err)?;
+    for item in reader {
         let (index, payload) = item.map_err(|e| {
             mismatch(format!(
                 "a journal record after the newest checkpoint is damaged ({e})"

@@ -96,13 +96,13 @@ impl HashChainConfig {
                     .into(),
             ));
         }
-        if let Some(s) = &self.stream {
-            if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '+') {
-                out.push((
-                    "stream".into(),
-                    "a stream name is non-empty, without spaces or `+`".into(),
-                ));
-            }
+        if let Some(s) = &self.stream
+            && (s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '+'))
+        {
+            out.push((
+                "stream".into(),
+                "a stream name is non-empty, without spaces or `+`".into(),
+            ));
         }
         if self.checkpoint.every_records == 0 {
             out.push((

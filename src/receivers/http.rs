@@ -227,9 +227,11 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Splits a body into events: an object, an array of objects, or NDJSON. Each event is
-/// paired with where it stood (`line 3`, `[2]`) for error messages.
-fn parse_events(body: &[u8]) -> Result<Vec<(String, Map<String, Value>)>, Vec<String>> {
+/// An event and where it stood in the body (`line 3`, `[2]`), for error messages.
+type LocatedEvent = (String, Map<String, Value>);
+
+/// Splits a body into events: an object, an array of objects, or NDJSON.
+fn parse_events(body: &[u8]) -> Result<Vec<LocatedEvent>, Vec<String>> {
     let text = std::str::from_utf8(body)
         .map_err(|e| vec![format!("the body is not valid UTF-8 ({e})")])?;
     let trimmed = text.trim_start();
