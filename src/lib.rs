@@ -11,4 +11,5 @@ pub mod exporters;
 pub mod journal;
 pub mod pipeline;
 pub mod processors;
+pub mod query;
 pub mod receivers;

@@ -196,10 +196,14 @@ pub enum StartError {
     Exporter { id: String, detail: String },
     #[error("{0}")]
     Keys(String),
+    #[error("{0}")]
+    QueryApi(std::io::Error),
 }
 
 struct RunningPipeline {
     id: String,
+    stream: String,
+    keys: Option<KeyRing>,
     intake: Arc<PipelineIntake>,
     writer: std::thread::JoinHandle<()>,
     drivers: Vec<tokio::task::JoinHandle<()>>,
@@ -213,6 +217,7 @@ pub struct Service {
     pipelines: Vec<RunningPipeline>,
     exporters_stop: CancellationToken,
     exporters_abandon: CancellationToken,
+    query: Option<crate::query::QueryApi>,
     _lock: StorageLock,
 }
 
@@ -223,6 +228,11 @@ impl Service {
             .iter()
             .flat_map(|r| r.local_addrs.iter().map(|a| (r.id.clone(), *a)))
             .collect()
+    }
+
+    /// Where the query API listens, when it is on.
+    pub fn query_addr(&self) -> Option<std::net::SocketAddr> {
+        self.query.as_ref().map(|q| q.local_addr())
     }
 
     /// Each pipeline's journal, for status and tests.
@@ -237,6 +247,9 @@ impl Service {
     /// commit and sign a last checkpoint, exporters deliver what is committed (for at most
     /// `drain_timeout`; what they leave stays in the journal for the next start).
     pub async fn shutdown(self, drain_timeout: Duration) {
+        if let Some(query) = self.query {
+            query.shutdown().await;
+        }
         self.receivers_stop.cancel();
         for r in self.receivers {
             let _ = r.task.await;
@@ -350,6 +363,7 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
         pipelines: running,
         exporters_stop,
         exporters_abandon,
+        query: None,
         _lock: lock,
     };
     for (id, cfg, feeds) in plan.receivers {
@@ -373,6 +387,19 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
                 service.shutdown(Duration::from_secs(5)).await;
                 return Err(StartError::Receiver(e));
             }
+        }
+    }
+    let sources = service.pipelines.iter().map(|p| crate::query::QuerySource {
+        pipeline: p.id.clone(),
+        stream: p.stream.clone(),
+        journal: p.journal.clone(),
+        keys: p.keys.clone(),
+    });
+    match crate::query::start(config.service.api.as_ref(), sources.collect()).await {
+        Ok(query) => service.query = query,
+        Err(e) => {
+            service.shutdown(Duration::from_secs(5)).await;
+            return Err(StartError::QueryApi(e));
         }
     }
     Ok(service)
@@ -495,6 +522,8 @@ async fn start_pipeline(
     ));
     Ok(RunningPipeline {
         id: p.id,
+        stream: p.stream,
+        keys: p.keys,
         intake,
         writer,
         drivers,
