@@ -427,10 +427,10 @@ impl RawRequest {
         };
         let start = time("start", &self.start)?;
         let end = time("end", &self.end)?;
-        if let (Some(s), Some(e)) = (start, end) {
-            if e < s {
-                return Err(BadParameter::new("end", "is before `start`"));
-            }
+        if let (Some(s), Some(e)) = (start, end)
+            && e < s
+        {
+            return Err(BadParameter::new("end", "is before `start`"));
         }
         let mut filter = Filter {
             start,

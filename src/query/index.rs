@@ -602,9 +602,9 @@ mod tests {
             ),
             severity: (h % 6 != 5).then(|| Severity::ALL[(h % 5) as usize]),
             user_id: Some(format!("u{}", h % 13)),
-            action: (h % 4 != 0).then(|| format!("a{}", h % 5)),
+            action: (!h.is_multiple_of(4)).then(|| format!("a{}", h % 5)),
             status: Some(["success", "failure", "403"][(h % 3) as usize].into()),
-            ip: Some(if h % 2 == 0 {
+            ip: Some(if h.is_multiple_of(2) {
                 IpAddr::from([10, (h % 3) as u8, 0, (h % 200) as u8])
             } else {
                 format!("2001:db8:{:x}::{:x}", h % 4, h % 500)
