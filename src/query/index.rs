@@ -1,13 +1,19 @@
 //! The in-memory index of one pipeline's journal, and the task that keeps it current.
 //!
-//! Records are identified by their journal index. Each filterable value has a posting
-//! list, a compressed bitmap of the journal indexes of the entries that carry it
-//! ([`roaring`]); addresses are kept in ordered maps (IPv4 and IPv6 apart) so that a CIDR
-//! range is a range scan. Times live in blocks of [`BLOCK_SLOTS`] consecutive journal
-//! indexes, each with its smallest and largest time, so a time range skips or takes
-//! whole blocks and looks at single times only in blocks that straddle its bounds. Every
-//! [`POSITION_STRIDE`] indexes a block also keeps where a record sits in the journal, so
-//! fetching any entry steps over at most that many frame headers.
+//! Entries are numbered by *row*: their journal index less the index's origin (the
+//! journal's first index when the index was started), which fits 32 bits. Each
+//! filterable value has a posting list of the rows that carry it: a sorted vector while
+//! it is short, a compressed bitmap ([`roaring`]) once it is long. (A bitmap spends some
+//! 50 bytes per 65,536-row chunk it touches, so a user or an address seen a few hundred
+//! times across ten million rows costs a tenth as much as a vector.) Addresses are also
+//! posted per IPv4 /16 and IPv6 /48, so that a wide CIDR block unions a few dense lists
+//! instead of every address in it; a narrower block is a range scan of an ordered map.
+//!
+//! Times live in blocks of [`BLOCK_SLOTS`] consecutive journal indexes, each with its
+//! smallest and largest time, so a time range skips or takes whole blocks and looks at
+//! single times only in blocks that straddle its bounds. Every [`POSITION_STRIDE`]
+//! indexes a block also keeps where a record sits in the journal, so fetching any entry
+//! steps over at most that many frame headers.
 //!
 //! A query intersects the posting lists of its filters (the union of a filter's values
 //! first), then walks the result from the newest entry down (or the oldest up), checking
@@ -16,7 +22,9 @@
 //! repeats entries however many are added meanwhile.
 //!
 //! [`follow`] builds the index from the journal's first record and then tails it; when
-//! retention purges the front of the journal, the index drops what was purged.
+//! retention purges the front of the journal, the index drops what was purged. Should
+//! rows run out (2^32 records since the origin, which retention keeps from ever being
+//! in memory at once), the index starts again from a newer origin.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -24,7 +32,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use roaring::{MultiOps, RoaringTreemap};
+use roaring::{MultiOps, RoaringBitmap};
 use tokio_util::sync::CancellationToken;
 
 use super::fields::EntryFields;
@@ -36,6 +44,8 @@ use crate::pipeline::frame::Frame;
 pub const BLOCK_SLOTS: u64 = 4096;
 /// Journal indexes per kept record position.
 pub const POSITION_STRIDE: u64 = 16;
+/// A posting list longer than this becomes a bitmap.
+const FEW_ROWS: usize = 4096;
 
 /// What a query selects. Lists are alternatives (any of them); filters combine (all).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -124,24 +134,122 @@ pub enum Item {
     Other,
 }
 
-type Postings = HashMap<Box<str>, RoaringTreemap>;
+/// The rows of one value, ascending.
+#[derive(Debug, Clone)]
+enum Posting {
+    Few(Vec<u32>),
+    Many(RoaringBitmap),
+}
+
+impl Posting {
+    fn push(&mut self, row: u32) {
+        match self {
+            Posting::Few(rows) => {
+                if rows.last().is_none_or(|&last| row > last) {
+                    rows.push(row);
+                }
+                if rows.len() > FEW_ROWS {
+                    let bitmap = RoaringBitmap::from_sorted_iter(rows.iter().copied());
+                    *self = Posting::Many(bitmap.unwrap_or_default());
+                }
+            }
+            Posting::Many(bitmap) => {
+                if bitmap.try_push(row).is_err() {
+                    bitmap.insert(row);
+                }
+            }
+        }
+    }
+
+    /// Drops the rows below `row`; whether any are left.
+    fn keep_from(&mut self, row: u32) -> bool {
+        match self {
+            Posting::Few(rows) => {
+                rows.drain(..rows.partition_point(|&r| r < row));
+                rows.shrink_to(rows.len() * 5 / 4);
+                !rows.is_empty()
+            }
+            Posting::Many(bitmap) => {
+                bitmap.remove_range(..row);
+                !bitmap.is_empty()
+            }
+        }
+    }
+}
+
+fn post<K: Eq + std::hash::Hash>(postings: &mut HashMap<K, Posting>, key: K, row: u32) {
+    match postings.get_mut(&key) {
+        Some(p) => p.push(row),
+        None => {
+            postings.insert(key, Posting::Few(vec![row]));
+        }
+    }
+}
+
+fn post_ordered<K: Ord>(postings: &mut BTreeMap<K, Posting>, key: K, row: u32) {
+    match postings.get_mut(&key) {
+        Some(p) => p.push(row),
+        None => {
+            postings.insert(key, Posting::Few(vec![row]));
+        }
+    }
+}
+
+/// The union of posting lists, borrowed when it is one bitmap; `None` when there is none.
+fn union<'a>(postings: impl Iterator<Item = &'a Posting>) -> Option<Cow<'a, RoaringBitmap>> {
+    let mut many: Vec<&RoaringBitmap> = Vec::new();
+    let mut few: Vec<u32> = Vec::new();
+    let (mut lists, mut few_lists) = (0, 0);
+    for p in postings {
+        lists += 1;
+        match p {
+            Posting::Many(bitmap) => many.push(bitmap),
+            Posting::Few(rows) => {
+                few_lists += 1;
+                few.extend_from_slice(rows);
+            }
+        }
+    }
+    match (lists, few_lists, many.as_slice()) {
+        (0, _, _) => return None,
+        (1, 0, [one]) => return Some(Cow::Borrowed(one)),
+        _ => {}
+    }
+    if few_lists > 1 {
+        few.sort_unstable();
+        few.dedup();
+    }
+    let mut out = RoaringBitmap::from_sorted_iter(few).unwrap_or_default();
+    if !many.is_empty() {
+        out |= many.into_iter().union();
+    }
+    Some(Cow::Owned(out))
+}
+
+type Postings = HashMap<Box<str>, Posting>;
 
 /// The index of one journal; see the [module docs](self).
 #[derive(Default)]
 pub struct Index {
+    /// The journal index of row 0.
+    origin: u64,
     /// The journal index of the first slot of `blocks[0]`.
     base: u64,
     /// The next journal index to be indexed.
     end: u64,
     blocks: VecDeque<Block>,
-    entries: RoaringTreemap,
+    entries: RoaringBitmap,
     event_type: Postings,
-    severity: [RoaringTreemap; 5],
+    severity: [RoaringBitmap; 5],
     user_id: Postings,
     action: Postings,
     status: Postings,
-    ipv4: BTreeMap<u32, RoaringTreemap>,
-    ipv6: BTreeMap<u128, RoaringTreemap>,
+    ipv4: BTreeMap<u32, Posting>,
+    /// Per IPv4 /16.
+    ipv4_wide: BTreeMap<u16, Posting>,
+    ipv6: BTreeMap<u128, Posting>,
+    /// Per IPv6 /48.
+    ipv6_wide: BTreeMap<u64, Posting>,
     /// Sizes of the checkpoints seen, ascending.
     checkpoints: Vec<u64>,
 }
@@ -179,10 +287,15 @@ enum TimeCheck {
     },
 }
 
+/// The index has no row for a journal index this far past its origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowsExhausted;
+
 impl Index {
     /// An empty index whose first record will be `first`.
     pub fn new(first: u64) -> Index {
         Index {
+            origin: first,
             base: first,
             end: first,
             ..Index::default()
@@ -203,13 +316,23 @@ impl Index {
         self.entries.is_empty()
     }
 
+    fn row(&self, index: u64) -> Option<u32> {
+        u32::try_from(index.checked_sub(self.origin)?).ok()
+    }
+
     /// Adds the record at journal index `index`, read at `position`. Records come in
     /// index order; indexes skipped (lost to damage) stay empty, and a record already
-    /// indexed is ignored.
-    pub fn push(&mut self, index: u64, item: Item, position: Option<RecordPosition>) {
+    /// indexed is ignored. Fails, changing nothing, when `index` is past the last row.
+    pub fn push(
+        &mut self,
+        index: u64,
+        item: Item,
+        position: Option<RecordPosition>,
+    ) -> Result<(), RowsExhausted> {
         if index < self.end {
-            return;
+            return Ok(());
         }
+        let row = self.row(index).ok_or(RowsExhausted)?;
         if self.entries.is_empty() && self.blocks.len() <= 1 && index > self.end {
             // Nothing worth keeping before a jump (a purge the reader met): start afresh.
             self.blocks.clear();
@@ -222,7 +345,7 @@ impl Index {
         self.place(index, time, position);
         self.end = index + 1;
         match item {
-            Item::Entry(f) => self.add_entry(index, f),
+            Item::Entry(f) => self.add_entry(row, f),
             Item::Checkpoint { size } => {
                 if self.checkpoints.last().is_none_or(|&last| size > last) {
                     self.checkpoints.push(size);
@@ -230,6 +353,7 @@ impl Index {
             }
             Item::Other => {}
         }
+        Ok(())
     }
 
     /// Records the slot's time and, first in its stride, its position.
@@ -256,29 +380,36 @@ impl Index {
         }
     }
 
-    fn add_entry(&mut self, index: u64, f: EntryFields) {
-        self.entries.insert(index);
-        let post = |postings: &mut Postings, value: Option<String>| {
+    fn add_entry(&mut self, row: u32, f: EntryFields) {
+        if self.entries.try_push(row).is_err() {
+            self.entries.insert(row);
+        }
+        for (postings, value) in [
+            (&mut self.event_type, f.event_type),
+            (&mut self.user_id, f.user_id),
+            (&mut self.action, f.action),
+            (&mut self.status, f.status),
+        ] {
             if let Some(v) = value {
-                postings
-                    .entry(v.into_boxed_str())
-                    .or_default()
-                    .insert(index);
+                match postings.get_mut(v.as_str()) {
+                    Some(p) => p.push(row),
+                    None => post(postings, v.into_boxed_str(), row),
+                }
             }
-        };
-        post(&mut self.event_type, f.event_type);
-        post(&mut self.user_id, f.user_id);
-        post(&mut self.action, f.action);
-        post(&mut self.status, f.status);
+        }
         if let Some(s) = f.severity {
-            self.severity[s as usize].insert(index);
+            self.severity[s as usize].insert(row);
         }
         match f.ip {
             Some(IpAddr::V4(a)) => {
-                self.ipv4.entry(a.into()).or_default().insert(index);
+                let a = u32::from(a);
+                post_ordered(&mut self.ipv4, a, row);
+                post_ordered(&mut self.ipv4_wide, (a >> 16) as u16, row);
             }
             Some(IpAddr::V6(a)) => {
-                self.ipv6.entry(a.into()).or_default().insert(index);
+                let a = u128::from(a);
+                post_ordered(&mut self.ipv6, a, row);
+                post_ordered(&mut self.ipv6_wide, (a >> 80) as u64, row);
             }
             None => {}
         }
@@ -286,30 +417,27 @@ impl Index {
 
     /// Forgets every record below `first` (the journal's first index after a purge).
     pub fn purge_before(&mut self, first: u64) {
-        if self.entries.min().is_some_and(|min| min < first) {
-            self.entries.remove_range(..first);
+        let Some(row) = first.checked_sub(self.origin) else {
+            return;
+        };
+        let row = u32::try_from(row).unwrap_or(u32::MAX);
+        if self.entries.min().is_some_and(|min| min < row) {
+            self.entries.remove_range(..row);
+            for p in &mut self.severity {
+                p.remove_range(..row);
+            }
             for postings in [
                 &mut self.event_type,
                 &mut self.user_id,
                 &mut self.action,
                 &mut self.status,
             ] {
-                postings.retain(|_, p| {
-                    p.remove_range(..first);
-                    !p.is_empty()
-                });
+                postings.retain(|_, p| p.keep_from(row));
             }
-            for p in &mut self.severity {
-                p.remove_range(..first);
-            }
-            self.ipv4.retain(|_, p| {
-                p.remove_range(..first);
-                !p.is_empty()
-            });
-            self.ipv6.retain(|_, p| {
-                p.remove_range(..first);
-                !p.is_empty()
-            });
+            self.ipv4.retain(|_, p| p.keep_from(row));
+            self.ipv4_wide.retain(|_, p| p.keep_from(row));
+            self.ipv6.retain(|_, p| p.keep_from(row));
+            self.ipv6_wide.retain(|_, p| p.keep_from(row));
         }
         while self
             .blocks
@@ -339,14 +467,22 @@ impl Index {
             return found;
         };
         let mut walk = candidates.iter();
-        walk.advance_to(floor);
+        // Rows from `low` to `high`, inclusive, as the floor and the cursor allow.
+        let mut low = floor.max(self.origin);
+        let mut high = self.origin + u64::from(u32::MAX);
         match (page.order, page.after) {
-            (Order::NewestFirst, Some(0)) => return found,
-            (Order::NewestFirst, Some(after)) => walk.advance_back_to(after - 1),
-            (Order::OldestFirst, Some(u64::MAX)) => return found,
-            (Order::OldestFirst, Some(after)) => walk.advance_to((after + 1).max(floor)),
+            (Order::NewestFirst, Some(after)) => high = high.min(after.saturating_sub(1)),
+            (Order::OldestFirst, Some(after)) => low = low.max(after.saturating_add(1)),
             (_, None) => {}
         }
+        if matches!((page.order, page.after), (Order::NewestFirst, Some(0))) || low > high {
+            return found;
+        }
+        let (Some(low), Some(high)) = (self.row(low), self.row(high)) else {
+            return found;
+        };
+        walk.advance_to(low);
+        walk.advance_back_to(high);
         let timed = filter.start.is_some() || filter.end.is_some();
         let (start, end) = (filter.start.unwrap_or(0), filter.end.unwrap_or(u64::MAX));
         loop {
@@ -354,7 +490,8 @@ impl Index {
                 Order::NewestFirst => walk.next_back(),
                 Order::OldestFirst => walk.next(),
             };
-            let Some(index) = next else { break };
+            let Some(row) = next else { break };
+            let index = self.origin + u64::from(row);
             let check = if timed {
                 self.check_time(index, start, end)
             } else {
@@ -373,9 +510,14 @@ impl Index {
                 }
                 TimeCheck::NoMatch => {}
                 TimeCheck::SkipBlock { first } => match page.order {
-                    Order::NewestFirst if first == 0 => break,
-                    Order::NewestFirst => walk.advance_back_to(first - 1),
-                    Order::OldestFirst => walk.advance_to(first + BLOCK_SLOTS),
+                    Order::NewestFirst => match self.row(first).and_then(|r| r.checked_sub(1)) {
+                        Some(r) => walk.advance_back_to(r),
+                        None => break,
+                    },
+                    Order::OldestFirst => match self.row(first + BLOCK_SLOTS) {
+                        Some(r) => walk.advance_to(r),
+                        None => break,
+                    },
                 },
             }
         }
@@ -383,8 +525,8 @@ impl Index {
     }
 
     /// The entries passing every value filter, or `None` when none can.
-    fn candidates(&self, f: &Filter) -> Option<Cow<'_, RoaringTreemap>> {
-        let mut sets: Vec<Cow<'_, RoaringTreemap>> = Vec::new();
+    fn candidates(&self, f: &Filter) -> Option<Cow<'_, RoaringBitmap>> {
+        let mut sets: Vec<Cow<'_, RoaringBitmap>> = Vec::new();
         for (postings, wanted) in [
             (&self.event_type, &f.event_type),
             (&self.user_id, &f.user_id),
@@ -398,28 +540,68 @@ impl Index {
             }
         }
         if !f.severity.is_empty() {
-            sets.push(union(
-                f.severity.iter().map(|&s| &self.severity[s as usize]),
-            )?);
+            let chosen: Vec<&RoaringBitmap> = f
+                .severity
+                .iter()
+                .map(|&s| &self.severity[s as usize])
+                .collect();
+            sets.push(match chosen.as_slice() {
+                [one] => Cow::Borrowed(*one),
+                _ => Cow::Owned(chosen.into_iter().union()),
+            });
         }
         if !f.ip.is_empty() {
-            let maps = f
-                .ip
-                .iter()
-                .flat_map(|range| -> Box<dyn Iterator<Item = _>> {
-                    match *range {
-                        IpRange::V4(lo, hi) => Box::new(self.ipv4.range(lo..=hi).map(|(_, p)| p)),
-                        IpRange::V6(lo, hi) => Box::new(self.ipv6.range(lo..=hi).map(|(_, p)| p)),
-                    }
-                });
-            sets.push(union(maps)?);
+            let mut lists: Vec<&Posting> = Vec::new();
+            for range in &f.ip {
+                self.postings_in(*range, &mut lists);
+            }
+            sets.push(union(lists.into_iter())?);
         }
         if sets.len() <= 1 {
             return Some(sets.pop().unwrap_or(Cow::Borrowed(&self.entries)));
         }
         sets.sort_by_key(|s| s.len());
-        let both = sets.iter().map(|s| s.as_ref()).intersection();
-        (!both.is_empty()).then_some(Cow::Owned(both))
+        let all = sets.iter().map(|s| s.as_ref()).intersection();
+        (!all.is_empty()).then_some(Cow::Owned(all))
+    }
+
+    /// The posting lists that together hold the addresses in `range`: whole /16 or /48
+    /// lists for the part of the range they fill, single addresses for the rest.
+    fn postings_in<'a>(&'a self, range: IpRange, out: &mut Vec<&'a Posting>) {
+        match range {
+            IpRange::V4(lo, hi) => {
+                let (first, last) = whole_buckets(u128::from(lo), u128::from(hi), 16);
+                match (first, last) {
+                    (Some(f), Some(l)) if f <= l => {
+                        out.extend(self.ipv4_wide.range(f as u16..=l as u16).map(|(_, p)| p));
+                        let (f, l) = ((f as u32) << 16, ((l as u32) << 16) | 0xffff);
+                        if lo < f {
+                            out.extend(self.ipv4.range(lo..f).map(|(_, p)| p));
+                        }
+                        if l < hi {
+                            out.extend(self.ipv4.range(l + 1..=hi).map(|(_, p)| p));
+                        }
+                    }
+                    _ => out.extend(self.ipv4.range(lo..=hi).map(|(_, p)| p)),
+                }
+            }
+            IpRange::V6(lo, hi) => {
+                let (first, last) = whole_buckets(lo, hi, 80);
+                match (first, last) {
+                    (Some(f), Some(l)) if f <= l => {
+                        out.extend(self.ipv6_wide.range(f as u64..=l as u64).map(|(_, p)| p));
+                        let (f, l) = (f << 80, (l << 80) | ((1u128 << 80) - 1));
+                        if lo < f {
+                            out.extend(self.ipv6.range(lo..f).map(|(_, p)| p));
+                        }
+                        if l < hi {
+                            out.extend(self.ipv6.range(l + 1..=hi).map(|(_, p)| p));
+                        }
+                    }
+                    _ => out.extend(self.ipv6.range(lo..=hi).map(|(_, p)| p)),
+                }
+            }
+        }
     }
 
     fn block_of(&self, index: u64) -> Option<&Block> {
@@ -450,14 +632,20 @@ impl Index {
     }
 }
 
-/// The union of posting lists, borrowed when there is one; `None` when there is none.
-fn union<'a>(maps: impl Iterator<Item = &'a RoaringTreemap>) -> Option<Cow<'a, RoaringTreemap>> {
-    let maps: Vec<&RoaringTreemap> = maps.collect();
-    match maps.len() {
-        0 => None,
-        1 => Some(Cow::Borrowed(maps[0])),
-        _ => Some(Cow::Owned(maps.into_iter().union())),
-    }
+/// The buckets (`value >> shift`) lying wholly within `lo..=hi`: the first and the last.
+fn whole_buckets(lo: u128, hi: u128, shift: u32) -> (Option<u128>, Option<u128>) {
+    let size = 1u128 << shift;
+    let first = if lo.is_multiple_of(size) {
+        Some(lo >> shift)
+    } else {
+        (lo >> shift).checked_add(1)
+    };
+    let last = if hi % size == size - 1 {
+        Some(hi >> shift)
+    } else {
+        (hi >> shift).checked_sub(1)
+    };
+    (first, last)
 }
 
 /// An index shared by its follower and the API.
@@ -514,10 +702,20 @@ pub async fn follow(
             _ = stop.cancelled() => return,
         };
         reader = back;
+        let mut restart = None;
         {
             let mut index = index.write();
             for (at, item, position) in batch {
-                index.push(at, item, position);
+                if index.push(at, item, position).is_err() {
+                    // Out of rows: keep the newest half of the row space.
+                    let origin = at
+                        .saturating_sub(u64::from(u32::MAX / 2))
+                        .max(journal.first_index());
+                    tracing::warn!(%pipeline, origin, "query index out of rows; indexing again from a newer record");
+                    *index = Index::new(origin);
+                    restart = Some(origin);
+                    break;
+                }
             }
             index.purge_before(journal.first_index());
             if at_end && !caught_up_once {
@@ -527,6 +725,16 @@ pub async fn follow(
         }
         metrics::gauge!("vellum_query_index_entries", "pipeline" => pipeline.clone())
             .set(index.read().len() as f64);
+        if let Some(origin) = restart {
+            match journal.reader(origin) {
+                Ok(r) => reader = r,
+                Err(e) => {
+                    tracing::error!(%pipeline, error = %e, "query index cannot read the journal; queries see nothing new");
+                    return;
+                }
+            }
+            continue;
+        }
         if at_end {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -624,9 +832,11 @@ mod tests {
                 offset: i % 1000 * 100,
             });
             if i % 50 == 49 {
-                index.push(i, Item::Checkpoint { size: i }, position);
+                index
+                    .push(i, Item::Checkpoint { size: i }, position)
+                    .unwrap();
             } else {
-                index.push(i, Item::Entry(fields(i)), position);
+                index.push(i, Item::Entry(fields(i)), position).unwrap();
                 entries.push((i, fields(i)));
             }
         }
@@ -687,7 +897,7 @@ mod tests {
 
     #[test]
     fn searches_match_a_scan_of_every_entry_in_both_orders_across_pages() {
-        let n = 3 * BLOCK_SLOTS + 123;
+        let n = 5 * BLOCK_SLOTS + 123;
         let (index, entries) = build(n);
         let t = |i: u64| 1_000 + i * 10;
         let filters = vec![
@@ -741,7 +951,7 @@ mod tests {
         ];
         for f in &filters {
             let expected = scan(&entries, f, 0);
-            for limit in [1, 7, 100, 1000] {
+            for limit in [13, 1000] {
                 let newest = all_pages(&index, f, Order::NewestFirst, limit, 0);
                 let mut reversed = expected.clone();
                 reversed.reverse();
@@ -780,7 +990,7 @@ mod tests {
         let first = index.search(&f, &page, 0);
         let before: Vec<u64> = all_pages(&index, &f, Order::NewestFirst, 10, 0);
         for i in 1000..3000 {
-            index.push(i, Item::Entry(fields(i)), None);
+            index.push(i, Item::Entry(fields(i)), None).unwrap();
         }
         let mut rest = Vec::new();
         let mut after = first.hits.last().map(|h| h.index);
@@ -813,12 +1023,10 @@ mod tests {
         index.purge_before(floor);
         assert_eq!(all_pages(&index, &f, Order::OldestFirst, 500, 0), expected);
         assert_eq!(index.blocks.len(), 3, "the first whole block is dropped");
-        assert!(
-            index
-                .user_id
-                .values()
-                .all(|p| p.min().is_some_and(|m| m >= floor))
-        );
+        assert!(index.user_id.values().all(|p| match p {
+            Posting::Few(rows) => rows.iter().all(|&r| u64::from(r) >= floor),
+            Posting::Many(b) => b.min().is_some_and(|m| u64::from(m) >= floor),
+        }));
         let expected: Vec<u64> = entries
             .iter()
             .map(|e| e.0)
@@ -831,11 +1039,97 @@ mod tests {
         // Purging everything leaves an index that takes records from the new front.
         index.purge_before(10 * BLOCK_SLOTS);
         assert!(index.is_empty());
-        index.push(10 * BLOCK_SLOTS + 5, Item::Entry(fields(1)), None);
+        index
+            .push(10 * BLOCK_SLOTS + 5, Item::Entry(fields(1)), None)
+            .unwrap();
         assert_eq!(
             all_pages(&index, &Filter::default(), Order::NewestFirst, 10, 0),
             [10 * BLOCK_SLOTS + 5]
         );
+    }
+
+    #[test]
+    fn long_and_short_posting_lists_and_address_buckets_are_both_used() {
+        let (index, _) = build(5 * BLOCK_SLOTS);
+        let kinds = |p: &Postings| {
+            let many = p.values().filter(|p| matches!(p, Posting::Many(_))).count();
+            (many, p.len() - many)
+        };
+        assert_eq!(
+            kinds(&index.event_type),
+            (3, 0),
+            "thousands of rows each: bitmaps"
+        );
+        assert_eq!(kinds(&index.user_id), (0, 13), "hundreds each: vectors");
+        assert_eq!(index.ipv4_wide.len(), 3);
+        assert_eq!(
+            index.ipv6_wide.len(),
+            2,
+            "odd hashes only: 2001:db8:1:: and 2001:db8:3::"
+        );
+        let mut lists = Vec::new();
+        index.postings_in(net("10.0.0.0/8"), &mut lists);
+        assert_eq!(lists.len(), 3, "the /16 lists, not every address");
+        lists.clear();
+        index.postings_in(net("10.1.0.0/24"), &mut lists);
+        assert_eq!(
+            lists.len(),
+            index.ipv4.range(0x0a01_0000..=0x0a01_00ff).count()
+        );
+        assert_eq!(
+            whole_buckets(0x0a00_0000, 0x0aff_ffff, 16),
+            (Some(0x0a00), Some(0x0aff))
+        );
+        assert_eq!(
+            whole_buckets(0x0a00_0001, 0x0a01_fffe, 16),
+            (Some(0x0a01), Some(0x0a00))
+        );
+    }
+
+    #[test]
+    fn rows_are_counted_from_the_origin_and_run_out_after_2_pow_32() {
+        let origin = 7_000_000_000;
+        let mut index = Index::new(origin);
+        index
+            .push(origin + 3, Item::Entry(fields(3)), None)
+            .unwrap();
+        index
+            .push(origin + 9, Item::Entry(fields(9)), None)
+            .unwrap();
+        let page = PageRequest {
+            order: Order::NewestFirst,
+            after: None,
+            limit: 10,
+        };
+        let hits: Vec<u64> = index
+            .search(&Filter::default(), &page, 0)
+            .hits
+            .iter()
+            .map(|h| h.index)
+            .collect();
+        assert_eq!(hits, [origin + 9, origin + 3]);
+        let after = PageRequest {
+            after: Some(origin + 9),
+            ..page
+        };
+        assert_eq!(index.search(&Filter::default(), &after, 0).hits.len(), 1);
+        let before_origin = PageRequest {
+            after: Some(5),
+            ..page
+        };
+        assert!(
+            index
+                .search(&Filter::default(), &before_origin, 0)
+                .hits
+                .is_empty()
+        );
+        let last = origin + u64::from(u32::MAX);
+        assert_eq!(
+            index.push(last + 1, Item::Entry(fields(1)), None),
+            Err(RowsExhausted)
+        );
+        index.push(last, Item::Entry(fields(1)), None).unwrap();
+        assert_eq!(index.len(), 3);
     }
 
     #[test]
@@ -859,9 +1153,9 @@ mod tests {
             })
         };
         for i in (100..200).filter(|i| !(120..140).contains(i)) {
-            index.push(i, Item::Entry(fields(i)), at(i));
+            index.push(i, Item::Entry(fields(i)), at(i)).unwrap();
         }
-        index.push(150, Item::Entry(fields(1)), None); // already indexed: ignored
+        index.push(150, Item::Entry(fields(1)), None).unwrap(); // already indexed: ignored
         let hits = index
             .search(
                 &Filter::default(),
