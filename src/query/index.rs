@@ -693,13 +693,18 @@ pub async fn follow(
     loop {
         committed.borrow_and_update();
         let name = pipeline.clone();
-        let read = tokio::task::spawn_blocking(move || {
+        let mut read = tokio::task::spawn_blocking(move || {
             let batch = read_batch(&name, &mut reader);
             (reader, batch)
         });
         let (back, (batch, at_end)) = tokio::select! {
-            r = read => match r { Ok(r) => r, Err(_) => return },
-            _ = stop.cancelled() => return,
+            r = &mut read => match r { Ok(r) => r, Err(_) => return },
+            _ = stop.cancelled() => {
+                // The read is short; waiting for it lets go of the journal before the
+                // daemon may open it again.
+                let _ = read.await;
+                return;
+            }
         };
         reader = back;
         let mut restart = None;
