@@ -11,5 +11,6 @@ pub mod exporters;
 pub mod journal;
 pub mod pipeline;
 pub mod processors;
+pub mod query;
 pub mod receivers;
 pub mod telemetry;

@@ -143,6 +143,9 @@ pub struct ServiceConfig {
     pub storage: StorageConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The query API (`crate::query`); off without a token.
+    #[serde(default)]
+    pub api: Option<crate::query::ApiConfig>,
     pub pipelines: BTreeMap<String, PipelineConfig>,
 }
 
@@ -358,6 +361,10 @@ impl Loader {
         if let Some(service) = &service {
             let service_node = root.get("service").unwrap_or(root);
             self.check_graph(service, service_node, &receivers, &processors, &exporters);
+            for (inner, message) in service.api.iter().flat_map(|api| api.problems()) {
+                let pos = service_node.locate(&format!("api.{inner}"));
+                self.problem(format!("service.api.{inner}"), pos, message);
+            }
         }
         match service {
             Some(service) if self.problems.is_empty() => Ok(Config {
@@ -794,5 +801,28 @@ extensions: {}
             "{}",
             problems[0].message
         );
+    }
+
+    #[test]
+    fn a_short_api_token_is_located_and_never_echoed() {
+        let yaml = GOOD.replace(
+            "  storage: { directory: /tmp/state }\n",
+            "  storage: { directory: /tmp/state }\n  api:\n    endpoint: 127.0.0.1:8090\n    token: tooshort-secret\n",
+        );
+        let problems = load(&yaml).unwrap_err();
+        assert_eq!(places(&problems), vec![("service.api.token", 14)]);
+        assert!(problems[0].message.contains("at least 16"));
+        assert!(
+            !problems[0].message.contains("tooshort"),
+            "a token is never echoed"
+        );
+        let fine = GOOD.replace(
+            "  storage: { directory: /tmp/state }\n",
+            "  storage: { directory: /tmp/state }\n  api: { token: \"0123456789abcdef\" }\n",
+        );
+        let config = load(&fine).unwrap();
+        let api = config.service.api.unwrap();
+        assert_eq!(api.endpoint.as_str(), "127.0.0.1:8090");
+        assert!(api.token.is_some());
     }
 }

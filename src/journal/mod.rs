@@ -58,6 +58,7 @@
 
 mod cursor;
 mod error;
+mod fetch;
 mod frame;
 mod handle;
 pub mod lock;
@@ -77,8 +78,9 @@ use tokio::sync::watch;
 
 pub use cursor::Cursor;
 pub use error::JournalError;
+pub use fetch::RecordFetcher;
 pub use handle::{Journal, PurgeReport};
-pub use reader::JournalReader;
+pub use reader::{JournalReader, RecordPosition};
 pub use recovery::{Corruption, RecoveryReport, TruncatedTail};
 pub use writer::JournalWriter;
 

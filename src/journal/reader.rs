@@ -33,6 +33,19 @@ pub struct JournalReader {
     segment: Option<OpenSegment>,
     /// Reused from segment to segment.
     window: Window,
+    /// Where the record returned last starts.
+    last: Option<RecordPosition>,
+}
+
+/// Where a record's frame starts: its segment (named by the segment's first index) and
+/// the byte offset in it. Hand it to a [`RecordFetcher`](super::RecordFetcher) to read
+/// that record, or one a few after it, without scanning the segment from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordPosition {
+    /// The first index of the segment (its file name).
+    pub segment: u64,
+    /// Bytes from the start of the segment file.
+    pub offset: u64,
 }
 
 struct OpenSegment {
@@ -67,7 +80,13 @@ impl JournalReader {
             end: from,
             segment: None,
             window: Window::default(),
+            last: None,
         }
+    }
+
+    /// Where the record `next()` returned last starts, for random access later.
+    pub fn last_position(&self) -> Option<RecordPosition> {
+        self.last
     }
 
     /// The index of the next record to be returned (where a cursor should point once
@@ -282,6 +301,10 @@ impl Iterator for JournalReader {
                         Err(e) => return Some(Err(e)),
                     };
                     segment.position = Position::At(pos + len);
+                    self.last = Some(RecordPosition {
+                        segment: segment.first_index,
+                        offset: pos,
+                    });
                     self.next = index + 1;
                     return Some(Ok((index, payload)));
                 }

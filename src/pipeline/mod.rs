@@ -213,6 +213,8 @@ pub enum StartError {
     Exporter { id: String, detail: String },
     #[error("{0}")]
     Keys(String),
+    #[error("{0}")]
+    QueryApi(std::io::Error),
 }
 
 struct RunningReceiver {
@@ -233,6 +235,7 @@ struct RunningPipeline {
     stream: String,
     /// The checkpoint origin line, when the pipeline has a chain.
     origin: Option<String>,
+    keys: Option<KeyRing>,
     intake: Arc<PipelineIntake>,
     writer: std::thread::JoinHandle<JournalWriter>,
     drivers: Vec<tokio::task::JoinHandle<()>>,
@@ -259,6 +262,7 @@ pub struct Service {
     retention_stop: CancellationToken,
     /// The storage settings in force (retention is read from them at each pipeline start).
     storage_config: StorageConfig,
+    query: Option<crate::query::QueryApi>,
     _lock: StorageLock,
     /// The telemetry board this service reports on, and what it put there.
     attached: Option<(Arc<Status>, Arc<ServiceStatus>)>,
@@ -272,6 +276,11 @@ impl Service {
             .flat_map(|r| &r.handles)
             .flat_map(|r| r.local_addrs.iter().map(|a| (r.id.clone(), *a)))
             .collect()
+    }
+
+    /// Where the query API listens, when it is on.
+    pub fn query_addr(&self) -> Option<std::net::SocketAddr> {
+        self.query.as_ref().map(|q| q.local_addr())
     }
 
     /// Each pipeline's journal, for status and tests.
@@ -308,6 +317,9 @@ impl Service {
     pub async fn shutdown(mut self, drain_timeout: Duration) {
         if let Some((status, board)) = &self.attached {
             status.detach(board);
+        }
+        if let Some(query) = self.query.take() {
+            query.shutdown().await;
         }
         self.receivers_stop.cancel();
         for r in self.receivers {
@@ -484,6 +496,7 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
         exporters_abandon,
         retention_stop,
         storage_config: config.service.storage.clone(),
+        query: None,
         _lock: lock,
         attached: None,
     };
@@ -507,7 +520,29 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
             return Err(StartError::Receiver(e));
         }
     }
+    if let Err(e) = service.start_query_api(config).await {
+        service.shutdown(Duration::from_secs(5)).await;
+        return Err(StartError::QueryApi(e));
+    }
     Ok(service)
+}
+
+impl Service {
+    /// Starts the query API over the running pipelines' journals (when it is configured).
+    async fn start_query_api(&mut self, config: &Config) -> std::io::Result<()> {
+        let sources = self
+            .pipelines
+            .iter()
+            .map(|p| crate::query::QuerySource {
+                pipeline: p.id.clone(),
+                stream: p.stream.clone(),
+                journal: p.journal.clone(),
+                keys: p.keys.clone(),
+            })
+            .collect();
+        self.query = crate::query::start(config.service.api.as_ref(), sources).await?;
+        Ok(())
+    }
 }
 
 /// The journal's own record limit: the record limit plus room for the integrity fields
@@ -694,6 +729,7 @@ impl Service {
         let running = RunningPipeline {
             id: p.id,
             dir,
+            keys: p.keys,
             stream: p.stream,
             origin,
             intake,

@@ -307,6 +307,14 @@ impl Service {
                 }
             ));
         }
+        // The query API follows the new set of pipelines (its index is rebuilt from the
+        // journals, answering `"complete": false` until it has caught up).
+        if let Some(query) = self.query.take() {
+            query.shutdown().await;
+        }
+        if let Err(e) = self.start_query_api(config).await {
+            errors.push(format!("the query API could not start: {e}"));
+        }
         if let Some(status) = telemetry {
             self.attach(&status, &config.service.telemetry);
         }

@@ -1,0 +1,934 @@
+//! The HTTP side of the query API: authorization, parameters, pages and verification.
+//!
+//! `GET /api/v1/audit?…` and `POST /api/v1/audit/query` take the same filters (see the
+//! [module docs](super) for the list); both answer one page:
+//!
+//! ```json
+//! {"pipeline": "logs/audit", "stream": "logs/audit", "order": "newest_first",
+//!  "complete": true, "count": 1,
+//!  "entries": [{"entry": {…the sealed entry, byte for byte…},
+//!               "verification": {"hash": "…", "hash_valid": true, "mac_valid": true, "checkpoint": 200}}],
+//!  "next_cursor": "AQAB…"}
+//! ```
+//!
+//! `complete` says whether the index had read everything the journal had committed when
+//! the query ran (it is false while the index is built at start). Errors are JSON
+//! `{"error": "…", "parameter": "limit"}` with 400 (a parameter), 401 (the token, with
+//! `WWW-Authenticate: Bearer`), 413 (a body over 64 KiB) or 500 (the journal unreadable).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::fields::MAX_VALUE_BYTES;
+use super::index::{Filter, IpRange, Order, PageRequest, SharedIndex};
+use crate::event::{Severity, parse_time};
+use crate::evidence::hmac::KeyRing;
+use crate::evidence::merkle::{Hash, leaf_hash, parse_hex_hash};
+use crate::evidence::{jcs, verify::parse_entry};
+use crate::journal::Journal;
+use crate::pipeline::frame::Frame;
+
+pub const GET_PATH: &str = "/api/v1/audit";
+pub const POST_PATH: &str = "/api/v1/audit/query";
+/// The largest `POST` body taken.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const DEFAULT_LIMIT: u64 = 100;
+pub const MAX_LIMIT: u64 = 1000;
+/// The most values one filter may list.
+pub const MAX_VALUES: usize = 1000;
+
+/// One pipeline's journal, its index and what verifying its entries needs.
+pub struct Source {
+    pub pipeline: String,
+    pub stream: String,
+    pub journal: Journal,
+    pub keys: Option<KeyRing>,
+    pub index: SharedIndex,
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    /// SHA-256 of the token: comparing digests takes the same time whatever the lengths.
+    pub token_digest: [u8; 32],
+    pub sources: Arc<Vec<Source>>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route(GET_PATH, axum::routing::get(get_audit))
+        .route(POST_PATH, axum::routing::post(post_query))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!("vellum_query_requests_total", "outcome" => outcome).increment(1);
+}
+
+fn refuse(status: StatusCode, parameter: Option<&str>, message: impl Into<String>) -> Response {
+    let mut body = json!({ "error": message.into() });
+    if let Some(p) = parameter {
+        body["parameter"] = json!(p);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+async fn authorize(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let (message, challenge) = match given {
+        Some(token) => {
+            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            if bool::from(digest.ct_eq(&state.token_digest)) {
+                return next.run(request).await;
+            }
+            (
+                "wrong bearer token",
+                r#"Bearer realm="vellum", error="invalid_token""#,
+            )
+        }
+        None => (
+            "this API needs `Authorization: Bearer <token>`",
+            r#"Bearer realm="vellum""#,
+        ),
+    };
+    count("unauthorized");
+    let mut response = refuse(StatusCode::UNAUTHORIZED, None, message);
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
+}
+
+/// The token of an `Authorization` value of the `Bearer` scheme (named in any case).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+async fn get_audit(
+    State(state): State<ApiState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let pairs = match query {
+        Ok(Query(pairs)) => pairs,
+        Err(e) => {
+            count("bad_request");
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                None,
+                format!("the query string cannot be read: {e}"),
+            );
+        }
+    };
+    match RawRequest::from_pairs(pairs) {
+        Ok(raw) => answer(state, raw).await,
+        Err(bad) => bad.response(),
+    }
+}
+
+async fn post_query(
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let status = e.status();
+            count(if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "bad_request"
+            });
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the body is over {MAX_BODY_BYTES} bytes")
+            } else {
+                e.body_text()
+            };
+            return refuse(status, None, message);
+        }
+    };
+    match RawRequest::from_json(&body) {
+        Ok(raw) => answer(state, raw).await,
+        Err(bad) => bad.response(),
+    }
+}
+
+async fn answer(state: ApiState, raw: RawRequest) -> Response {
+    let request = match raw.validate(&state.sources) {
+        Ok(r) => r,
+        Err(bad) => return bad.response(),
+    };
+    let sources = state.sources.clone();
+    match tokio::task::spawn_blocking(move || run(&sources[request.source], &request)).await {
+        Ok(Ok(page)) => {
+            count("ok");
+            (StatusCode::OK, axum::Json(page)).into_response()
+        }
+        Ok(Err(e)) => {
+            count("error");
+            tracing::error!(error = %e, "query API: cannot read the journal");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                "cannot read the journal; see the daemon's log",
+            )
+        }
+        Err(e) => {
+            count("error");
+            tracing::error!(error = %e, "query API: the query task failed");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                "the query failed; see the daemon's log",
+            )
+        }
+    }
+}
+
+/// A parameter that cannot be used, and why.
+#[derive(Debug, PartialEq)]
+pub struct BadParameter {
+    pub parameter: String,
+    pub message: String,
+}
+
+impl BadParameter {
+    fn new(parameter: &str, message: impl Into<String>) -> BadParameter {
+        BadParameter {
+            parameter: parameter.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn response(&self) -> Response {
+        count("bad_request");
+        refuse(
+            StatusCode::BAD_REQUEST,
+            Some(&self.parameter),
+            format!("`{}`: {}", self.parameter, self.message),
+        )
+    }
+}
+
+/// A value as the user gave it, cut short for an error message.
+fn shown(value: &str) -> String {
+    let mut end = value.len().min(80);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < value.len() {
+        format!("{}…", &value[..end])
+    } else {
+        value.to_string()
+    }
+}
+
+/// A filter's values: a string, a number, or a list of them.
+#[derive(Debug, Default, PartialEq)]
+struct Values(Vec<String>);
+
+impl<'de> Deserialize<'de> for Values {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Values, D::Error> {
+        let scalar = |v: Value| match v {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let wrong = || serde::de::Error::custom("expected a string, a number, or a list of them");
+        match Value::deserialize(d)? {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| scalar(v).ok_or_else(wrong))
+                .collect::<Result<_, _>>()
+                .map(Values),
+            other => scalar(other).map(|s| Values(vec![s])).ok_or_else(wrong),
+        }
+    }
+}
+
+/// A request as given, before its values are checked: the query string of a `GET` or
+/// the JSON body of a `POST`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    start: Option<String>,
+    end: Option<String>,
+    #[serde(default)]
+    event_type: Values,
+    #[serde(default)]
+    severity: Values,
+    #[serde(default)]
+    user_id: Values,
+    #[serde(default)]
+    action: Values,
+    #[serde(default)]
+    status: Values,
+    #[serde(default)]
+    ip: Values,
+    pipeline: Option<String>,
+    order: Option<String>,
+    limit: Option<u64>,
+    cursor: Option<String>,
+}
+
+const PARAMETERS: &str =
+    "start, end, event_type, severity, user_id, action, status, ip, pipeline, order, limit, cursor";
+
+impl RawRequest {
+    /// From a query string's pairs: a filter named again adds a value (any of them
+    /// matches); any other parameter may appear once.
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<RawRequest, BadParameter> {
+        let mut raw = RawRequest::default();
+        for (name, value) in pairs {
+            let once = |slot: &mut Option<String>, value: String| match slot {
+                Some(_) => Err(BadParameter::new(&name, "is given more than once")),
+                None => {
+                    *slot = Some(value);
+                    Ok(())
+                }
+            };
+            match name.as_str() {
+                "start" => once(&mut raw.start, value)?,
+                "end" => once(&mut raw.end, value)?,
+                "pipeline" => once(&mut raw.pipeline, value)?,
+                "order" => once(&mut raw.order, value)?,
+                "cursor" => once(&mut raw.cursor, value)?,
+                "limit" => {
+                    if raw.limit.is_some() {
+                        return Err(BadParameter::new("limit", "is given more than once"));
+                    }
+                    raw.limit = Some(value.parse().map_err(|_| {
+                        BadParameter::new(
+                            "limit",
+                            format!(
+                                "`{}` is not a whole number from 1 to {MAX_LIMIT}",
+                                shown(&value)
+                            ),
+                        )
+                    })?);
+                }
+                "event_type" => raw.event_type.0.push(value),
+                "severity" => raw.severity.0.push(value),
+                "user_id" => raw.user_id.0.push(value),
+                "action" => raw.action.0.push(value),
+                "status" => raw.status.0.push(value),
+                "ip" => raw.ip.0.push(value),
+                other => {
+                    return Err(BadParameter::new(
+                        other,
+                        format!("unknown parameter; the parameters are {PARAMETERS}"),
+                    ));
+                }
+            }
+        }
+        Ok(raw)
+    }
+
+    fn from_json(body: &[u8]) -> Result<RawRequest, BadParameter> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let raw: RawRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            if let Some(name) = unknown_field(&message) {
+                return BadParameter::new(
+                    &name,
+                    format!("unknown parameter; the parameters are {PARAMETERS}"),
+                );
+            }
+            match path
+                .split(['.', '['])
+                .next()
+                .filter(|p| !p.is_empty() && *p != "?")
+            {
+                Some(parameter) => BadParameter::new(parameter, message),
+                None => BadParameter::new(
+                    "body",
+                    format!("expected a JSON object of parameters: {message}"),
+                ),
+            }
+        })?;
+        de.end().map_err(|e| {
+            BadParameter::new(
+                "body",
+                format!("expected one JSON object of parameters: {e}"),
+            )
+        })?;
+        Ok(raw)
+    }
+
+    fn validate(self, sources: &[Source]) -> Result<Request, BadParameter> {
+        let source = match &self.pipeline {
+            Some(id) => sources
+                .iter()
+                .position(|s| &s.pipeline == id)
+                .ok_or_else(|| {
+                    BadParameter::new(
+                        "pipeline",
+                        format!(
+                            "no pipeline `{}`; there are: {}",
+                            shown(id),
+                            pipeline_list(sources)
+                        ),
+                    )
+                })?,
+            None if sources.len() == 1 => 0,
+            None => {
+                return Err(BadParameter::new(
+                    "pipeline",
+                    format!(
+                        "several pipelines run; name one of: {}",
+                        pipeline_list(sources)
+                    ),
+                ));
+            }
+        };
+        let time = |name: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|t| {
+                    parse_time(t).ok_or_else(|| {
+                        BadParameter::new(
+                            name,
+                            format!(
+                                "`{}` is not an RFC 3339 time such as 2026-01-31T12:00:00Z",
+                                shown(t)
+                            ),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let start = time("start", &self.start)?;
+        let end = time("end", &self.end)?;
+        if let (Some(s), Some(e)) = (start, end)
+            && e < s
+        {
+            return Err(BadParameter::new("end", "is before `start`"));
+        }
+        let mut filter = Filter {
+            start,
+            end,
+            event_type: strings("event_type", self.event_type)?,
+            severity: severities(self.severity)?,
+            user_id: strings("user_id", self.user_id)?,
+            action: strings("action", self.action)?,
+            status: strings("status", self.status)?,
+            ip: ip_ranges(self.ip)?,
+        };
+        filter.severity.sort();
+        filter.severity.dedup();
+        let order = match self.order.as_deref() {
+            None | Some("newest_first") | Some("desc") => Order::NewestFirst,
+            Some("oldest_first") | Some("asc") => Order::OldestFirst,
+            Some(other) => {
+                return Err(BadParameter::new(
+                    "order",
+                    format!(
+                        "`{}` is neither `newest_first` (`desc`) nor `oldest_first` (`asc`)",
+                        shown(other)
+                    ),
+                ));
+            }
+        };
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(BadParameter::new(
+                "limit",
+                format!("{limit} is not from 1 to {MAX_LIMIT}"),
+            ));
+        }
+        let fingerprint = fingerprint(&sources[source].pipeline, &filter);
+        let after = match &self.cursor {
+            None => None,
+            Some(text) => Some(Cursor::decode(text, order, fingerprint)?),
+        };
+        Ok(Request {
+            source,
+            filter,
+            page: PageRequest {
+                order,
+                after,
+                limit: limit as usize,
+            },
+            fingerprint,
+        })
+    }
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+fn pipeline_list(sources: &[Source]) -> String {
+    sources
+        .iter()
+        .map(|s| s.pipeline.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn strings(name: &str, values: Values) -> Result<Vec<String>, BadParameter> {
+    let mut values = values.0;
+    if values.len() > MAX_VALUES {
+        return Err(BadParameter::new(
+            name,
+            format!("{} values; at most {MAX_VALUES} are taken", values.len()),
+        ));
+    }
+    if values.iter().any(|v| v.is_empty()) {
+        return Err(BadParameter::new(name, "a value is empty"));
+    }
+    if let Some(v) = values.iter().find(|v| v.len() > MAX_VALUE_BYTES) {
+        return Err(BadParameter::new(
+            name,
+            format!(
+                "`{}` is longer than {MAX_VALUE_BYTES} bytes, which no indexed value is",
+                shown(v)
+            ),
+        ));
+    }
+    values.sort();
+    values.dedup();
+    Ok(values)
+}
+
+/// Severity names, each alone or as `>=name` (that grade or above).
+fn severities(values: Values) -> Result<Vec<Severity>, BadParameter> {
+    let mut out = Vec::new();
+    for value in strings("severity", values)? {
+        let (at_least, name) = match value.strip_prefix(">=") {
+            Some(name) => (true, name.trim()),
+            None => (false, value.as_str()),
+        };
+        let Some(severity) = Severity::parse(name) else {
+            return Err(BadParameter::new(
+                "severity",
+                format!(
+                    "`{}` is not one of info, low, medium, high, critical (alone or after `>=`)",
+                    shown(&value)
+                ),
+            ));
+        };
+        if at_least {
+            out.extend(Severity::ALL.into_iter().filter(|s| *s >= severity));
+        } else {
+            out.push(severity);
+        }
+    }
+    Ok(out)
+}
+
+/// Addresses and CIDR blocks, IPv4 or IPv6.
+fn ip_ranges(values: Values) -> Result<Vec<IpRange>, BadParameter> {
+    let mut out = Vec::new();
+    for value in strings("ip", values)? {
+        let net = value
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                BadParameter::new("ip", format!("`{}` is neither an IP address nor a CIDR block such as 10.0.0.0/8 or 2001:db8::/32", shown(&value)))
+            })?;
+        out.push(IpRange::from_net(net));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A request checked and resolved.
+#[derive(Debug)]
+struct Request {
+    source: usize,
+    filter: Filter,
+    page: PageRequest,
+    fingerprint: [u8; 8],
+}
+
+/// Ties a cursor to the pipeline and filters it was made for, so that it is never
+/// used to page through another query's results.
+fn fingerprint(pipeline: &str, f: &Filter) -> [u8; 8] {
+    let ips: Vec<String> = f.ip.iter().map(|r| format!("{r:?}")).collect();
+    let severities: Vec<&str> = f.severity.iter().map(|s| s.as_str()).collect();
+    let normal = json!([
+        pipeline,
+        f.start,
+        f.end,
+        f.event_type,
+        severities,
+        f.user_id,
+        f.action,
+        f.status,
+        ips
+    ]);
+    let digest = Sha256::digest(normal.to_string().as_bytes());
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&digest[..8]);
+    out
+}
+
+/// The opaque `cursor`: format version, order, the journal index the page ended at, and
+/// the query's fingerprint, in URL-safe base64.
+struct Cursor;
+
+const CURSOR_VERSION: u8 = 1;
+
+impl Cursor {
+    fn encode(order: Order, last: u64, fingerprint: [u8; 8]) -> String {
+        let mut bytes = Vec::with_capacity(18);
+        bytes.push(CURSOR_VERSION);
+        bytes.push(match order {
+            Order::NewestFirst => 0,
+            Order::OldestFirst => 1,
+        });
+        bytes.extend_from_slice(&last.to_le_bytes());
+        bytes.extend_from_slice(&fingerprint);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn decode(text: &str, order: Order, fingerprint: [u8; 8]) -> Result<u64, BadParameter> {
+        let bad = |m: &str| BadParameter::new("cursor", m);
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .map_err(|_| bad("is not a cursor this API gave"))?;
+        let [version, order_byte, rest @ ..] = bytes.as_slice() else {
+            return Err(bad("is not a cursor this API gave"));
+        };
+        if *version != CURSOR_VERSION || rest.len() != 16 || *order_byte > 1 {
+            return Err(bad("is not a cursor this API gave"));
+        }
+        let made_for = if *order_byte == 0 {
+            Order::NewestFirst
+        } else {
+            Order::OldestFirst
+        };
+        if made_for != order {
+            return Err(bad(
+                "was made for the other `order`; repeat the query's parameters with it",
+            ));
+        }
+        if rest[8..] != fingerprint {
+            return Err(bad(
+                "was made for a query with other filters or another pipeline; repeat that query's parameters with it",
+            ));
+        }
+        let mut last = [0u8; 8];
+        last.copy_from_slice(&rest[..8]);
+        Ok(u64::from_le_bytes(last))
+    }
+}
+
+#[derive(Serialize)]
+struct Page {
+    pipeline: String,
+    stream: String,
+    order: &'static str,
+    complete: bool,
+    count: usize,
+    entries: Vec<PageEntry>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PageEntry {
+    /// The entry as sealed; null in the unexpected case that it is not JSON.
+    entry: Option<Box<RawValue>>,
+    verification: Verification,
+}
+
+/// What the API checked of one entry.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Verification {
+    /// The leaf hash recomputed from the entry: SHA-256(0x00 || JCS(entry without
+    /// `hash` and `mac`)), hex; null when the entry is not a JSON object.
+    pub hash: Option<String>,
+    /// Whether the entry's `hash` is that leaf hash.
+    pub hash_valid: bool,
+    /// Whether the entry's `mac` is the HMAC of the leaf hash under its `kid`; null when
+    /// the pipeline signs with no key.
+    pub mac_valid: Option<bool>,
+    /// The size of the first signed checkpoint that covers the entry; null before one is.
+    pub checkpoint: Option<u64>,
+}
+
+/// Checks an entry line against the evidence format (§1): its leaf hash and its mac.
+pub fn verify_entry(line: &[u8], keys: Option<&KeyRing>, checkpoint: Option<u64>) -> Verification {
+    let Ok(mut entry) = parse_entry(line) else {
+        return Verification {
+            hash: None,
+            hash_valid: false,
+            mac_valid: keys.map(|_| false),
+            checkpoint,
+        };
+    };
+    let claimed = entry.remove("hash");
+    let mac = entry.remove("mac");
+    let entry = Value::Object(entry);
+    let leaf: Hash = leaf_hash(&jcs::to_vec(&entry));
+    let hash_valid = claimed
+        .as_ref()
+        .and_then(Value::as_str)
+        .and_then(parse_hex_hash)
+        == Some(leaf);
+    let mac_valid = keys.map(|ring| {
+        match (
+            entry.get("kid").and_then(Value::as_str),
+            mac.as_ref().and_then(Value::as_str),
+        ) {
+            (Some(kid), Some(mac)) => ring.verify(kid, &leaf, mac).is_ok(),
+            _ => false,
+        }
+    });
+    Verification {
+        hash: Some(hex::encode(leaf)),
+        hash_valid,
+        mac_valid,
+        checkpoint,
+    }
+}
+
+/// Runs a request: the index finds the page, the journal gives its entries.
+fn run(source: &Source, request: &Request) -> Result<Page, crate::journal::JournalError> {
+    let floor = source.journal.first_index();
+    let (found, indexed_end) = {
+        let index = source.index.read();
+        (
+            index.search(&request.filter, &request.page, floor),
+            index.end(),
+        )
+    };
+    let complete = indexed_end >= source.journal.committed_end();
+    let mut fetcher = source.journal.fetcher();
+    let mut lines = Vec::with_capacity(found.hits.len());
+    for hit in &found.hits {
+        // None: purged since the search; the page is shorter, the cursor still right.
+        if let Some(payload) = fetcher.read(hit.index, hit.near)? {
+            match Frame::decode(&payload) {
+                Ok(Frame::Entry { seq, line }) => lines.push((seq, line.to_vec())),
+                _ => {
+                    tracing::warn!(pipeline = %source.pipeline, index = hit.index, "query API: an indexed record is not an entry")
+                }
+            }
+        }
+    }
+    let checkpoints: Vec<Option<u64>> = {
+        let index = source.index.read();
+        lines
+            .iter()
+            .map(|(seq, _)| index.checkpoint_covering(*seq))
+            .collect()
+    };
+    let entries = lines
+        .into_iter()
+        .zip(checkpoints)
+        .map(|((_, line), checkpoint)| {
+            let verification = verify_entry(&line, source.keys.as_ref(), checkpoint);
+            let entry = String::from_utf8(line)
+                .ok()
+                .and_then(|text| RawValue::from_string(text).ok());
+            PageEntry {
+                entry,
+                verification,
+            }
+        })
+        .collect::<Vec<_>>();
+    let next_cursor = found
+        .more
+        .then(|| found.hits.last())
+        .flatten()
+        .map(|last| Cursor::encode(request.page.order, last.index, request.fingerprint));
+    Ok(Page {
+        pipeline: source.pipeline.clone(),
+        stream: source.stream.clone(),
+        order: match request.page.order {
+            Order::NewestFirst => "newest_first",
+            Order::OldestFirst => "oldest_first",
+        },
+        complete,
+        count: entries.len(),
+        entries,
+        next_cursor,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::seal::Chain;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn checked(raw: RawRequest) -> Result<Request, BadParameter> {
+        // Validation needs sources only to name pipelines; an empty journal will do.
+        let dir = tempfile::tempdir().unwrap();
+        let (_writer, journal, _) = crate::journal::open(dir.path(), Default::default()).unwrap();
+        let sources = vec![Source {
+            pipeline: "logs/audit".into(),
+            stream: "logs/audit".into(),
+            journal,
+            keys: None,
+            index: SharedIndex::default(),
+        }];
+        raw.validate(&sources)
+    }
+
+    fn bad_get(q: &[(&str, &str)]) -> String {
+        match RawRequest::from_pairs(pairs(q)).and_then(checked) {
+            Err(b) => b.parameter,
+            Ok(r) => panic!("accepted {q:?} as {r:?}"),
+        }
+    }
+
+    fn bad_post(body: &str) -> String {
+        match RawRequest::from_json(body.as_bytes()).and_then(checked) {
+            Err(b) => b.parameter,
+            Ok(r) => panic!("accepted {body} as {r:?}"),
+        }
+    }
+
+    #[test]
+    fn each_bad_parameter_is_named() {
+        assert_eq!(bad_get(&[("limit", "0")]), "limit");
+        assert_eq!(bad_get(&[("limit", "1001")]), "limit");
+        assert_eq!(bad_get(&[("limit", "ten")]), "limit");
+        assert_eq!(bad_get(&[("limit", "5"), ("limit", "6")]), "limit");
+        assert_eq!(bad_get(&[("start", "yesterday")]), "start");
+        assert_eq!(
+            bad_get(&[
+                ("start", "2026-01-02T00:00:00Z"),
+                ("end", "2026-01-01T00:00:00Z")
+            ]),
+            "end"
+        );
+        assert_eq!(bad_get(&[("severity", "severe")]), "severity");
+        assert_eq!(bad_get(&[("severity", ">=")]), "severity");
+        assert_eq!(bad_get(&[("ip", "10.0.0.0/33")]), "ip");
+        assert_eq!(bad_get(&[("user_id", "")]), "user_id");
+        assert_eq!(bad_get(&[("order", "sideways")]), "order");
+        assert_eq!(bad_get(&[("pipeline", "logs/other")]), "pipeline");
+        assert_eq!(bad_get(&[("cursor", "!!!")]), "cursor");
+        assert_eq!(bad_get(&[("cursor", "AQ")]), "cursor");
+        assert_eq!(bad_get(&[("usr", "u1")]), "usr");
+        assert_eq!(bad_post(r#"{"limit": "ten"}"#), "limit");
+        assert_eq!(bad_post(r#"{"ip": ["10.0.0.0/8", "nope"]}"#), "ip");
+        assert_eq!(bad_post(r#"{"user_id": [{"a": 1}]}"#), "user_id");
+        assert_eq!(bad_post(r#"{"users": ["a"]}"#), "users");
+        assert_eq!(bad_post(r#"{"limit": 5} trailing"#), "body");
+        assert_eq!(bad_post(r#"[1, 2]"#), "body");
+        assert_eq!(bad_post(r#"{"limit": -1}"#), "limit");
+    }
+
+    #[test]
+    fn get_and_post_give_the_same_filter_and_so_the_same_cursors() {
+        let get = RawRequest::from_pairs(pairs(&[
+            ("user_id", "u2"),
+            ("user_id", "u1"),
+            ("status", "403"),
+            ("severity", ">=high"),
+            ("ip", "10.0.0.0/8"),
+            ("start", "2026-01-01T00:00:00+01:00"),
+            ("limit", "5"),
+        ]))
+        .and_then(checked)
+        .unwrap();
+        let post = RawRequest::from_json(
+            br#"{"user_id": ["u1", "u2", "u1"], "status": 403, "severity": ["critical", "high"],
+                 "ip": ["10.1.2.3/8"], "start": "2025-12-31T23:00:00Z", "limit": 5}"#,
+        )
+        .and_then(checked)
+        .unwrap();
+        assert_eq!(get.filter, post.filter);
+        assert_eq!(get.filter.severity, [Severity::High, Severity::Critical]);
+        assert_eq!(get.filter.start, Some(1_767_222_000_000_000_000));
+        assert_eq!(get.fingerprint, post.fingerprint);
+        assert_eq!(get.page.limit, 5);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_another_query_or_order() {
+        let fp = [1, 2, 3, 4, 5, 6, 7, 8];
+        let text = Cursor::encode(Order::NewestFirst, 123_456_789, fp);
+        assert_eq!(
+            Cursor::decode(&text, Order::NewestFirst, fp),
+            Ok(123_456_789)
+        );
+        assert!(Cursor::decode(&text, Order::OldestFirst, fp).is_err());
+        assert!(Cursor::decode(&text, Order::NewestFirst, [0; 8]).is_err());
+        assert!(Cursor::decode("", Order::NewestFirst, fp).is_err());
+    }
+
+    #[test]
+    fn verification_recomputes_the_leaf_and_checks_the_mac() {
+        let keys = KeyRing::new(vec![("k1".into(), vec![7; 32])]).unwrap();
+        let mut chain = Chain::new("s", Some(keys.clone())).unwrap();
+        let mut record = crate::event::Record::new("test");
+        record.attributes.insert("user_id".into(), json!("ü-1"));
+        let sealed = chain.seal(record.into_json());
+        let good = verify_entry(&sealed.line, Some(&keys), Some(10));
+        assert_eq!(
+            good,
+            Verification {
+                hash: Some(hex::encode(sealed.leaf)),
+                hash_valid: true,
+                mac_valid: Some(true),
+                checkpoint: Some(10),
+            }
+        );
+        assert_eq!(verify_entry(&sealed.line, None, None).mac_valid, None);
+        let other = KeyRing::new(vec![("k1".into(), vec![8; 32])]).unwrap();
+        assert_eq!(
+            verify_entry(&sealed.line, Some(&other), None).mac_valid,
+            Some(false)
+        );
+
+        let text = String::from_utf8(sealed.line.clone()).unwrap();
+        let tampered = text.replace("ü-1", "ü-2");
+        let v = verify_entry(tampered.as_bytes(), Some(&keys), None);
+        assert_eq!((v.hash_valid, v.mac_valid), (false, Some(false)));
+        let v = verify_entry(b"not json", Some(&keys), None);
+        assert_eq!(
+            (v.hash, v.hash_valid, v.mac_valid),
+            (None, false, Some(false))
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_either_case_of_the_scheme() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+}

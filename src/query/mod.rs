@@ -1,0 +1,272 @@
+//! The query API: search the local journal over HTTP, each entry with its verification.
+//!
+//! ```yaml
+//! service:
+//!   api:
+//!     endpoint: 127.0.0.1:8090              # the default
+//!     token: ${env:VELLUM_API_TOKEN}        # at least 16 characters; without one the API is off
+//! ```
+//!
+//! Without an `api` section, or with an empty `token` (`${env:VELLUM_API_TOKEN:-}` with
+//! the variable unset), nothing listens. Every request needs
+//! `Authorization: Bearer <token>`; the token is compared in constant time.
+//!
+//! ```text
+//! GET  /api/v1/audit?start=…&end=…&event_type=…&severity=…&user_id=…&action=…&status=…&ip=…&limit=…&cursor=…
+//! POST /api/v1/audit/query   {"user_id": ["u1", "u2"], "ip": ["10.0.0.0/8", "2001:db8::/32"], "severity": ">=high", …}
+//! ```
+//!
+//! | parameter | meaning |
+//! |---|---|
+//! | `start`, `end` | RFC 3339 times; entries whose time is at or after `start` and before `end` |
+//! | `event_type`, `user_id`, `action`, `status` | exact values (see [`fields`] for where each is read from an entry) |
+//! | `severity` | `info`, `low`, `medium`, `high`, `critical`, or `>=high` for that grade and above |
+//! | `ip` | an address or a CIDR block, IPv4 or IPv6 |
+//! | `pipeline` | the pipeline whose journal is searched; needed only when several run |
+//! | `order` | `newest_first` (the default; also `desc`) or `oldest_first` (`asc`), in journal order |
+//! | `limit` | entries per page, 1 to 1000, default 100 |
+//! | `cursor` | `next_cursor` of the previous page, with the same filters and order |
+//!
+//! Filters combine (all must hold); a filter given several values (a list in the JSON
+//! body, or the parameter repeated in the query string) matches any of them. A page ends
+//! where it ends in the journal and the next starts right after, so following
+//! `next_cursor` returns every matching entry exactly once, even while new entries
+//! arrive (newest first, they are above the first page; oldest first, they come last).
+//! Cursors survive restarts; entries that retention purged are simply gone. Each entry
+//! comes with a [`verification`](api::Verification): its leaf hash recomputed, whether
+//! its `hash` and `mac` hold, and the first signed checkpoint that covers it.
+//!
+//! The [`index`] lives in memory: at start it reads each pipeline's journal from the
+//! first record (answers say `"complete": false` until it has caught up), then follows
+//! every commit.
+
+pub mod api;
+pub mod fields;
+pub mod index;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Endpoint;
+use crate::evidence::hmac::KeyRing;
+use crate::journal::Journal;
+use index::{Index, SharedIndex};
+
+/// The shortest token taken: anything shorter is guessable.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// `service.api`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    #[serde(default = "default_endpoint")]
+    pub endpoint: Endpoint,
+    #[serde(default)]
+    pub token: Option<ApiToken>,
+}
+
+fn default_endpoint() -> Endpoint {
+    Endpoint("127.0.0.1:8090".into())
+}
+
+impl ApiConfig {
+    /// Problems serde cannot see, as (path inside `service.api`, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        match &self.token {
+            Some(t) if !t.0.is_empty() && t.0.chars().count() < MIN_TOKEN_CHARS => vec![(
+                "token".into(),
+                format!(
+                    "the token has {} characters; at least {MIN_TOKEN_CHARS} are required",
+                    t.0.chars().count()
+                ),
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The bearer token. Never printed: `Debug` hides it, and a value of the wrong type is
+/// refused without echoing it.
+#[derive(Clone)]
+pub struct ApiToken(String);
+
+impl<'de> Deserialize<'de> for ApiToken {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ApiToken, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(ApiToken(s)),
+            _ => Err(serde::de::Error::custom("the token must be a string")),
+        }
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
+/// A pipeline whose journal the API searches.
+pub struct QuerySource {
+    pub pipeline: String,
+    pub stream: String,
+    pub journal: Journal,
+    /// The pipeline's HMAC key ring, to check entries' macs.
+    pub keys: Option<KeyRing>,
+}
+
+/// The running API: its server and one index follower per pipeline.
+pub struct QueryApi {
+    local_addr: SocketAddr,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    followers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the API when `config` has a token; `Ok(None)` when it is off.
+pub async fn start(
+    config: Option<&ApiConfig>,
+    sources: Vec<QuerySource>,
+) -> std::io::Result<Option<QueryApi>> {
+    let Some((config, token)) =
+        config.and_then(|c| Some((c, c.token.as_ref().filter(|t| !t.0.is_empty())?)))
+    else {
+        tracing::info!("query API is off: no `service.api.token` is configured");
+        return Ok(None);
+    };
+    let listener = crate::receivers::bind("query API", config.endpoint.as_str()).await?;
+    let local_addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let mut followers = Vec::new();
+    let mut api_sources = Vec::new();
+    for s in sources {
+        let index = SharedIndex::new(Index::new(s.journal.first_index()));
+        followers.push(tokio::spawn(index::follow(
+            s.pipeline.clone(),
+            s.journal.clone(),
+            index.clone(),
+            stop.child_token(),
+        )));
+        api_sources.push(api::Source {
+            pipeline: s.pipeline,
+            stream: s.stream,
+            journal: s.journal,
+            keys: s.keys,
+            index,
+        });
+    }
+    let state = api::ApiState {
+        token_digest: Sha256::digest(token.0.as_bytes()).into(),
+        sources: Arc::new(api_sources),
+    };
+    let app = api::router(state);
+    let shutdown = stop.clone();
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(crate::receivers::without_nagle(listener), app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "query API stopped");
+        }
+    });
+    tracing::info!(addr = %local_addr, "query API listening");
+    Ok(Some(QueryApi {
+        local_addr,
+        stop,
+        server,
+        followers,
+    }))
+}
+
+impl QueryApi {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops answering (requests in flight finish) and stops following the journals;
+    /// the port is free once this returns.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.server.await;
+        for f in self.followers {
+            let _ = f.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(yaml: serde_json::Value) -> Result<ApiConfig, String> {
+        serde_json::from_value(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn short_tokens_are_a_problem_and_no_token_is_not() {
+        let c = decode(serde_json::json!({"token": "short-secret"})).unwrap();
+        let problems = c.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].0, "token");
+        assert!(!problems[0].1.contains("short-secret"), "never echoed");
+        assert!(
+            decode(serde_json::json!({"token": "0123456789abcdef"}))
+                .unwrap()
+                .problems()
+                .is_empty()
+        );
+        let off = decode(serde_json::json!({"token": ""})).unwrap();
+        assert!(off.problems().is_empty());
+        let none = decode(serde_json::json!({})).unwrap();
+        assert_eq!(none.endpoint.as_str(), "127.0.0.1:8090");
+        assert!(none.token.is_none());
+        let wrong = decode(serde_json::json!({"token": 1234567890123456789u64})).unwrap_err();
+        assert!(!wrong.contains("1234567890123456789"), "{wrong}");
+        assert!(
+            format!(
+                "{:?}",
+                decode(serde_json::json!({"token": "0123456789abcdef"})).unwrap()
+            )
+            .contains("redacted")
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_token_nothing_listens_and_with_one_it_stops_and_binds_again() {
+        let off = ApiConfig {
+            endpoint: Endpoint("127.0.0.1:0".into()),
+            token: None,
+        };
+        assert!(start(Some(&off), Vec::new()).await.unwrap().is_none());
+        assert!(start(None, Vec::new()).await.unwrap().is_none());
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let on = ApiConfig {
+            endpoint: Endpoint(format!("127.0.0.1:{port}")),
+            token: Some(ApiToken("0123456789abcdef".into())),
+        };
+        for _ in 0..2 {
+            let api = start(Some(&on), Vec::new()).await.unwrap().unwrap();
+            assert_eq!(api.local_addr().port(), port);
+            assert!(
+                tokio::net::TcpStream::connect(api.local_addr())
+                    .await
+                    .is_ok()
+            );
+            api.shutdown().await;
+            assert!(
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_err()
+            );
+        }
+    }
+}
