@@ -12,3 +12,4 @@ pub mod journal;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;
+pub mod report;
