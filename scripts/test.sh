@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, first installing what the tests talk to: the real peers
-# (util-linux `logger`, rsyslog, the OpenTelemetry Python SDK) and the Rust toolchain's
-# test runner. Safe to run again; it installs only what is missing.
+# (util-linux `logger`, rsyslog, the OpenTelemetry Python SDK, Chromium to open the
+# compliance report) and the Rust toolchain's test runner. Safe to run again; it
+# installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v logger >/dev/null 2>&1 || missing+=(bsdutils)
 command -v rsyslogd >/dev/null 2>&1 || missing+=(rsyslog)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   as_root apt-get update -qq

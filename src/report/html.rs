@@ -7,12 +7,17 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use super::{
     DirectoryCheck, KeyCount, ReportData, RetentionStatus, Row, Section, Table, UNCLASSIFIED,
 };
-use crate::event::Severity;
+use crate::event::{Severity, format_time, parse_time};
 
 /// Longer labels are cut in charts (the tables show them whole).
 const CHART_LABEL_CHARS: usize = 28;
-/// Periods longer than this are charted by month rather than by day.
-const MAX_DAILY_BARS: usize = 62;
+/// Periods longer than this many days are charted by month rather than by day…
+const MAX_DAILY_BARS: u64 = 62;
+/// …and longer than this many months, by year.
+const MAX_MONTHLY_BARS: u64 = 120;
+/// Periods longer than this many days are charted over the days that have records.
+const LONGEST_CHARTED_DAYS: u64 = 3660;
+const DAY: u64 = 86_400 * 1_000_000_000;
 
 const CSS: &str = r#"
 :root { --ink: #1e293b; --muted: #64748b; --line: #e2e8f0; --accent: #1d4ed8; --ok: #15803d; --bad: #b91c1c; --warn: #b45309; }
@@ -32,7 +37,7 @@ p { margin: 6px 0; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; break-inside: avoid; }
 .card .n { font-size: 22px; font-weight: 700; }
 .card .l { color: var(--muted); font-size: 12px; }
-.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; color: #fff; background: var(--muted); }
+.badge { white-space: nowrap; display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; color: #fff; background: var(--muted); }
 .ok { background: var(--ok); } .bad { background: var(--bad); } .warn { background: var(--warn); }
 .text-ok { color: var(--ok); } .text-bad { color: var(--bad); } .text-warn { color: var(--warn); }
 .sev-critical { background: #7f1d1d; } .sev-high { background: #c2410c; } .sev-medium { background: #b45309; }
@@ -309,17 +314,50 @@ fn bar_chart(bars: &[(String, u64)], colour: impl Fn(&str) -> &'static str) -> M
     }
 }
 
-/// Vertical bars per day, or per month for long periods.
-fn timeline(data: &ReportData) -> Markup {
-    let mut buckets: Vec<(String, u64)> = Vec::new();
-    let monthly = data.by_day.len() > MAX_DAILY_BARS;
-    for (day, n) in &data.by_day {
-        let key = if monthly { &day[..7] } else { day.as_str() };
-        match buckets.last_mut() {
-            Some((k, count)) if k == key => *count += n,
-            _ => buckets.push((key.to_string(), *n)),
+/// The timeline's bars: every day of the period (months past [`MAX_DAILY_BARS`] days,
+/// years past [`MAX_MONTHLY_BARS`] months), empty ones included. A period far longer
+/// than its records is charted over the records' days only.
+fn timeline_buckets(data: &ReportData) -> (&'static str, Vec<(String, u64)>) {
+    let (mut start, mut end) = (data.period.from_ns, data.period.to_ns);
+    if end - start > LONGEST_CHARTED_DAYS * DAY {
+        let day_start = |day: &str| parse_time(&format!("{day}T00:00:00Z"));
+        if let (Some(first), Some(last)) = (
+            data.by_day.keys().next().and_then(|d| day_start(d)),
+            data.by_day.keys().next_back().and_then(|d| day_start(d)),
+        ) {
+            (start, end) = (first, last + DAY);
         }
     }
+    start -= start % DAY;
+    let days = (end - start).div_ceil(DAY);
+    let (unit, key_len) = if days <= MAX_DAILY_BARS {
+        ("day", 10)
+    } else if days <= MAX_MONTHLY_BARS * 31 {
+        ("month", 7)
+    } else {
+        ("year", 4)
+    };
+    let mut buckets: Vec<(String, u64)> = Vec::new();
+    let mut t = start;
+    while t < end {
+        let key = &format_time(t)[..key_len];
+        if buckets.last().is_none_or(|(k, _)| k != key) {
+            let count = data
+                .by_day
+                .range(key.to_string()..)
+                .take_while(|(day, _)| day.starts_with(key))
+                .map(|(_, n)| n)
+                .sum();
+            buckets.push((key.to_string(), count));
+        }
+        t += DAY;
+    }
+    (unit, buckets)
+}
+
+/// Vertical bars of records over time.
+fn timeline(data: &ReportData) -> Markup {
+    let (unit, buckets) = timeline_buckets(data);
     const WIDTH: u64 = 1100;
     const HEIGHT: u64 = 150;
     const AXIS: u64 = 20;
@@ -327,12 +365,12 @@ fn timeline(data: &ReportData) -> Markup {
     let n = buckets.len().max(1) as u64;
     let slot = (WIDTH / n).max(1);
     let bar = (slot * 3 / 4).max(1);
-    let label_every = (buckets.len() / 12).max(1);
+    let label_every = buckets.len().div_ceil(12).max(1);
     html! {
-        @if buckets.is_empty() {
+        @if buckets.iter().all(|(_, n)| *n == 0) {
             p.note { "No records in the period." }
         } @else {
-            p.note { "Records per " (if monthly { "month" } else { "day" }) " (UTC); the tallest bar is " (max) "." }
+            p.note { "Records per " (unit) " (UTC); the tallest bar is " (max) "." }
             svg xmlns="http://www.w3.org/2000/svg" width=(WIDTH) height=(HEIGHT + AXIS)
                 viewBox={ "0 0 " (WIDTH) " " (HEIGHT + AXIS) } role="img" {
                 line x1="0" y1=(HEIGHT) x2=(WIDTH) y2=(HEIGHT) stroke="#cbd5e1" {}
@@ -416,7 +454,7 @@ fn table_section(section: Section, table: &Table, what: &str) -> Markup {
     }
 }
 
-fn key_counts(title: &str, counts: &[KeyCount]) -> Markup {
+fn key_counts(title: &str, column: &str, counts: &[KeyCount]) -> Markup {
     html! {
         div {
             h3 { (title) }
@@ -424,7 +462,7 @@ fn key_counts(title: &str, counts: &[KeyCount]) -> Markup {
                 p.note { "None recorded." }
             } @else {
                 table {
-                    thead { tr { th { "" } th.num { "failures" } } }
+                    thead { tr { th { (column) } th.num { "failures" } } }
                     tbody { @for c in counts { tr { td { (c.key) } td.num { (c.count) } } } }
                 }
             }
@@ -440,8 +478,8 @@ fn failed_auth(data: &ReportData) -> Markup {
             p { "Authentication attempts that failed: wrong passwords, invalid keys or tokens, denied sign-ins." }
             (shown(&f.table))
             div.split {
-                (key_counts("Accounts with most failures", &f.by_user))
-                (key_counts("Client addresses with most failures", &f.by_address))
+                (key_counts("Accounts with most failures", "Account", &f.by_user))
+                (key_counts("Client addresses with most failures", "Address", &f.by_address))
             }
             @if f.untallied > 0 {
                 p.note { (f.untallied) " failures came from accounts or addresses beyond the tallied ones." }
@@ -738,8 +776,28 @@ mod tests {
                 data.by_day.insert(format!("{month}-{day:02}"), 1);
             }
         }
+        data.period = Period::parse("2026-01-01", "2026-03-31").unwrap();
         let page = render(&data);
         assert!(page.contains("Records per month"));
         assert!(page.contains("<title>2026-02: 28</title>"));
+        // A short period shows each of its days, those without records too.
+        data.period = Period::parse("2026-03-27", "2026-03-30").unwrap();
+        let page = render(&data);
+        assert!(page.contains("Records per day"));
+        let bars: Vec<&str> = page
+            .match_indices("<title>2026-")
+            .map(|(i, _)| &page[i + 7..i + 17])
+            .collect();
+        assert_eq!(
+            bars,
+            ["2026-03-27", "2026-03-28", "2026-03-29", "2026-03-30"]
+        );
+        assert!(page.contains("<title>2026-03-28: 1</title>"));
+        assert!(page.contains("<title>2026-03-29: 0</title>"));
+        // A period of decades is charted over the months that have records.
+        data.period = Period::parse("1970-01-01", "2100-01-01").unwrap();
+        let page = render(&data);
+        assert!(page.contains("Records per month"));
+        assert_eq!(page.matches("<title>2026-").count(), 3);
     }
 }
