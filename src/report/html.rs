@@ -1,6 +1,7 @@
 //! The report as one self-contained HTML page: inline CSS, inline SVG charts, no
 //! script, no external fetch (a Content-Security-Policy forbids both), laid out to print
-//! on A4. Every value from the evidence is hostile and goes through maud's escaping.
+//! on A4 landscape (the audit tables are wide). Every value from the evidence is hostile
+//! and goes through maud's escaping.
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -55,11 +56,12 @@ tr { break-inside: avoid; }
 code { font-size: 12px; background: #f1f5f9; padding: 0 3px; border-radius: 3px; overflow-wrap: anywhere; }
 footer { margin-top: 36px; border-top: 1px solid var(--line); padding-top: 10px; color: var(--muted); font-size: 12px; }
 a { color: var(--accent); text-decoration: none; }
-@page { size: A4; margin: 12mm; }
+table.rows { table-layout: fixed; }
+@page { size: A4 landscape; margin: 10mm; }
 @media print {
   body { background: #fff; font-size: 11px; }
   main { max-width: none; padding: 0; }
-  .cards { grid-template-columns: repeat(3, 1fr); }
+  .chart, .card, .split > div { break-inside: avoid; }
   h2 { break-after: avoid; }
   section { break-inside: auto; }
   .badge, .sev-critical, .sev-high, .sev-medium, .sev-low, .sev-info, th { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
@@ -394,7 +396,12 @@ fn rows_table(table: &Table) -> Markup {
         @if table.rows.is_empty() {
             p.note { "No records." }
         } @else {
-            table {
+            table.rows {
+                colgroup {
+                    col style="width:13%"; col style="width:13%"; col style="width:8%";
+                    col style="width:11%"; col style="width:14%"; col style="width:8%";
+                    col style="width:11%"; col style="width:10%"; col style="width:12%";
+                }
                 thead {
                     tr {
                         th { "Time (UTC)" } th { "Event type" } th { "Severity" } th { "Actor" }
