@@ -72,6 +72,8 @@ enum Command {
     /// Exit 0 when the report is written and the evidence verifies; 1 when it is written
     /// but verification found problems (the report says which); 2 on wrong arguments.
     Report {
+        /// `soc2`, `hipaa`, `gdpr` or `iso27001`: the controls cited and the retention
+        /// period compared.
         #[arg(long, value_parser = vellum::report::Framework::parse)]
         framework: vellum::report::Framework,
         /// Start of the period, inclusive: `2026-11-01` (midnight UTC) or an RFC 3339 time.
