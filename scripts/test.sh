@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, first installing what the tests talk to: the real peers
-# (util-linux `logger`, rsyslog, the OpenTelemetry Python SDK), libfaketime (`faketime`,
-# which moves the daemon's clock in the retention tests) and the Rust toolchain's
-# test runner. Safe to run again; it installs only what is missing.
+# (util-linux `logger`, rsyslog, the OpenTelemetry Python SDK, Chromium to open the
+# compliance report), libfaketime (`faketime`, which moves the daemon's clock in the
+# retention tests) and the Rust toolchain's test runner. Safe to run again; it
+# installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ missing=()
 command -v logger >/dev/null 2>&1 || missing+=(bsdutils)
 command -v rsyslogd >/dev/null 2>&1 || missing+=(rsyslog)
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   as_root apt-get update -qq

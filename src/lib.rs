@@ -13,4 +13,5 @@ pub mod pipeline;
 pub mod processors;
 pub mod query;
 pub mod receivers;
+pub mod report;
 pub mod telemetry;

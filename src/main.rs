@@ -48,15 +48,8 @@ enum Command {
         /// The evidence directory (the `file` exporter's `directory`), or
         /// `s3://bucket/prefix` for the `s3` exporter's bundles.
         path: PathBuf,
-        /// An HMAC key, `kid=key` (`hex:…`/`base64:…` for binary keys); repeat for a ring.
-        #[arg(long = "hmac-key", value_name = "KID=KEY")]
-        hmac_keys: Vec<String>,
-        /// A file of `kid=key` lines (`#` starts a comment).
-        #[arg(long = "hmac-keys", value_name = "FILE")]
-        hmac_key_file: Option<PathBuf>,
-        /// A checkpoint verifier key (`name+hash+base64`); repeat for several signers.
-        #[arg(long = "vkey")]
-        vkeys: Vec<String>,
+        #[command(flatten)]
+        keys: KeyArgs,
         /// Require checkpoint origins to be exactly `<ORIGIN>/<stream>`.
         #[arg(long)]
         origin: Option<String>,
@@ -76,12 +69,72 @@ enum Command {
         #[command(subcommand)]
         proof: ProveCommand,
     },
+    /// Write a compliance report of a period (HTML, and JSON with `--json`) from local
+    /// evidence: counts, access and change audit, failed logins, security events,
+    /// verification status and retention against the framework's minimum.
+    ///
+    /// Exit 0 when the report is written and the evidence verifies; 1 when it is written
+    /// but verification found problems (the report says which); 2 on wrong arguments.
+    Report {
+        /// `soc2`, `hipaa`, `gdpr` or `iso27001`: the controls cited and the retention
+        /// period compared.
+        #[arg(long, value_parser = vellum::report::Framework::parse)]
+        framework: vellum::report::Framework,
+        /// Start of the period, inclusive: `2026-11-01` (midnight UTC) or an RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// End of the period: a date includes that whole day (UTC); a time is exclusive.
+        #[arg(long)]
+        to: String,
+        /// The pipeline configuration: its `file` exporters' directories are read, and
+        /// its retention settings compared with the framework's minimum.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// An evidence directory to read (instead of the configuration's); repeatable.
+        #[arg(long, required_unless_present = "config")]
+        evidence: Vec<PathBuf>,
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Where to write the HTML report.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write the same data as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Rows kept per table (the latest ones); totals count every record.
+        #[arg(long, default_value_t = vellum::report::DEFAULT_MAX_ROWS)]
+        max_rows: usize,
+    },
     /// Print a new checkpoint signing key and its verifier key (vkey).
     Keygen {
         /// The key name: the checkpoint origin, `<origin>/<stream>`.
         #[arg(long)]
         name: String,
     },
+}
+
+/// The keys evidence is checked with, as `verify` and `report` take them.
+#[derive(clap::Args)]
+struct KeyArgs {
+    /// An HMAC key, `kid=key` (`hex:…`/`base64:…` for binary keys); repeat for a ring.
+    #[arg(long = "hmac-key", value_name = "KID=KEY")]
+    hmac_keys: Vec<String>,
+    /// A file of `kid=key` lines (`#` starts a comment).
+    #[arg(long = "hmac-keys", value_name = "FILE")]
+    hmac_key_file: Option<PathBuf>,
+    /// A checkpoint verifier key (`name+hash+base64`); repeat for several signers.
+    #[arg(long = "vkey")]
+    vkeys: Vec<String>,
+}
+
+impl KeyArgs {
+    fn options(&self) -> Result<vellum::evidence::verify::Options, String> {
+        vellum::evidence::verify::Options::from_args(
+            &self.hmac_keys,
+            self.hmac_key_file.as_deref(),
+            &self.vkeys,
+        )
+    }
 }
 
 #[derive(Subcommand)]
@@ -123,9 +176,7 @@ fn main() -> ExitCode {
         Command::Keygen { name } => keygen(&name),
         Command::Verify {
             path,
-            hmac_keys,
-            hmac_key_file,
-            vkeys,
+            keys,
             origin,
             endpoint,
             region,
@@ -137,16 +188,47 @@ fn main() -> ExitCode {
                 force_path_style,
                 ..Default::default()
             };
-            verify(
-                &path,
-                &hmac_keys,
-                hmac_key_file.as_deref(),
-                &vkeys,
-                origin,
-                &s3,
-            )
+            verify(&path, &keys, origin, &s3)
         }
         Command::Prove { proof } => prove(proof),
+        Command::Report {
+            framework,
+            from,
+            to,
+            config,
+            evidence,
+            keys,
+            out,
+            json,
+            max_rows,
+        } => {
+            let options = match keys.options() {
+                Ok(o) => o,
+                Err(e) => return usage_error(e),
+            };
+            let written = vellum::report::run(&vellum::report::Invocation {
+                framework,
+                from: &from,
+                to: &to,
+                config: config.as_deref(),
+                evidence: &evidence,
+                options,
+                html: &out,
+                json: json.as_deref(),
+                max_rows,
+            });
+            match written {
+                Ok(data) => {
+                    println!("{}", data.summary());
+                    if data.verification.passed() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => usage_error(e),
+            }
+        }
     }
 }
 
@@ -157,60 +239,17 @@ fn usage_error(message: impl std::fmt::Display) -> ExitCode {
 
 fn verify(
     path: &std::path::Path,
-    hmac_keys: &[String],
-    hmac_key_file: Option<&std::path::Path>,
-    vkeys: &[String],
+    keys: &KeyArgs,
     origin: Option<String>,
     s3: &vellum::exporters::s3::client::Connection,
 ) -> ExitCode {
-    use vellum::evidence::hmac::KeyRing;
-    use vellum::evidence::note::NoteVerifier;
-    use vellum::evidence::verify::{Options, verify_dir};
-    let ring = {
-        let mut strings: Vec<(String, String)> = Vec::new();
-        if let Some(file) = hmac_key_file {
-            let text = match std::fs::read_to_string(file) {
-                Ok(t) => t,
-                Err(e) => return usage_error(format!("cannot read {}: {e}", file.display())),
-            };
-            for line in text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            {
-                match KeyRing::parse_arg(line) {
-                    Ok(pair) => strings.push(pair),
-                    Err(e) => return usage_error(format!("{}: {e}", file.display())),
-                }
-            }
-        }
-        for arg in hmac_keys {
-            match KeyRing::parse_arg(arg) {
-                Ok(pair) => strings.push(pair),
-                Err(e) => return usage_error(format!("--hmac-key: {e}")),
-            }
-        }
-        if strings.is_empty() {
-            None
-        } else {
-            match KeyRing::from_strings(strings) {
-                Ok(r) => Some(r),
-                Err(e) => return usage_error(e),
-            }
-        }
-    };
-    let mut verifiers = Vec::new();
-    for v in vkeys {
-        match NoteVerifier::parse(v.trim()) {
-            Ok(v) => verifiers.push(v),
-            Err(e) => return usage_error(format!("--vkey: {e}")),
-        }
-    }
-    let options = Options {
-        keys: ring,
-        vkeys: verifiers,
-        origin_prefix: origin,
-        ..Options::default()
+    use vellum::evidence::verify::verify_dir;
+    let options = match keys.options() {
+        Ok(o) => vellum::evidence::verify::Options {
+            origin_prefix: origin,
+            ..o
+        },
+        Err(e) => return usage_error(e),
     };
     let verified = match path.to_str().filter(|p| p.starts_with("s3://")) {
         Some(url) => {

@@ -69,6 +69,49 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Options from command-line strings, as `vellum verify` and `vellum report` take
+    /// them: `kid=key` HMAC keys, a file of such lines (`#` starts a comment), and
+    /// checkpoint verifier keys. The error names the option at fault.
+    pub fn from_args(
+        hmac_keys: &[String],
+        hmac_key_file: Option<&Path>,
+        vkeys: &[String],
+    ) -> Result<Options, String> {
+        let mut strings: Vec<(String, String)> = Vec::new();
+        if let Some(file) = hmac_key_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            for line in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                strings.push(
+                    KeyRing::parse_arg(line).map_err(|e| format!("{}: {e}", file.display()))?,
+                );
+            }
+        }
+        for arg in hmac_keys {
+            strings.push(KeyRing::parse_arg(arg).map_err(|e| format!("--hmac-key: {e}"))?);
+        }
+        let keys = if strings.is_empty() {
+            None
+        } else {
+            Some(KeyRing::from_strings(strings).map_err(|e| e.to_string())?)
+        };
+        let vkeys = vkeys
+            .iter()
+            .map(|v| NoteVerifier::parse(v.trim()).map_err(|e| format!("--vkey: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Options {
+            keys,
+            vkeys,
+            ..Options::default()
+        })
+    }
+}
+
 /// One problem, located as precisely as the evidence allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -114,6 +157,9 @@ pub struct Report {
     /// Remarks that are not failures (what was not checked, entries past the last
     /// checkpoint, duplicate checkpoints).
     pub notes: Vec<String>,
+    /// Per stream, the size of the largest checkpoint confirmed: its first `size`
+    /// entries are covered by a signed checkpoint.
+    pub confirmed_sizes: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -176,6 +222,18 @@ pub enum VerifyError {
 /// Verifies the evidence under `dir`. Errors only when `dir` itself cannot be read;
 /// everything wrong with its contents is a finding.
 pub fn verify_dir(dir: &Path, options: &Options) -> Result<Report, VerifyError> {
+    verify_dir_visiting(dir, options, &mut |_, _| {})
+}
+
+/// [`verify_dir`], also handing each complete entry line to `visit` (its file's stream
+/// and the line without its newline), each stream's in `seq` order as they are read:
+/// one pass both checks the evidence and lets a reader (the compliance report) see it.
+/// Lines are handed over whatever the checks find; repeats and tampered lines included.
+pub fn verify_dir_visiting(
+    dir: &Path,
+    options: &Options,
+    visit: &mut dyn FnMut(&str, &[u8]),
+) -> Result<Report, VerifyError> {
     let found = discover(dir, options.max_line_bytes)?;
     let mut report = Report::for_options(options);
     report.streams = found.streams.len() as u64;
@@ -217,7 +275,9 @@ pub fn verify_dir(dir: &Path, options: &Options) -> Result<Report, VerifyError> 
             continue;
         };
         for path in files {
-            feed_file(path, options.max_line_bytes, &mut verifier);
+            feed_file(path, options.max_line_bytes, &mut verifier, &mut |line| {
+                visit(stream, line)
+            });
         }
         verifier.finish_into(&mut report);
     }
@@ -390,7 +450,12 @@ fn first_entry(path: &Path, max_line: usize) -> Result<Option<(String, u64)>, St
     }
 }
 
-fn feed_file(path: &Path, max_line: usize, verifier: &mut StreamVerifier) {
+fn feed_file(
+    path: &Path,
+    max_line: usize,
+    verifier: &mut StreamVerifier,
+    visit: &mut dyn FnMut(&[u8]),
+) {
     let file = path.display().to_string();
     let reader = match open_entries(path) {
         Ok(r) => r,
@@ -401,7 +466,10 @@ fn feed_file(path: &Path, max_line: usize, verifier: &mut StreamVerifier) {
     loop {
         match lines.next(&mut buf) {
             Ok(None) => return,
-            Ok(Some(Line::Complete)) => verifier.feed_line(&buf, &file, lines.line_no),
+            Ok(Some(Line::Complete)) => {
+                verifier.feed_line(&buf, &file, lines.line_no);
+                visit(&buf);
+            }
             Ok(Some(Line::TooLong(len))) => verifier.unreadable(
                 &file,
                 lines.line_no,
@@ -1118,6 +1186,9 @@ impl<'k> StreamVerifier<'k> {
         }
         report.entries += self.lines;
         report.checkpoints_confirmed += self.checkpoints_confirmed;
+        if let Some(size) = self.last_confirmed {
+            report.confirmed_sizes.insert(self.stream.clone(), size);
+        }
         report.findings.append(&mut self.findings);
         report.findings_not_shown += self.findings_not_shown;
         report.notes.append(&mut self.notes);
