@@ -352,7 +352,7 @@ fn load(path: Option<&PathBuf>) -> Result<Config, vellum::config::ConfigError> {
     }
 }
 
-fn validate(path: &PathBuf) -> ExitCode {
+fn validate(path: &std::path::Path) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
