@@ -13,6 +13,6 @@ COPY pipelines/container.yaml /etc/vellum/vellum.yaml
 USER vellum
 ENV VELLUM_DATA=/var/lib/vellum
 VOLUME /var/lib/vellum
-EXPOSE 4317 4318 5514 5514/udp 8088 8888
+EXPOSE 4317 4318 5514 5514/udp 8088 8888 8090
 ENTRYPOINT ["vellum"]
 CMD ["run", "--config", "/etc/vellum/vellum.yaml"]
