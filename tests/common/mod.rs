@@ -27,15 +27,31 @@ pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool
     }
 }
 
-/// A loopback TCP port nobody listens on right now.
+/// A loopback port nobody uses right now, for TCP and UDP alike.
+///
+/// Drawn below the kernel's ephemeral range (32768–60999), so that no client socket of a
+/// test running in parallel can be given it as its local port between now and the
+/// daemon's bind, and never handed out twice by one test binary.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let port = l.local_addr().expect("local addr").port();
-    // The same number is usually free for UDP too; the syslog tests check both.
-    if UdpSocket::bind(("127.0.0.1", port)).is_err() {
-        return free_port();
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Test binaries run one after another; each starts at its own place in the range.
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let start = LOW + (std::process::id() % u32::from(SPAN)) as u16;
+        let _ = NEXT.compare_exchange(0, start, Ordering::Relaxed, Ordering::Relaxed);
     }
-    port
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + n.wrapping_sub(LOW) % SPAN;
+        let tcp = TcpListener::bind(("127.0.0.1", port));
+        let udp = UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// Ports for one daemon's receivers.
