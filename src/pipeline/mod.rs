@@ -344,6 +344,17 @@ impl Service {
         drain(drivers, &self.exporters_abandon, drain_timeout).await;
     }
 
+    /// The intake for a receiver feeding `feeds`, by pipeline id.
+    fn intake_of(&self, feeds: &[String]) -> crate::component::Intake {
+        let targets: Vec<Arc<PipelineIntake>> = self
+            .pipelines
+            .iter()
+            .filter(|p| feeds.contains(&p.id))
+            .map(|p| p.intake.clone())
+            .collect();
+        intake::for_receiver(targets)
+    }
+
     /// Starts receiver `id` feeding the given pipelines through the switchboard.
     async fn start_receiver(
         &mut self,
@@ -351,14 +362,8 @@ impl Service {
         cfg: &ReceiverConfig,
         feeds: Vec<String>,
     ) -> std::io::Result<()> {
-        let targets: Vec<Arc<PipelineIntake>> = self
-            .pipelines
-            .iter()
-            .filter(|p| feeds.contains(&p.id))
-            .map(|p| p.intake.clone())
-            .collect();
         self.switchboard
-            .set(id.as_str(), Some(intake::for_receiver(targets)))
+            .set(id.as_str(), Some(self.intake_of(&feeds)))
             .await;
         let stop = self.receivers_stop.child_token();
         let started = cfg

@@ -24,10 +24,8 @@
 //! from the reload on; the metrics address and log settings at the next start.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::intake::{self, PipelineIntake};
 use super::{
     ExporterLaunch, PipelineHandle, Plan, RunningPipeline, Service, drain, fingerprint,
     launch_driver, open_journal,
@@ -323,17 +321,6 @@ impl Service {
         } else {
             Err(ReloadError::Incomplete(errors))
         }
-    }
-
-    /// The intake for a receiver feeding `feeds`, by pipeline id.
-    fn intake_of(&self, feeds: &[String]) -> crate::component::Intake {
-        let targets: Vec<Arc<PipelineIntake>> = self
-            .pipelines
-            .iter()
-            .filter(|p| feeds.contains(&p.id))
-            .map(|p| p.intake.clone())
-            .collect();
-        intake::for_receiver(targets)
     }
 
     fn refuse_what_cannot_change(&self, config: &Config, plan: &Plan) -> Result<(), ReloadError> {

@@ -32,26 +32,44 @@ use crate::event::{Severity, lookup_map, parse_time};
 /// Longer values are not indexed: they cost memory and no one types them into a query.
 pub const MAX_VALUE_BYTES: usize = 1024;
 
+// Where who, what, outcome and address stand in an entry's attributes, first present
+// wins: the gateway vocabularies classify's built-in pack reads (OpenAI, LiteLLM,
+// Portkey, Kong, Cloudflare, OTel/ECS, the `http` receiver). `vellum report` reads the
+// same paths, so a report and a query agree on who did what.
 pub const USER_ID_PATHS: &[&str] = &[
     "user_id",
     "actor.session.user.id",
+    "actor.api_key.user.id",
+    "actor.api_key.service_account.id",
     "user.id",
-    "enduser.id",
     "user.name",
+    "user.email",
     "user",
     "username",
     "email",
-    "metadata.user_api_key_user_id",
+    "changed_by",
     "consumer.username",
+    "consumer.id",
+    "metadata.user_api_key_user_id",
+    "enduser.id",
 ];
-pub const ACTION_PATHS: &[&str] = &["action", "type", "event.action", "event.name"];
+pub const ACTION_PATHS: &[&str] = &[
+    "action",
+    "type",
+    "event.name",
+    "event.action",
+    "call_type",
+    "gen_ai.operation.name",
+    "method",
+];
 pub const STATUS_PATHS: &[&str] = &[
-    "status",
     "outcome",
     "event.outcome",
+    "status",
+    "result",
     "response_status_code",
-    "http.response.status_code",
     "status_code",
+    "http.response.status_code",
 ];
 pub const IP_PATHS: &[&str] = &[
     "ip",
@@ -60,6 +78,7 @@ pub const IP_PATHS: &[&str] = &[
     "source.ip",
     "client.address",
     "actor.session.ip_address",
+    "remote_addr",
 ];
 
 /// The indexed fields of one entry.

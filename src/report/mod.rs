@@ -71,6 +71,7 @@ use crate::config::{Config, ConfigError};
 use crate::event::{Severity, format_time, lookup, lookup_map, parse_time};
 use crate::evidence::verify::{Options, Report, VerifyError, verify_dir_visiting};
 use crate::exporters::ExporterKind;
+use crate::query::fields;
 
 /// Rows kept per table unless `--max-rows` says otherwise.
 pub const DEFAULT_MAX_ROWS: usize = 200;
@@ -820,52 +821,8 @@ pub struct Facts {
     pub source: String,
 }
 
-// Attribute paths, first present wins: the gateway vocabularies that classify's built-in
-// pack reads (OpenAI, LiteLLM, Portkey, Kong, Cloudflare, OTel/ECS, `http` receiver).
-const ACTOR_PATHS: &[&str] = &[
-    "user_id",
-    "actor.session.user.id",
-    "actor.api_key.user.id",
-    "actor.api_key.service_account.id",
-    "user.id",
-    "user.name",
-    "user.email",
-    "user",
-    "username",
-    "email",
-    "changed_by",
-    "consumer.username",
-    "consumer.id",
-    "metadata.user_api_key_user_id",
-    "enduser.id",
-];
-const ACTION_PATHS: &[&str] = &[
-    "action",
-    "type",
-    "event.name",
-    "event.action",
-    "call_type",
-    "gen_ai.operation.name",
-    "method",
-];
-const OUTCOME_PATHS: &[&str] = &[
-    "outcome",
-    "event.outcome",
-    "status",
-    "result",
-    "response_status_code",
-    "status_code",
-    "http.response.status_code",
-];
-const ADDRESS_PATHS: &[&str] = &[
-    "ip",
-    "client_ip",
-    "ip_address",
-    "source.ip",
-    "client.address",
-    "actor.session.ip_address",
-    "remote_addr",
-];
+// Who, what, outcome and address come from the vocabularies the query API reads
+// (`query::fields`); what was acted on, first present wins:
 const TARGET_PATHS: &[&str] = &[
     "target",
     "resource_id",
@@ -928,7 +885,7 @@ impl Facts {
                 .find_map(|p| lookup_map(attributes, p).and_then(scalar_text))
                 .unwrap_or_default()
         };
-        let mut action = first(ACTION_PATHS);
+        let mut action = first(fields::ACTION_PATHS);
         if action.is_empty() {
             // A record without an action (a `pii_blocked` record, plain syslog) is
             // described by its body's message.
@@ -950,10 +907,10 @@ impl Facts {
                 Some(s) => s.as_str().into(),
                 None => UNCLASSIFIED.into(),
             },
-            actor: cell(first(ACTOR_PATHS)),
+            actor: cell(first(fields::USER_ID_PATHS)),
             action: cell(action),
-            outcome: cell(first(OUTCOME_PATHS)),
-            address: cell(first(ADDRESS_PATHS)),
+            outcome: cell(first(fields::STATUS_PATHS)),
+            address: cell(first(fields::IP_PATHS)),
             target: cell(first(TARGET_PATHS)),
             source: cell(entry.source.as_deref().unwrap_or_default().to_string()),
         }
