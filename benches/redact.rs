@@ -3,11 +3,17 @@
 //! ids, hashes, 16-digit ids: most of their strings reach the detectors' validation), and
 //! ones carrying three or four findings each. The configuration is the documented example: every built-in detector,
 //! emails hashed, field rules and a custom detector.
+//!
+//! Timings on a shared machine wander; instruction counts do not. With
+//! `REDACT_BENCH_ONCE=<clean|lookalikes|pii>` the binary skips criterion and redacts that
+//! batch `REDACT_BENCH_BATCHES` times (default 1), for `valgrind --tool=callgrind`: the
+//! difference between two such counts divided by the records added is the steady-state
+//! cost of a record, without set-up or the lazy DFAs' warm-up (see README.md).
 
 #[path = "../tests/support/pii_corpus.rs"]
 mod pii_corpus;
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use pii_corpus::{Content, Rng, compact_event};
 use vellum::component::Processor;
 use vellum::event::Record;
@@ -25,25 +31,35 @@ custom:
   - { name: employee_id, pattern: 'EMP-\d{6}', policy: hash }
 "#;
 
-fn redact(c: &mut Criterion) {
+const CONTENTS: [(&str, Content); 3] = [
+    ("clean", Content::Clean),
+    ("lookalikes", Content::LookAlikes),
+    ("pii", Content::Pii),
+];
+
+fn bench_redactor() -> Redactor {
     let cfg: RedactConfig = match serde_saphyr::from_str(CONFIG) {
         Ok(cfg) => cfg,
         Err(e) => panic!("bench config: {e}"),
     };
-    let redactor = match Redactor::new("redact/pii", &cfg) {
+    match Redactor::new("redact/pii", &cfg) {
         Ok(r) => r,
         Err(e) => panic!("bench config: {e}"),
-    };
+    }
+}
+
+fn batch_of(content: Content) -> Vec<Record> {
+    let mut rng = Rng::new(0xBE7C);
+    (0..BATCH)
+        .map(|_| compact_event(&mut rng, content))
+        .collect()
+}
+
+fn redact(c: &mut Criterion) {
+    let redactor = bench_redactor();
     let mut group = c.benchmark_group("redact");
-    for (name, content) in [
-        ("clean", Content::Clean),
-        ("lookalikes", Content::LookAlikes),
-        ("pii", Content::Pii),
-    ] {
-        let mut rng = Rng::new(0xBE7C);
-        let records: Vec<Record> = (0..BATCH)
-            .map(|_| compact_event(&mut rng, content))
-            .collect();
+    for (name, content) in CONTENTS {
+        let records = batch_of(content);
         let bytes: usize = records
             .iter()
             .map(|r| serde_json::Value::Object(r.to_json()).to_string().len())
@@ -64,5 +80,39 @@ fn redact(c: &mut Criterion) {
     group.finish();
 }
 
+/// Redacts one kind of batch `batches` times and nothing else.
+fn redact_fixed_work(name: &str, batches: usize) {
+    let Some((_, content)) = CONTENTS.into_iter().find(|(n, _)| *n == name) else {
+        panic!("REDACT_BENCH_ONCE: expected clean, lookalikes or pii, got {name:?}");
+    };
+    let redactor = bench_redactor();
+    let records = batch_of(content);
+    let mut findings = 0;
+    for _ in 0..batches {
+        for record in redactor.process(records.clone()) {
+            findings += record
+                .redaction
+                .map_or(0, |s| s["total"].as_u64().unwrap_or(0));
+        }
+    }
+    eprintln!(
+        "redact/{name}: {} records, {findings} findings",
+        batches * BATCH
+    );
+}
+
 criterion_group!(benches, redact);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(name) = std::env::var("REDACT_BENCH_ONCE") {
+        let batches = match std::env::var("REDACT_BENCH_BATCHES") {
+            Ok(n) => n
+                .parse()
+                .unwrap_or_else(|e| panic!("REDACT_BENCH_BATCHES={n}: {e}")),
+            Err(_) => 1,
+        };
+        return redact_fixed_work(&name, batches);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
