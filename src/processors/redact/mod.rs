@@ -159,7 +159,8 @@ struct Triggered {
     key_word: bool,
 }
 
-/// The per-thread state of a trigger pass, taken from the pool on a record's first text.
+/// A thread's trigger-pass state, taken from the pool on the first text of a batch and
+/// given back when the batch is done.
 struct TriggerCache<'r> {
     cache: PoolGuard<'r, LazyDfaCache, CacheFactory>,
     /// The start state, the same for every text (texts are searched whole, unanchored),
@@ -226,10 +227,20 @@ struct Cursor<'a> {
     rule: FieldRule,
 }
 
+/// The configured paths where a walk starts.
+struct RootCursors<'a> {
+    attributes: Vec<Cursor<'a>>,
+    /// The rule for `body` itself.
+    body_rule: Option<FieldRule>,
+    body: Vec<Cursor<'a>>,
+}
+
 /// Per-record scanning state, reused across a batch.
 #[derive(Default)]
 struct Scan<'r> {
     trigger_cache: Option<TriggerCache<'r>>,
+    /// Built on the batch's first record.
+    roots: Option<RootCursors<'r>>,
     /// Findings per detector, sized on the first finding.
     counts: Vec<u32>,
     too_deep: u32,
@@ -266,17 +277,28 @@ struct KeyMemo {
     slots: Vec<Option<(String, bool)>>,
 }
 
+/// A power of two (see [`KeyMemo::slot`]).
 const KEY_MEMO_SLOTS: usize = 256;
 /// Longer keys are scanned each time, which bounds the memo's size.
 const KEY_MEMO_MAX_LEN: usize = 64;
 
 impl KeyMemo {
-    /// FNV-1a: a few instructions a byte, and keys are short.
+    /// The length and the first and last eight bytes, mixed: they tell apart most keys
+    /// of a schema (`gen_ai.request.model`, `gen_ai.usage.input_tokens`) at a cost that
+    /// does not grow with the key. Keys that share a slot are only scanned more often.
     fn slot(key: &str) -> usize {
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| {
-            (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        (hash % KEY_MEMO_SLOTS as u64) as usize
+        let bytes = key.as_bytes();
+        let word = |part: &[u8]| {
+            let mut word = [0u8; 8];
+            word[..part.len()].copy_from_slice(part);
+            u64::from_le_bytes(word)
+        };
+        let head = word(&bytes[..bytes.len().min(8)]);
+        let tail = word(&bytes[bytes.len().saturating_sub(8)..]);
+        let mixed =
+            (head ^ tail.rotate_left(29) ^ bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The top bits are the best mixed.
+        (mixed >> (u64::BITS - KEY_MEMO_SLOTS.trailing_zeros())) as usize
     }
 
     /// Whether `key` is sensitive, when it was remembered as holding nothing to redact.
@@ -615,40 +637,40 @@ impl Redactor {
 
     /// Scans attributes and body.
     fn walk<'r>(&'r self, record: &mut Record, cx: &mut Scan<'r>) {
+        let roots = cx.roots.take().unwrap_or_else(|| self.root_cursors());
         if self.reports_locations {
             cx.path.push_str("attributes");
         }
-        let cursors = self.root_cursors(Root::Attributes);
-        self.scan_map(&mut record.attributes, &cursors, cx, 1);
+        self.scan_map(&mut record.attributes, &roots.attributes, cx, 1);
 
         cx.path.clear();
         if self.reports_locations {
             cx.path.push_str("body");
         }
-        let mut body_rule = None;
-        let mut body_cursors = Vec::new();
-        for f in self.fields.iter().filter(|f| f.root == Root::Body) {
-            if f.rest.is_empty() {
-                body_rule = strongest(body_rule, f.rule);
-            } else {
-                body_cursors.push(Cursor {
-                    rest: &f.rest,
-                    rule: f.rule,
-                });
-            }
-        }
-        self.scan_field(&mut record.body, body_rule, false, &body_cursors, cx, 1);
+        self.scan_field(&mut record.body, roots.body_rule, false, &roots.body, cx, 1);
+        cx.roots = Some(roots);
     }
 
-    fn root_cursors(&self, root: Root) -> Vec<Cursor<'_>> {
-        self.fields
-            .iter()
-            .filter(|f| f.root == root)
-            .map(|f| Cursor {
+    fn root_cursors(&self) -> RootCursors<'_> {
+        let mut roots = RootCursors {
+            attributes: Vec::new(),
+            body_rule: None,
+            body: Vec::new(),
+        };
+        for f in &self.fields {
+            let cursor = Cursor {
                 rest: &f.rest,
                 rule: f.rule,
-            })
-            .collect()
+            };
+            match f.root {
+                Root::Attributes => roots.attributes.push(cursor),
+                Root::Body if f.rest.is_empty() => {
+                    roots.body_rule = strongest(roots.body_rule, f.rule)
+                }
+                Root::Body => roots.body.push(cursor),
+            }
+        }
+        roots
     }
 
     fn scan_field<'r>(
