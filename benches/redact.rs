@@ -4,11 +4,12 @@
 //! ones carrying three or four findings each. The configuration is the documented example: every built-in detector,
 //! emails hashed, field rules and a custom detector.
 //!
-//! Timings on a shared machine wander; instruction counts do not. With
-//! `REDACT_BENCH_ONCE=<clean|lookalikes|pii>` the binary skips criterion and redacts that
-//! batch `REDACT_BENCH_BATCHES` times (default 1), for `valgrind --tool=callgrind`: the
-//! difference between two such counts divided by the records added is the steady-state
-//! cost of a record, without set-up or the lazy DFAs' warm-up (see README.md).
+//! Timings on a shared machine wander; CPU time wanders less and instruction counts not
+//! at all. With `REDACT_BENCH_ONCE=<clean|lookalikes|pii>` the binary skips criterion,
+//! redacts that batch `REDACT_BENCH_BATCHES` times (default 1) and prints the records
+//! redacted per CPU-second; under `valgrind --tool=callgrind`, the difference between the
+//! counts of two such runs divided by the records added is the steady-state cost of a
+//! record, without set-up or the lazy DFAs' warm-up (see README.md).
 
 #[path = "../tests/support/pii_corpus.rs"]
 mod pii_corpus;
