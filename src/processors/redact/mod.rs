@@ -569,24 +569,7 @@ impl Redactor {
         // Without it each text goes through `prefilter`: slower, same findings. A custom
         // pattern with a Unicode `\b` still gets it: the DFA then gives up on non-ASCII
         // texts, which take that slower way.
-        let triggers = LazyDfa::builder()
-            .configure(
-                LazyDfa::config()
-                    .match_kind(MatchKind::All)
-                    .unicode_word_boundary(true)
-                    .cache_capacity(DFA_CACHE_LIMIT * 4),
-            )
-            .build_many(&triggers)
-            .ok()
-            .map(|dfa| {
-                let for_caches = dfa.clone();
-                let factory: CacheFactory = Box::new(move || for_caches.create_cache());
-                Triggers {
-                    dfa,
-                    key_word,
-                    caches: Pool::new(factory),
-                }
-            });
+        let triggers = Triggers::new(&triggers, key_word, DFA_CACHE_LIMIT * 4);
 
         Ok(Redactor {
             id: id.to_string(),
@@ -1113,6 +1096,27 @@ impl Redactor {
 }
 
 impl Triggers {
+    fn new(patterns: &[String], key_word: usize, cache_capacity: usize) -> Option<Triggers> {
+        let dfa = LazyDfa::builder()
+            .configure(
+                LazyDfa::config()
+                    .match_kind(MatchKind::All)
+                    .unicode_word_boundary(true)
+                    .cache_capacity(cache_capacity)
+                    // A cache below what the DFA needs is raised to that (tests use it).
+                    .skip_cache_capacity_check(true),
+            )
+            .build_many(patterns)
+            .ok()?;
+        let for_caches = dfa.clone();
+        let factory: CacheFactory = Box::new(move || for_caches.create_cache());
+        Some(Triggers {
+            dfa,
+            key_word,
+            caches: Pool::new(factory),
+        })
+    }
+
     /// Runs the DFA over `text` once and notes every pattern that matched somewhere in it;
     /// `None` when the DFA gave up on it (a quit byte: non-ASCII under a Unicode `\b`).
     ///
@@ -1138,7 +1142,7 @@ impl Triggers {
             key_word: false,
         };
         // Runs of digits pass through one match state again and again: its patterns are
-        // noted once.
+        // noted once. A state's id names it only until the cache is cleared.
         let mut noted = None;
         let mut at = 0;
         while at < text.len() {
@@ -1155,9 +1159,10 @@ impl Triggers {
             sid = self.dfa.next_state(cache, sid, text[at]).ok()?;
             at += 1;
             if sid.is_match() {
-                if noted != Some(sid) {
+                let this = Some((sid, cache.clear_count()));
+                if noted != this {
                     self.note_matches(cache, sid, &mut found);
-                    noted = Some(sid);
+                    noted = this;
                 }
             } else if sid.is_quit() {
                 return None;
@@ -2198,21 +2203,16 @@ custom:
         fn the_trigger_dfa_agrees_with_the_regex_and_the_key_rules(text in assorted_text(), key in 0..KEYS.len()) {
             static R: std::sync::LazyLock<Redactor> =
                 std::sync::LazyLock::new(|| redactor("fields: {sensitive_keys: [employee_ref]}"));
-            let Some(triggers) = &R.triggers else {
-                return Err(proptest::test_runner::TestCaseError::fail("no trigger DFA"));
-            };
-            let mut cache = TriggerCache { cache: triggers.caches.get(), start: None };
-            for text in [KEYS[key].to_string(), format!("{}{text}", KEYS[key]), text] {
-                let mut set = PatternSet::new(R.detectors.len());
-                R.prefilter.which_overlapping_matches(&Input::new(&text), &mut set);
-                let expected = set.iter().fold(0u64, |mask, p| mask | 1 << p.as_usize());
-                let found = triggers.scan(text.as_bytes(), &mut cache);
-                proptest::prop_assert_eq!(found.map(|f| f.detectors), Some(expected), "{:?}", text);
-                proptest::prop_assert!(
-                    found.is_some_and(|f| f.key_word) || !R.keys.is_sensitive(&text),
-                    "{:?}", text
-                );
-            }
+            triggers_agree(&R, text, key)?;
+        }
+
+        /// The same with a cache so small that it is cleared again and again, which
+        /// invalidates the states the pass remembers (the start, the last match).
+        #[test]
+        fn the_trigger_dfa_agrees_while_its_cache_is_cleared(text in assorted_text(), key in 0..KEYS.len()) {
+            static R: std::sync::LazyLock<Redactor> =
+                std::sync::LazyLock::new(redactor_with_the_smallest_trigger_cache);
+            triggers_agree(&R, text, key)?;
         }
 
         /// Triggers are necessary conditions: running only the detectors they point at
@@ -2224,6 +2224,69 @@ custom:
             let all = R.find_with(&text, u64::MAX);
             proptest::prop_assert_eq!(R.find(&text), all);
         }
+    }
+
+    /// Per text (a key name, key and text, the text), the trigger DFA reports the detectors
+    /// `prefilter` reports, and a key word in every name the key rules call sensitive.
+    fn triggers_agree(
+        r: &Redactor,
+        text: String,
+        key: usize,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let Some(triggers) = &r.triggers else {
+            return Err(proptest::test_runner::TestCaseError::fail("no trigger DFA"));
+        };
+        let mut cache = TriggerCache {
+            cache: triggers.caches.get(),
+            start: None,
+        };
+        for text in [KEYS[key].to_string(), format!("{}{text}", KEYS[key]), text] {
+            let mut set = PatternSet::new(r.detectors.len());
+            r.prefilter
+                .which_overlapping_matches(&Input::new(&text), &mut set);
+            let expected = set.iter().fold(0u64, |mask, p| mask | 1 << p.as_usize());
+            let found = triggers.scan(text.as_bytes(), &mut cache);
+            proptest::prop_assert_eq!(found.map(|f| f.detectors), Some(expected), "{:?}", text);
+            proptest::prop_assert!(
+                found.is_some_and(|f| f.key_word) || !r.keys.is_sensitive(&text),
+                "{:?}",
+                text
+            );
+        }
+        Ok(())
+    }
+
+    fn redactor_with_the_smallest_trigger_cache() -> Redactor {
+        let mut r = redactor("fields: {sensitive_keys: [employee_ref]}");
+        let mut patterns: Vec<String> = r
+            .detectors
+            .iter()
+            .map(|d| match d.kind {
+                DetectorKind::Builtin(b) => b.trigger().to_string(),
+                DetectorKind::SensitiveText => r.keys.text_trigger(),
+                DetectorKind::Custom => unreachable!("no custom detector configured"),
+            })
+            .collect();
+        patterns.push(r.keys.words_pattern());
+        r.triggers = Triggers::new(&patterns, patterns.len() - 1, 0);
+        r
+    }
+
+    #[test]
+    fn the_smallest_trigger_cache_is_cleared_and_still_agrees() {
+        let r = redactor_with_the_smallest_trigger_cache();
+        let text = "mail bob@example.com, call +1 (555) 010-1234, card 4111 1111 1111 1111, \
+                    SSN 234567890, IBAN DE89 3704 0044 0532 0130 00, host 10.0.0.1 and 2001:db8::1, \
+                    Bearer 8f14e45fceea167a5a36 api_key=abcd1234efgh password=hunter2";
+        for key in 0..KEYS.len() {
+            if let Err(e) = triggers_agree(&r, text.to_string(), key) {
+                panic!("{e}");
+            }
+        }
+        let Some(triggers) = &r.triggers else {
+            panic!("no trigger DFA");
+        };
+        assert!(triggers.caches.get().clear_count() > 0);
     }
 
     /// Key names, sensitive or not, by the built-in rules or as `employee_ref` is configured.
