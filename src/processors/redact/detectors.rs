@@ -282,6 +282,10 @@ fn digits_of(s: &str) -> Vec<u8> {
     s.bytes().filter(u8::is_ascii_digit).collect()
 }
 
+fn count_digits(s: &str) -> usize {
+    s.bytes().filter(u8::is_ascii_digit).count()
+}
+
 /// File extensions that follow `@` in asset names (`logo@2x.png`) but are not TLDs in use.
 const NOT_TLDS: &[&str] = &[
     "png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "bmp", "css", "js", "mjs", "ts", "json",
@@ -300,27 +304,27 @@ fn accept_email(text: &str, m: Range<usize>) -> Option<Range<usize>> {
     if domain.len() > 253 {
         return None;
     }
-    let labels: Vec<&str> = domain.split('.').collect();
-    let labels_ok = labels
-        .iter()
+    let labels_ok = domain
+        .split('.')
         .all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-'));
-    let tld = labels.last()?;
+    // At least two labels: the TLD follows a dot.
+    let (_, tld) = domain.rsplit_once('.')?;
     let tld_ok = (2..=24).contains(&tld.len())
         && tld.bytes().all(|b| b.is_ascii_alphabetic())
         && !NOT_TLDS.iter().any(|ext| tld.eq_ignore_ascii_case(ext));
-    (labels.len() >= 2 && labels_ok && tld_ok).then_some(m.start + leading_dots..m.end)
+    (labels_ok && tld_ok).then_some(m.start + leading_dots..m.end)
 }
 
 fn accept_phone(text: &str, m: Range<usize>) -> Option<Range<usize>> {
     let mut m = m;
     if text[m.clone()].starts_with('+') {
         // The pattern may run on into following numbers: drop trailing groups past 15 digits.
-        while digits_of(&text[m.clone()]).len() > 15 {
+        while count_digits(&text[m.clone()]) > 15 {
             m.end = m.start + text[m.clone()].rfind([' ', '.', '-'])?;
         }
     }
     let s = &text[m.clone()];
-    let digits = digits_of(s).len();
+    let digits = count_digits(s);
     if s.starts_with('+') {
         // `+` is also base64 and URL-encoding material: `a+12345678` is not a phone.
         let opens = s.matches('(').count();
@@ -493,9 +497,13 @@ fn after_version_word(text: &str, at: usize) -> bool {
     let word_start = before
         .rfind(|c: char| !c.is_ascii_alphabetic())
         .map_or(0, |i| i + 1);
-    let word = before[word_start..].to_ascii_lowercase();
-    word.ends_with("version")
-        || ["ver", "build", "release", "rev", "revision", "firmware"].contains(&word.as_str())
+    // ASCII letters only, so any byte index is a char boundary.
+    let word = &before[word_start..];
+    let version_suffix = word.len().checked_sub("version".len());
+    version_suffix.is_some_and(|at| word[at..].eq_ignore_ascii_case("version"))
+        || ["ver", "build", "release", "rev", "revision", "firmware"]
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w))
 }
 
 fn accept_ipv4(text: &str, m: Range<usize>) -> Option<Range<usize>> {
@@ -804,7 +812,9 @@ impl SensitiveKeys {
         format!(r#"{}[A-Za-z0-9_.-]*["']?\s*[:=]"#, self.words_pattern())
     }
 
-    fn words_pattern(&self) -> String {
+    /// The key words and configured names, as they may be written in a key or in text:
+    /// every sensitive key name holds one.
+    pub fn words_pattern(&self) -> String {
         let words = format!("(?i-u:{})", KEY_WORDS.join("|"));
         if self.extra.is_empty() {
             return words;

@@ -63,12 +63,13 @@
 //! `vellum_redact_blocked_total{component}`.
 //!
 //! **Cost.** Each detector has a trigger, a simple necessary condition of its findings.
-//! A record is walked once to gather its texts (one per line) and once through all
-//! triggers as one lazy DFA: a plain search says whether anything triggers at all (a
-//! record where nothing does and no key or path rule applies is done then), else a search
-//! that reports every match tells which detectors to run on which text. Only those run in
-//! full, with their validation. Embedded JSON without escapes is parsed only when its raw
-//! text has a finding.
+//! All triggers, and the key words every sensitive key name holds, form one lazy DFA
+//! that each text (string, key, integer) goes through once, byte by byte, collecting
+//! which patterns matched: a text where none did costs that pass and nothing more; else
+//! only the detectors whose triggers matched run in full, with their validation, and a
+//! key's name is checked only when it holds a key word. Nothing is allocated for a text
+//! without findings. Embedded JSON without escapes is parsed only when its raw text has
+//! a finding.
 
 pub mod config;
 pub mod detectors;
@@ -78,8 +79,9 @@ use std::fmt::Write as _;
 use std::ops::Range;
 
 use hmac::{Hmac, Mac};
-use regex_automata::hybrid::dfa::{Cache as LazyDfaCache, DFA as LazyDfa, OverlappingState};
-use regex_automata::util::pool::Pool;
+use regex_automata::hybrid::LazyStateID;
+use regex_automata::hybrid::dfa::{Cache as LazyDfaCache, DFA as LazyDfa};
+use regex_automata::util::pool::{Pool, PoolGuard};
 use regex_automata::{Input, MatchKind, PatternSet, meta};
 use serde_json::{Map, Value};
 use sha2::Sha256;
@@ -118,32 +120,52 @@ pub struct Redactor {
     /// In priority order: custom detectors, then built-ins by [`Builtin::rank`].
     detectors: Vec<Detector>,
     /// All detectors' triggers in one automaton; pattern `i` is `detectors[i]`'s. Says
-    /// which detectors to run on one text.
+    /// which detectors to run on one text when `triggers` cannot.
     prefilter: meta::Regex,
-    /// The same triggers as a lazy DFA that reports where each match ends: one pass over
-    /// all of a record's texts tells which detectors to run on which text.
-    record_triggers: Option<RecordTriggers>,
+    /// The same triggers and the key words as one lazy DFA walked byte by byte: the fast
+    /// way to the same answer. `None` when a custom pattern needs what a lazy DFA lacks.
+    triggers: Option<Triggers>,
     sensitive_key: usize,
     keys: SensitiveKeys,
     fields: Vec<FieldPath>,
     hmac: Option<HmacSha256>,
     /// Whether no custom pattern is anchored, so that a text's matches are also matches in
-    /// a larger text holding it: raw JSON, or all of a record's texts joined by newlines.
+    /// a larger text holding it: the raw text of embedded JSON.
     anchor_free: bool,
     /// Whether any policy is `block`: only then are finding locations kept, for the
     /// `pii_blocked` record.
     reports_locations: bool,
-    /// `redaction` of a record this processor is the first to scan, before counts.
-    summary_template: Map<String, Value>,
-    /// `{"count": 0, "policy": …}` for each detector.
-    finding_templates: Vec<Map<String, Value>>,
 }
 
 type CacheFactory = Box<dyn Fn() -> LazyDfaCache + Send + Sync>;
 
-struct RecordTriggers {
+/// The lazy DFA of all triggers: pattern `i < key_word` is `detectors[i]`'s trigger,
+/// pattern `key_word` the key words of [`SensitiveKeys`].
+struct Triggers {
     dfa: LazyDfa,
+    key_word: usize,
+    /// The DFA's states are built as texts need them and kept in a cache, which must be
+    /// reused across records and batches (a fresh one rebuilds them, at a cost of many
+    /// records); the pool hands each thread one.
     caches: Pool<LazyDfaCache, CacheFactory>,
+}
+
+/// What the triggers say about one text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Triggered {
+    /// The detectors to run, as bits.
+    detectors: u64,
+    /// Whether a key word occurs, so that as a key name the text may be sensitive.
+    key_word: bool,
+}
+
+/// A thread's trigger-pass state, taken from the pool on the first text of a batch and
+/// given back when the batch is done.
+struct TriggerCache<'r> {
+    cache: PoolGuard<'r, LazyDfaCache, CacheFactory>,
+    /// The start state, the same for every text (texts are searched whole, unanchored),
+    /// and the cache's clear count it belongs to: a cleared cache invalidates it.
+    start: Option<(LazyStateID, usize)>,
 }
 
 struct Detector {
@@ -205,38 +227,109 @@ struct Cursor<'a> {
     rule: FieldRule,
 }
 
+/// The configured paths where a walk starts.
+struct RootCursors<'a> {
+    attributes: Vec<Cursor<'a>>,
+    /// The rule for `body` itself.
+    body_rule: Option<FieldRule>,
+    body: Vec<Cursor<'a>>,
+}
+
 /// Per-record scanning state, reused across a batch.
-///
-/// The first walk over a record (`gathering`) changes nothing: it copies every text the
-/// second would scan into `texts`, one per line, notes each key's sensitivity, and whether
-/// any key or path rule or embedded JSON will need the second walk. One pass of the
-/// record triggers over `texts` then gives each text a mask of the detectors to run. The
-/// second walk, needed only when some mask or rule says so, takes masks and key notes in
-/// the order the first produced them. Texts inside embedded JSON are not in the first walk:
-/// they are triggered one by one.
 #[derive(Default)]
-struct Scan {
-    gathering: bool,
-    /// Whether `masks` and `sensitive_keys` describe the texts and keys of this walk.
-    indexed: bool,
-    texts: String,
-    text_starts: Vec<usize>,
-    masks: Vec<u64>,
-    next_text: usize,
-    sensitive_keys: Vec<bool>,
-    next_key: usize,
-    /// Whether the first walk met something the second must do whatever the masks say.
-    rule_applies: bool,
+struct Scan<'r> {
+    trigger_cache: Option<TriggerCache<'r>>,
+    /// Built on the batch's first record.
+    roots: Option<RootCursors<'r>>,
     /// Findings per detector, sized on the first finding.
     counts: Vec<u32>,
     too_deep: u32,
     blocked: bool,
     replacements: usize,
     locations: Vec<Location>,
-    /// Dotted path of the value being scanned, for `pii_blocked` reports.
+    /// Dotted path of the value being scanned, for `pii_blocked` reports; kept only when
+    /// the processor reports locations.
     path: String,
-    /// Which detectors' triggers matched the text being scanned.
+    /// An integer's decimal text, written here so that scanning it allocates nothing.
+    digits: String,
+    key_memo: KeyMemo,
+    find_buffers: FindBuffers,
+    /// Which detectors' triggers matched the text being scanned, when `triggers` is `None`.
     triggered: Option<PatternSet>,
+}
+
+/// What finding in one text needs, kept from text to text so that it allocates once.
+#[derive(Default)]
+struct FindBuffers {
+    /// Accepted findings and their detectors.
+    found: Vec<(Range<usize>, usize)>,
+    /// One candidate's accepted spans.
+    spans: Vec<Range<usize>>,
+}
+
+/// Key names repeat from record to record (a source sends one schema), and most hold
+/// nothing to redact: that a key found nothing, and whether its name is sensitive, is
+/// kept for the rest of the batch, so that each distinct key is scanned about once.
+/// Direct-mapped by a hash of the key: a slot holds the last key that fell in it.
+#[derive(Default)]
+struct KeyMemo {
+    /// `KEY_MEMO_SLOTS` once used: a key and whether it is sensitive.
+    slots: Vec<Option<(String, bool)>>,
+}
+
+/// A power of two (see [`KeyMemo::slot`]).
+const KEY_MEMO_SLOTS: usize = 256;
+/// Longer keys are scanned each time, which bounds the memo's size.
+const KEY_MEMO_MAX_LEN: usize = 64;
+
+impl KeyMemo {
+    /// The length and the first and last eight bytes, mixed: they tell apart most keys
+    /// of a schema (`gen_ai.request.model`, `gen_ai.usage.input_tokens`) at a cost that
+    /// does not grow with the key. Keys that share a slot are only scanned more often.
+    fn slot(key: &str) -> usize {
+        let bytes = key.as_bytes();
+        let word = |part: &[u8]| {
+            let mut word = [0u8; 8];
+            word[..part.len()].copy_from_slice(part);
+            u64::from_le_bytes(word)
+        };
+        let head = word(&bytes[..bytes.len().min(8)]);
+        let tail = word(&bytes[bytes.len().saturating_sub(8)..]);
+        let mixed =
+            (head ^ tail.rotate_left(29) ^ bytes.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The top bits are the best mixed.
+        (mixed >> (u64::BITS - KEY_MEMO_SLOTS.trailing_zeros())) as usize
+    }
+
+    /// Whether `key` is sensitive, when it was remembered as holding nothing to redact.
+    fn recall(&self, key: &str) -> Option<bool> {
+        if self.slots.is_empty() || key.len() > KEY_MEMO_MAX_LEN {
+            return None;
+        }
+        match &self.slots[Self::slot(key)] {
+            Some((remembered, sensitive)) if remembered == key => Some(*sensitive),
+            _ => None,
+        }
+    }
+
+    /// Notes that `key` holds nothing to redact.
+    fn remember(&mut self, key: &str, sensitive: bool) {
+        if key.len() > KEY_MEMO_MAX_LEN {
+            return;
+        }
+        if self.slots.is_empty() {
+            self.slots.resize(KEY_MEMO_SLOTS, None);
+        }
+        let slot = &mut self.slots[Self::slot(key)];
+        match slot {
+            Some((remembered, was_sensitive)) => {
+                remembered.clear();
+                remembered.push_str(key);
+                *was_sensitive = sensitive;
+            }
+            None => *slot = Some((key.to_string(), sensitive)),
+        }
+    }
 }
 
 struct Location {
@@ -245,29 +338,14 @@ struct Location {
     count: u32,
 }
 
-impl Scan {
+impl Scan<'_> {
     fn reset(&mut self) {
-        self.gathering = false;
-        self.indexed = false;
-        self.texts.clear();
-        self.text_starts.clear();
-        self.masks.clear();
-        self.next_text = 0;
-        self.sensitive_keys.clear();
-        self.next_key = 0;
-        self.rule_applies = false;
         self.counts.clear();
         self.too_deep = 0;
         self.blocked = false;
         self.replacements = 0;
         self.locations.clear();
         self.path.clear();
-    }
-
-    fn gather(&mut self, text: &str) {
-        self.text_starts.push(self.texts.len());
-        self.texts.push_str(text);
-        self.texts.push('\n');
     }
 
     fn record(&mut self, detector: usize, detectors: usize, with_location: bool) {
@@ -486,27 +564,12 @@ impl Redactor {
         let anchor_free = !cfg.custom.iter().any(|c| {
             c.pattern.contains(['^', '$']) || c.pattern.contains("\\A") || c.pattern.contains("\\z")
         });
-        // Without it each text is triggered on its own: slower, same findings.
-        let record_triggers = if anchor_free {
-            LazyDfa::builder()
-                .configure(
-                    LazyDfa::config()
-                        .match_kind(MatchKind::All)
-                        .cache_capacity(DFA_CACHE_LIMIT * 4),
-                )
-                .build_many(&triggers)
-                .ok()
-                .map(|dfa| {
-                    let for_caches = dfa.clone();
-                    let factory: CacheFactory = Box::new(move || for_caches.create_cache());
-                    RecordTriggers {
-                        dfa,
-                        caches: Pool::new(factory),
-                    }
-                })
-        } else {
-            None
-        };
+        let key_word = triggers.len();
+        triggers.push(keys.words_pattern());
+        // Without it each text goes through `prefilter`: slower, same findings. A custom
+        // pattern with a Unicode `\b` still gets it: the DFA then gives up on non-ASCII
+        // texts, which take that slower way.
+        let triggers = Triggers::new(&triggers, key_word, DFA_CACHE_LIMIT * 4);
 
         Ok(Redactor {
             id: id.to_string(),
@@ -515,14 +578,9 @@ impl Redactor {
             keys,
             fields: parse_field_paths(id, &cfg.fields)?,
             hmac,
-            record_triggers,
+            triggers,
             anchor_free,
             reports_locations: detectors.iter().any(|d| d.policy == Policy::Block),
-            summary_template: summary_template(id),
-            finding_templates: detectors
-                .iter()
-                .map(|d| finding_template(d.policy))
-                .collect(),
             detectors,
         })
     }
@@ -549,21 +607,9 @@ impl Redactor {
             .collect()
     }
 
-    fn redact_with(&self, mut record: Record, cx: &mut Scan) -> Record {
+    fn redact_with<'r>(&'r self, mut record: Record, cx: &mut Scan<'r>) -> Record {
         cx.reset();
-        let mut clean = false;
-        if let Some(triggers) = &self.record_triggers {
-            cx.gathering = true;
-            self.walk(&mut record, cx);
-            cx.gathering = false;
-            cx.indexed = triggers.mark(&self.prefilter, cx);
-            clean = cx.indexed && !cx.rule_applies && cx.masks.iter().all(|m| *m == 0);
-            cx.path.clear();
-        }
-        if !clean {
-            self.walk(&mut record, cx);
-        }
-
+        self.walk(&mut record, cx);
         let summary = self.summary(cx, record.redaction.take());
         if cx.blocked {
             return self.blocked_record(record, cx, summary);
@@ -572,47 +618,51 @@ impl Redactor {
         record
     }
 
-    /// Scans attributes and body (see [`Scan`] for the two walks).
-    fn walk(&self, record: &mut Record, cx: &mut Scan) {
-        cx.path.push_str("attributes");
-        let cursors = self.root_cursors(Root::Attributes);
-        self.scan_map(&mut record.attributes, &cursors, cx, 1);
+    /// Scans attributes and body.
+    fn walk<'r>(&'r self, record: &mut Record, cx: &mut Scan<'r>) {
+        let roots = cx.roots.take().unwrap_or_else(|| self.root_cursors());
+        if self.reports_locations {
+            cx.path.push_str("attributes");
+        }
+        self.scan_map(&mut record.attributes, &roots.attributes, cx, 1);
 
         cx.path.clear();
-        cx.path.push_str("body");
-        let mut body_rule = None;
-        let mut body_cursors = Vec::new();
-        for f in self.fields.iter().filter(|f| f.root == Root::Body) {
-            if f.rest.is_empty() {
-                body_rule = strongest(body_rule, f.rule);
-            } else {
-                body_cursors.push(Cursor {
-                    rest: &f.rest,
-                    rule: f.rule,
-                });
-            }
+        if self.reports_locations {
+            cx.path.push_str("body");
         }
-        self.scan_field(&mut record.body, body_rule, false, &body_cursors, cx, 1);
+        self.scan_field(&mut record.body, roots.body_rule, false, &roots.body, cx, 1);
+        cx.roots = Some(roots);
     }
 
-    fn root_cursors(&self, root: Root) -> Vec<Cursor<'_>> {
-        self.fields
-            .iter()
-            .filter(|f| f.root == root)
-            .map(|f| Cursor {
+    fn root_cursors(&self) -> RootCursors<'_> {
+        let mut roots = RootCursors {
+            attributes: Vec::new(),
+            body_rule: None,
+            body: Vec::new(),
+        };
+        for f in &self.fields {
+            let cursor = Cursor {
                 rest: &f.rest,
                 rule: f.rule,
-            })
-            .collect()
+            };
+            match f.root {
+                Root::Attributes => roots.attributes.push(cursor),
+                Root::Body if f.rest.is_empty() => {
+                    roots.body_rule = strongest(roots.body_rule, f.rule)
+                }
+                Root::Body => roots.body.push(cursor),
+            }
+        }
+        roots
     }
 
-    fn scan_field(
-        &self,
+    fn scan_field<'r>(
+        &'r self,
         value: &mut Value,
         rule: Option<FieldRule>,
         sensitive_key: bool,
         cursors: &[Cursor<'_>],
-        cx: &mut Scan,
+        cx: &mut Scan<'r>,
         depth: usize,
     ) {
         match rule {
@@ -623,11 +673,15 @@ impl Redactor {
         }
     }
 
-    fn scan_value(&self, value: &mut Value, cursors: &[Cursor<'_>], cx: &mut Scan, depth: usize) {
+    fn scan_value<'r>(
+        &'r self,
+        value: &mut Value,
+        cursors: &[Cursor<'_>],
+        cx: &mut Scan<'r>,
+        depth: usize,
+    ) {
         if depth > MAX_DEPTH {
-            if cx.gathering {
-                cx.rule_applies |= !matches!(value, Value::Null | Value::Bool(_));
-            } else if !matches!(value, Value::Null | Value::Bool(_)) {
+            if !matches!(value, Value::Null | Value::Bool(_)) {
                 *value = Value::String(format!("[REDACTED:{TOO_DEEP}]"));
                 cx.too_deep += 1;
                 cx.replacements += 1;
@@ -644,7 +698,9 @@ impl Redactor {
                         step(cursors, &i.to_string())
                     };
                     let parent = cx.path.len();
-                    let _ = write!(cx.path, ".{i}");
+                    if self.reports_locations {
+                        let _ = write!(cx.path, ".{i}");
+                    }
                     self.scan_field(item, rule, false, &children, cx, depth + 1);
                     cx.path.truncate(parent);
                 }
@@ -655,36 +711,49 @@ impl Redactor {
                 }
             }
             Value::Number(n) if n.is_i64() || n.is_u64() => {
-                if cx.gathering {
-                    cx.text_starts.push(cx.texts.len());
-                    let _ = writeln!(cx.texts, "{n}");
-                } else if let Some(redacted) = self.redact_text(&n.to_string(), cx) {
+                let mut digits = std::mem::take(&mut cx.digits);
+                digits.clear();
+                let _ = write!(digits, "{n}");
+                if let Some(redacted) = self.redact_text(&digits, cx) {
                     *value = Value::String(redacted);
                 }
+                cx.digits = digits;
             }
             _ => {}
         }
     }
 
-    fn scan_map(
-        &self,
+    fn scan_map<'r>(
+        &'r self,
         map: &mut Map<String, Value>,
         cursors: &[Cursor<'_>],
-        cx: &mut Scan,
+        cx: &mut Scan<'r>,
         depth: usize,
     ) {
         let mut renamed: Vec<(String, String)> = Vec::new();
         for (key, value) in map.iter_mut() {
             let (rule, children) = step(cursors, key);
-            let new_key = if rule == Some(FieldRule::NeverScan) {
-                None
+            let (new_key, sensitive) = if rule == Some(FieldRule::NeverScan) {
+                (None, false)
+            } else if let Some(sensitive) = cx.key_memo.recall(key) {
+                (None, sensitive)
             } else {
-                self.redact_text(key, cx)
+                let triggered = self.triggered(key, cx);
+                let new_key = self.redact_triggered(key, triggered.detectors, cx);
+                // Every sensitive name holds a key word, which the trigger pass looked for.
+                let sensitive = triggered.key_word && self.keys.is_sensitive(key);
+                if triggered.detectors == 0 {
+                    cx.key_memo.remember(key, sensitive);
+                }
+                (new_key, sensitive)
             };
+            // Path rules win over the key's name.
+            let sensitive = sensitive && rule.is_none();
             let parent = cx.path.len();
-            cx.path.push('.');
-            cx.path.push_str(new_key.as_deref().unwrap_or(key));
-            let sensitive = self.key_is_sensitive(key, cx);
+            if self.reports_locations {
+                cx.path.push('.');
+                cx.path.push_str(new_key.as_deref().unwrap_or(key));
+            }
             self.scan_field(value, rule, sensitive, &children, cx, depth + 1);
             cx.path.truncate(parent);
             if let Some(new_key) = new_key {
@@ -704,52 +773,28 @@ impl Redactor {
         }
     }
 
-    /// Whether a map key's value is replaced whole for its name (noted in the first walk).
-    fn key_is_sensitive(&self, key: &str, cx: &mut Scan) -> bool {
-        if cx.gathering {
-            let sensitive = self.keys.is_sensitive(key);
-            cx.sensitive_keys.push(sensitive);
-            return sensitive;
-        }
-        if cx.indexed
-            && let Some(sensitive) = cx.sensitive_keys.get(cx.next_key)
-        {
-            cx.next_key += 1;
-            return *sensitive;
-        }
-        self.keys.is_sensitive(key)
-    }
-
     /// A string: JSON inside it is scanned as JSON, anything else as text.
-    fn scan_string(
-        &self,
+    fn scan_string<'r>(
+        &'r self,
         text: &str,
         cursors: &[Cursor<'_>],
-        cx: &mut Scan,
+        cx: &mut Scan<'r>,
         depth: usize,
     ) -> Option<String> {
-        let json = looks_like_json(text);
+        let triggered = self.triggered(text, cx).detectors;
+        if !looks_like_json(text) {
+            return self.redact_triggered(text, triggered, cx);
+        }
         // Without escapes every string inside is verbatim in the raw text, so a raw text
         // with no finding (key-name pairs included) has none once parsed either.
         let may_skip = self.anchor_free && cursors.is_empty() && !text.contains('\\');
-        if cx.gathering {
-            cx.gather(text);
-            cx.rule_applies |= json && !may_skip;
-            return None;
-        }
-        let triggered = self.triggered(text, cx);
-        if !json {
-            return self.redact_triggered(text, triggered, cx);
-        }
-        if may_skip && (triggered == 0 || self.find_with(text, triggered).is_empty()) {
+        if may_skip && (triggered == 0 || !self.finds_any(text, triggered, cx)) {
             return None;
         }
         match serde_json::from_str::<Value>(text) {
             Ok(mut inner) if inner.is_object() || inner.is_array() => {
                 let before = cx.replacements;
-                let indexed = std::mem::replace(&mut cx.indexed, false);
                 self.scan_value(&mut inner, cursors, cx, depth + 1);
-                cx.indexed = indexed;
                 if cx.replacements == before {
                     return None;
                 }
@@ -762,34 +807,38 @@ impl Redactor {
         }
     }
 
-    fn redact_text(&self, text: &str, cx: &mut Scan) -> Option<String> {
-        if cx.gathering {
-            cx.gather(text);
-            return None;
-        }
-        let triggered = self.triggered(text, cx);
+    fn redact_text<'r>(&'r self, text: &str, cx: &mut Scan<'r>) -> Option<String> {
+        let triggered = self.triggered(text, cx).detectors;
         self.redact_triggered(text, triggered, cx)
     }
 
-    fn redact_triggered(&self, text: &str, triggered: u64, cx: &mut Scan) -> Option<String> {
+    fn redact_triggered(&self, text: &str, triggered: u64, cx: &mut Scan<'_>) -> Option<String> {
         if triggered == 0 {
             return None;
         }
-        let findings = self.find_with(text, triggered);
-        self.replace_findings(text, findings, cx)
+        let mut buffers = std::mem::take(&mut cx.find_buffers);
+        self.find_into(text, triggered, &mut buffers);
+        let redacted = self.replace_findings(text, &buffers.found, cx);
+        cx.find_buffers = buffers;
+        redacted
     }
 
-    /// The detectors whose triggers match `text`, as bits: from the record pass when this
-    /// text was in it, else from a pass over the text alone.
-    fn triggered(&self, text: &str, cx: &mut Scan) -> u64 {
-        if cx.indexed {
-            if let Some(mask) = cx.masks.get(cx.next_text) {
-                cx.next_text += 1;
-                return *mask;
+    fn finds_any(&self, text: &str, triggered: u64, cx: &mut Scan<'_>) -> bool {
+        self.find_into(text, triggered, &mut cx.find_buffers);
+        !cx.find_buffers.found.is_empty()
+    }
+
+    /// What the triggers say about `text`: from one pass of the trigger DFA, else (no DFA,
+    /// or it gave up on this text) from `prefilter`, which cannot tell key words.
+    fn triggered<'r>(&'r self, text: &str, cx: &mut Scan<'r>) -> Triggered {
+        if let Some(triggers) = &self.triggers {
+            let trigger_cache = cx.trigger_cache.get_or_insert_with(|| TriggerCache {
+                cache: triggers.caches.get(),
+                start: None,
+            });
+            if let Some(triggered) = triggers.scan(text.as_bytes(), trigger_cache) {
+                return triggered;
             }
-            // Both walks visit the same texts; were they ever to differ, stop trusting
-            // the masks rather than read another text's.
-            cx.indexed = false;
         }
         let set = cx
             .triggered
@@ -799,23 +848,28 @@ impl Redactor {
             self.prefilter
                 .which_overlapping_matches(&Input::new(text), set);
         }
-        set.iter().fold(0, |mask, p| mask | 1 << p.as_usize())
+        Triggered {
+            detectors: set.iter().fold(0, |mask, p| mask | 1 << p.as_usize()),
+            key_word: true,
+        }
     }
 
     fn replace_findings(
         &self,
         text: &str,
-        findings: Vec<(Range<usize>, usize)>,
-        cx: &mut Scan,
+        findings: &[(Range<usize>, usize)],
+        cx: &mut Scan<'_>,
     ) -> Option<String> {
         if findings.is_empty() {
             return None;
         }
-        let mut out = String::with_capacity(text.len());
+        let replaced: usize = findings.iter().map(|(span, _)| span.len()).sum();
+        let replacements: usize = findings.iter().map(|(_, d)| self.replacement_len(*d)).sum();
+        let mut out = String::with_capacity(text.len() - replaced + replacements);
         let mut copied = 0;
         for (span, detector) in findings {
             out.push_str(&text[copied..span.start]);
-            self.write_replacement(&mut out, detector, &text[span.clone()], cx);
+            self.write_replacement(&mut out, *detector, &text[span.clone()], cx);
             copied = span.end;
         }
         out.push_str(&text[copied..]);
@@ -823,14 +877,10 @@ impl Redactor {
     }
 
     /// Replaces a value under a sensitive key or at an `always_redact` path.
-    fn replace_whole(&self, value: &mut Value, cx: &mut Scan) {
+    fn replace_whole(&self, value: &mut Value, cx: &mut Scan<'_>) {
         let text = match value {
             Value::Null | Value::Bool(_) => return,
             Value::String(s) if s.is_empty() => return,
-            _ if cx.gathering => {
-                cx.rule_applies = true;
-                return;
-            }
             Value::String(s) => std::mem::take(s),
             ref other => other.to_string(),
         };
@@ -839,8 +889,18 @@ impl Redactor {
         *value = Value::String(out);
     }
 
+    /// The length of what [`Self::write_replacement`] writes for `detector`.
+    fn replacement_len(&self, detector: usize) -> usize {
+        let d = &self.detectors[detector];
+        match (d.policy, &self.hmac) {
+            // `[<name>:hmac:<16 hex>]`
+            (Policy::Hash, Some(_)) => d.name.len() + 24,
+            _ => d.marker.len(),
+        }
+    }
+
     /// Writes the marker or keyed token that stands for `value`, and counts the finding.
-    fn write_replacement(&self, out: &mut String, detector: usize, value: &str, cx: &mut Scan) {
+    fn write_replacement(&self, out: &mut String, detector: usize, value: &str, cx: &mut Scan<'_>) {
         let d = &self.detectors[detector];
         cx.record(detector, self.detectors.len(), self.reports_locations);
         match (d.policy, &self.hmac) {
@@ -874,13 +934,20 @@ impl Redactor {
     /// Accepted findings in `text`, sorted, without overlaps.
     fn find(&self, text: &str) -> Vec<(Range<usize>, usize)> {
         let triggered = self.triggered(text, &mut Scan::default());
-        self.find_with(text, triggered)
+        self.find_with(text, triggered.detectors)
     }
 
     /// What [`Self::find`] does once the triggers have chosen the detectors (bits).
     fn find_with(&self, text: &str, detectors: u64) -> Vec<(Range<usize>, usize)> {
-        let mut found: Vec<(Range<usize>, usize)> = Vec::new();
-        let mut spans = Vec::new();
+        let mut buffers = FindBuffers::default();
+        self.find_into(text, detectors, &mut buffers);
+        buffers.found
+    }
+
+    /// [`Self::find_with`] into `buffers.found`.
+    fn find_into(&self, text: &str, detectors: u64, buffers: &mut FindBuffers) {
+        let FindBuffers { found, spans } = buffers;
+        found.clear();
         let mut remaining = detectors;
         while remaining != 0 {
             let i = remaining.trailing_zeros() as usize;
@@ -890,7 +957,7 @@ impl Redactor {
             };
             for m in detector.regex.find_iter(text) {
                 match detector.kind {
-                    DetectorKind::Builtin(b) => b.accept(text, m.range(), &mut spans),
+                    DetectorKind::Builtin(b) => b.accept(text, m.range(), spans),
                     DetectorKind::SensitiveText => {
                         spans.extend(self.keys.accept_text(text, m.range()))
                     }
@@ -899,22 +966,13 @@ impl Redactor {
                 found.extend(spans.drain(..).filter(|s| !s.is_empty()).map(|s| (s, i)));
             }
         }
-        found.sort_by(|a, b| {
-            (a.0.start, std::cmp::Reverse(a.0.end), a.1).cmp(&(
-                b.0.start,
-                std::cmp::Reverse(b.0.end),
-                b.1,
-            ))
+        found.sort_unstable_by_key(|(span, detector)| {
+            (span.start, std::cmp::Reverse(span.end), *detector)
         });
-        // A finding that overlaps an earlier one is dropped: part of its value is replaced
-        // already, so it cannot survive whole, and `pw@host` in `user:pw@host` is no email.
-        let mut kept: Vec<(Range<usize>, usize)> = Vec::with_capacity(found.len());
-        for (span, detector) in found {
-            if kept.last().is_none_or(|last| span.start >= last.0.end) {
-                kept.push((span, detector));
-            }
-        }
-        kept
+        // A finding that overlaps an earlier kept one is dropped: part of its value is
+        // replaced already, so it cannot survive whole, and `pw@host` in `user:pw@host` is
+        // no email.
+        found.dedup_by(|later, kept| later.0.start < kept.0.end);
     }
 
     fn summary(&self, cx: &Scan, previous: Option<Value>) -> Value {
@@ -931,7 +989,15 @@ impl Redactor {
                 }
                 m
             }
-            _ => self.summary_template.clone(),
+            _ => {
+                let mut fresh = Map::new();
+                fresh.insert(
+                    "processors".into(),
+                    Value::Array(vec![Value::String(self.id.clone())]),
+                );
+                fresh.insert("findings".into(), Value::Object(Map::new()));
+                fresh
+            }
         };
         let counted = cx
             .counts
@@ -943,23 +1009,18 @@ impl Redactor {
         let mut total = 0;
         if let Some(Value::Object(findings)) = summary.get_mut("findings") {
             for (detector, count) in counted {
-                let (name, template) = match self.detectors.get(detector) {
-                    Some(d) => (d.name.as_str(), &self.finding_templates[detector]),
-                    None => (TOO_DEEP, &self.finding_templates[self.sensitive_key]),
+                let (name, policy) = match self.detectors.get(detector) {
+                    Some(d) => (d.name.as_str(), d.policy),
+                    None => (TOO_DEEP, Policy::Redact),
                 };
                 let before = findings
                     .get(name)
                     .and_then(|f| f.get("count"))
                     .and_then(Value::as_u64)
                     .unwrap_or(0);
-                let mut entry = template.clone();
+                let mut entry = Map::new();
                 entry.insert("count".into(), Value::from(before + count));
-                if detector == usize::MAX {
-                    entry.insert(
-                        "policy".into(),
-                        Value::String(Policy::Redact.as_str().into()),
-                    );
-                }
+                entry.insert("policy".into(), Value::String(policy.as_str().into()));
                 findings.insert(name.to_string(), Value::Object(entry));
             }
             total = findings
@@ -1034,37 +1095,130 @@ impl Redactor {
     }
 }
 
-impl RecordTriggers {
-    /// Fills `cx.masks` with the detectors triggered in each gathered text; false when the
-    /// automaton could not finish (each text is then triggered on its own).
-    fn mark(&self, any_trigger: &meta::Regex, cx: &mut Scan) -> bool {
-        cx.masks.clear();
-        cx.masks.resize(cx.text_starts.len(), 0);
-        // Most records trigger nothing, which a plain search, faster than one that
-        // reports every match, tells.
-        if cx.text_starts.is_empty() || !any_trigger.is_match(cx.texts.as_str()) {
-            return true;
+impl Triggers {
+    fn new(patterns: &[String], key_word: usize, cache_capacity: usize) -> Option<Triggers> {
+        let dfa = LazyDfa::builder()
+            .configure(
+                LazyDfa::config()
+                    .match_kind(MatchKind::All)
+                    .unicode_word_boundary(true)
+                    .cache_capacity(cache_capacity)
+                    // A cache below what the DFA needs is raised to that (tests use it).
+                    .skip_cache_capacity_check(true),
+            )
+            .build_many(patterns)
+            .ok()?;
+        let for_caches = dfa.clone();
+        let factory: CacheFactory = Box::new(move || for_caches.create_cache());
+        Some(Triggers {
+            dfa,
+            key_word,
+            caches: Pool::new(factory),
+        })
+    }
+
+    /// Runs the DFA over `text` once and notes every pattern that matched somewhere in it;
+    /// `None` when the DFA gave up on it (a quit byte: non-ASCII under a Unicode `\b`).
+    ///
+    /// This walks the lazy DFA's transitions by hand rather than through an overlapping
+    /// search: that search returns to its caller at every match and checks more per byte,
+    /// and all that is needed here is the set of patterns, which one loop over the bytes
+    /// collects at a few instructions a byte.
+    fn scan(&self, text: &[u8], trigger_cache: &mut TriggerCache<'_>) -> Option<Triggered> {
+        let cache = &mut *trigger_cache.cache;
+        let mut sid = match trigger_cache.start {
+            Some((start, clears)) if clears == cache.clear_count() => start,
+            _ => {
+                let start = self
+                    .dfa
+                    .start_state_forward(cache, &Input::new(text))
+                    .ok()?;
+                trigger_cache.start = Some((start, cache.clear_count()));
+                start
+            }
+        };
+        let mut found = Triggered {
+            detectors: 0,
+            key_word: false,
+        };
+        // Runs of digits pass through one match state again and again: its patterns are
+        // noted once. A state's id names it only until the cache is cleared.
+        let mut noted = None;
+        let mut at = 0;
+        while at < text.len() {
+            if !sid.is_tagged() {
+                let (reached, consumed) = self.follow_built(cache, sid, &text[at..]);
+                sid = reached;
+                at += consumed;
+                if at == text.len() {
+                    break;
+                }
+            }
+            // A tagged state or transition: a match, a transition not built yet, quit or
+            // dead. The checked step builds what is missing.
+            sid = self.dfa.next_state(cache, sid, text[at]).ok()?;
+            at += 1;
+            if sid.is_match() {
+                let this = Some((sid, cache.clear_count()));
+                if noted != this {
+                    self.note_matches(cache, sid, &mut found);
+                    noted = this;
+                }
+            } else if sid.is_quit() {
+                return None;
+            } else if sid.is_dead() {
+                return Some(found);
+            }
         }
-        let mut cache = self.caches.get();
-        let input = Input::new(&cx.texts);
-        let mut state = OverlappingState::start();
-        let mut text = 0;
-        loop {
-            if self
-                .dfa
-                .try_search_overlapping_fwd(&mut cache, &input, &mut state)
-                .is_err()
-            {
-                return false;
+        // Matches show one byte late: those ending with the text appear on its end.
+        sid = self.dfa.next_eoi_state(cache, sid).ok()?;
+        if sid.is_match() {
+            self.note_matches(cache, sid, &mut found);
+        }
+        Some(found)
+    }
+
+    /// Follows transitions already built between untagged states, from `sid` along
+    /// `bytes`, and stops before the first tagged one; returns the state reached and how
+    /// many bytes it took. Most bytes go this way: one table lookup each, in a loop that
+    /// only reads the cache and calls nothing, so that all it needs stays in registers.
+    #[inline(never)]
+    fn follow_built(
+        &self,
+        cache: &LazyDfaCache,
+        mut sid: LazyStateID,
+        bytes: &[u8],
+    ) -> (LazyStateID, usize) {
+        // Four steps at a time spare three loop tests in four.
+        let mut chunks = bytes.chunks_exact(4);
+        let mut at = 0;
+        for chunk in &mut chunks {
+            for &byte in chunk {
+                let next = self.dfa.next_state_untagged(cache, sid, byte);
+                if next.is_tagged() {
+                    return (sid, at);
+                }
+                sid = next;
+                at += 1;
             }
-            let Some(m) = state.get_match() else {
-                return true;
-            };
-            // Matches come by end; the text holding a match's last byte started before it.
-            while text + 1 < cx.text_starts.len() && cx.text_starts[text + 1] < m.offset() {
-                text += 1;
+        }
+        for &byte in chunks.remainder() {
+            let next = self.dfa.next_state_untagged(cache, sid, byte);
+            if next.is_tagged() {
+                return (sid, at);
             }
-            cx.masks[text] |= 1 << m.pattern().as_usize();
+            sid = next;
+            at += 1;
+        }
+        (sid, at)
+    }
+
+    fn note_matches(&self, cache: &LazyDfaCache, sid: LazyStateID, found: &mut Triggered) {
+        for i in 0..self.dfa.match_len(cache, sid) {
+            match self.dfa.match_pattern(cache, sid, i).as_usize() {
+                p if p == self.key_word => found.key_word = true,
+                p => found.detectors |= 1 << p,
+            }
         }
     }
 }
@@ -1206,24 +1360,6 @@ fn strongest(current: Option<FieldRule>, next: FieldRule) -> Option<FieldRule> {
         Some(FieldRule::AlwaysRedact) => current,
         _ => Some(next),
     }
-}
-
-fn summary_template(id: &str) -> Map<String, Value> {
-    let mut summary = Map::new();
-    summary.insert(
-        "processors".into(),
-        Value::Array(vec![Value::String(id.to_string())]),
-    );
-    summary.insert("findings".into(), Value::Object(Map::new()));
-    summary.insert("total".into(), Value::from(0));
-    summary
-}
-
-fn finding_template(policy: Policy) -> Map<String, Value> {
-    let mut entry = Map::new();
-    entry.insert("count".into(), Value::from(0));
-    entry.insert("policy".into(), Value::String(policy.as_str().into()));
-    entry
 }
 
 fn regex_config() -> meta::Config {
@@ -1909,6 +2045,67 @@ fields:
     }
 
     #[test]
+    fn custom_patterns_with_anchors_and_unicode_word_boundaries() {
+        let r = redactor(
+            r#"
+custom:
+  - { name: order, pattern: '^ORD-\d{4}$' }
+  - { name: badge, pattern: '\bB\d{3}\b' }
+"#,
+        );
+        // A Unicode `\b` makes the trigger DFA give up on non-ASCII text only.
+        assert!(r.triggers.is_some());
+        let out = r.redact(record_with(
+            json!({
+                "whole": "ORD-1234",
+                "inside": "see ORD-1234 now",
+                "ascii": "B123 and B1234",
+                "unicode": "Grüße B123 und xB123",
+            }),
+            json!(null),
+        ));
+        assert_eq!(out.attributes["whole"], json!("[REDACTED:order]"));
+        assert_eq!(out.attributes["inside"], json!("see ORD-1234 now"));
+        assert_eq!(out.attributes["ascii"], json!("[REDACTED:badge] and B1234"));
+        assert_eq!(
+            out.attributes["unicode"],
+            json!("Grüße [REDACTED:badge] und xB123")
+        );
+    }
+
+    #[test]
+    fn keys_seen_again_in_a_batch_are_judged_as_the_first_time() {
+        let r = redactor("{}");
+        let record = || {
+            record_with(
+                json!({"Password": "hunter2", "bob@example.com": 1, "max_tokens": 12}),
+                json!({"items": [{"password": "a"}, {"password": "b"}]}),
+            )
+        };
+        let out = r.process(vec![record(), record(), record()]);
+        for record in out {
+            assert_eq!(
+                record.attributes,
+                json!({
+                    "Password": "[REDACTED:sensitive_key]",
+                    "[REDACTED:email]": 1,
+                    "max_tokens": 12,
+                })
+                .as_object()
+                .cloned()
+                .unwrap()
+            );
+            assert_eq!(
+                record.body,
+                json!({"items": [
+                    {"password": "[REDACTED:sensitive_key]"},
+                    {"password": "[REDACTED:sensitive_key]"},
+                ]})
+            );
+        }
+    }
+
+    #[test]
     fn values_nested_too_deep_are_replaced() {
         let r = redactor("{}");
         let mut deep = json!("bob@example.com");
@@ -1978,20 +2175,44 @@ fields:
             ..proptest::test_runner::Config::default()
         })]
 
-        /// Joining a record's texts for one trigger pass changes nothing: the result is the
-        /// one of triggering each text on its own.
+        /// The trigger DFA walked by hand, which also spares the key-name check of keys
+        /// without a key word, and keys remembered across a batch change nothing: records
+        /// come out as they do one by one, each text through the `regex` crate's
+        /// multi-pattern search and every key checked.
         #[test]
-        fn one_trigger_pass_per_record_finds_what_per_text_passes_find(record in assorted_record()) {
+        fn the_trigger_dfa_finds_what_the_multi_pattern_regex_finds(
+            records in proptest::collection::vec(assorted_record(), 1..4)
+        ) {
             const CONFIG: &str = "policy: {default: hash, ssn: block}\nhash_key: 0123456789abcdef0123456789abcdef\n\
-                fields: {always_redact: [attributes.debug], never_scan: [body.request_id, attributes.items.1]}";
-            static JOINED: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(|| redactor(CONFIG));
-            static EACH: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(|| {
+                fields: {always_redact: [attributes.debug], never_scan: [body.request_id, attributes.items.1], \
+                sensitive_keys: [employee_ref]}";
+            static WITH_DFA: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(|| redactor(CONFIG));
+            static WITHOUT: std::sync::LazyLock<Redactor> = std::sync::LazyLock::new(|| {
                 let mut r = redactor(CONFIG);
-                r.record_triggers = None;
+                r.triggers = None;
                 r
             });
-            proptest::prop_assert!(JOINED.record_triggers.is_some());
-            proptest::prop_assert_eq!(JOINED.redact(record.clone()), EACH.redact(record));
+            proptest::prop_assert!(WITH_DFA.triggers.is_some());
+            let one_by_one: Vec<Record> = records.iter().map(|r| WITHOUT.redact(r.clone())).collect();
+            proptest::prop_assert_eq!(WITH_DFA.process(records), one_by_one);
+        }
+
+        /// Per text, the DFA reports the detectors the multi-pattern regex reports, and a
+        /// key word in every name the key rules call sensitive.
+        #[test]
+        fn the_trigger_dfa_agrees_with_the_regex_and_the_key_rules(text in assorted_text(), key in 0..KEYS.len()) {
+            static R: std::sync::LazyLock<Redactor> =
+                std::sync::LazyLock::new(|| redactor("fields: {sensitive_keys: [employee_ref]}"));
+            triggers_agree(&R, text, key)?;
+        }
+
+        /// The same with a cache so small that it is cleared again and again, which
+        /// invalidates the states the pass remembers (the start, the last match).
+        #[test]
+        fn the_trigger_dfa_agrees_while_its_cache_is_cleared(text in assorted_text(), key in 0..KEYS.len()) {
+            static R: std::sync::LazyLock<Redactor> =
+                std::sync::LazyLock::new(redactor_with_the_smallest_trigger_cache);
+            triggers_agree(&R, text, key)?;
         }
 
         /// Triggers are necessary conditions: running only the detectors they point at
@@ -2005,23 +2226,95 @@ fields:
         }
     }
 
+    /// Per text (a key name, key and text, the text), the trigger DFA reports the detectors
+    /// `prefilter` reports, and a key word in every name the key rules call sensitive.
+    fn triggers_agree(
+        r: &Redactor,
+        text: String,
+        key: usize,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let Some(triggers) = &r.triggers else {
+            return Err(proptest::test_runner::TestCaseError::fail("no trigger DFA"));
+        };
+        let mut cache = TriggerCache {
+            cache: triggers.caches.get(),
+            start: None,
+        };
+        for text in [KEYS[key].to_string(), format!("{}{text}", KEYS[key]), text] {
+            let mut set = PatternSet::new(r.detectors.len());
+            r.prefilter
+                .which_overlapping_matches(&Input::new(&text), &mut set);
+            let expected = set.iter().fold(0u64, |mask, p| mask | 1 << p.as_usize());
+            let found = triggers.scan(text.as_bytes(), &mut cache);
+            proptest::prop_assert_eq!(found.map(|f| f.detectors), Some(expected), "{:?}", text);
+            proptest::prop_assert!(
+                found.is_some_and(|f| f.key_word) || !r.keys.is_sensitive(&text),
+                "{:?}",
+                text
+            );
+        }
+        Ok(())
+    }
+
+    fn redactor_with_the_smallest_trigger_cache() -> Redactor {
+        let mut r = redactor("fields: {sensitive_keys: [employee_ref]}");
+        let mut patterns: Vec<String> = r
+            .detectors
+            .iter()
+            .map(|d| match d.kind {
+                DetectorKind::Builtin(b) => b.trigger().to_string(),
+                DetectorKind::SensitiveText => r.keys.text_trigger(),
+                DetectorKind::Custom => unreachable!("no custom detector configured"),
+            })
+            .collect();
+        patterns.push(r.keys.words_pattern());
+        r.triggers = Triggers::new(&patterns, patterns.len() - 1, 0);
+        r
+    }
+
+    #[test]
+    fn the_smallest_trigger_cache_is_cleared_and_still_agrees() {
+        let r = redactor_with_the_smallest_trigger_cache();
+        let text = "mail bob@example.com, call +1 (555) 010-1234, card 4111 1111 1111 1111, \
+                    SSN 234567890, IBAN DE89 3704 0044 0532 0130 00, host 10.0.0.1 and 2001:db8::1, \
+                    Bearer 8f14e45fceea167a5a36 api_key=abcd1234efgh password=hunter2";
+        for key in 0..KEYS.len() {
+            if let Err(e) = triggers_agree(&r, text.to_string(), key) {
+                panic!("{e}");
+            }
+        }
+        let Some(triggers) = &r.triggers else {
+            panic!("no trigger DFA");
+        };
+        assert!(triggers.caches.get().clear_count() > 0);
+    }
+
+    /// Key names, sensitive or not, by the built-in rules or as `employee_ref` is configured.
+    const KEYS: &[&str] = &[
+        "note",
+        "password",
+        "user.email",
+        "X-Api-Key",
+        "max_tokens",
+        "bob@example.com",
+        "request_id",
+        "Authorization",
+        "debug",
+        "items",
+        "4111111111111111",
+        "X-Employee-Ref",
+        "employee ref",
+        "x.amz.security.TOKEN",
+        "Session_ID",
+        "cookie",
+        "PIN",
+        "input_tokens",
+    ];
+
     /// Records with texts from [`assorted_text`] under assorted keys, nested, in arrays,
     /// as integers and as embedded JSON.
     fn assorted_record() -> impl proptest::strategy::Strategy<Value = Record> {
         use proptest::prelude::*;
-        const KEYS: &[&str] = &[
-            "note",
-            "password",
-            "user.email",
-            "X-Api-Key",
-            "max_tokens",
-            "bob@example.com",
-            "request_id",
-            "Authorization",
-            "debug",
-            "items",
-            "4111111111111111",
-        ];
         let field = || (0..KEYS.len(), 0..7usize, assorted_text(), any::<i64>());
         let value_of = |(kind, text, n): (usize, String, i64)| match kind {
             0 | 1 => json!(text),

@@ -209,8 +209,7 @@ pub fn ssn_valid(digits: &[u8]) -> bool {
 /// tools write octal, and how version strings and ids look, not how addresses are logged).
 pub fn ipv4_valid(text: &str) -> bool {
     let mut octets = 0;
-    for part in text.split('.') {
-        let digits = part.as_bytes();
+    for digits in text.as_bytes().split(|b| *b == b'.') {
         let value = digits.iter().try_fold(0u16, |acc, d| {
             d.is_ascii_digit().then(|| acc * 10 + u16::from(d - b'0'))
         });
