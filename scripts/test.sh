@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, first installing what the tests talk to: the real peers
 # (util-linux `logger`, rsyslog, the OpenTelemetry Python SDK, Chromium to open the
-# compliance report), libfaketime (`faketime`, which moves the daemon's clock in the
-# retention tests) and the Rust toolchain's test runner. Safe to run again; it
-# installs only what is missing.
+# compliance report, the moto S3 server, the Prometheus text parser) and libfaketime
+# (`faketime`, which moves the daemon's clock in the retention tests), then runs
+# `cargo test`. Safe to run again; it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
