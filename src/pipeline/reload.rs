@@ -131,6 +131,10 @@ impl Service {
                     self.storage_config = previous_storage;
                     self.receivers.extend(stopping);
                     for (_, (running, _)) in added {
+                        running.retention_stop.cancel();
+                        if let Some(task) = running.retention {
+                            let _ = task.await;
+                        }
                         running.intake.close();
                         let _ = tokio::task::spawn_blocking(move || running.writer.join()).await;
                     }
