@@ -249,9 +249,8 @@ struct RunningPipeline {
 
 /// The running daemon.
 pub struct Service {
-    storage: PathBuf,
+    /// What the journals were opened with (a reload may not change it).
     options: JournalOptions,
-    max_backlog: u64,
     limits: Limits,
     receivers_stop: CancellationToken,
     receivers: Vec<RunningReceiver>,
@@ -260,7 +259,8 @@ pub struct Service {
     exporters_stop: CancellationToken,
     exporters_abandon: CancellationToken,
     retention_stop: CancellationToken,
-    /// The storage settings in force (retention is read from them at each pipeline start).
+    /// The storage settings in force: where state lives, the backlog limit and retention,
+    /// read at each pipeline start.
     storage_config: StorageConfig,
     query: Option<crate::query::QueryApi>,
     _lock: StorageLock,
@@ -342,6 +342,11 @@ impl Service {
         }
         self.exporters_stop.cancel();
         drain(drivers, &self.exporters_abandon, drain_timeout).await;
+    }
+
+    /// The storage directory: journals, cursors, keys, chain hints.
+    fn storage(&self) -> &Path {
+        &self.storage_config.directory
     }
 
     /// The intake for a receiver feeding `feeds`, by pipeline id.
@@ -478,8 +483,7 @@ fn auto_signer(storage: &Path, origin: &str, stream: &str) -> Result<NoteSigner,
 
 /// Starts everything the plan describes.
 pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
-    let storage = config.service.storage.directory.clone();
-    let lock = StorageLock::acquire(&storage)?;
+    let lock = StorageLock::acquire(&config.service.storage.directory)?;
     let exporters_stop = CancellationToken::new();
     let exporters_abandon = CancellationToken::new();
     let retention_stop = CancellationToken::new();
@@ -488,8 +492,6 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
             segment_bytes: config.service.storage.segment_size.as_u64(),
             max_record_bytes: journal_record_limit(config.service.storage.max_record_size.as_u64()),
         },
-        storage,
-        max_backlog: config.service.storage.max_backlog_records,
         limits: Limits {
             max_record_bytes: config.service.storage.max_record_size.as_u64() as usize,
         },
@@ -506,7 +508,7 @@ pub async fn start(config: &Config, plan: Plan) -> Result<Service, StartError> {
         attached: None,
     };
     for p in plan.pipelines {
-        let (journal_writer, journal) = open_journal(&service.storage, &p.id, service.options)?;
+        let (journal_writer, journal) = open_journal(service.storage(), &p.id, service.options)?;
         let (mut running, exporters) = service.launch_pipeline(p, journal, journal_writer)?;
         running.drivers = launch_drivers(
             &running.handle(),
@@ -600,7 +602,7 @@ impl Service {
         journal: Journal,
         journal_writer: JournalWriter,
     ) -> Result<(RunningPipeline, Vec<ExporterLaunch>), StartError> {
-        let dir = pipeline_dir(&self.storage, &p.id);
+        let dir = pipeline_dir(self.storage(), &p.id);
         let fail = |detail: String| StartError::Storage {
             dir: dir.display().to_string(),
             detail,
@@ -610,7 +612,7 @@ impl Service {
             (Some(c), Some(origin)) => {
                 let signer = match p.signer.take() {
                     Some(s) => s,
-                    None => auto_signer(&self.storage, origin, &p.stream)?,
+                    None => auto_signer(self.storage(), origin, &p.stream)?,
                 };
                 Some(Checkpointing {
                     origin_prefix: c.origin.clone(),
@@ -705,7 +707,7 @@ impl Service {
             queue,
             journal.clone(),
             positions.clone(),
-            self.max_backlog,
+            self.storage_config.max_backlog_records,
         ));
         let storage_config = &self.storage_config;
         let journal_purge = (storage_config.retention_days > 0).then(|| {
@@ -714,7 +716,7 @@ impl Service {
                 journal.clone(),
                 positions,
                 hint_path,
-                self.storage.join(retention::LEGAL_HOLD_FILE),
+                self.storage().join(retention::LEGAL_HOLD_FILE),
             )
         });
         let retention_stop = self.retention_stop.child_token();

@@ -121,7 +121,7 @@ impl Service {
                 replacing.push(p);
                 continue;
             }
-            let started = open_journal(&self.storage, &p.id, self.options)
+            let started = open_journal(self.storage(), &p.id, self.options)
                 .and_then(|(w, j)| self.launch_pipeline(p, j, w));
             match started {
                 Ok((running, exporters)) => {
@@ -240,7 +240,6 @@ impl Service {
             launches.push((running.handle(), exporters, None));
             self.pipelines.push(running);
         }
-        self.max_backlog = config.service.storage.max_backlog_records;
 
         // Kept receivers now feed the new pipelines; records flow again when `targets`
         // is dropped.
@@ -330,10 +329,10 @@ impl Service {
     fn refuse_what_cannot_change(&self, config: &Config, plan: &Plan) -> Result<(), ReloadError> {
         let mut problems = Vec::new();
         let storage = &config.service.storage;
-        if storage.directory != self.storage {
+        if storage.directory != self.storage() {
             problems.push(format!(
                 "service.storage.directory: changed from {} to {}; moving the state takes a restart",
-                self.storage.display(),
+                self.storage().display(),
                 storage.directory.display()
             ));
         }
