@@ -22,9 +22,20 @@ pub enum SubmitError {
     /// The daemon is draining for shutdown or reload.
     #[error("shutting down")]
     ShuttingDown,
-    /// The journal could not make the records durable (disk full, I/O error).
+    /// The journal could not make the records durable (disk full, I/O error); it takes
+    /// records again by itself once it has reopened. Retry later.
     #[error("storage failure: {0}")]
     Storage(String),
+    /// A record of the batch is larger, once sealed, than the journal takes: the batch
+    /// was refused whole and nothing of it was stored. Not worth retrying.
+    #[error(
+        "record {record} of the batch is {size} bytes once sealed; the journal takes at most {max} bytes per record"
+    )]
+    RecordTooLarge {
+        record: usize,
+        size: usize,
+        max: usize,
+    },
 }
 
 pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<(), SubmitError>> + Send + 'static>>;

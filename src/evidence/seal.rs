@@ -208,6 +208,16 @@ impl Chain {
         }
     }
 
+    /// Returns the chain to `head`, a head it had before (taken with [`Chain::head`]):
+    /// what was sealed after it is forgotten, as when a batch is refused before it is
+    /// committed.
+    pub fn rewind(&mut self, head: Head) {
+        debug_assert!(head.next_seq <= self.next_seq);
+        self.next_seq = head.next_seq;
+        self.prev = head.prev;
+        self.frontier = head.frontier;
+    }
+
     /// Seals `fields` (a record's [`crate::event::Record::to_json`]) as the next entry.
     pub fn seal(&mut self, fields: Map<String, Value>) -> Sealed {
         let mut line = Vec::with_capacity(1024);

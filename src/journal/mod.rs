@@ -82,7 +82,7 @@ pub use fetch::RecordFetcher;
 pub use handle::{Journal, PurgeReport};
 pub use reader::{JournalReader, RecordPosition};
 pub use recovery::{Corruption, RecoveryReport, TruncatedTail};
-pub use writer::JournalWriter;
+pub use writer::{AppendMark, JournalWriter};
 
 use error::IoContext;
 use handle::{Shared, State};

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use super::error::{IoContext, JournalError};
 use super::frame::{self, HEADER_LEN};
 use super::handle::Shared;
+use super::recovery::{self, RecoveryReport};
 use super::segment::{self, SegmentMeta};
 
 /// The only writer of a journal; owned by one thread.
@@ -56,6 +57,18 @@ struct Chunk {
     frames: Vec<u8>,
     /// Where the last frame starts in `frames`.
     last_frame: usize,
+}
+
+/// Where the appends stood at a moment between commits, to return to with
+/// [`JournalWriter::rollback`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendMark {
+    next_index: u64,
+    chunks: usize,
+    /// Length and last frame of the chunk that was last at the mark.
+    frames_len: usize,
+    last_frame: usize,
+    projected_len: u64,
 }
 
 /// How a commit failed: what was written can be undone, or nothing can be trusted.
@@ -138,6 +151,87 @@ impl JournalWriter {
         self.projected_len += frame_len;
         self.next_index += 1;
         Ok(index)
+    }
+
+    /// Where the appends stand now: records appended after it can be taken back with
+    /// [`rollback`](Self::rollback) until the next commit.
+    pub fn mark(&self) -> AppendMark {
+        let (frames_len, last_frame) = self
+            .pending
+            .last()
+            .map_or((0, 0), |c| (c.frames.len(), c.last_frame));
+        AppendMark {
+            next_index: self.next_index,
+            chunks: self.pending.len(),
+            frames_len,
+            last_frame,
+            projected_len: self.projected_len,
+        }
+    }
+
+    /// Forgets every record appended after `mark` (taken since the last commit): they
+    /// are never written, and their indexes are given out again.
+    pub fn rollback(&mut self, mark: AppendMark) {
+        if mark.next_index < self.committed_end || mark.next_index > self.next_index {
+            // A mark from before the last commit: only what is pending can go.
+            self.pending.clear();
+            self.next_index = self.committed_end;
+            self.projected_len = self.active.len;
+            return;
+        }
+        self.pending.truncate(mark.chunks);
+        if let Some(chunk) = self.pending.last_mut() {
+            chunk.frames.truncate(mark.frames_len);
+            chunk.last_frame = mark.last_frame;
+        }
+        self.next_index = mark.next_index;
+        self.projected_len = mark.projected_len;
+    }
+
+    /// Reads the journal again from disk, as [`open`](super::open) does at a start, and
+    /// continues from what it holds: what was appended and not committed is gone, a
+    /// torn tail is cut, damage is quarantined. This is the way out of a failed commit
+    /// (a full disk, an I/O error, a failed fsync), since after one only the disk says
+    /// what was kept. Readers see the committed end that the disk holds.
+    pub fn reopen(&mut self) -> Result<RecoveryReport, JournalError> {
+        let recovered = recovery::recover(&self.shared.dir)?;
+        let active = recovered
+            .segments
+            .last()
+            .cloned()
+            .ok_or(JournalError::InvalidOptions("recovery left no segment"))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&active.path)
+            .context("open segment", &active.path)?;
+        let disk_bytes = recovered.segments.iter().map(|s| s.len).sum();
+        {
+            let mut state = self.shared.state();
+            state.segments = recovered.segments;
+            state.committed_end = recovered.next_index;
+            state.last_record = recovered.last_record;
+        }
+        self.shared.disk_bytes.store(disk_bytes, Ordering::Relaxed);
+        self.active = ActiveSegment {
+            first_index: active.first_index,
+            path: active.path,
+            file,
+            len: active.len,
+        };
+        self.pending.clear();
+        self.next_index = recovered.next_index;
+        self.committed_end = recovered.next_index;
+        self.projected_len = active.len;
+        self.poisoned = false;
+        self.shared.committed.send_replace(self.committed_end);
+        Ok(recovered.report)
+    }
+
+    /// A handle for reading this journal.
+    pub fn journal(&self) -> super::Journal {
+        super::Journal {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Makes every appended record durable, then visible to readers; returns the new

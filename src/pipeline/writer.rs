@@ -10,8 +10,13 @@
 //! the journal itself, starting at the newest checkpoint record named by `chain.json` (a
 //! hint rewritten at each checkpoint), and every entry after it must link. If they do
 //! not, or if the state is gone while evidence exists, the pipeline refuses to start.
-//! If a commit fails, the state of the file is unknown, so the writer refuses everything
-//! after it until a restart recovers the head from what is on disk.
+//! A record too large for the journal refuses its own request alone: the chain and the
+//! journal go back to where they were before that request. If a commit fails (a full
+//! disk, an I/O error), the state of the file is unknown, so the writer refuses writes
+//! and, every second, reopens the journal from disk and rebuilds the head from it
+//! exactly as a restart would; once that works it takes writes again. Nothing sealed
+//! and not committed ever outlives a failure: not in this writer, and not in the
+//! journal handed to the next writer at a reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
@@ -27,7 +32,7 @@ use crate::evidence::hmac::KeyRing;
 use crate::evidence::merkle::{Frontier, parse_hex_hash};
 use crate::evidence::note::NoteSigner;
 use crate::evidence::seal::{Chain, Head};
-use crate::journal::{Journal, JournalWriter};
+use crate::journal::{AppendMark, Journal, JournalError, JournalWriter};
 use crate::telemetry::status::WriterStatus;
 
 /// A batch waiting to be made durable.
@@ -55,7 +60,7 @@ pub struct WriterSettings {
 }
 
 /// The hint: where the newest checkpoint record is, so recovery replays only after it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Hint {
     stream: String,
     /// Journal index of the checkpoint record.
@@ -262,6 +267,62 @@ fn holds_entries(dir: &Path) -> bool {
     })
 }
 
+/// How long a writer whose journal failed waits before it reopens the journal.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// Why the writer refuses writes, and since when.
+struct Failed {
+    /// What clients and `/readyz` are told: no paths, only what went wrong.
+    reason: String,
+    since: Instant,
+    next_try: Instant,
+}
+
+/// What a request's sealing was stopped by.
+enum SealError {
+    /// One of its records is too large for the journal: the request alone is refused.
+    TooLarge(SubmitError),
+    /// The journal failed: nothing of the group can be trusted.
+    Journal(WriteFailure),
+}
+
+/// Why a group could not be made durable.
+#[derive(Debug, thiserror::Error)]
+enum WriteFailure {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot sign a checkpoint: {0}")]
+    Signing(String),
+}
+
+/// What a client and `/readyz` are told of a failure: what went wrong, without paths.
+fn client_reason(failure: &WriteFailure) -> String {
+    match failure {
+        WriteFailure::Journal(JournalError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::StorageFull =>
+        {
+            "no space left on the journal's disk".into()
+        }
+        WriteFailure::Journal(JournalError::Io { action, source, .. }) => {
+            format!("the journal could not {action}: {}", source.kind())
+        }
+        WriteFailure::Journal(JournalError::Poisoned) => {
+            "an earlier fsync of the journal failed".into()
+        }
+        WriteFailure::Journal(e) => e.to_string(),
+        WriteFailure::Signing(_) => "a checkpoint could not be signed".into(),
+    }
+}
+
+/// The writer's state before a request, to go back to if the request is refused.
+struct RequestMark {
+    head: Head,
+    journal: AppendMark,
+    since_checkpoint: u64,
+    last_checkpoint_at: Instant,
+    pending_hint: Option<Hint>,
+}
+
 /// The writer thread's state.
 pub struct Writer {
     journal: JournalWriter,
@@ -269,7 +330,7 @@ pub struct Writer {
     settings: WriterSettings,
     since_checkpoint: u64,
     last_checkpoint_at: Instant,
-    failed: Option<String>,
+    failed: Option<Failed>,
     /// The newest checkpoint appended but not yet committed.
     pending_hint: Option<Hint>,
     line: Vec<u8>,
@@ -305,14 +366,17 @@ impl Writer {
     }
 
     /// Runs until every sender is gone, then signs a last checkpoint and returns the
-    /// journal, so that a reload can hand it to the next writer.
+    /// journal, so that a reload can hand it to the next writer. The journal returned
+    /// holds nothing uncommitted: the next writer rebuilds its chain from what is
+    /// committed, and would fork it if anything sealed here were still pending.
     pub fn run(mut self, requests: mpsc::Receiver<WriteRequest>) -> JournalWriter {
         let _running = self.status.running();
         loop {
-            let wait = self.until_checkpoint();
+            let wait = self.until_next_task();
             let first = match requests.recv_timeout(wait) {
                 Ok(r) => r,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.reopen_if_due();
                     self.checkpoint_and_commit();
                     continue;
                 }
@@ -329,16 +393,24 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let outcome = self.write_group(&mut group);
-            for request in group {
-                let _ = request.done.send(outcome.clone());
+            let outcomes = self.write_group(&mut group);
+            for (request, outcome) in group.into_iter().zip(outcomes) {
+                let _ = request.done.send(outcome);
             }
         }
+        self.reopen_if_due();
         self.checkpoint_and_commit();
+        if self.failed.is_some() {
+            // Whatever the failure left appended is dropped; the next writer reopens.
+            self.journal.rollback(self.journal.mark());
+        }
         self.journal
     }
 
-    fn until_checkpoint(&self) -> Duration {
+    fn until_next_task(&self) -> Duration {
+        if let Some(failed) = &self.failed {
+            return failed.next_try.saturating_duration_since(Instant::now());
+        }
         match &self.settings.checkpoints {
             Some(c) if self.since_checkpoint > 0 => {
                 c.every.saturating_sub(self.last_checkpoint_at.elapsed())
@@ -348,51 +420,167 @@ impl Writer {
         }
     }
 
-    fn write_group(&mut self, group: &mut [WriteRequest]) -> Result<(), SubmitError> {
-        if let Some(reason) = &self.failed {
-            return Err(SubmitError::Storage(reason.clone()));
+    /// Seals and commits a group of requests; returns each request's answer in order.
+    /// A request with a record too large for the journal is refused alone: the chain
+    /// and the journal go back to where they were before it. A journal failure fails the
+    /// whole group and the writer, until [`reopen_if_due`](Self::reopen_if_due) has
+    /// rebuilt both from the disk.
+    fn write_group(&mut self, group: &mut [WriteRequest]) -> Vec<Result<(), SubmitError>> {
+        self.reopen_if_due();
+        if let Some(failed) = &self.failed {
+            return vec![Err(SubmitError::Storage(failed.reason.clone())); group.len()];
         }
         let started = Instant::now();
-        let result = (|| -> Result<(), String> {
-            let every = self.settings.checkpoints.as_ref().map(|c| c.every_records);
-            for request in group.iter_mut() {
-                for record in std::mem::take(&mut request.records) {
-                    let (seq, _) = self.chain.seal_into(&record.into_json(), &mut self.line);
-                    encode_entry(seq, &self.line, &mut self.payload);
-                    self.journal
-                        .append(&self.payload)
-                        .map_err(|e| e.to_string())?;
-                    self.since_checkpoint += 1;
-                    if every.is_some_and(|n| self.since_checkpoint >= n) {
-                        self.append_checkpoint()?;
-                    }
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut failure = None;
+        for request in group.iter_mut() {
+            let records = std::mem::take(&mut request.records);
+            let mark = self.mark();
+            match self.seal_request(records) {
+                Ok(()) => outcomes.push(Ok(())),
+                Err(SealError::TooLarge(refusal)) => {
+                    self.rewind(mark);
+                    outcomes.push(Err(refusal));
+                }
+                Err(SealError::Journal(e)) => {
+                    failure = Some(e);
+                    break;
                 }
             }
-            self.journal.commit().map_err(|e| e.to_string())?;
-            self.status.committed(self.chain.next_seq());
-            self.write_hint();
-            Ok(())
-        })();
+        }
+        let failure = match failure {
+            Some(e) => Some(e),
+            None => self.journal.commit().err().map(WriteFailure::from),
+        };
         metrics::histogram!("vellum_journal_commit_seconds", "stream" => self.settings.stream.clone())
             .record(started.elapsed().as_secs_f64());
-        result.map_err(|reason| {
-            tracing::error!(stream = %self.settings.stream, error = %reason,
-                "the journal could not make records durable; refusing writes until a restart recovers the chain from disk");
-            self.status.failed();
-            self.failed = Some(reason.clone());
-            SubmitError::Storage(reason)
-        })
+        if let Some(error) = failure {
+            let refusal = SubmitError::Storage(self.fail(&error));
+            return vec![Err(refusal); group.len()];
+        }
+        self.status.committed(self.chain.next_seq());
+        self.write_hint();
+        outcomes
+    }
+
+    fn seal_request(&mut self, records: Vec<Record>) -> Result<(), SealError> {
+        let every = self.settings.checkpoints.as_ref().map(|c| c.every_records);
+        for (at, record) in records.into_iter().enumerate() {
+            let (seq, _) = self.chain.seal_into(&record.into_json(), &mut self.line);
+            encode_entry(seq, &self.line, &mut self.payload);
+            match self.journal.append(&self.payload) {
+                Ok(_) => {}
+                Err(JournalError::RecordTooLarge { len, max }) => {
+                    metrics::counter!("vellum_journal_refused_records_total",
+                        "stream" => self.settings.stream.clone(), "reason" => "oversized")
+                    .increment(1);
+                    return Err(SealError::TooLarge(SubmitError::RecordTooLarge {
+                        record: at,
+                        size: len,
+                        max: max as usize,
+                    }));
+                }
+                Err(e) => return Err(SealError::Journal(e.into())),
+            }
+            self.since_checkpoint += 1;
+            if every.is_some_and(|n| self.since_checkpoint >= n) {
+                self.append_checkpoint().map_err(SealError::Journal)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn mark(&self) -> RequestMark {
+        RequestMark {
+            head: self.chain.head(),
+            journal: self.journal.mark(),
+            since_checkpoint: self.since_checkpoint,
+            last_checkpoint_at: self.last_checkpoint_at,
+            pending_hint: self.pending_hint.clone(),
+        }
+    }
+
+    fn rewind(&mut self, mark: RequestMark) {
+        self.chain.rewind(mark.head);
+        self.journal.rollback(mark.journal);
+        self.since_checkpoint = mark.since_checkpoint;
+        self.last_checkpoint_at = mark.last_checkpoint_at;
+        self.pending_hint = mark.pending_hint;
+    }
+
+    /// The journal failed: from here on the chain in memory may be ahead of what is on
+    /// disk, so writes are refused until the journal is reopened and the chain rebuilt
+    /// from it. Logged once per outage. Returns what clients are told.
+    fn fail(&mut self, error: &WriteFailure) -> String {
+        let reason = client_reason(error);
+        self.journal.rollback(self.journal.mark());
+        if self.failed.is_none() {
+            tracing::error!(stream = %self.settings.stream, %error,
+                "the journal could not make records durable; refusing writes until it reopens (tried every {REOPEN_EVERY:?})");
+            metrics::counter!("vellum_journal_failures_total", "stream" => self.settings.stream.clone())
+                .increment(1);
+        }
+        let now = Instant::now();
+        let since = self.failed.as_ref().map_or(now, |f| f.since);
+        self.status.failed(&reason);
+        self.failed = Some(Failed {
+            reason: reason.clone(),
+            since,
+            next_try: now + REOPEN_EVERY,
+        });
+        reason
+    }
+
+    /// A failed writer reopens the journal from disk once its wait is over and rebuilds
+    /// the chain from what the journal holds, exactly as a restart would; then it takes
+    /// writes again. If the disk is still full the next commit fails and it waits again.
+    fn reopen_if_due(&mut self) {
+        let Some(failed) = &self.failed else { return };
+        if Instant::now() < failed.next_try {
+            return;
+        }
+        let since = failed.since;
+        let published = self.journal.committed_end();
+        let reopened = self.journal.reopen().map_err(|e| e.to_string()).and_then(|report| {
+            if !report.is_clean() {
+                tracing::warn!(stream = %self.settings.stream, report = %report, "journal recovered");
+            }
+            if self.journal.committed_end() < published {
+                tracing::error!(stream = %self.settings.stream, published, on_disk = self.journal.committed_end(),
+                    "the journal on disk ends before records that were committed: the disk lost them");
+            }
+            let journal = self.journal.journal();
+            recover(&journal, &self.settings, &[]).map_err(|e| e.to_string())
+        });
+        match reopened {
+            Ok((chain, _)) => {
+                self.chain = chain;
+                self.since_checkpoint = 0;
+                self.pending_hint = None;
+                self.failed = None;
+                self.status.committed(self.chain.next_seq());
+                self.status.reopened();
+                tracing::warn!(stream = %self.settings.stream, next_seq = self.chain.next_seq(),
+                    outage = ?since.elapsed(), "the journal reopened; taking writes again");
+            }
+            Err(detail) => {
+                tracing::debug!(stream = %self.settings.stream, %detail, "the journal cannot reopen yet");
+                if let Some(failed) = &mut self.failed {
+                    failed.next_try = Instant::now() + REOPEN_EVERY;
+                }
+            }
+        }
     }
 
     /// Appends a checkpoint record for everything sealed so far (not yet committed).
-    fn append_checkpoint(&mut self) -> Result<(), String> {
+    fn append_checkpoint(&mut self) -> Result<(), WriteFailure> {
         let Some(c) = &self.settings.checkpoints else {
             return Ok(());
         };
         let note = self
             .chain
             .checkpoint(&c.origin_prefix, &c.signer)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| WriteFailure::Signing(e.to_string()))?;
         let head = self.chain.head();
         let frame = CheckpointFrame {
             stream: self.settings.stream.clone(),
@@ -401,10 +589,7 @@ impl Writer {
             head: hex::encode(head.prev),
             frontier: head.frontier.to_hex(),
         };
-        let index = self
-            .journal
-            .append(&encode_checkpoint(&frame))
-            .map_err(|e| e.to_string())?;
+        let index = self.journal.append(&encode_checkpoint(&frame))?;
         self.since_checkpoint = 0;
         self.last_checkpoint_at = Instant::now();
         self.pending_hint = Some(Hint {
@@ -422,15 +607,16 @@ impl Writer {
         {
             return;
         }
-        let result = self
-            .append_checkpoint()
-            .and_then(|()| self.journal.commit().map(|_| ()).map_err(|e| e.to_string()));
+        let result = self.append_checkpoint().and_then(|()| {
+            self.journal
+                .commit()
+                .map(|_| ())
+                .map_err(WriteFailure::from)
+        });
         match result {
             Ok(()) => self.write_hint(),
-            Err(reason) => {
-                tracing::error!(stream = %self.settings.stream, error = %reason, "cannot write a checkpoint");
-                self.status.failed();
-                self.failed = Some(reason);
+            Err(error) => {
+                self.fail(&error);
             }
         }
     }

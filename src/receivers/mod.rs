@@ -107,18 +107,23 @@ pub fn refusal_reason(e: &SubmitError) -> &'static str {
         SubmitError::Overloaded { .. } => "overloaded",
         SubmitError::ShuttingDown => "shutting_down",
         SubmitError::Storage(_) => "storage",
+        SubmitError::RecordTooLarge { .. } => "oversized",
     }
 }
 
 /// How an HTTP receiver answers a refused submission: 429 with `Retry-After` when the
 /// backlog is full, 503 with `Retry-After` while draining or when storage fails (the OTLP
-/// spec's retryable codes), so a client keeps its records and tries again.
+/// spec's retryable codes), so a client keeps its records and tries again; 413 for a
+/// record the journal cannot take, which no retry would change.
 pub fn submit_error_response(e: &SubmitError) -> (StatusCode, HeaderMap, String) {
     let mut headers = HeaderMap::new();
     let (status, retry_after) = match e {
         SubmitError::Overloaded { retry_after } => (StatusCode::TOO_MANY_REQUESTS, *retry_after),
         SubmitError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5)),
         SubmitError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5)),
+        SubmitError::RecordTooLarge { .. } => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, headers, e.to_string());
+        }
     };
     let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
     headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));

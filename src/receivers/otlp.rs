@@ -242,6 +242,9 @@ fn grpc_status(e: &SubmitError) -> tonic::Status {
             e.to_string(),
             ErrorDetails::with_retry_info(Some(Duration::from_secs(5))),
         ),
+        SubmitError::RecordTooLarge { .. } => {
+            tonic::Status::new(tonic::Code::InvalidArgument, e.to_string())
+        }
     }
 }
 

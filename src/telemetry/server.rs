@@ -207,12 +207,17 @@ mod tests {
             (code, body.as_str()),
             (200, r#"{"failing":[],"ready":true}"#)
         );
-        writer.failed();
+        writer.failed("no space left on the journal's disk");
         let (code, _, body) = get(addr, "/readyz").await;
         assert_eq!(code, 503);
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["failing"][0]["check"], "journal");
         assert_eq!(body["failing"][0]["pipeline"], "logs/a");
+        let detail = body["failing"][0]["detail"].as_str().unwrap();
+        assert!(detail.contains("no space left"), "{detail}");
+        writer.reopened();
+        let (code, _, _) = get(addr, "/readyz").await;
+        assert_eq!(code, 200, "ready again once the journal reopened");
 
         let (code, content_type, text) = get(addr, "/metrics").await;
         assert_eq!(code, 200);

@@ -131,7 +131,7 @@ impl ServiceStatus {
                     check: "journal",
                     pipeline: Some(p.id.clone()),
                     component: None,
-                    detail: detail.into(),
+                    detail,
                 });
             }
             let end = p.journal.committed_end();
@@ -195,7 +195,8 @@ impl ServiceStatus {
 #[derive(Debug)]
 pub struct WriterStatus {
     running: AtomicBool,
-    failed: AtomicBool,
+    /// Why the journal refuses writes, while it does (cleared when it reopens).
+    failed: std::sync::Mutex<Option<String>>,
     next_seq: AtomicU64,
     /// Milliseconds since the Unix epoch of the newest committed checkpoint; 0: none.
     last_checkpoint_ms: AtomicU64,
@@ -206,7 +207,7 @@ impl WriterStatus {
     pub fn new(next_seq: u64, last_checkpoint: Option<SystemTime>) -> WriterStatus {
         let status = WriterStatus {
             running: AtomicBool::new(true),
-            failed: AtomicBool::new(false),
+            failed: std::sync::Mutex::new(None),
             next_seq: AtomicU64::new(next_seq),
             last_checkpoint_ms: AtomicU64::new(0),
         };
@@ -234,20 +235,37 @@ impl WriterStatus {
         self.last_checkpoint_ms.store(ms, Ordering::Release);
     }
 
-    /// A commit failed: the writer refuses everything until a restart.
-    pub fn failed(&self) {
-        self.failed.store(true, Ordering::Release);
+    /// A commit failed for `reason`: the writer refuses writes until it has reopened
+    /// the journal from disk.
+    pub fn failed(&self, reason: &str) {
+        *self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.to_string());
+    }
+
+    /// The journal was reopened and the chain rebuilt: writes are taken again.
+    pub fn reopened(&self) {
+        *self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Why the journal cannot take records, if it cannot.
-    pub fn unwritable(&self) -> Option<&'static str> {
+    pub fn unwritable(&self) -> Option<String> {
         if !self.running.load(Ordering::Acquire) {
-            Some("its writer thread is not running")
-        } else if self.failed.load(Ordering::Acquire) {
-            Some("its last commit failed; writes are refused until a restart")
-        } else {
-            None
+            return Some("its writer thread is not running".into());
         }
+        let failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        failed.as_ref().map(|reason| {
+            format!(
+                "its last commit failed ({reason}); writes are refused until the journal reopens"
+            )
+        })
     }
 
     /// The seq of the newest committed entry.
@@ -447,7 +465,7 @@ mod tests {
     fn a_failed_commit_a_stopped_writer_and_stopped_tasks_each_fail_readiness() {
         let rt = runtime();
         let f = fixture(&rt, 1, Duration::from_secs(30));
-        f.writer.failed();
+        f.writer.failed("no space left on the journal's disk");
         assert_eq!(
             checks(&f.status.readiness(Instant::now())),
             vec![("journal", None)]

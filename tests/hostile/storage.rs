@@ -1,1 +1,108 @@
-//! Hostile-input cases: storage.
+//! Hostile-input cases: the journal and the chain. A record too large for the journal,
+//! a reload after it, a full disk and a damaged journal never cost an acknowledged
+//! record and never fork the chain.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// Posts `body` to a receiver URL; returns the status and the answer's text.
+pub fn post(url: &str, body: &[u8]) -> (u16, String) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    match agent.post(url).send(body) {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+pub fn sighup(daemon: &Daemon) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(daemon.child.id() as i32, libc::SIGHUP);
+    }
+}
+
+/// Checks what a stopped daemon left as evidence: one chain that verifies, with every
+/// `seq` once, holding each of `acked` user ids exactly once and nothing of `refused`.
+pub fn assert_one_chain_with(dir: &Path, acked: &[String], refused: &[&str]) {
+    let entries = evidence_entries(&dir.join("evidence"));
+    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let unique: BTreeSet<u64> = seqs.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        seqs.len(),
+        "two entries share a seq: {seqs:?}"
+    );
+    assert_eq!(
+        unique.into_iter().collect::<Vec<_>>(),
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "seq must run from 0 without gaps"
+    );
+    let users: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e["attributes"]["user_id"].as_str().map(String::from))
+        .collect();
+    for id in acked {
+        let n = users.iter().filter(|u| *u == id).count();
+        assert_eq!(n, 1, "acknowledged user {id} is in the evidence {n} times");
+    }
+    for marker in refused {
+        assert!(
+            !entries.iter().any(|e| e.to_string().contains(marker)),
+            "a refused record reached the evidence"
+        );
+    }
+    let (ok, out) = verify(&dir.join("evidence"), &vkeys(&dir.join("state")), &[]);
+    assert!(ok, "vellum verify failed:\n{out}");
+}
+
+fn logins(from: usize, n: usize) -> Vec<String> {
+    (from..from + n).map(|i| format!("u{i}")).collect()
+}
+
+#[test]
+fn a_record_too_large_for_the_journal_is_refused_alone_and_a_reload_after_it_does_not_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::new();
+    let yaml = standard_config(dir.path(), ports)
+        .replace("storage: {", "storage: { max_record_size: 64KiB, ");
+    let daemon = Daemon::start(
+        dir.path(),
+        &yaml,
+        &[SocketAddr::from(([127, 0, 0, 1], ports.gateway))],
+    );
+    let url = format!("http://127.0.0.1:{}/v1/events", ports.gateway);
+
+    send_logins(ports.gateway, 0, 10);
+    // A small event with a resource far over the journal's record limit (64 KiB,
+    // times six for escaping, plus room for the integrity fields).
+    let marker = "oversized-marker";
+    let big = format!(
+        "{{\"action\":\"upload\",\"note\":\"{marker}\",\"resource\":{{\"blob\":\"{}\"}}}}",
+        "a".repeat(600 * 1024)
+    );
+    let (status, answer) = post(&url, big.as_bytes());
+    assert_eq!(status, 413, "answer: {answer}");
+    assert!(answer.contains("bytes"), "the refusal says why: {answer}");
+
+    send_logins(ports.gateway, 10, 10);
+    sighup(&daemon);
+    wait_until("the reload", Duration::from_secs(20), || {
+        daemon.log_text().contains("configuration reloaded")
+    });
+    send_logins(ports.gateway, 20, 10);
+
+    let mut daemon = daemon;
+    assert!(daemon.terminate().success());
+    assert_one_chain_with(dir.path(), &logins(0, 30), &[marker]);
+}
+
+use std::net::SocketAddr;

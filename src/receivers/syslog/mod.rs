@@ -328,8 +328,14 @@ impl Receiver {
                     (retry_after.clamp(RETRY_MIN, RETRY_MAX), "overloaded")
                 }
                 Err(SubmitError::Storage(error)) => {
-                    tracing::warn!(receiver = %self.id, records = count, %error, "syslog messages not stored, retrying");
+                    // The journal logs its failure once; this would repeat it per batch.
+                    tracing::debug!(receiver = %self.id, records = count, %error, "syslog messages not stored, retrying");
                     (STORAGE_RETRY, "storage")
+                }
+                Err(e @ SubmitError::RecordTooLarge { .. }) => {
+                    self.count_dropped(count, "oversized");
+                    tracing::warn!(receiver = %self.id, records = count, error = %e, "syslog messages refused");
+                    return true;
                 }
             };
             if last_attempt {
@@ -693,7 +699,11 @@ async fn serve_udp(receiver: Arc<Receiver>, socket: UdpSocket, shutdown: Cancell
             }
             Err(SubmitError::Storage(error)) => {
                 receiver.count_dropped(count, "storage");
-                tracing::warn!(receiver = %receiver.id, datagrams = count, %error, "syslog datagrams dropped: not stored");
+                tracing::debug!(receiver = %receiver.id, datagrams = count, %error, "syslog datagrams dropped: not stored");
+            }
+            Err(e @ SubmitError::RecordTooLarge { .. }) => {
+                receiver.count_dropped(count, "oversized");
+                tracing::warn!(receiver = %receiver.id, datagrams = count, error = %e, "syslog datagrams dropped");
             }
         }
     }
