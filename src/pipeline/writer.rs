@@ -715,4 +715,207 @@ mod tests {
                 .is_some()
         );
     }
+
+    mod interleavings {
+        //! Random interleavings of requests (some with a record too large for the
+        //! journal), reloads, crashes with torn tails and restarts: no two entries ever
+        //! share a `seq`, every `prev` links, and every acknowledged record is in the
+        //! journal exactly once while no refused one is.
+
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            /// Requests queued together, so the writer takes them as one group; each is
+            /// a number of records and, maybe, the place of an oversized one.
+            Group(Vec<(usize, Option<usize>)>),
+            Reload,
+            /// The process dies after its last commit, leaving `torn` bytes of a
+            /// half-written frame at the end of the last segment.
+            Crash {
+                torn: usize,
+            },
+            Restart,
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            let request = (1usize..5, prop::option::weighted(0.3, 0usize..5));
+            prop_oneof![
+                6 => prop::collection::vec(request, 1..4).prop_map(Step::Group),
+                1 => Just(Step::Reload),
+                1 => (0usize..40).prop_map(|torn| Step::Crash { torn }),
+                1 => Just(Step::Restart),
+            ]
+        }
+
+        const MAX_RECORD: u32 = 2048;
+
+        fn settings(dir: &Path, signer: &str) -> WriterSettings {
+            WriterSettings {
+                stream: "s".into(),
+                keys: None,
+                checkpoints: Some(Checkpointing {
+                    origin_prefix: "test.vellum".into(),
+                    signer: NoteSigner::parse(signer).unwrap(),
+                    every_records: 3,
+                    every: Duration::from_secs(3600),
+                }),
+                hint_path: dir.join("chain.json"),
+                max_group_records: 1000,
+            }
+        }
+
+        struct Running {
+            queue: mpsc::Sender<WriteRequest>,
+            thread: std::thread::JoinHandle<JournalWriter>,
+            journal: Journal,
+        }
+
+        fn start(dir: &Path, signer: &str, handed: Option<(JournalWriter, Journal)>) -> Running {
+            let (journal_writer, journal) = handed.unwrap_or_else(|| {
+                let options = JournalOptions {
+                    segment_bytes: 4096,
+                    max_record_bytes: MAX_RECORD,
+                };
+                let (w, j, _) = journal::open(&dir.join("journal"), options).unwrap();
+                (w, j)
+            });
+            let settings = settings(dir, signer);
+            let (chain, _) = recover(&journal, &settings, &[]).unwrap();
+            let writer = Writer::new(journal_writer, chain, settings);
+            let (queue, requests) = mpsc::channel();
+            let thread = std::thread::spawn(move || writer.run(requests));
+            Running {
+                queue,
+                thread,
+                journal,
+            }
+        }
+
+        fn stop(running: Running) -> (JournalWriter, Journal) {
+            drop(running.queue);
+            (running.thread.join().unwrap(), running.journal)
+        }
+
+        fn record(id: u64, oversized: bool) -> Record {
+            let mut r = Record::new("t");
+            r.attributes.insert("id".into(), id.into());
+            if oversized {
+                r.body = "x".repeat(MAX_RECORD as usize).into();
+            }
+            r
+        }
+
+        /// Sends the requests at once and returns each one's answer.
+        fn send_group(
+            running: &Running,
+            group: &[(usize, Option<usize>)],
+            next_id: &mut u64,
+            sent: &mut BTreeMap<u64, bool>,
+        ) {
+            let mut answers = Vec::new();
+            for &(count, oversized) in group {
+                let ids: Vec<u64> = (0..count).map(|i| *next_id + i as u64).collect();
+                *next_id += count as u64;
+                let records = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| record(*id, oversized == Some(i)))
+                    .collect();
+                let (done, answer) = oneshot::channel();
+                running.queue.send(WriteRequest { records, done }).unwrap();
+                answers.push((ids, answer));
+            }
+            for (ids, answer) in answers {
+                let acked = answer.blocking_recv().unwrap().is_ok();
+                for id in ids {
+                    sent.insert(id, acked);
+                }
+            }
+        }
+
+        /// Every entry in the journal, in journal order: (seq, prev, hash, id).
+        fn entries(journal: &Journal) -> Vec<(u64, String, String, u64)> {
+            let mut out = Vec::new();
+            for item in journal.reader(journal.first_index()).unwrap() {
+                let (_, payload) = item.unwrap();
+                if let Frame::Entry { seq, line } = Frame::decode(&payload).unwrap() {
+                    let e: serde_json::Value = serde_json::from_slice(line).unwrap();
+                    out.push((
+                        seq,
+                        e["prev"].as_str().unwrap().to_string(),
+                        e["hash"].as_str().unwrap().to_string(),
+                        e["attributes"]["id"].as_u64().unwrap(),
+                    ));
+                }
+            }
+            out
+        }
+
+        fn torn_tail(journal_dir: &Path, bytes: usize) {
+            let last = std::fs::read_dir(journal_dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+                .max()
+                .unwrap();
+            let mut f = std::fs::OpenOptions::new().append(true).open(last).unwrap();
+            std::io::Write::write_all(&mut f, &vec![0xA5; bytes]).unwrap();
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            #[test]
+            fn no_interleaving_forks_the_chain_or_loses_an_acknowledged_record(
+                steps in prop::collection::vec(step(), 1..24)
+            ) {
+                let tmp = tempfile::tempdir().unwrap();
+                let (signer, _) = crate::evidence::note::generate("test.vellum/s").unwrap();
+                let mut running = start(tmp.path(), &signer, None);
+                let mut sent = BTreeMap::new();
+                let mut next_id = 0;
+                for step in steps {
+                    match step {
+                        Step::Group(group) => send_group(&running, &group, &mut next_id, &mut sent),
+                        Step::Reload => {
+                            let handed = stop(running);
+                            running = start(tmp.path(), &signer, Some(handed));
+                        }
+                        Step::Crash { torn } => {
+                            drop(stop(running));
+                            torn_tail(&tmp.path().join("journal"), torn);
+                            running = start(tmp.path(), &signer, None);
+                        }
+                        Step::Restart => {
+                            drop(stop(running));
+                            running = start(tmp.path(), &signer, None);
+                        }
+                    }
+                }
+                let (_, journal) = stop(running);
+                let found = entries(&journal);
+                let mut prev = "0".repeat(64);
+                for (i, (seq, entry_prev, hash, _)) in found.iter().enumerate() {
+                    prop_assert_eq!(*seq, i as u64, "seq runs from 0 without a gap or a repeat");
+                    prop_assert_eq!(entry_prev, &prev, "seq {} links to the entry before it", seq);
+                    prev = hash.clone();
+                }
+                let mut stored: BTreeMap<u64, usize> = BTreeMap::new();
+                for (_, _, _, id) in &found {
+                    *stored.entry(*id).or_default() += 1;
+                }
+                for (id, acked) in sent {
+                    let n = stored.get(&id).copied().unwrap_or(0);
+                    if acked {
+                        prop_assert_eq!(n, 1, "acknowledged record {} stored {} times", id, n);
+                    } else {
+                        prop_assert_eq!(n, 0, "refused record {} was stored", id);
+                    }
+                }
+            }
+        }
+    }
 }
