@@ -106,3 +106,136 @@ fn a_record_too_large_for_the_journal_is_refused_alone_and_a_reload_after_it_doe
 }
 
 use std::net::SocketAddr;
+
+/// A small tmpfs mounted at `at`, unmounted when dropped; `None` where this machine
+/// does not let the tests mount one (not root, or no mount namespace rights).
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(at.to_path_buf()))
+    }
+
+    /// Writes a file until the file system is full; returns its path.
+    pub fn fill(&self) -> std::path::PathBuf {
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while std::io::Write::write_all(&mut f, &block).is_ok() {}
+        // The last partial block may still fit.
+        while std::io::Write::write_all(&mut f, &block[..512]).is_ok() {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn telemetry(yaml: &str, port: u16) -> String {
+    yaml.replacen(
+        "\nservice:\n",
+        &format!("\nservice:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{port}\n"),
+        1,
+    )
+}
+
+fn get(url: &str) -> (u16, String) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    match agent.get(url).call() {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+fn logins_body(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("{{\"action\":\"login.failed\",\"user_id\":\"u{i}\"}}\n"))
+        .collect()
+}
+
+#[test]
+fn a_full_disk_refuses_with_503_says_why_once_and_ingestion_resumes_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&dir.path().join("state"), "4m") else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the full-disk case was not tried"
+        );
+        return;
+    };
+    let ports = Ports::new();
+    let metrics = free_port();
+    let yaml = telemetry(&standard_config(dir.path(), ports), metrics);
+    let daemon = Daemon::start(
+        dir.path(),
+        &yaml,
+        &[
+            SocketAddr::from(([127, 0, 0, 1], ports.gateway)),
+            SocketAddr::from(([127, 0, 0, 1], metrics)),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}/v1/events", ports.gateway);
+    let readyz = format!("http://127.0.0.1:{metrics}/readyz");
+    send_logins(ports.gateway, 0, 10);
+
+    let filler = disk.fill();
+    let mut refused = 0;
+    for attempt in 0..5 {
+        let (status, answer) = post(&url, logins_body(1000 + attempt * 10, 10).as_bytes());
+        assert_eq!(status, 503, "a full disk is a retryable refusal: {answer}");
+        assert!(answer.contains("no space left"), "{answer}");
+        refused += 1;
+    }
+    let (status, body) = get(&readyz);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no space left"), "/readyz says why: {body}");
+    assert_eq!(refused, 5);
+
+    std::fs::remove_file(filler).unwrap();
+    let freed = std::time::Instant::now();
+    let mut next = 10;
+    wait_until("ingestion to resume", Duration::from_secs(30), || {
+        let (status, _) = post(&url, logins_body(next, 10).as_bytes());
+        if status == 200 {
+            next += 10;
+        }
+        status == 200
+    });
+    let resumed = freed.elapsed();
+    eprintln!("ingestion resumed {resumed:?} after space returned");
+    wait_until("/readyz to be ready again", Duration::from_secs(30), || {
+        get(&readyz).0 == 200
+    });
+    send_logins(ports.gateway, next, 10);
+    next += 10;
+
+    let log = daemon.log_text();
+    assert_eq!(
+        log.matches("No space left").count(),
+        1,
+        "the full disk is logged once, not per request:\n{log}"
+    );
+    let mut daemon = daemon;
+    assert!(daemon.terminate().success());
+    let refused: Vec<String> = (1000..1050).map(|i| format!("\"u{i}\"")).collect();
+    let refused: Vec<&str> = refused.iter().map(String::as_str).collect();
+    assert_one_chain_with(dir.path(), &logins(0, next), &refused);
+    drop(disk);
+}
