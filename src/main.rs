@@ -53,6 +53,10 @@ enum Command {
         /// Require checkpoint origins to be exactly `<ORIGIN>/<stream>`.
         #[arg(long)]
         origin: Option<String>,
+        /// Pass even when entries are missing that a journal-loss record declares lost
+        /// to journal damage (they are still listed).
+        #[arg(long)]
+        accept_declared_loss: bool,
         /// S3: the URL of an S3-compatible service (default: AWS). Credentials come from
         /// the standard AWS chain (`AWS_ACCESS_KEY_ID`, profiles, instance roles).
         #[arg(long)]
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
             path,
             keys,
             origin,
+            accept_declared_loss,
             endpoint,
             region,
             force_path_style,
@@ -188,7 +193,7 @@ fn main() -> ExitCode {
                 force_path_style,
                 ..Default::default()
             };
-            verify(&path, &keys, origin, &s3)
+            verify(&path, &keys, origin, accept_declared_loss, &s3)
         }
         Command::Prove { proof } => prove(proof),
         Command::Report {
@@ -241,12 +246,14 @@ fn verify(
     path: &std::path::Path,
     keys: &KeyArgs,
     origin: Option<String>,
+    accept_declared_loss: bool,
     s3: &vellum::exporters::s3::client::Connection,
 ) -> ExitCode {
     use vellum::evidence::verify::verify_dir;
     let options = match keys.options() {
         Ok(o) => vellum::evidence::verify::Options {
             origin_prefix: origin,
+            accept_declared_loss,
             ..o
         },
         Err(e) => return usage_error(e),
@@ -264,6 +271,9 @@ fn verify(
             }
             if report.findings_not_shown > 0 {
                 println!("… and {} more findings", report.findings_not_shown);
+            }
+            for loss in &report.declared_losses {
+                println!("declared loss: {loss}");
             }
             for n in &report.notes {
                 eprintln!("note: {n}");

@@ -9,11 +9,13 @@
 //! - [`seal`]: turning records into chained, signed entries, and checkpoints of them;
 //! - [`verify`]: the verifier of a local evidence directory;
 //! - [`prove`]: inclusion and consistency proofs in printable form;
-//! - [`purge`]: the purge records retention writes, and what they declare.
+//! - [`purge`]: the purge records retention writes, and what they declare;
+//! - [`loss`]: the journal-loss records that declare entries lost to journal damage.
 
 pub mod hmac;
 pub mod jcs;
 pub mod key;
+pub mod loss;
 pub mod merkle;
 pub mod note;
 pub mod prove;

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use super::hmac::{KeyRing, MacError};
 use super::jcs;
+use super::loss::LossRecord;
 use super::merkle::{Frontier, Hash, parse_hex_hash};
 use super::note::{self, NoteVerifier, parse_checkpoint};
 use super::purge::EvidencePurge;
@@ -56,6 +57,9 @@ pub struct Options {
     /// `<prefix>/<stream>`; otherwise it matches the stream whose name ends the origin.
     pub origin_prefix: Option<String>,
     pub max_line_bytes: usize,
+    /// Whether entries that a journal-loss record declares lost pass (they are always
+    /// reported, apart from findings).
+    pub accept_declared_loss: bool,
 }
 
 impl Default for Options {
@@ -65,6 +69,7 @@ impl Default for Options {
             vkeys: Vec::new(),
             origin_prefix: None,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            accept_declared_loss: false,
         }
     }
 }
@@ -160,6 +165,10 @@ pub struct Report {
     /// Per stream, the size of the largest checkpoint confirmed: its first `size`
     /// entries are covered by a signed checkpoint.
     pub confirmed_sizes: BTreeMap<String, u64>,
+    /// Entries missing that a journal-loss record of their stream declares lost: not
+    /// tampering, but not evidence either. They fail the report unless accepted.
+    pub declared_losses: Vec<Finding>,
+    pub accept_declared_loss: bool,
 }
 
 impl Report {
@@ -168,6 +177,7 @@ impl Report {
         let mut report = Report {
             macs_checked: options.keys.is_some(),
             signatures_checked: !options.vkeys.is_empty(),
+            accept_declared_loss: options.accept_declared_loss,
             ..Report::default()
         };
         if !report.macs_checked {
@@ -184,7 +194,9 @@ impl Report {
     }
 
     pub fn is_ok(&self) -> bool {
-        self.findings.is_empty() && self.findings_not_shown == 0
+        self.findings.is_empty()
+            && self.findings_not_shown == 0
+            && (self.declared_losses.is_empty() || self.accept_declared_loss)
     }
 
     /// One line: what was checked and whether it held.
@@ -199,11 +211,22 @@ impl Report {
         if !self.signatures_checked {
             s.push_str(", checkpoint signatures not checked");
         }
+        let losses = self.declared_losses.len();
+        if losses > 0 {
+            let accepted = if self.accept_declared_loss {
+                ", accepted"
+            } else {
+                ""
+            };
+            s.push_str(&format!(", {losses} declared loss(es){accepted}"));
+        }
         let problems = self.findings.len() as u64 + self.findings_not_shown;
-        if problems == 0 {
-            s.push_str(": OK");
-        } else {
+        if problems > 0 {
             s.push_str(&format!(": FAILED, {problems} finding(s)"));
+        } else if !self.is_ok() {
+            s.push_str(": FAILED, entries declared lost (--accept-declared-loss to accept)");
+        } else {
+            s.push_str(": OK");
         }
         s
     }
@@ -766,6 +789,31 @@ struct ExpectedCheckpoint {
     file: String,
 }
 
+/// Entries missing before an entry: a finding at the end, unless a later journal-loss
+/// record declares them lost.
+struct Gap {
+    first: u64,
+    last: u64,
+    /// The entry after the gap, and where it is.
+    seq: u64,
+    file: String,
+    line: u64,
+}
+
+impl Gap {
+    fn problem(&self) -> String {
+        let missing = self.last - self.first + 1;
+        if missing == 1 {
+            format!("seq {} is missing before this entry", self.first)
+        } else {
+            format!(
+                "seq {}..={} ({missing} entries) are missing before this entry",
+                self.first, self.last
+            )
+        }
+    }
+}
+
 /// A run of entries that repeat `seq`s already seen, reported as one finding.
 struct RepeatRun {
     first: u64,
@@ -797,6 +845,10 @@ pub struct StreamVerifier<'k> {
     /// When the stream starts after a purge: the purge record's `seq` and `hash`, and
     /// whether the entry at that `seq` was read in sequence with exactly that hash.
     trusted_from: Option<TrustedFrom>,
+    /// Gaps not (yet) declared lost by a journal-loss record.
+    gaps: Vec<Gap>,
+    declared_losses: Vec<Finding>,
+    loss_finder: aho_corasick::AhoCorasick,
     lines: u64,
     findings: Vec<Finding>,
     findings_not_shown: u64,
@@ -833,6 +885,9 @@ impl<'k> StreamVerifier<'k> {
             last_confirmed: None,
             repeats: None,
             trusted_from: None,
+            gaps: Vec::new(),
+            declared_losses: Vec::new(),
+            loss_finder: memchr_finder(super::loss::EVENT_TYPE.as_bytes()),
             lines: 0,
             findings: Vec::new(),
             findings_not_shown: 0,
@@ -974,25 +1029,26 @@ impl<'k> StreamVerifier<'k> {
                 "line is not in canonical (RFC 8785) form: its bytes were changed after sealing";
             self.push_finding(seq_at, file, at, problem.into());
         }
+        let mut intact = false;
         if let Some(problem) = self.mac_problem(&entry) {
             self.push_finding(seq_at, file, at, problem);
-        } else if entry.hash == Some(leaf) && seq == self.next_seq {
-            self.confirm_purge_record(seq, line);
+        } else if entry.hash == Some(leaf) {
+            intact = true;
+            if seq == self.next_seq {
+                self.confirm_purge_record(seq, line);
+            }
         }
 
         if seq > self.next_seq {
             let missing = seq - self.next_seq;
             if missing != self.unreadable {
-                let problem = if missing == 1 {
-                    format!("seq {} is missing before this entry", self.next_seq)
-                } else {
-                    format!(
-                        "seq {}..={} ({missing} entries) are missing before this entry",
-                        self.next_seq,
-                        seq - 1
-                    )
-                };
-                self.push_finding(seq_at, file, at, problem);
+                self.gaps.push(Gap {
+                    first: self.next_seq,
+                    last: seq - 1,
+                    seq,
+                    file: file.to_string(),
+                    line: line_no,
+                });
             }
             self.tree_broken_at.get_or_insert(self.next_seq);
             if entry.prev.is_none() {
@@ -1017,6 +1073,9 @@ impl<'k> StreamVerifier<'k> {
             self.push_finding(seq_at, file, at, problem);
         }
 
+        if intact && self.loss_finder.find(line).is_some() {
+            self.resume_after_loss(seq, line, entry.prev, file, line_no);
+        }
         self.unreadable = 0;
         self.next_seq = seq + 1;
         self.prev = leaf;
@@ -1025,6 +1084,74 @@ impl<'k> StreamVerifier<'k> {
             self.frontier.push(leaf);
             self.check_checkpoints(file, line_no);
         }
+    }
+
+    /// An intact journal-loss record at `seq`: the gaps it covers are declared losses,
+    /// not findings, and the tree resumes from the state it declares (the daemon's own
+    /// tree could not hold the lost leaves either), so later checkpoints are checked.
+    fn resume_after_loss(
+        &mut self,
+        seq: u64,
+        line: &[u8],
+        prev: Option<Hash>,
+        file: &str,
+        line_no: u64,
+    ) {
+        let record = match parse_entry(line)
+            .ok()
+            .and_then(|e| LossRecord::from_entry(&e))
+        {
+            None => return,
+            Some(Ok(record)) if Some(record.hash) == prev => record,
+            Some(Ok(_)) => {
+                let problem = "journal-loss record's `hash` is not its own `prev`".to_string();
+                return self.push_finding(Some(seq), file, Some(line_no), problem);
+            }
+            Some(Err(problem)) => {
+                return self.push_finding(Some(seq), file, Some(line_no), problem);
+            }
+        };
+        let declared = &record.declared;
+        let (covered, open): (Vec<Gap>, Vec<Gap>) = std::mem::take(&mut self.gaps)
+            .into_iter()
+            .partition(|g| declared.contains(g.first) && declared.contains(g.last));
+        self.gaps = open;
+        if covered.is_empty() {
+            self.notes.push(format!(
+                "stream {}: the journal-loss record at seq {seq} declares seq {}..={} lost from the journal; this evidence holds them",
+                self.stream, declared.first_seq, declared.last_seq
+            ));
+        }
+        for gap in covered {
+            self.declared_losses.push(Finding {
+                stream: self.stream.clone(),
+                seq: Some(gap.seq),
+                file: gap.file.clone(),
+                line: Some(gap.line),
+                problem: format!(
+                    "{}, declared lost to journal damage by the journal-loss record at seq {seq} ({file} line {line_no})",
+                    gap.problem()
+                ),
+            });
+        }
+        let stale: Vec<u64> = self
+            .checkpoints
+            .range(..seq)
+            .map(|(size, _)| *size)
+            .collect();
+        for size in stale {
+            for cp in self.checkpoints.remove(&size).unwrap_or_default() {
+                self.notes.push(format!(
+                    "stream {}: {} (size {size}) covers entries declared lost and cannot be checked",
+                    self.stream, cp.file
+                ));
+            }
+        }
+        self.frontier = record.frontier;
+        if self.gaps.is_empty() {
+            self.tree_broken_at = None;
+        }
+        self.check_checkpoints(file, line_no);
     }
 
     /// Marks the purge record this pass resumed from as read, in sequence, with a valid
@@ -1137,6 +1264,11 @@ impl<'k> StreamVerifier<'k> {
     /// Ends the stream: reports checkpoints never reached and adds everything to `report`.
     pub fn finish_into(mut self, report: &mut Report) {
         self.flush_repeats();
+        for gap in std::mem::take(&mut self.gaps) {
+            let problem = gap.problem();
+            self.push_finding(Some(gap.seq), &gap.file, Some(gap.line), problem);
+        }
+        report.declared_losses.append(&mut self.declared_losses);
         let entries_present = self.next_seq;
         let start = self.trusted_from.as_ref().map_or(0, |t| t.start);
         if let Some(t) = self.trusted_from.take()

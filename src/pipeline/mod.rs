@@ -639,7 +639,7 @@ impl Service {
                 _ => None,
             })
             .collect();
-        let (chain, _) = writer::recover(&journal, &settings, &evidence_dirs)?;
+        let (chain, losses) = writer::recover(&journal, &settings, &evidence_dirs)?;
         tracing::info!(pipeline = %p.id, stream = %p.stream, next_seq = chain.next_seq(), "chain recovered");
 
         let stored: BTreeMap<String, u64> = journal
@@ -682,7 +682,7 @@ impl Service {
         let hint_path = settings.hint_path.clone();
 
         let (queue, requests) = std::sync::mpsc::channel::<WriteRequest>();
-        let writer = Writer::new(journal_writer, chain, settings);
+        let writer = Writer::new(journal_writer, chain, settings).with_losses(losses);
         let status = Arc::new(PipelineStatus {
             id: p.id.clone(),
             stream: p.stream.clone(),

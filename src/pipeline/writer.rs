@@ -28,7 +28,9 @@ use tokio::sync::oneshot;
 use super::frame::{CheckpointFrame, Frame, encode_checkpoint, encode_entry};
 use crate::component::SubmitError;
 use crate::event::Record;
+use crate::event::Severity;
 use crate::evidence::hmac::KeyRing;
+use crate::evidence::loss::{self, DeclaredLoss, LossRecord, lost_leaf};
 use crate::evidence::merkle::{Frontier, parse_hex_hash};
 use crate::evidence::note::NoteSigner;
 use crate::evidence::seal::{Chain, Head};
@@ -107,7 +109,7 @@ pub fn recover(
     journal: &Journal,
     settings: &WriterSettings,
     evidence_dirs: &[PathBuf],
-) -> Result<(Chain, u64), RecoveryError> {
+) -> Result<(Chain, Vec<JournalLoss>), RecoveryError> {
     let stream = settings.stream.clone();
     let dir = settings
         .hint_path
@@ -132,7 +134,7 @@ pub fn recover(
     let first = journal.first_index();
 
     // Where replay starts, and the head there.
-    let (mut head, start) = match hint {
+    let (head, start) = match hint {
         Some(h) if h.stream != stream => {
             return Err(mismatch(format!(
                 "the journal holds stream `{}`, the configuration names `{stream}`",
@@ -173,7 +175,7 @@ pub fn recover(
             }
             let chain =
                 Chain::new(&stream, settings.keys.clone()).map_err(|e| mismatch(e.to_string()))?;
-            return Ok((chain, 0));
+            return Ok((chain, Vec::new()));
         }
         None if first > 0 => {
             return Err(mismatch(format!(
@@ -190,58 +192,174 @@ pub fn recover(
         ),
     };
 
-    // Replay: every entry after `start` must continue the chain exactly.
+    // Replay: every entry after `start` must continue the chain exactly, except across
+    // journal records that the journal lost to damage (quarantined at open).
+    let mut replay = Replay {
+        head,
+        next_index: start,
+        gap: None,
+        losses: Vec::new(),
+        declared: Vec::new(),
+    };
     let reader = journal.reader(start).map_err(journal_err)?;
     for item in reader {
-        let (index, payload) = item.map_err(|e| {
-            mismatch(format!(
-                "a journal record after the newest checkpoint is damaged ({e})"
-            ))
-        })?;
-        match Frame::decode(&payload) {
-            Ok(Frame::Entry { seq, line }) => {
-                let entry: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
-                    mismatch(format!("journal record {index} is not a JSON entry ({e})"))
-                })?;
-                let field = |name: &str| {
-                    entry
-                        .get(name)
-                        .and_then(serde_json::Value::as_str)
-                        .and_then(parse_hex_hash)
-                };
-                if seq != head.next_seq {
-                    return Err(mismatch(format!(
-                        "expected seq {} at journal record {index}, found {seq}",
-                        head.next_seq
-                    )));
-                }
-                if field("prev") != Some(head.prev) {
-                    return Err(mismatch(format!(
-                        "seq {seq} does not link to seq {}'s hash",
-                        seq.wrapping_sub(1)
-                    )));
-                }
-                let hash =
-                    field("hash").ok_or_else(|| mismatch(format!("seq {seq} has no hash")))?;
-                head.frontier.push(hash);
-                head.prev = hash;
-                head.next_seq += 1;
+        let (index, payload) = match item {
+            Ok(read) => read,
+            // Reading goes on after them; the jump in index shows what was lost.
+            Err(JournalError::Gap { .. } | JournalError::Damaged { .. }) => continue,
+            Err(e) => {
+                return Err(mismatch(format!(
+                    "a journal record after the newest checkpoint cannot be read ({e})"
+                )));
             }
-            Ok(Frame::Checkpoint(c)) => {
-                if c.size != head.next_seq {
-                    return Err(mismatch(format!(
-                        "a checkpoint of size {} follows seq {}",
-                        c.size,
-                        head.next_seq.wrapping_sub(1)
-                    )));
-                }
-            }
-            Err(e) => return Err(mismatch(format!("journal record {index}: {e}"))),
-        }
+        };
+        replay.record(index, &payload).map_err(mismatch)?;
     }
+    replay.end(journal.committed_end());
+    let Replay {
+        head,
+        losses,
+        declared,
+        ..
+    } = replay;
+    let losses = losses
+        .into_iter()
+        .filter(|l| !declared.iter().any(|d| d.first_seq == l.seqs.first_seq))
+        .collect();
     let chain =
         Chain::resume(&stream, head, settings.keys.clone()).map_err(|e| mismatch(e.to_string()))?;
-    Ok((chain, end))
+    Ok((chain, losses))
+}
+
+/// Entries the journal lost after its newest checkpoint, found at recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalLoss {
+    pub seqs: DeclaredLoss,
+    /// The journal records lost.
+    pub first_index: u64,
+    pub last_index: u64,
+}
+
+/// The chain rebuilt record by record after the newest checkpoint.
+struct Replay {
+    head: Head,
+    /// The journal index the next record should have.
+    next_index: u64,
+    /// Journal records missing since the last entry: (first index, last index).
+    gap: Option<(u64, u64)>,
+    losses: Vec<JournalLoss>,
+    /// What journal-loss records already in the journal declare.
+    declared: Vec<DeclaredLoss>,
+}
+
+impl Replay {
+    fn record(&mut self, index: u64, payload: &[u8]) -> Result<(), String> {
+        if index > self.next_index {
+            let first = self.gap.map_or(self.next_index, |(first, _)| first);
+            self.gap = Some((first, index - 1));
+        }
+        self.next_index = index + 1;
+        match Frame::decode(payload) {
+            Ok(Frame::Entry { seq, line }) => self.entry(index, seq, line),
+            Ok(Frame::Checkpoint(c)) => {
+                if self.gap.is_some() && c.size >= self.head.next_seq {
+                    // Its frontier holds the real leaves of what was lost before it.
+                    let lost = c.size - self.head.next_seq;
+                    self.close_gap(lost)?;
+                    self.head = head_of(&c)?;
+                } else if c.size != self.head.next_seq {
+                    return Err(format!(
+                        "a checkpoint of size {} follows seq {}",
+                        c.size,
+                        self.head.next_seq.wrapping_sub(1)
+                    ));
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!("journal record {index}: {e}")),
+        }
+    }
+
+    fn entry(&mut self, index: u64, seq: u64, line: &[u8]) -> Result<(), String> {
+        let entry: serde_json::Value = serde_json::from_slice(line)
+            .map_err(|e| format!("journal record {index} is not a JSON entry ({e})"))?;
+        let field = |name: &str| {
+            entry
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .and_then(parse_hex_hash)
+        };
+        let hash = field("hash").ok_or_else(|| format!("seq {seq} has no hash"))?;
+        if self.gap.is_some() && seq >= self.head.next_seq {
+            // The entries before it are lost, and with them what its `prev` links to.
+            self.close_gap(seq - self.head.next_seq)?;
+        } else if seq != self.head.next_seq {
+            return Err(format!(
+                "expected seq {} at journal record {index}, found {seq}",
+                self.head.next_seq
+            ));
+        } else if field("prev") != Some(self.head.prev) {
+            return Err(format!(
+                "seq {seq} does not link to seq {}'s hash",
+                seq.wrapping_sub(1)
+            ));
+        }
+        if let Some(Ok(d)) = entry
+            .as_object()
+            .and_then(crate::evidence::loss::DeclaredLoss::from_entry)
+        {
+            self.declared.push(d);
+        }
+        self.head.frontier.push(hash);
+        self.head.prev = hash;
+        self.head.next_seq += 1;
+        Ok(())
+    }
+
+    /// Journal records were lost, and with them `lost` entries from the next `seq`:
+    /// their leaves are unknown, so the tree takes [`lost_leaf`] for each (unless a
+    /// checkpoint after them gives the real tree), and the seqs are never used again.
+    fn close_gap(&mut self, lost: u64) -> Result<(), String> {
+        let Some((first_index, last_index)) = self.gap.take() else {
+            return Ok(());
+        };
+        if lost > last_index - first_index + 1 {
+            return Err(format!(
+                "journal records {first_index}..={last_index} are lost, but the chain jumps {lost} entries there"
+            ));
+        }
+        if lost == 0 {
+            return Ok(());
+        }
+        let first_seq = self.head.next_seq;
+        for _ in 0..lost {
+            self.head.frontier.push(lost_leaf());
+        }
+        self.head.prev = lost_leaf();
+        self.head.next_seq += lost;
+        self.losses.push(JournalLoss {
+            seqs: DeclaredLoss {
+                first_seq,
+                last_seq: first_seq + lost - 1,
+            },
+            first_index,
+            last_index,
+        });
+        Ok(())
+    }
+
+    /// Records lost at the very end of the journal may each have been an entry: none of
+    /// their seqs is used again.
+    fn end(&mut self, committed_end: u64) {
+        if committed_end > self.next_index {
+            let first = self.gap.map_or(self.next_index, |(first, _)| first);
+            self.gap = Some((first, committed_end - 1));
+        }
+        if let Some((first, last)) = self.gap {
+            // Cannot fail: the count is the gap's own size.
+            let _ = self.close_gap(last - first + 1);
+        }
+    }
 }
 
 fn head_of(c: &CheckpointFrame) -> Result<Head, String> {
@@ -337,6 +455,8 @@ pub struct Writer {
     payload: Vec<u8>,
     /// What `/readyz` and the chain gauges read.
     status: Arc<WriterStatus>,
+    /// Losses found at recovery and not yet declared in the chain.
+    losses: Vec<JournalLoss>,
 }
 
 impl Writer {
@@ -357,7 +477,15 @@ impl Writer {
             line: Vec::with_capacity(4096),
             payload: Vec::with_capacity(4096),
             status,
+            losses: Vec::new(),
         }
+    }
+
+    /// Has the writer declare `losses` (found by [`recover`]) in the chain, each by a
+    /// journal-loss record sealed before anything else.
+    pub fn with_losses(mut self, losses: Vec<JournalLoss>) -> Writer {
+        self.losses = losses;
+        self
     }
 
     /// What this writer publishes while it runs, for health checks and metrics.
@@ -371,6 +499,7 @@ impl Writer {
     /// committed, and would fork it if anything sealed here were still pending.
     pub fn run(mut self, requests: mpsc::Receiver<WriteRequest>) -> JournalWriter {
         let _running = self.status.running();
+        self.declare_losses();
         loop {
             let wait = self.until_next_task();
             let first = match requests.recv_timeout(wait) {
@@ -553,8 +682,9 @@ impl Writer {
             recover(&journal, &self.settings, &[]).map_err(|e| e.to_string())
         });
         match reopened {
-            Ok((chain, _)) => {
+            Ok((chain, losses)) => {
                 self.chain = chain;
+                self.losses = losses;
                 self.since_checkpoint = 0;
                 self.pending_hint = None;
                 self.failed = None;
@@ -562,6 +692,7 @@ impl Writer {
                 self.status.reopened();
                 tracing::warn!(stream = %self.settings.stream, next_seq = self.chain.next_seq(),
                     outage = ?since.elapsed(), "the journal reopened; taking writes again");
+                self.declare_losses();
             }
             Err(detail) => {
                 tracing::debug!(stream = %self.settings.stream, %detail, "the journal cannot reopen yet");
@@ -570,6 +701,68 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Seals and commits a journal-loss record for each loss found at recovery. If that
+    /// fails the writer fails, and the next reopen finds the losses again.
+    fn declare_losses(&mut self) {
+        let losses = std::mem::take(&mut self.losses);
+        if losses.is_empty() || self.failed.is_some() {
+            return;
+        }
+        for loss in &losses {
+            let record = self.loss_record(loss);
+            tracing::error!(stream = %self.settings.stream,
+                first_seq = loss.seqs.first_seq, last_seq = loss.seqs.last_seq,
+                journal_records = %format!("{}..={}", loss.first_index, loss.last_index),
+                at_seq = self.chain.next_seq(),
+                "journal damage after the newest checkpoint lost entries; declaring the loss in the chain");
+            match self.seal_request(vec![record]) {
+                Ok(()) => {}
+                Err(SealError::Journal(e)) => {
+                    self.fail(&e);
+                    return;
+                }
+                Err(SealError::TooLarge(refusal)) => {
+                    tracing::error!(stream = %self.settings.stream, %refusal, "the journal-loss record does not fit in the journal");
+                }
+            }
+        }
+        match self.journal.commit() {
+            Ok(_) => {
+                self.status.committed(self.chain.next_seq());
+                self.write_hint();
+            }
+            Err(e) => {
+                self.fail(&WriteFailure::from(e));
+            }
+        }
+    }
+
+    fn loss_record(&self, loss: &JournalLoss) -> Record {
+        let head = self.chain.head();
+        let declared = LossRecord {
+            declared: loss.seqs.clone(),
+            hash: head.prev,
+            frontier: head.frontier,
+        };
+        let mut record = Record::new(loss::SOURCE);
+        record.event_type = Some(loss::EVENT_TYPE.into());
+        record.severity = Some(Severity::Critical);
+        record.severity_number = Severity::Critical.otlp_number();
+        record.body = format!(
+            "journal records {}..={} were damaged and quarantined after the newest checkpoint; entries seq {}..={} are lost unless an exporter delivered them before",
+            loss.first_index, loss.last_index, loss.seqs.first_seq, loss.seqs.last_seq
+        )
+        .into();
+        record.attributes = declared.attributes();
+        record
+            .attributes
+            .insert("journal_first_index".into(), loss.first_index.into());
+        record
+            .attributes
+            .insert("journal_last_index".into(), loss.last_index.into());
+        record
     }
 
     /// Appends a checkpoint record for everything sealed so far (not yet committed).

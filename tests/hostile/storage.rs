@@ -239,3 +239,130 @@ fn a_full_disk_refuses_with_503_says_why_once_and_ingestion_resumes_by_itself() 
     assert_one_chain_with(dir.path(), &logins(0, next), &refused);
     drop(disk);
 }
+
+/// The configuration of the damaged-journal case: checkpoints only at shutdown, and the
+/// given exporters.
+fn journal_loss_config(dir: &Path, gateway: u16, exporters: &str, names: &str) -> String {
+    format!(
+        r#"
+receivers:
+  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
+processors:
+  hash_chain:
+    origin: test.vellum
+    checkpoint: {{ every_records: 100000, every: 1h }}
+exporters:
+{exporters}
+service:
+  storage: {{ directory: {state} }}
+  pipelines:
+    logs/audit:
+      receivers: [http/gateway]
+      processors: [hash_chain]
+      exporters: [{names}]
+"#,
+        state = dir.join("state").display(),
+    )
+}
+
+/// Flips a byte in the payload of journal record `index` (segments are
+/// `[u32 crc][u32 len][u64 index][payload]` frames).
+fn damage_journal_record(journal: &Path, index: u64) {
+    for path in files_under(journal) {
+        if path.extension().is_none_or(|e| e != "seg") {
+            continue;
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mut at = 0;
+        while at + 16 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+            let i = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());
+            if i == index {
+                bytes[at + 16 + len / 2] ^= 0x20;
+                std::fs::write(&path, bytes).unwrap();
+                return;
+            }
+            at += 16 + len;
+        }
+    }
+    panic!("journal record {index} not found");
+}
+
+#[test]
+fn journal_damage_after_the_newest_checkpoint_is_declared_in_the_chain_and_verify_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = free_port();
+    let ready = [SocketAddr::from(([127, 0, 0, 1], gateway))];
+    // First, a sink that is down: the journal keeps everything, nothing is exported.
+    let down = format!(
+        "  webhook/down: {{ url: http://127.0.0.1:{}/in }}",
+        free_port()
+    );
+    let yaml = journal_loss_config(dir.path(), gateway, &down, "webhook/down");
+    let mut daemon = Daemon::start(dir.path(), &yaml, &ready);
+    for batch in 0..4 {
+        send_logins(gateway, batch * 5, 5);
+    }
+    daemon.kill9();
+    damage_journal_record(&dir.path().join("state/pipelines/logs%2Faudit/journal"), 7);
+
+    let file = format!(
+        "  file/evidence: {{ directory: {} }}",
+        dir.path().join("evidence").display()
+    );
+    let yaml = journal_loss_config(dir.path(), gateway, &file, "file/evidence");
+    let mut daemon = Daemon::start(dir.path(), &yaml, &ready);
+    send_logins(gateway, 20, 5);
+    assert!(daemon.terminate().success());
+    let log = daemon.log_text();
+    assert!(log.contains("declaring the loss"), "{log}");
+
+    let entries = evidence_entries(&dir.path().join("evidence"));
+    let losses: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["event_type"] == "vellum.journal_loss")
+        .collect();
+    assert_eq!(losses.len(), 1, "one loss, declared once");
+    let attributes = &losses[0]["attributes"];
+    assert_eq!(
+        (
+            attributes["first_seq"].as_u64(),
+            attributes["last_seq"].as_u64()
+        ),
+        (Some(7), Some(7))
+    );
+    assert!(!entries.iter().any(|e| e["seq"] == 7), "seq 7 was lost");
+    let users: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["attributes"]["user_id"].as_str())
+        .collect();
+    let expected: Vec<String> = (0..25)
+        .filter(|i| *i != 7)
+        .map(|i| format!("u{i}"))
+        .collect();
+    assert_eq!(
+        users, expected,
+        "every other record is there once, in order"
+    );
+
+    let vkeys = vkeys(&dir.path().join("state"));
+    let (ok, out) = verify(&dir.path().join("evidence"), &vkeys, &[]);
+    assert!(!ok, "a declared loss fails unless accepted:\n{out}");
+    assert!(out.contains("declared loss: "), "{out}");
+    assert!(out.contains("seq 7 is missing"), "{out}");
+    assert!(
+        !out.contains("does not match"),
+        "a loss is not reported as tampering:\n{out}"
+    );
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("verify")
+        .arg(dir.path().join("evidence"))
+        .arg("--accept-declared-loss");
+    let (ok, out) = verify_with(cmd, &vkeys, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 declared loss(es), accepted"), "{out}");
+    assert!(
+        out.contains("(1 confirmed)"),
+        "the shutdown checkpoint is checked:\n{out}"
+    );
+}
