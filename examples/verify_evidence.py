@@ -1,6 +1,6 @@
 """Checks a Vellum evidence directory with public standards only, no Vellum code.
 
-usage: verify_evidence.py DIR VKEY [KID=HEXKEY ...]
+usage: verify_evidence.py DIR VKEY [KID=HEXKEY ...] [--accept-declared-loss]
 needs: pip install rfc8785 cryptography
 
 Per stream: each entry's hash (SHA-256 over 0x00 || RFC 8785 JSON without hash/mac),
@@ -12,6 +12,10 @@ A stream that retention pruned starts at seq N > 0; it is accepted only when one
 own entries is a purge record (event_type vellum.retention.purge) declaring last_seq N-1,
 whose `hash` is entry N's prev and whose `frontier` (the RFC 9162 compact range of the
 pruned leaves) the remaining checkpoints' roots are recomputed from (docs/retention.md).
+
+Entries lost to journal damage leave a gap that a later journal-loss record of the stream
+(event_type vellum.journal_loss) declares; the tree resumes from the frontier it declares.
+A declared loss fails unless --accept-declared-loss is given (docs/evidence-format.md).
 """
 import base64, glob, gzip, hashlib, hmac, json, os, sys
 import rfc8785
@@ -34,8 +38,10 @@ def root(frontier):  # the Merkle tree hash from the perfect subtree roots, larg
 def fail(msg):
     sys.exit(print("FAILED:", msg) or 1)
 
-directory, vkey = sys.argv[1], sys.argv[2]
-keys = {k: bytes.fromhex(v) for k, v in (a.split("=", 1) for a in sys.argv[3:])}
+accept_loss = "--accept-declared-loss" in sys.argv
+args = [a for a in sys.argv[1:] if a != "--accept-declared-loss"]
+directory, vkey = args[0], args[1]
+keys = {k: bytes.fromhex(v) for k, v in (a.split("=", 1) for a in args[2:])}
 name, key_hash, key_b64 = vkey.split("+", 2)  # names never hold "+"; base64 may
 public = base64.b64decode(key_b64)[1:]
 streams = {}
@@ -56,16 +62,33 @@ for stream, entries in streams.items():
         if len(frontier) != bin(start).count("1") or (start % 2 and frontier[-1].hex() != prev):
             fail(f"{stream}: the purge record's frontier does not fit seq 0..{start - 1}")
         roots[start] = root(frontier)
-    for seq, (e, where) in enumerate(entries, start):
+    losses = [e["attributes"] for e, _ in entries if e.get("event_type") == "vellum.journal_loss"]
+    expected, unchecked, broken = start, [], False  # unchecked: sizes of trees over lost leaves
+    for e, where in entries:
+        seq = e["seq"]
+        if seq != expected:  # a gap: only a journal-loss record may declare it
+            if seq < expected or not any(l["first_seq"] <= expected and seq - 1 <= l["last_seq"] for l in losses):
+                fail(f"{stream}: seq {expected}..{seq - 1} are missing before {where}")
+            if not accept_loss:
+                fail(f"{stream}: seq {expected}..{seq - 1} are declared lost to journal damage")
+            prev, broken = e["prev"], True  # a lost entry's hash and leaf cannot be known
         body = {k: v for k, v in e.items() if k not in ("hash", "mac")}
         leaf = hashlib.sha256(b"\x00" + rfc8785.dumps(body)).digest()
-        if e["seq"] != seq or e["prev"] != prev or e["hash"] != leaf.hex():
-            fail(f"{stream} seq {seq} at {where}: seq, prev or hash does not hold")
+        if e["prev"] != prev or e["hash"] != leaf.hex():
+            fail(f"{stream} seq {seq} at {where}: prev or hash does not hold")
         if keys and hmac.new(keys[e["kid"]], leaf, "sha256").hexdigest() != e["mac"]:
             fail(f"{stream} seq {seq} at {where}: mac does not hold")
-        push(frontier, seq, leaf)
-        roots[seq + 1] = root(frontier)
-        prev = e["hash"]
+        if e.get("event_type") == "vellum.journal_loss":  # resume from the declared tree
+            a = e["attributes"]
+            frontier = [bytes.fromhex(h) for h in a["frontier"]]
+            if a["hash"] != e["prev"] or len(frontier) != bin(seq).count("1"):
+                fail(f"{stream} seq {seq} at {where}: the journal-loss record does not fit")
+            unchecked.append((a["first_seq"] + 1, seq - 1))
+            roots[seq], broken = root(frontier), False
+        if not broken:
+            push(frontier, seq, leaf)
+            roots[seq + 1] = root(frontier)
+        prev, expected = e["hash"], seq + 1
     for path in glob.glob(os.path.join(directory, "**", "*.note"), recursive=True):
         text, _, sig_line = open(path, encoding="utf-8").read().partition("\n\n")
         origin, size, signed_root = text.splitlines()
@@ -79,8 +102,8 @@ for stream, entries in streams.items():
             Ed25519PublicKey.from_public_bytes(public).verify(sig[4:], (text + "\n").encode())
         except Exception:
             fail(f"{path}: bad signature")
-        if int(size) < start:
-            continue  # covers pruned entries only: nothing left to check it against
+        if int(size) < start or any(lo <= int(size) <= hi for lo, hi in unchecked):
+            continue  # covers pruned or lost entries: nothing left to check it against
         if base64.b64decode(signed_root) != roots.get(int(size)):
             fail(f"{path}: root does not match entries 0..{size}")
 print(f"OK: {sum(len(v) for v in streams.values())} entries in {len(streams)} stream(s)")

@@ -365,4 +365,25 @@ fn journal_damage_after_the_newest_checkpoint_is_declared_in_the_chain_and_verif
         out.contains("(1 confirmed)"),
         "the shutdown checkpoint is checked:\n{out}"
     );
+
+    // An auditor's own verifier, with public libraries only, agrees.
+    let python = python().expect("the test venv: run scripts/test.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/verify_evidence.py");
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(&python)
+            .arg(script)
+            .arg(dir.path().join("evidence"))
+            .arg(&vkeys[0])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, out) = run(&[]);
+    assert!(!ok && out.contains("declared lost"), "{out}");
+    let (ok, out) = run(&["--accept-declared-loss"]);
+    assert!(ok, "{out}");
 }
