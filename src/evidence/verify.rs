@@ -1694,4 +1694,114 @@ mod tests {
             ["`prev` is not the hash that the purge record at seq 10 declares for seq 4"]
         );
     }
+
+    #[test]
+    fn a_gap_is_a_declared_loss_only_inside_the_range_an_intact_loss_record_declares() {
+        use crate::evidence::loss::{DeclaredLoss, EVENT_TYPE, LossRecord};
+        use crate::evidence::seal::Chain;
+        // Entries 0..=5, of which 2 and 3 are lost, then the loss record at seq 6 and
+        // one more entry; a checkpoint of everything.
+        let run = |declared: DeclaredLoss, tamper: bool| {
+            let mut chain = Chain::new("s", None).unwrap();
+            let mut lines = Vec::new();
+            for i in 0..6 {
+                let fields = serde_json::json!({ "body": i })
+                    .as_object()
+                    .cloned()
+                    .unwrap();
+                lines.push(chain.seal(fields).line);
+            }
+            let head = chain.head();
+            let record = LossRecord {
+                declared,
+                hash: head.prev,
+                frontier: head.frontier,
+            };
+            let mut fields = Map::new();
+            fields.insert("event_type".into(), Value::from(EVENT_TYPE));
+            fields.insert("attributes".into(), Value::Object(record.attributes()));
+            lines.push(chain.seal(fields).line);
+            let fields = serde_json::json!({ "body": 7 })
+                .as_object()
+                .cloned()
+                .unwrap();
+            lines.push(chain.seal(fields).line);
+            if tamper {
+                lines[6] = String::from_utf8(lines[6].clone())
+                    .unwrap()
+                    .replace("\"last_seq\":3", "\"last_seq\":4")
+                    .into_bytes();
+            }
+            let mut v = StreamVerifier::new("s", None);
+            v.add_checkpoint(8, chain.root(), "cp");
+            for seq in [0, 1, 4, 5, 6, 7] {
+                v.feed_line(&lines[seq], "f", seq as u64 + 1);
+            }
+            let mut report = Report::default();
+            v.finish_into(&mut report);
+            report
+        };
+        let report = run(
+            DeclaredLoss {
+                first_seq: 2,
+                last_seq: 3,
+            },
+            false,
+        );
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        assert_eq!(report.declared_losses.len(), 1);
+        assert!(
+            report.declared_losses[0]
+                .problem
+                .contains("seq 2..=3 (2 entries) are missing")
+        );
+        assert_eq!(
+            report.checkpoints_confirmed, 1,
+            "the tree resumes from the record"
+        );
+        assert!(!report.is_ok(), "a declared loss fails unless accepted");
+        let accepted = Report {
+            accept_declared_loss: true,
+            ..report
+        };
+        assert!(accepted.is_ok());
+
+        // A declaration that does not cover the whole gap leaves it a finding.
+        let report = run(
+            DeclaredLoss {
+                first_seq: 3,
+                last_seq: 3,
+            },
+            false,
+        );
+        assert!(report.declared_losses.is_empty());
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.problem.contains("seq 2..=3 (2 entries) are missing"))
+        );
+
+        // A loss record changed after sealing declares nothing.
+        let report = run(
+            DeclaredLoss {
+                first_seq: 2,
+                last_seq: 3,
+            },
+            true,
+        );
+        assert!(report.declared_losses.is_empty());
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.problem.contains("`hash` does not match"))
+        );
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.problem.contains("are missing"))
+        );
+    }
 }
