@@ -169,15 +169,19 @@ impl JournalWriter {
         }
     }
 
+    /// Forgets every record appended since the last commit.
+    pub fn discard_pending(&mut self) {
+        self.pending.clear();
+        self.next_index = self.committed_end;
+        self.projected_len = self.active.len;
+    }
+
     /// Forgets every record appended after `mark` (taken since the last commit): they
     /// are never written, and their indexes are given out again.
     pub fn rollback(&mut self, mark: AppendMark) {
         if mark.next_index < self.committed_end || mark.next_index > self.next_index {
             // A mark from before the last commit: only what is pending can go.
-            self.pending.clear();
-            self.next_index = self.committed_end;
-            self.projected_len = self.active.len;
-            return;
+            return self.discard_pending();
         }
         self.pending.truncate(mark.chunks);
         if let Some(chunk) = self.pending.last_mut() {
@@ -716,5 +720,64 @@ mod tests {
         let (_, journal, report) = open(&dir.path().join("a"), options(1 << 20)).unwrap();
         assert!(report.is_clean(), "{report}");
         assert_records(&journal, 0..110, 1000);
+    }
+
+    #[test]
+    fn a_rollback_forgets_what_was_appended_after_its_mark_even_across_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) = open(dir.path(), options(300)).unwrap();
+        writer.append(&payload_for(0, 100)).unwrap();
+        let mark = writer.mark();
+        for i in 1..5 {
+            writer.append(&payload_for(i, 100)).unwrap();
+        }
+        writer.rollback(mark);
+        assert_eq!(writer.next_index(), 1);
+        assert_eq!(writer.append(&payload_for(1, 50)).unwrap(), 1);
+        writer.commit().unwrap();
+        assert_records_exactly(
+            &journal,
+            0,
+            &[(0, payload_for(0, 100)), (1, payload_for(1, 50))],
+        );
+        assert_eq!(
+            segment_paths(dir.path()).len(),
+            1,
+            "the segment it would have started is not made"
+        );
+
+        writer.append(&payload_for(2, 10)).unwrap();
+        writer.discard_pending();
+        assert_eq!(writer.next_index(), 2);
+        writer.commit().unwrap();
+        assert_eq!(journal.committed_end(), 2);
+    }
+
+    #[test]
+    fn reopening_drops_what_is_pending_and_continues_from_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) = open(dir.path(), options(4096)).unwrap();
+        for i in 0..3 {
+            writer.append(&payload_for(i, 20)).unwrap();
+        }
+        writer.commit().unwrap();
+        writer.append(&payload_for(3, 20)).unwrap();
+        // Bytes a failed write may have left behind: a torn frame after the last commit.
+        let segment = segment_paths(dir.path()).pop().unwrap();
+        let mut f = fs::OpenOptions::new().append(true).open(&segment).unwrap();
+        f.write_all(&[0xA5; 11]).unwrap();
+        let report = writer.reopen().unwrap();
+        assert!(report.truncated_tail.is_some(), "{report}");
+        assert_eq!((writer.next_index(), journal.committed_end()), (3, 3));
+        writer.append(&payload_for(3, 30)).unwrap();
+        writer.commit().unwrap();
+        drop((writer, journal));
+        let (_, journal, report) = open(dir.path(), options(4096)).unwrap();
+        assert!(report.is_clean(), "{report}");
+        assert_records_exactly(
+            &journal,
+            2,
+            &[(2, payload_for(2, 20)), (3, payload_for(3, 30))],
+        );
     }
 }

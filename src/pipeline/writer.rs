@@ -531,7 +531,7 @@ impl Writer {
         self.checkpoint_and_commit();
         if self.failed.is_some() {
             // Whatever the failure left appended is dropped; the next writer reopens.
-            self.journal.rollback(self.journal.mark());
+            self.journal.discard_pending();
         }
         self.journal
     }
@@ -642,7 +642,7 @@ impl Writer {
     /// from it. Logged once per outage. Returns what clients are told.
     fn fail(&mut self, error: &WriteFailure) -> String {
         let reason = client_reason(error);
-        self.journal.rollback(self.journal.mark());
+        self.journal.discard_pending();
         if self.failed.is_none() {
             tracing::error!(stream = %self.settings.stream, %error,
                 "the journal could not make records durable; refusing writes until it reopens (tried every {REOPEN_EVERY:?})");
