@@ -526,11 +526,9 @@ impl S3Exporter {
 
     /// Best effort: when the file is lost or stale, listing the bucket finds the head.
     fn save_head(&self, head: &BundleHead) {
-        let tmp = self.head_file.with_extension("json.tmp");
         let written = serde_json::to_vec(head)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &self.head_file));
+            .and_then(|bytes| crate::durable::replace(&self.head_file, &bytes));
         if let Err(e) = written {
             tracing::warn!(exporter = %self.id, file = %self.head_file.display(), error = %e, "cannot record the last bundle; the next start lists the bucket");
         }
