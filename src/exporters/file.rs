@@ -332,11 +332,7 @@ impl FileExporter {
                 synced: 0,
             });
         }
-        recovered.map_err(|e| match e {
-            ExportError::Retryable { message, .. } | ExportError::Permanent(message) => {
-                std::io::Error::other(message)
-            }
-        })
+        recovered.map_err(|e| std::io::Error::other(e.to_string()))
     }
 
     /// Makes a closed file read-only (compressed and immutable when configured).

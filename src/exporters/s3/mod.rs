@@ -540,6 +540,10 @@ impl Exporter for S3Exporter {
         Box::pin(self.deliver(batch))
     }
 
+    fn dead_letters(&self) -> bool {
+        false
+    }
+
     fn checkpoint_aligned(&self) -> bool {
         true
     }
