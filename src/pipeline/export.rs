@@ -7,7 +7,6 @@
 //! was delivered or dead-lettered. Its position feeds the backlog that makes receivers
 //! push back.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -324,7 +323,14 @@ impl Driver {
             if let ExportError::Permanent(reason) = &error
                 && self.exporter.dead_letters()
             {
-                match self.dead_letter(batch, reason) {
+                let written = super::dead_letter::write(
+                    &self.dead_letter_dir,
+                    &self.health.pipeline,
+                    &self.health.exporter,
+                    reason,
+                    batch,
+                );
+                match written {
                     Ok(path) => {
                         metrics::counter!("vellum_exporter_dead_lettered_records_total", &labels)
                             .increment(entries);
@@ -376,35 +382,6 @@ impl Driver {
             _ = tokio::time::sleep(self.backoff.delay(attempt, retry_after)) => true,
             _ = abandon.cancelled() => false,
         }
-    }
-
-    fn dead_letter(&self, batch: &[Item], reason: &str) -> std::io::Result<PathBuf> {
-        std::fs::create_dir_all(&self.dead_letter_dir)?;
-        let first = batch.first().map_or(0, Item::index);
-        let path = self.dead_letter_dir.join(format!("{first:020}.jsonl"));
-        let mut f = std::fs::File::create(&path)?;
-        writeln!(
-            f,
-            "{}",
-            serde_json::json!({ "dead_letter": { "exporter": self.id, "reason": reason, "records": batch.len() } })
-        )?;
-        for item in batch {
-            match item {
-                Item::Entry { line, .. } => {
-                    f.write_all(line)?;
-                    f.write_all(b"\n")?;
-                }
-                Item::Checkpoint { size, note, .. } => {
-                    writeln!(
-                        f,
-                        "{}",
-                        serde_json::json!({ "checkpoint": { "size": size, "note": note } })
-                    )?;
-                }
-            }
-        }
-        f.sync_all()?;
-        Ok(path)
     }
 }
 

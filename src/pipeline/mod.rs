@@ -13,6 +13,7 @@
 //! accepting, retention stops, writers commit what they hold and sign a last checkpoint,
 //! exporters drain.
 
+pub mod dead_letter;
 pub mod export;
 pub mod frame;
 pub mod intake;
@@ -833,7 +834,7 @@ fn launch_driver(
         },
         timeout: cfg.delivery.timeout,
         position: e.position,
-        dead_letter_dir: context.state_dir.join("dead-letter"),
+        dead_letter_dir: context.state_dir.join(dead_letter::DIR),
         health: e.health,
     };
     let task = tokio::spawn(driver.run(stop.clone(), abandon.clone()));
