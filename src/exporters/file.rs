@@ -28,6 +28,12 @@
 //! resumes after the last `seq` on disk, so a resumed batch never duplicates an entry.
 //! A checkpoint is written only once the entries it covers are fsynced.
 //!
+//! A batch is done only once its fsync succeeded. After a failed write or fsync nothing
+//! written since the last good fsync is trusted (the kernel may have dropped those pages
+//! while still showing them): the open file is cut back to its synced length and the
+//! place to resume is read from disk again, so the driver's retry writes exactly what
+//! may be missing. Notes and compressed files are replaced with `crate::durable`.
+//!
 //! **Retention** (run by the pipeline's retention task, see `pipeline::retention` and
 //! docs/retention.md): with `retention_days` above 0, sealed files whose entries are all
 //! older than the window (by their `observed_time`) are removed from the start of the

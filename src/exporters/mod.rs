@@ -2,7 +2,7 @@
 //!
 //! An exporter only delivers. The shared driver in `pipeline::export` owns everything
 //! else, once for all of them: its persisted cursor, reading and batching, routing by
-//! `when:`, retries with backoff, and dead-lettering of batches a sink refuses for good.
+//! `when:`, retries with backoff, and dead-lettering of batches a sink rejects as malformed.
 //! `export` returning `Ok` means the batch is durable at the sink; only then does the
 //! cursor move past it, so an exporter that is down or slow loses nothing.
 

@@ -2,10 +2,16 @@
 //!
 //! It reads the journal from the exporter's persisted cursor, skips entries its `when:`
 //! does not match, hands batches to the exporter, retries failures with exponential
-//! backoff and jitter (honouring the sink's `Retry-After`), writes batches a sink refuses
-//! for good to a dead-letter file with the reason, and moves the cursor only past what
-//! was delivered or dead-lettered. Its position feeds the backlog that makes receivers
-//! push back.
+//! backoff and jitter (honouring the sink's `Retry-After`), writes batches a sink rejects
+//! as malformed to a dead-letter file with the reason (`dead_letter`), and moves the
+//! cursor only past what was delivered or dead-lettered. Its position feeds the backlog
+//! that makes receivers push back.
+//!
+//! | failure | what the driver does |
+//! |---|---|
+//! | retryable (5xx, 429, timeout, reset, local I/O) | backs off and retries; the cursor holds |
+//! | unauthorized (credentials or permissions refused) | the same, and `/readyz` names the exporter at once |
+//! | permanent (malformed for the sink) | dead-letters the batch and goes on, unless the exporter keeps no dead letters (`s3`): then it retries like the above |
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -241,7 +241,29 @@ mod tests {
             assert!(!is_retryable(status, Some(code)), "{status} {code}");
         }
         assert!(is_retryable(400, Some("RequestTimeout")));
-        assert!(is_retryable(400, Some("ExpiredToken")));
+    }
+
+    #[test]
+    fn refused_credentials_and_permissions_are_unauthorized_not_malformed() {
+        for (status, code) in [
+            (403, Some("AccessDenied")),
+            (403, Some("InvalidAccessKeyId")),
+            (403, Some("SignatureDoesNotMatch")),
+            (400, Some("ExpiredToken")),
+            (400, Some("InvalidToken")),
+            (403, None),
+            (401, None),
+        ] {
+            assert!(is_unauthorized(status, code), "{status} {code:?}");
+        }
+        for (status, code) in [
+            (404, Some("NoSuchBucket")),
+            (400, Some("InvalidRequest")),
+            (412, Some("PreconditionFailed")),
+            (503, Some("SlowDown")),
+        ] {
+            assert!(!is_unauthorized(status, code), "{status} {code:?}");
+        }
     }
 
     #[test]

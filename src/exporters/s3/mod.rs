@@ -32,6 +32,12 @@
 //! already holds the same bytes (`If-None-Match: *` refused) counts as done, so a
 //! bundle is never written twice and the chain of manifests never forks.
 //!
+//! Failures. This exporter keeps no dead letters: a bundle set aside would be a gap in
+//! the evidence. Every failure holds the cursor and is retried with backoff; refused
+//! credentials or permissions (`AccessDenied`, `InvalidAccessKeyId`,
+//! `SignatureDoesNotMatch`, `ExpiredToken`, any 401/403) also make `/readyz` name it at
+//! once, and other refusals are logged as errors until the configuration is fixed.
+//!
 //! Permissions: `s3:PutObject` and `s3:PutObjectRetention` (with Object Lock) to write,
 //! `s3:GetObject` and `s3:ListBucket` to resume; without `s3:ListBucket` the exporter
 //! resumes from its state file alone. `vellum verify s3://…` needs `s3:GetObject` and
