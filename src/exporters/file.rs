@@ -777,6 +777,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn after_a_failed_fsync_the_unsynced_tail_is_cut_and_the_retry_writes_it_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = config(tmp.path());
+        cfg.max_file_size = bytesize::ByteSize::mib(1);
+        let mut ex = FileExporter::open(&cfg, &context("s")).unwrap();
+        let batch = |seqs: std::ops::Range<u64>| seqs.map(entry).collect::<Vec<_>>();
+        ex.guarded(|e| e.write_batch(&batch(0..3))).unwrap();
+        // Seqs 3 and 4 reach the page cache, then their fsync fails.
+        for item in batch(3..5) {
+            if let Item::Entry { seq, line, .. } = item {
+                ex.write_entry(seq, &line).unwrap();
+            }
+        }
+        ex.open.as_mut().unwrap().writer.flush().unwrap();
+        assert_eq!(lines(&tmp.path().join("s")), vec![0, 1, 2, 3, 4]);
+        ex.mark_damaged();
+        // What the page cache shows past the last good fsync is not trusted.
+        ex.repair().unwrap();
+        assert_eq!(lines(&tmp.path().join("s")), vec![0, 1, 2]);
+        assert_eq!(ex.last_seq, Some(2));
+        // The driver's retry repeats the batch: nothing doubled, nothing skipped.
+        ex.guarded(|e| e.write_batch(&batch(3..6))).unwrap();
+        assert_eq!(lines(&tmp.path().join("s")), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(ex.last_seq, Some(5));
+    }
+
     fn lines(dir: &Path) -> Vec<u64> {
         let mut files: Vec<_> = fs::read_dir(dir)
             .unwrap()
