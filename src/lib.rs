@@ -5,6 +5,7 @@
 
 pub mod component;
 pub mod config;
+pub mod durable;
 pub mod event;
 pub mod evidence;
 pub mod exporters;

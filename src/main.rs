@@ -109,6 +109,11 @@ enum Command {
         #[arg(long, default_value_t = vellum::report::DEFAULT_MAX_ROWS)]
         max_rows: usize,
     },
+    /// List or replay the batches exporters' sinks rejected as malformed (dead letters).
+    DeadLetter {
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
     /// Print a new checkpoint signing key and its verifier key (vkey).
     Keygen {
         /// The key name: the checkpoint origin, `<origin>/<stream>`.
@@ -139,6 +144,31 @@ impl KeyArgs {
             &self.vkeys,
         )
     }
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCommand {
+    /// One line per dead-letter file of the configuration's exporters: pipeline,
+    /// exporter, records, file and the sink's reason.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also list files already replayed.
+        #[arg(long)]
+        replayed: bool,
+    },
+    /// Send dead-letter files again through their exporter, as configured now; each file
+    /// the sink takes moves to `replayed/` and is never sent again. Exit 1 if any file
+    /// was not taken (it stays for another try).
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The files to replay; without any, every pending file (of `--exporter`, if given).
+        files: Vec<PathBuf>,
+        /// Only this exporter's files (`webhook/soc`).
+        #[arg(long)]
+        exporter: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -178,6 +208,7 @@ fn main() -> ExitCode {
         } => run(config, drain_timeout, watch),
         Command::Validate { config } => validate(&config),
         Command::Keygen { name } => keygen(&name),
+        Command::DeadLetter { command } => dead_letter(command),
         Command::Verify {
             path,
             keys,
@@ -391,6 +422,85 @@ fn validate(path: &std::path::Path) -> ExitCode {
         config.service.pipelines.len()
     );
     ExitCode::SUCCESS
+}
+
+fn dead_letter(command: DeadLetterCommand) -> ExitCode {
+    use vellum::pipeline::dead_letter;
+    let config_path = match &command {
+        DeadLetterCommand::List { config, .. } | DeadLetterCommand::Replay { config, .. } => config,
+    };
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        DeadLetterCommand::List { replayed, .. } => {
+            let letters = match dead_letter::list(&config, replayed) {
+                Ok(l) => l,
+                Err(e) => return usage_error(e),
+            };
+            for l in &letters {
+                println!(
+                    "{}\t{}\t{} records\t{}\t{}\t{}",
+                    l.pipeline,
+                    l.exporter,
+                    l.header.records,
+                    if l.replayed { "replayed" } else { "pending" },
+                    l.path.display(),
+                    l.header.reason
+                );
+            }
+            eprintln!("{} dead-letter file(s)", letters.len());
+            ExitCode::SUCCESS
+        }
+        DeadLetterCommand::Replay {
+            files, exporter, ..
+        } => {
+            let files = if files.is_empty() {
+                match dead_letter::list(&config, false) {
+                    Ok(l) => l
+                        .into_iter()
+                        .filter(|l| exporter.as_ref().is_none_or(|e| *e == l.exporter))
+                        .map(|l| l.path)
+                        .collect(),
+                    Err(e) => return usage_error(e),
+                }
+            } else {
+                files
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return usage_error(format!("cannot start the runtime: {e}")),
+            };
+            let mut failed = 0;
+            for file in &files {
+                match runtime.block_on(dead_letter::replay(&config, file)) {
+                    Ok(n) => println!("{}: {n} items replayed", file.display()),
+                    Err(e) => {
+                        eprintln!("vellum dead-letter replay: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            eprintln!(
+                "{} of {} dead-letter file(s) replayed",
+                files.len() - failed,
+                files.len()
+            );
+            if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
 }
 
 fn keygen(name: &str) -> ExitCode {

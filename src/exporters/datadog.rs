@@ -47,8 +47,8 @@
 //! |---|---|---|
 //! | 200, 202 | accepted | delivered |
 //! | 400 | bad request (payload format) | permanent |
-//! | 401 | unauthorized (missing API key) | permanent |
-//! | 403 | forbidden (invalid API key) | permanent |
+//! | 401 | unauthorized (missing API key) | unauthorized: retried, `/readyz` names the exporter |
+//! | 403 | forbidden (invalid API key) | unauthorized: retried, `/readyz` names the exporter |
 //! | 408 | request timeout | retryable |
 //! | 413 | payload too large | permanent (Vellum stays under 5 MB; a proxy's lower limit?) |
 //! | 429 | too many requests | retryable, after `Retry-After` or `X-RateLimit-Reset` seconds |
@@ -577,8 +577,8 @@ mod tests {
             (200, "ok"),
             (202, "ok"),
             (400, "refuse"),
-            (401, "refuse"),
-            (403, "refuse"),
+            (401, "unauthorized"),
+            (403, "unauthorized"),
             (408, "retry"),
             (413, "refuse"),
             (429, "retry"),
@@ -589,6 +589,7 @@ mod tests {
                 Ok(()) => "ok",
                 Err(ExportError::Retryable { .. }) => "retry",
                 Err(ExportError::Permanent(_)) => "refuse",
+                Err(ExportError::Unauthorized(_)) => "unauthorized",
             };
             assert_eq!(got, want, "{status}");
         }

@@ -28,6 +28,12 @@
 //! resumes after the last `seq` on disk, so a resumed batch never duplicates an entry.
 //! A checkpoint is written only once the entries it covers are fsynced.
 //!
+//! A batch is done only once its fsync succeeded. After a failed write or fsync nothing
+//! written since the last good fsync is trusted (the kernel may have dropped those pages
+//! while still showing them): the open file is cut back to its synced length and the
+//! place to resume is read from disk again, so the driver's retry writes exactly what
+//! may be missing. Notes and compressed files are replaced with `crate::durable`.
+//!
 //! **Retention** (run by the pipeline's retention task, see `pipeline::retention` and
 //! docs/retention.md): with `retention_days` above 0, sealed files whose entries are all
 //! older than the window (by their `observed_time`) are removed from the start of the
@@ -48,6 +54,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{ExportError, Exporter, ExporterContext, Item};
+use crate::durable::{self, sync_dir};
 use crate::evidence::purge::EvidencePurge;
 use crate::evidence::seal::{Head, ZERO_HASH};
 use crate::evidence::verify::{DEFAULT_MAX_LINE_BYTES, StreamVerifier, find_purge, open_entries};
@@ -122,6 +129,8 @@ struct OpenFile {
     path: PathBuf,
     writer: BufWriter<File>,
     bytes: u64,
+    /// How many of `bytes` a successful fsync made durable.
+    synced: u64,
     opened: Instant,
 }
 
@@ -130,9 +139,18 @@ pub struct FileExporter {
     id: String,
     dir: PathBuf,
     open: Option<OpenFile>,
-    /// The last `seq` on disk; entries at or below it were written before a restart.
+    /// The last `seq` written; entries at or below it are skipped when a batch comes again.
     last_seq: Option<u64>,
+    /// Set when a write or fsync failed: what was written since the last good fsync
+    /// may be lost even though the page cache still shows it.
+    damaged: Option<Damaged>,
     warned_immutable: bool,
+}
+
+/// The file a failed write or fsync left in doubt, and how much of it is known durable.
+struct Damaged {
+    path: Option<PathBuf>,
+    synced: u64,
 }
 
 impl FileExporter {
@@ -146,6 +164,7 @@ impl FileExporter {
             dir,
             open: None,
             last_seq: None,
+            damaged: None,
             warned_immutable: false,
         };
         exporter.recover()?;
@@ -173,6 +192,7 @@ impl FileExporter {
                     path: newest.clone(),
                     writer: BufWriter::with_capacity(1 << 20, file),
                     bytes,
+                    synced: bytes,
                     opened: Instant::now(),
                 });
             }
@@ -201,6 +221,7 @@ impl FileExporter {
                 path,
                 writer: BufWriter::with_capacity(1 << 20, file),
                 bytes: 0,
+                synced: 0,
                 opened: Instant::now(),
             });
         }
@@ -226,6 +247,7 @@ impl FileExporter {
             if self.cfg.fsync {
                 open.writer.get_ref().sync_data()?;
             }
+            open.synced = open.bytes;
         }
         Ok(())
     }
@@ -237,23 +259,86 @@ impl FileExporter {
             return Ok(());
         }
         self.flush()?;
-        let tmp = dir.join(format!(".{size:020}.note.tmp"));
-        let mut f = File::create(&tmp)?;
-        f.write_all(note.as_bytes())?;
-        f.sync_all()?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))?;
-        fs::rename(&tmp, &path)?;
-        sync_dir(&dir)
+        durable::replace_with(&path, note.as_bytes(), |tmp| {
+            fs::set_permissions(tmp, fs::Permissions::from_mode(0o444))
+        })
     }
 
     fn seal_open(&mut self) -> std::io::Result<()> {
-        if let Some(mut open) = self.open.take() {
+        // The file stays open until its fsync succeeded, so that a failure can cut it
+        // back to what is known durable.
+        if let Some(open) = self.open.as_mut() {
             open.writer.flush()?;
             open.writer.get_ref().sync_all()?;
+            open.synced = open.bytes;
+        }
+        if let Some(open) = self.open.take() {
             drop(open.writer);
             self.seal_path(&open.path)?;
         }
         Ok(())
+    }
+
+    /// Runs `work`; when it fails, marks what it may have left in doubt for [`Self::repair`].
+    fn guarded<T>(
+        &mut self,
+        work: impl FnOnce(&mut Self) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        self.repair()?;
+        let result = work(self);
+        if result.is_err() {
+            self.mark_damaged();
+        }
+        result
+    }
+
+    /// After a failed write or fsync, the kernel may have dropped the unsynced pages
+    /// while still showing them (the fsyncgate pattern), and a later fsync can succeed
+    /// without writing them. So nothing written since the last good fsync is trusted:
+    /// the open file is given up, with what its buffer still holds.
+    fn mark_damaged(&mut self) {
+        let open = self.open.take();
+        let damaged = self.damaged.get_or_insert(Damaged {
+            path: None,
+            synced: 0,
+        });
+        if let Some(open) = open {
+            // Dropping the buffer unwritten: its bytes are written again from the batch.
+            let (_file, _unwritten) = open.writer.into_parts();
+            damaged.path = Some(open.path);
+            damaged.synced = open.synced;
+        }
+    }
+
+    /// Cuts the file left in doubt back to its durable length, syncs it, and finds where
+    /// writing resumes from the disk as a restart would, so that the retried batch
+    /// rewrites exactly what may be lost: no duplicate, no gap.
+    fn repair(&mut self) -> std::io::Result<()> {
+        let Some(damaged) = &self.damaged else {
+            return Ok(());
+        };
+        if let Some(path) = &damaged.path {
+            match OpenOptions::new().write(true).open(path) {
+                Ok(f) => {
+                    f.set_len(damaged.synced)?;
+                    f.sync_all()?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            tracing::warn!(exporter = %self.id, file = %path.display(), durable_bytes = damaged.synced, "an evidence write or fsync failed; the file is cut back to what was synced and the batch is written again");
+        }
+        self.damaged = None;
+        self.open = None;
+        self.last_seq = None;
+        let recovered = self.recover();
+        if recovered.is_err() {
+            self.damaged = Some(Damaged {
+                path: None,
+                synced: 0,
+            });
+        }
+        recovered.map_err(|e| std::io::Error::other(e.to_string()))
     }
 
     /// Makes a closed file read-only (compressed and immutable when configured).
@@ -273,8 +358,7 @@ impl FileExporter {
                 out.sync_all()?;
             }
             fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))?;
-            fs::rename(&tmp, &gz)?;
-            sync_dir(&self.dir)?;
+            durable::rename(&tmp, &gz)?;
             fs::remove_file(path)?;
             gz
         } else {
@@ -289,6 +373,21 @@ impl FileExporter {
             self.warned_immutable = true;
         }
         sync_dir(&self.dir)
+    }
+
+    fn write_batch(&mut self, batch: &[Item]) -> std::io::Result<()> {
+        for item in batch {
+            match item {
+                Item::Entry { seq, line, .. } => {
+                    if self.last_seq.is_some_and(|last| *seq <= last) {
+                        continue;
+                    }
+                    self.write_entry(*seq, line)?;
+                }
+                Item::Checkpoint { size, note, .. } => self.write_checkpoint(*size, note)?,
+            }
+        }
+        self.flush()
     }
 
     fn rotate_if_old(&mut self) -> std::io::Result<()> {
@@ -306,36 +405,21 @@ impl FileExporter {
 impl Exporter for FileExporter {
     fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(async move {
-            tokio::task::block_in_place(|| -> std::io::Result<()> {
-                for item in batch {
-                    match item {
-                        Item::Entry { seq, line, .. } => {
-                            if self.last_seq.is_some_and(|last| *seq <= last) {
-                                continue;
-                            }
-                            self.write_entry(*seq, line)?;
-                        }
-                        Item::Checkpoint { size, note, .. } => {
-                            self.write_checkpoint(*size, note)?
-                        }
-                    }
-                }
-                self.flush()
-            })?;
+            tokio::task::block_in_place(|| self.guarded(|this| this.write_batch(batch)))?;
             Ok(())
         })
     }
 
     fn tick(&mut self) -> BoxFuture<'_, Result<(), ExportError>> {
         Box::pin(async move {
-            tokio::task::block_in_place(|| self.rotate_if_old())?;
+            tokio::task::block_in_place(|| self.guarded(Self::rotate_if_old))?;
             Ok(())
         })
     }
 
     fn close(&mut self) -> BoxFuture<'_, Result<(), ExportError>> {
         Box::pin(async move {
-            tokio::task::block_in_place(|| self.seal_open())?;
+            tokio::task::block_in_place(|| self.guarded(Self::seal_open))?;
             Ok(())
         })
     }
@@ -629,10 +713,6 @@ fn last_seq_in(path: &Path) -> std::io::Result<Option<u64>> {
         .and_then(|v| v.get("seq")?.as_u64()))
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// Sets or clears the Linux immutable attribute (`chattr +i`); needs CAP_LINUX_IMMUTABLE.
 fn set_immutable(path: &Path, on: bool) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -695,6 +775,33 @@ mod tests {
             seq,
             line: Bytes::from(line),
         }
+    }
+
+    #[test]
+    fn after_a_failed_fsync_the_unsynced_tail_is_cut_and_the_retry_writes_it_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = config(tmp.path());
+        cfg.max_file_size = bytesize::ByteSize::mib(1);
+        let mut ex = FileExporter::open(&cfg, &context("s")).unwrap();
+        let batch = |seqs: std::ops::Range<u64>| seqs.map(entry).collect::<Vec<_>>();
+        ex.guarded(|e| e.write_batch(&batch(0..3))).unwrap();
+        // Seqs 3 and 4 reach the page cache, then their fsync fails.
+        for item in batch(3..5) {
+            if let Item::Entry { seq, line, .. } = item {
+                ex.write_entry(seq, &line).unwrap();
+            }
+        }
+        ex.open.as_mut().unwrap().writer.flush().unwrap();
+        assert_eq!(lines(&tmp.path().join("s")), vec![0, 1, 2, 3, 4]);
+        ex.mark_damaged();
+        // What the page cache shows past the last good fsync is not trusted.
+        ex.repair().unwrap();
+        assert_eq!(lines(&tmp.path().join("s")), vec![0, 1, 2]);
+        assert_eq!(ex.last_seq, Some(2));
+        // The driver's retry repeats the batch: nothing doubled, nothing skipped.
+        ex.guarded(|e| e.write_batch(&batch(3..6))).unwrap();
+        assert_eq!(lines(&tmp.path().join("s")), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(ex.last_seq, Some(5));
     }
 
     fn lines(dir: &Path) -> Vec<u64> {

@@ -20,6 +20,7 @@
 //! |---|---|
 //! | 2xx | delivered |
 //! | 408, 429, 5xx | retryable; `Retry-After` (seconds or HTTP-date) sets the least wait |
+//! | 401, 403 | unauthorized: retried with backoff, the cursor holds, `/readyz` names the exporter |
 //! | any other 4xx | permanent: the batch goes to the dead-letter file with the answer |
 //! | 1xx, 3xx | permanent: redirects are not followed, fix the configured URL |
 //! | refused, reset, TLS failure, cut body, no answer | retryable |
@@ -298,6 +299,12 @@ pub fn is_retryable(status: StatusCode) -> bool {
         || status.is_server_error()
 }
 
+/// Whether a status says the credentials are missing, wrong, revoked or not allowed:
+/// an operator's fix, never the records' fault.
+pub fn is_unauthorized(status: StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
+}
+
 /// The shared table (module doc) applied to an answer.
 pub fn classify(answer: &Answer, now: SystemTime) -> Result<(), ExportError> {
     let status = answer.status;
@@ -310,6 +317,8 @@ pub fn classify(answer: &Answer, now: SystemTime) -> Result<(), ExportError> {
             message,
             retry_after: retry_after(&answer.headers, now),
         })
+    } else if is_unauthorized(status) {
+        Err(ExportError::Unauthorized(message))
     } else if status.is_redirection() {
         Err(ExportError::Permanent(format!(
             "{message} (redirects are not followed: configure the final URL)"
@@ -500,7 +509,16 @@ mod tests {
                 "{retry}"
             );
         }
-        for permanent in [301, 302, 307, 400, 401, 403, 404, 405, 409, 413, 422] {
+        for unauthorized in [401, 403] {
+            assert!(
+                matches!(
+                    classify(&answer(unauthorized, &[], ""), now),
+                    Err(ExportError::Unauthorized(_))
+                ),
+                "{unauthorized}"
+            );
+        }
+        for permanent in [301, 302, 307, 400, 404, 405, 409, 413, 422] {
             assert!(
                 matches!(
                     classify(&answer(permanent, &[], ""), now),

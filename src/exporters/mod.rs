@@ -2,7 +2,7 @@
 //!
 //! An exporter only delivers. The shared driver in `pipeline::export` owns everything
 //! else, once for all of them: its persisted cursor, reading and batching, routing by
-//! `when:`, retries with backoff, and dead-lettering of batches a sink refuses for good.
+//! `when:`, retries with backoff, and dead-lettering of batches a sink rejects as malformed.
 //! `export` returning `Ok` means the batch is durable at the sink; only then does the
 //! cursor move past it, so an exporter that is down or slow loses nothing.
 
@@ -54,8 +54,11 @@ const TYPES: &[&str] = &["file", "s3", "splunk_hec", "datadog", "webhook", "otlp
 /// One batch is in flight per exporter at a time: that keeps each stream's records in
 /// `seq` order at the sink. A retryable failure (5xx, 429, timeout, reset) is retried
 /// with exponential backoff and full jitter, honouring `Retry-After`, until it succeeds:
-/// an audit record is never dropped because a sink is down. A permanent failure (4xx
-/// other than 429) sends the batch to the dead-letter file under the state directory.
+/// an audit record is never dropped because a sink is down. Refused credentials (401,
+/// 403) are retried the same way, and `/readyz` names the exporter until they work
+/// again. A batch the sink rejects as malformed (another 4xx) goes to the dead-letter
+/// file under the state directory (`vellum dead-letter list|replay`), except for `s3`,
+/// whose evidence must have no gap: it retries every failure.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverySettings {
@@ -239,7 +242,8 @@ impl Item {
     }
 }
 
-/// Why a delivery failed: retry it, or never (the batch goes to the dead-letter file).
+/// Why a delivery failed: retry it; retry it while an operator fixes the credentials;
+/// or never (the batch is malformed for the sink and goes to the dead-letter file).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExportError {
     #[error("{message}")]
@@ -247,6 +251,11 @@ pub enum ExportError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The sink refuses the exporter's credentials or their permissions (HTTP 401/403,
+    /// gRPC UNAUTHENTICATED/PERMISSION_DENIED, S3 AccessDenied…). Nothing is wrong with
+    /// the records: they wait, with backoff, and the exporter reports itself failing.
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     Permanent(String),
 }
@@ -274,6 +283,13 @@ pub trait Exporter: Send + Sync + 'static {
     /// Called about once a second: time-based rotation, retention.
     fn tick(&mut self) -> BoxFuture<'_, Result<(), ExportError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Whether a batch the sink refuses for good may go to the dead-letter file. An
+    /// evidence store answers false: a batch set aside there would be a gap in the
+    /// evidence, so its cursor holds and the delivery is retried until fixed.
+    fn dead_letters(&self) -> bool {
+        true
     }
 
     /// Whether every batch must end with a checkpoint (an S3 bundle's manifest carries

@@ -38,7 +38,8 @@
 //! | CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS | retryable (as OTLP says) |
 //! | RESOURCE_EXHAUSTED | retryable, after the `RetryInfo` delay when the server gives one |
 //! | UNKNOWN, INTERNAL | retryable: a connection reset surfaces as these, and they are gRPC's 5xx |
-//! | INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED, UNAUTHENTICATED, FAILED_PRECONDITION, UNIMPLEMENTED | permanent |
+//! | UNAUTHENTICATED, PERMISSION_DENIED | unauthorized: retried with backoff, `/readyz` names the exporter |
+//! | INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, UNIMPLEMENTED | permanent |
 //!
 //! OTLP itself would drop on RESOURCE_EXHAUSTED without `RetryInfo`; an audit record is
 //! retried instead.
@@ -283,12 +284,11 @@ fn grpc_error(status: &tonic::Status) -> ExportError {
                 .and_then(|r| r.retry_delay)
                 .map(|d| d.min(http::MAX_RETRY_AFTER)),
         },
+        Code::PermissionDenied | Code::Unauthenticated => ExportError::Unauthorized(message),
         Code::Ok
         | Code::InvalidArgument
         | Code::NotFound
         | Code::AlreadyExists
-        | Code::PermissionDenied
-        | Code::Unauthenticated
         | Code::FailedPrecondition
         | Code::Unimplemented => ExportError::Permanent(message),
     }
@@ -573,8 +573,6 @@ mod tests {
             Code::InvalidArgument,
             Code::NotFound,
             Code::AlreadyExists,
-            Code::PermissionDenied,
-            Code::Unauthenticated,
             Code::FailedPrecondition,
             Code::Unimplemented,
         ];
@@ -583,6 +581,15 @@ mod tests {
                 matches!(
                     grpc_error(&tonic::Status::new(code, "x")),
                     ExportError::Retryable { .. }
+                ),
+                "{code:?}"
+            );
+        }
+        for code in [Code::PermissionDenied, Code::Unauthenticated] {
+            assert!(
+                matches!(
+                    grpc_error(&tonic::Status::new(code, "x")),
+                    ExportError::Unauthorized(_)
                 ),
                 "{code:?}"
             );

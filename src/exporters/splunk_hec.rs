@@ -49,10 +49,10 @@
 //! | code | HTTP | text | outcome |
 //! |---|---|---|---|
 //! | 0 | 200 | Success | delivered (after the ack when `indexer_ack`) |
-//! | 1 | 403 | Token disabled | permanent |
-//! | 2 | 401 | Token is required | permanent |
-//! | 3 | 401 | Invalid authorization | permanent |
-//! | 4 | 403 | Invalid token | permanent |
+//! | 1 | 403 | Token disabled | unauthorized: retried, `/readyz` names the exporter |
+//! | 2 | 401 | Token is required | unauthorized: retried, `/readyz` names the exporter |
+//! | 3 | 401 | Invalid authorization | unauthorized: retried, `/readyz` names the exporter |
+//! | 4 | 403 | Invalid token | unauthorized: retried, `/readyz` names the exporter |
 //! | 5 | 400 | No data | permanent |
 //! | 6 | 400 | Invalid data format | permanent |
 //! | 7 | 400 | Incorrect index | permanent: the token may not write to `index` |
@@ -69,8 +69,8 @@
 //! | 18 | 503 | HEC is unhealthy, queues are full | retryable |
 //! | 19 | 503 | HEC is unhealthy, ack service unavailable | retryable |
 //! | 20 | 503 | HEC is unhealthy, queues are full, ack service unavailable | retryable |
-//! | 21 | 400 | Invalid token | permanent |
-//! | 22 | 400 | Token disabled | permanent |
+//! | 21 | 400 | Invalid token | unauthorized: retried, `/readyz` names the exporter |
+//! | 22 | 400 | Token disabled | unauthorized: retried, `/readyz` names the exporter |
 //! | 23 | 503 | Server is shutting down | retryable |
 //! | 24 | 200 | HEC queue is approaching its capacity limit | delivered |
 //! | 25 | 200 | HEC ACK is approaching its capacity limit | delivered |
@@ -179,6 +179,8 @@ fn base_url(endpoint: &str) -> &str {
 enum Verdict {
     Accepted,
     Retry,
+    /// The token is missing, wrong or disabled: an operator's fix, not the records'.
+    Unauthorized,
     Refuse,
 }
 
@@ -186,7 +188,8 @@ fn verdict(code: i64) -> Option<Verdict> {
     match code {
         0 | 17 | 24 | 25 => Some(Verdict::Accepted),
         8 | 9 | 18 | 19 | 20 | 23 | 26 | 27 => Some(Verdict::Retry),
-        1..=7 | 10..=16 | 21 | 22 => Some(Verdict::Refuse),
+        1..=4 | 21 | 22 => Some(Verdict::Unauthorized),
+        5..=7 | 10..=16 => Some(Verdict::Refuse),
         _ => None,
     }
 }
@@ -235,6 +238,10 @@ fn judge(answer: &Answer, now: SystemTime) -> Result<Reply, ExportError> {
             message,
             retry_after: http::retry_after(&answer.headers, now),
         }),
+        Verdict::Unauthorized => Err(ExportError::Unauthorized(format!(
+            "{message}{}",
+            hint(code)
+        ))),
         Verdict::Refuse => Err(ExportError::Permanent(format!("{message}{}", hint(code)))),
     }
 }
@@ -664,10 +671,10 @@ mod tests {
         // the HTTP status each comes with.
         let table: [(i64, u16, &str, &str); 28] = [
             (0, 200, "Success", "ok"),
-            (1, 403, "Token disabled", "refuse"),
-            (2, 401, "Token is required", "refuse"),
-            (3, 401, "Invalid authorization", "refuse"),
-            (4, 403, "Invalid token", "refuse"),
+            (1, 403, "Token disabled", "unauthorized"),
+            (2, 401, "Token is required", "unauthorized"),
+            (3, 401, "Invalid authorization", "unauthorized"),
+            (4, 403, "Invalid token", "unauthorized"),
             (5, 400, "No data", "refuse"),
             (6, 400, "Invalid data format", "refuse"),
             (7, 400, "Incorrect index", "refuse"),
@@ -699,8 +706,8 @@ mod tests {
                 "HEC is unhealthy, queues are full, ack service unavailable",
                 "retry",
             ),
-            (21, 400, "Invalid token", "refuse"),
-            (22, 400, "Token disabled", "refuse"),
+            (21, 400, "Invalid token", "unauthorized"),
+            (22, 400, "Token disabled", "unauthorized"),
             (23, 503, "Server is shutting down", "retry"),
             (24, 200, "HEC queue is approaching its capacity limit", "ok"),
             (25, 200, "HEC ACK is approaching its capacity limit", "ok"),
@@ -726,6 +733,10 @@ mod tests {
                 Err(ExportError::Permanent(m)) => {
                     assert!(m.contains(text), "{m}");
                     "refuse"
+                }
+                Err(ExportError::Unauthorized(m)) => {
+                    assert!(m.contains(text), "{m}");
+                    "unauthorized"
                 }
             };
             assert_eq!(got, want, "code {code}");

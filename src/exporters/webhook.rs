@@ -43,7 +43,9 @@
 //! `stream` + `seq` anyway.
 //!
 //! **Answers** follow the shared HTTP table (`http` module): 2xx delivered; 408, 429 and
-//! 5xx retried (honouring `Retry-After`); other 4xx and redirects dead-lettered.
+//! 5xx retried (honouring `Retry-After`); 401 and 403 retried while `/readyz` names the
+//! exporter (a revoked token is not the records' fault); other 4xx and redirects
+//! dead-lettered.
 
 use std::time::SystemTime;
 

@@ -7,8 +7,8 @@
 //! it over the file and syncs the directory: a crash leaves the old value or the new one.
 
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -18,7 +18,6 @@ use super::segment;
 
 /// Longest escaped name: room for `.tmp` within any file system's 255-byte names.
 const MAX_FILE_NAME: usize = 200;
-const TMP_SUFFIX: &str = ".tmp";
 
 /// A named, persisted position in the journal: the index its reader needs next.
 ///
@@ -79,15 +78,8 @@ impl Cursor {
         if *stored == Some(next_index) {
             return Ok(());
         }
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(TMP_SUFFIX);
-        let tmp = PathBuf::from(tmp);
-        let mut file = File::create(&tmp).context("create", &tmp)?;
-        file.write_all(format!("{next_index}\n").as_bytes())
-            .context("write", &tmp)?;
-        file.sync_data().context("fdatasync", &tmp)?;
-        fs::rename(&tmp, &self.path).context("replace cursor", &self.path)?;
-        segment::sync_dir(&self.shared.cursors_dir)?;
+        crate::durable::replace(&self.path, format!("{next_index}\n").as_bytes())
+            .context("replace cursor", &self.path)?;
         *stored = Some(next_index);
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Segment files: their names, listing them, and making directory changes durable.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::error::{IoContext, JournalError};
@@ -58,9 +58,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
 
 /// Makes the creation, removal or renaming of entries in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .context("fsync directory", dir)
+    crate::durable::sync_dir(dir).context("fsync directory", dir)
 }
 
 #[cfg(test)]

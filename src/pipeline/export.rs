@@ -2,12 +2,17 @@
 //!
 //! It reads the journal from the exporter's persisted cursor, skips entries its `when:`
 //! does not match, hands batches to the exporter, retries failures with exponential
-//! backoff and jitter (honouring the sink's `Retry-After`), writes batches a sink refuses
-//! for good to a dead-letter file with the reason, and moves the cursor only past what
-//! was delivered or dead-lettered. Its position feeds the backlog that makes receivers
-//! push back.
+//! backoff and jitter (honouring the sink's `Retry-After`), writes batches a sink rejects
+//! as malformed to a dead-letter file with the reason (`dead_letter`), and moves the
+//! cursor only past what was delivered or dead-lettered. Its position feeds the backlog
+//! that makes receivers push back.
+//!
+//! | failure | what the driver does |
+//! |---|---|
+//! | retryable (5xx, 429, timeout, reset, local I/O) | backs off and retries; the cursor holds |
+//! | unauthorized (credentials or permissions refused) | the same, and `/readyz` names the exporter at once |
+//! | permanent (malformed for the sink) | dead-letters the batch and goes on, unless the exporter keeps no dead letters (`s3`): then it retries like the above |
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -311,58 +316,65 @@ impl Driver {
                         self.timeout
                     ))),
                 };
-            match outcome {
+            let error = match outcome {
                 Ok(()) => {
                     metrics::counter!("vellum_exporter_sent_records_total", &labels)
                         .increment(entries);
                     self.health.progressed();
                     return true;
                 }
-                Err(ExportError::Permanent(reason)) => {
-                    metrics::counter!("vellum_exporter_failed_records_total", &labels)
-                        .increment(entries);
-                    match self.dead_letter(batch, &reason) {
-                        Ok(path) => {
-                            metrics::counter!(
-                                "vellum_exporter_dead_lettered_records_total",
-                                &labels
-                            )
+                Err(e) => e,
+            };
+            metrics::counter!("vellum_exporter_failed_records_total", &labels).increment(entries);
+            if let ExportError::Permanent(reason) = &error
+                && self.exporter.dead_letters()
+            {
+                let written = super::dead_letter::write(
+                    &self.dead_letter_dir,
+                    &self.health.pipeline,
+                    &self.health.exporter,
+                    reason,
+                    batch,
+                );
+                match written {
+                    Ok(path) => {
+                        metrics::counter!("vellum_exporter_dead_lettered_records_total", &labels)
                             .increment(entries);
-                            self.health.progressed();
-                            tracing::error!(exporter = %self.id, %reason, file = %path.display(), records = batch.len(), "sink refused a batch for good; written to the dead-letter file")
-                        }
-                        Err(e) => {
-                            tracing::error!(exporter = %self.id, %reason, error = %e, "sink refused a batch and the dead-letter file cannot be written; retrying");
-                            metrics::counter!("vellum_exporter_retried_records_total", &labels)
-                                .increment(entries);
-                            self.health.attempt_failed();
-                            if !self.wait(attempt, None, abandon).await {
-                                return false;
-                            }
-                            attempt += 1;
-                            continue;
-                        }
+                        self.health.progressed();
+                        tracing::error!(exporter = %self.id, %reason, file = %path.display(), records = batch.len(), "sink refused a batch for good; written to the dead-letter file");
+                        return true;
                     }
-                    return true;
-                }
-                Err(ExportError::Retryable {
-                    message,
-                    retry_after,
-                }) => {
-                    metrics::counter!("vellum_exporter_failed_records_total", &labels)
-                        .increment(entries);
-                    metrics::counter!("vellum_exporter_retried_records_total", &labels)
-                        .increment(entries);
-                    self.health.attempt_failed();
-                    if attempt == 0 || attempt.is_power_of_two() {
-                        tracing::warn!(exporter = %self.id, attempt, error = %message, "delivery failed; retrying");
+                    Err(e) => {
+                        tracing::error!(exporter = %self.id, %reason, error = %e, "sink refused a batch and the dead-letter file cannot be written; retrying");
                     }
-                    if !self.wait(attempt, retry_after, abandon).await {
-                        return false;
-                    }
-                    attempt += 1;
                 }
             }
+            metrics::counter!("vellum_exporter_retried_records_total", &labels).increment(entries);
+            self.health.attempt_failed();
+            let retry_after = match &error {
+                ExportError::Retryable { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            self.health
+                .set_unauthorized(matches!(error, ExportError::Unauthorized(_)));
+            // Logged at the first failure and then ever more rarely, not once per retry.
+            if attempt == 0 || attempt.is_power_of_two() {
+                match &error {
+                    ExportError::Retryable { message, .. } => {
+                        tracing::warn!(exporter = %self.id, attempt, error = %message, "delivery failed; retrying")
+                    }
+                    ExportError::Unauthorized(message) => {
+                        tracing::error!(exporter = %self.id, attempt, error = %message, "the sink refuses the exporter's credentials; records wait until they are fixed")
+                    }
+                    ExportError::Permanent(message) => {
+                        tracing::error!(exporter = %self.id, attempt, error = %message, "the sink refuses the batch; this exporter keeps no dead letters, so it is retried until fixed")
+                    }
+                }
+            }
+            if !self.wait(attempt, retry_after, abandon).await {
+                return false;
+            }
+            attempt += 1;
         }
     }
 
@@ -376,35 +388,6 @@ impl Driver {
             _ = tokio::time::sleep(self.backoff.delay(attempt, retry_after)) => true,
             _ = abandon.cancelled() => false,
         }
-    }
-
-    fn dead_letter(&self, batch: &[Item], reason: &str) -> std::io::Result<PathBuf> {
-        std::fs::create_dir_all(&self.dead_letter_dir)?;
-        let first = batch.first().map_or(0, Item::index);
-        let path = self.dead_letter_dir.join(format!("{first:020}.jsonl"));
-        let mut f = std::fs::File::create(&path)?;
-        writeln!(
-            f,
-            "{}",
-            serde_json::json!({ "dead_letter": { "exporter": self.id, "reason": reason, "records": batch.len() } })
-        )?;
-        for item in batch {
-            match item {
-                Item::Entry { line, .. } => {
-                    f.write_all(line)?;
-                    f.write_all(b"\n")?;
-                }
-                Item::Checkpoint { size, note, .. } => {
-                    writeln!(
-                        f,
-                        "{}",
-                        serde_json::json!({ "checkpoint": { "size": size, "note": note } })
-                    )?;
-                }
-            }
-        }
-        f.sync_all()?;
-        Ok(path)
     }
 }
 
@@ -425,6 +408,9 @@ mod tests {
         aligned: bool,
         /// The last item of every delivered batch.
         ends: Arc<Mutex<Vec<Item>>>,
+        /// The failure to answer instead of the default ones.
+        error: Option<ExportError>,
+        dead_letters: bool,
     }
 
     impl Flaky {
@@ -435,6 +421,8 @@ mod tests {
                 seen,
                 aligned: false,
                 ends: Arc::default(),
+                error: None,
+                dead_letters: true,
             }
         }
     }
@@ -445,6 +433,9 @@ mod tests {
                 let mut failures = self.failures.lock().unwrap();
                 if *failures > 0 {
                     *failures -= 1;
+                    if let Some(e) = &self.error {
+                        return Err(e.clone());
+                    }
                     return Err(if self.permanent {
                         ExportError::Permanent("400 bad request".into())
                     } else {
@@ -466,6 +457,10 @@ mod tests {
 
         fn checkpoint_aligned(&self) -> bool {
             self.aligned
+        }
+
+        fn dead_letters(&self) -> bool {
+            self.dead_letters
         }
     }
 
@@ -663,6 +658,64 @@ mod tests {
         abandon.cancel();
         task.await.unwrap();
         assert_eq!(journal.cursor("sink").unwrap().load(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refused_credentials_hold_the_cursor_and_show_until_a_delivery_succeeds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..10);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut flaky = Flaky::new(u32::MAX, false, seen.clone());
+        flaky.error = Some(ExportError::Unauthorized("403 Forbidden".into()));
+        let failures = flaky.failures.clone();
+        let d = driver(&journal, flaky, tmp.path());
+        let health = d.health.clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(d.run(stop.clone(), CancellationToken::new()));
+        wait_for("a refused attempt", || health.unauthorized()).await;
+        wait_for("several retries", || {
+            *failures.lock().unwrap() < u32::MAX - 3
+        })
+        .await;
+        assert_eq!(
+            journal.cursor("sink").unwrap().load(),
+            0,
+            "the cursor holds"
+        );
+        assert!(health.failing_for(std::time::Instant::now()).is_some());
+        // The credentials are fixed: the next attempt delivers everything.
+        *failures.lock().unwrap() = 0;
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(*seen.lock().unwrap(), (0..10).collect::<Vec<_>>());
+        assert!(!health.unauthorized());
+        assert!(
+            !tmp.path().join("dead-letter").exists(),
+            "nothing dead-lettered"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_exporter_without_dead_letters_retries_a_refusal_instead_of_skipping_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..10);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut flaky = Flaky::new(3, true, seen.clone());
+        flaky.dead_letters = false;
+        let stop = CancellationToken::new();
+        stop.cancel();
+        driver(&journal, flaky, tmp.path())
+            .run(stop, CancellationToken::new())
+            .await;
+        assert_eq!(*seen.lock().unwrap(), (0..10).collect::<Vec<_>>());
+        assert!(
+            !tmp.path().join("dead-letter").exists(),
+            "nothing dead-lettered"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! accepting, retention stops, writers commit what they hold and sign a last checkpoint,
 //! exporters drain.
 
+pub mod dead_letter;
 pub mod export;
 pub mod frame;
 pub mod intake;
@@ -477,6 +478,8 @@ fn auto_signer(storage: &Path, origin: &str, stream: &str) -> Result<NoteSigner,
     f.sync_all().map_err(|e| fail("cannot sync", &e))?;
     std::fs::write(key_path.with_extension("vkey"), format!("{vkey}\n"))
         .map_err(|e| fail("cannot write the vkey of", &e))?;
+    // A key lost to a crash would be generated anew, and no earlier checkpoint would verify.
+    crate::durable::sync_dir(&dir).map_err(|e| fail("cannot sync the folder of", &e))?;
     tracing::info!(%origin, %vkey, file = %key_path.display(), "generated a checkpoint signing key; give verifiers the vkey");
     NoteSigner::parse(&skey).map_err(|e| fail("cannot use", &e))
 }
@@ -831,7 +834,7 @@ fn launch_driver(
         },
         timeout: cfg.delivery.timeout,
         position: e.position,
-        dead_letter_dir: context.state_dir.join("dead-letter"),
+        dead_letter_dir: context.state_dir.join(dead_letter::DIR),
         health: e.health,
     };
     let task = tokio::spawn(driver.run(stop.clone(), abandon.clone()));

@@ -822,15 +822,9 @@ impl Writer {
         };
         self.status.checkpointed(std::time::SystemTime::now());
         let path = &self.settings.hint_path;
-        let tmp = path.with_extension("tmp");
         let result = serde_json::to_vec(&hint)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                let mut f = std::fs::File::create(&tmp)?;
-                std::io::Write::write_all(&mut f, &bytes)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)
-            });
+            .and_then(|bytes| crate::durable::replace(path, &bytes));
         if let Err(e) = result {
             tracing::warn!(stream = %self.settings.stream, error = %e, "cannot record the newest checkpoint's place");
         }

@@ -15,9 +15,10 @@
 //! - `GET /metrics`: every metric below in the Prometheus text format.
 //! - `GET /healthz`: 200 while the process is alive and serving.
 //! - `GET /readyz`: 200 when every receiver is listening, every journal is writable (its
-//!   writer thread is alive and its last commit succeeded) and no exporter has been
-//!   failing without delivering, while records wait for it, for longer than
-//!   `exporter_stuck_after`; otherwise 503 with a JSON body naming each failing check
+//!   writer thread is alive and its last commit succeeded), no sink refuses an
+//!   exporter's credentials (that needs an operator: it is reported at once), and no
+//!   exporter has been failing without delivering, while records wait for it, for
+//!   longer than `exporter_stuck_after`; otherwise 503 with a JSON body naming each failing check
 //!   and component. While no pipeline service runs (starting, reloading, stopping) it
 //!   is 503 too.
 //!
@@ -45,7 +46,7 @@
 //! | `vellum_exporter_sent_records_total` | counter | `pipeline`, `exporter` | Entries the sink took |
 //! | `vellum_exporter_failed_records_total` | counter | `pipeline`, `exporter` | Entries in delivery attempts that failed, each attempt counted |
 //! | `vellum_exporter_retried_records_total` | counter | `pipeline`, `exporter` | Entries in failed attempts that will be tried again |
-//! | `vellum_exporter_dead_lettered_records_total` | counter | `pipeline`, `exporter` | Entries the sink refused for good, written to the dead-letter file |
+//! | `vellum_exporter_dead_lettered_records_total` | counter | `pipeline`, `exporter` | Entries the sink rejected as malformed, written to the dead-letter file (never for refused credentials, never for `s3`) |
 //! | `vellum_exporter_http_responses_total` | counter | `exporter`, `status` | Answers of HTTP sinks by status code |
 //! | `vellum_exporter_lag_records` | gauge | `pipeline`, `exporter` | Journal records committed but not yet delivered (or skipped by `when:`) by the exporter |
 //! | `vellum_exporter_failing_seconds` | gauge | `pipeline`, `exporter` | How long the exporter has been failing without delivering; 0 when its last attempt succeeded |

@@ -139,6 +139,11 @@ impl ServiceStatus {
                 let lag = end.saturating_sub(e.position.load(Ordering::Acquire));
                 let detail = if e.task.get().is_some_and(AbortHandle::is_finished) {
                     Some("its driver stopped".to_string())
+                } else if e.health.unauthorized() {
+                    // No waiting for `exporter_stuck_after`: only an operator can fix it.
+                    Some(format!(
+                        "the sink refuses its credentials; delivery is retried and {lag} records wait"
+                    ))
                 } else {
                     e.health
                         .failing_for(now)
@@ -301,6 +306,8 @@ pub struct ExporterHealth {
     pub exporter: String,
     /// When the first of the current run of failed attempts happened; None after a success.
     failing_since: Mutex<Option<Instant>>,
+    /// The last attempt failed because the sink refused the exporter's credentials.
+    unauthorized: AtomicBool,
 }
 
 impl ExporterHealth {
@@ -309,7 +316,18 @@ impl ExporterHealth {
             pipeline: pipeline.into(),
             exporter: exporter.into(),
             failing_since: Mutex::new(None),
+            unauthorized: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the last failed attempt was a refusal of the exporter's credentials.
+    pub fn set_unauthorized(&self, refused: bool) {
+        self.unauthorized.store(refused, Ordering::Release);
+    }
+
+    /// Whether the sink refuses the exporter's credentials right now.
+    pub fn unauthorized(&self) -> bool {
+        self.unauthorized.load(Ordering::Acquire)
     }
 
     /// An attempt failed; the clock starts at the first failure of a run.
@@ -324,6 +342,7 @@ impl ExporterHealth {
         if let Ok(mut since) = self.failing_since.lock() {
             *since = None;
         }
+        self.unauthorized.store(false, Ordering::Release);
     }
 
     /// How long deliveries have been failing, if the last attempt failed.

@@ -20,7 +20,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,8 @@ pub struct Hec {
     pub refused: Mutex<Vec<i64>>,
     /// The next this many posts are lost with their acks.
     pub lose_acks: AtomicUsize,
+    /// An administrator disabled the token: every request is refused with code 1.
+    pub revoked: AtomicBool,
     channels: Mutex<HashMap<String, Channel>>,
     pub faults: Arc<Faults>,
 }
@@ -73,6 +75,7 @@ impl Hec {
             ack_polls: AtomicUsize::new(0),
             refused: Mutex::new(Vec::new()),
             lose_acks: AtomicUsize::new(0),
+            revoked: AtomicBool::new(false),
             channels: Mutex::new(HashMap::new()),
             faults: Arc::default(),
         }
@@ -93,7 +96,7 @@ impl Hec {
         reply(code)
     }
 
-    /// The token check every endpoint makes: codes 2, 3, 4.
+    /// The token check every endpoint makes: codes 1, 2, 3, 4.
     fn authorize(&self, headers: &HeaderMap) -> Result<(), i64> {
         let Some(value) = headers.get("authorization") else {
             return Err(2);
@@ -104,6 +107,9 @@ impl Hec {
         };
         if token.trim() != self.token {
             return Err(4);
+        }
+        if self.revoked.load(Ordering::SeqCst) {
+            return Err(1);
         }
         Ok(())
     }

@@ -114,7 +114,9 @@ where
                     format!(": {detail}")
                 }
             );
-            if is_retryable(status, code) {
+            if is_unauthorized(status, code) {
+                ExportError::Unauthorized(message)
+            } else if is_retryable(status, code) {
                 let retry_after = context
                     .raw()
                     .headers()
@@ -145,6 +147,25 @@ pub fn status_of<E>(err: &SdkError<E>) -> Option<u16> {
 }
 
 /// 5xx, 429 and 408 may clear up; so may a few 4xx S3 uses for passing conditions.
+/// Whether S3 refuses the credentials or their permissions: a revoked key or a changed
+/// bucket policy, fixed by an operator while the evidence waits.
+fn is_unauthorized(status: u16, code: Option<&str>) -> bool {
+    status == 401
+        || status == 403
+        || matches!(
+            code,
+            Some(
+                "AccessDenied"
+                    | "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredToken"
+                    | "InvalidToken"
+                    | "AccountProblem"
+                    | "AllAccessDisabled"
+            )
+        )
+}
+
 fn is_retryable(status: u16, code: Option<&str>) -> bool {
     status >= 500
         || status == 429
@@ -220,7 +241,29 @@ mod tests {
             assert!(!is_retryable(status, Some(code)), "{status} {code}");
         }
         assert!(is_retryable(400, Some("RequestTimeout")));
-        assert!(is_retryable(400, Some("ExpiredToken")));
+    }
+
+    #[test]
+    fn refused_credentials_and_permissions_are_unauthorized_not_malformed() {
+        for (status, code) in [
+            (403, Some("AccessDenied")),
+            (403, Some("InvalidAccessKeyId")),
+            (403, Some("SignatureDoesNotMatch")),
+            (400, Some("ExpiredToken")),
+            (400, Some("InvalidToken")),
+            (403, None),
+            (401, None),
+        ] {
+            assert!(is_unauthorized(status, code), "{status} {code:?}");
+        }
+        for (status, code) in [
+            (404, Some("NoSuchBucket")),
+            (400, Some("InvalidRequest")),
+            (412, Some("PreconditionFailed")),
+            (503, Some("SlowDown")),
+        ] {
+            assert!(!is_unauthorized(status, code), "{status} {code:?}");
+        }
     }
 
     #[test]

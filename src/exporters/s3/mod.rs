@@ -32,6 +32,12 @@
 //! already holds the same bytes (`If-None-Match: *` refused) counts as done, so a
 //! bundle is never written twice and the chain of manifests never forks.
 //!
+//! Failures. This exporter keeps no dead letters: a bundle set aside would be a gap in
+//! the evidence. Every failure holds the cursor and is retried with backoff; refused
+//! credentials or permissions (`AccessDenied`, `InvalidAccessKeyId`,
+//! `SignatureDoesNotMatch`, `ExpiredToken`, any 401/403) also make `/readyz` name it at
+//! once, and other refusals are logged as errors until the configuration is fixed.
+//!
 //! Permissions: `s3:PutObject` and `s3:PutObjectRetention` (with Object Lock) to write,
 //! `s3:GetObject` and `s3:ListBucket` to resume; without `s3:ListBucket` the exporter
 //! resumes from its state file alone. `vellum verify s3://…` needs `s3:GetObject` and
@@ -526,11 +532,9 @@ impl S3Exporter {
 
     /// Best effort: when the file is lost or stale, listing the bucket finds the head.
     fn save_head(&self, head: &BundleHead) {
-        let tmp = self.head_file.with_extension("json.tmp");
         let written = serde_json::to_vec(head)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &self.head_file));
+            .and_then(|bytes| crate::durable::replace(&self.head_file, &bytes));
         if let Err(e) = written {
             tracing::warn!(exporter = %self.id, file = %self.head_file.display(), error = %e, "cannot record the last bundle; the next start lists the bucket");
         }
@@ -540,6 +544,10 @@ impl S3Exporter {
 impl Exporter for S3Exporter {
     fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(self.deliver(batch))
+    }
+
+    fn dead_letters(&self) -> bool {
+        false
     }
 
     fn checkpoint_aligned(&self) -> bool {
