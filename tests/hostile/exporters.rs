@@ -27,7 +27,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Starts `vellum run` on `yaml` with extra environment variables, and waits until the
 /// gateway port accepts connections.
-fn start_with_env(dir: &Path, yaml: &str, gateway: u16, env: &[(&str, &str)]) -> Daemon {
+pub fn start_with_env(dir: &Path, yaml: &str, gateway: u16, env: &[(&str, &str)]) -> Daemon {
     let config = dir.join("vellum.yaml");
     std::fs::write(&config, yaml).expect("write config");
     let log = dir.join(format!("vellum-{}.log", std::process::id()));
@@ -78,7 +78,7 @@ fn evidence_seqs(dir: &Path) -> Vec<u64> {
 }
 
 /// Builds the fsync-failing shim (tests/hostile/fail_fsync.c) with the system's `cc`.
-fn fail_fsync_shim(out: &Path) -> PathBuf {
+pub fn fail_fsync_shim(out: &Path) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/fail_fsync.c");
     let lib = out.join("fail_fsync.so");
     let built = Command::new("cc")

@@ -387,3 +387,71 @@ fn journal_damage_after_the_newest_checkpoint_is_declared_in_the_chain_and_verif
     let (ok, out) = run(&["--accept-declared-loss"]);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn a_failed_journal_fsync_refuses_the_batch_and_the_writer_recovers_from_disk_by_itself() {
+    use crate::exporters::{fail_fsync_shim, start_with_env};
+    const FAILURES: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let shim = fail_fsync_shim(dir.path());
+    let injected = dir.path().join("fsync-failures.log");
+    let ports = Ports::new();
+    let daemon = start_with_env(
+        dir.path(),
+        &standard_config(dir.path(), ports),
+        ports.gateway,
+        &[
+            ("LD_PRELOAD", shim.to_str().unwrap()),
+            ("VELLUM_FAIL_FSYNC_MATCH", ".seg"),
+            ("VELLUM_FAIL_FSYNC_COUNT", &FAILURES.to_string()),
+            ("VELLUM_FAIL_FSYNC_LOG", injected.to_str().unwrap()),
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}/v1/events", ports.gateway);
+    // A gateway that resends what was not acknowledged.
+    let mut refusals = 0;
+    for from in (0..60).step_by(10) {
+        wait_until(
+            "the batch to be acknowledged",
+            Duration::from_secs(30),
+            || {
+                let (status, answer) = post(&url, logins_body(from, 10).as_bytes());
+                if status != 200 {
+                    assert_eq!(status, 503, "{answer}");
+                    refusals += 1;
+                }
+                status == 200
+            },
+        );
+    }
+    let failed = std::fs::read_to_string(&injected).unwrap_or_default();
+    assert_eq!(failed.lines().count(), FAILURES, "{failed}");
+    assert!(
+        refusals >= 1,
+        "a batch whose fsync failed is not acknowledged"
+    );
+    let mut daemon = daemon;
+    assert!(daemon.terminate().success());
+    assert!(
+        daemon.log_text().contains("the journal reopened"),
+        "{}",
+        daemon.log_text()
+    );
+    // A refused batch may have reached the disk before its fsync failed; resent, it is
+    // then stored twice, never lost. Every acknowledged record is there.
+    let entries = evidence_entries(&dir.path().join("evidence"));
+    for id in logins(0, 60) {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["attributes"]["user_id"] == id.as_str()),
+            "acknowledged {id} is missing"
+        );
+    }
+    let (ok, out) = verify(
+        &dir.path().join("evidence"),
+        &vkeys(&dir.path().join("state")),
+        &[],
+    );
+    assert!(ok, "{out}");
+}
