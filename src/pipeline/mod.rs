@@ -318,13 +318,20 @@ impl Service {
         if let Some((status, board)) = &self.attached {
             status.detach(board);
         }
+        // Receivers close what clients are still sending and answer what they have read;
+        // however slow the clients, they get no longer than the drain timeout.
+        let receivers_deadline = tokio::time::Instant::now() + drain_timeout;
         if let Some(query) = self.query.take() {
-            query.shutdown().await;
+            let _ = tokio::time::timeout_at(receivers_deadline, query.shutdown()).await;
         }
         self.receivers_stop.cancel();
         for r in self.receivers {
             for h in r.handles {
-                let _ = h.task.await;
+                let abort = h.task.abort_handle();
+                if tokio::time::timeout_at(receivers_deadline, h.task).await.is_err() {
+                    tracing::warn!(receiver = %h.id, "receiver did not stop within the drain timeout; its connections are cut");
+                    abort.abort();
+                }
             }
         }
         // Retention first, while writers still take its purge records.

@@ -498,7 +498,11 @@ fn most_recent_past(
     [this_year + 1, this_year, this_year - 1]
         .into_iter()
         .filter_map(|year| civil::Date::new(year, month as i8, day as i8).ok())
-        .filter_map(|date| date.to_datetime(time).to_zoned_datetime(location.clone()).ok())
+        .filter_map(|date| {
+            date.to_datetime(time)
+                .to_zoned_datetime(location.clone())
+                .ok()
+        })
         .map(|zoned| zoned.timestamp().as_nanosecond())
         .find(|&t| t <= latest)
 }
