@@ -328,7 +328,10 @@ impl Service {
         for r in self.receivers {
             for h in r.handles {
                 let abort = h.task.abort_handle();
-                if tokio::time::timeout_at(receivers_deadline, h.task).await.is_err() {
+                if tokio::time::timeout_at(receivers_deadline, h.task)
+                    .await
+                    .is_err()
+                {
                     tracing::warn!(receiver = %h.id, "receiver did not stop within the drain timeout; its connections are cut");
                     abort.abort();
                 }
