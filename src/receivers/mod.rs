@@ -6,6 +6,7 @@ mod grpc_limits;
 pub mod http;
 pub mod otlp;
 mod otlp_count;
+mod otlp_grpc;
 pub mod syslog;
 
 use std::time::Duration;

@@ -42,6 +42,7 @@
 //! duplicate keys winning); resource attributes become `resource`; the scope becomes
 //! `scope: {name, version, attributes}`; `event_name` becomes the attribute `event.name`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -49,9 +50,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -303,18 +301,23 @@ fn response(outcome: &Outcome) -> ExportLogsServiceResponse {
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Export {
-    async fn export(
+impl Export {
+    /// The gRPC answer to one decoded request.
+    async fn grpc_export(
         &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        match Export::export(self, request.into_inner()).await {
-            Ok(outcome) => Ok(tonic::Response::new(response(&outcome))),
+        request: ExportLogsServiceRequest,
+    ) -> Result<ExportLogsServiceResponse, tonic::Status> {
+        match self.export(request).await {
+            Ok(outcome) => Ok(response(&outcome)),
             Err(ExportError::Submit(e)) => Err(grpc_status(&e)),
             Err(ExportError::TooLarge(t)) => Err(tonic::Status::invalid_argument(t.message())),
         }
     }
+}
+
+/// The refusal of a request with more than `limit` log records.
+pub(super) fn too_many_records_message(limit: usize) -> String {
+    TooLarge::Records { limit }.message()
 }
 
 /// tonic answers a request it cannot decode with `INTERNAL`, which a client cannot tell
@@ -399,16 +402,22 @@ async fn start_grpc(
     let listener = super::bind(id, cfg.endpoint.as_str()).await?;
     let addr = listener.local_addr()?;
     let max_message = cfg.max_recv_msg_size.as_u64() as usize;
-    let service = LogsServiceServer::new(Export {
+    let export = Arc::new(Export {
         id: id.to_string(),
         intake,
         limits,
         max_records: cfg.max_records_per_request,
         expansion_budget: max_message.saturating_mul(super::EXPANSION_FACTOR),
-    })
-    .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-    .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-    .max_decoding_message_size(cfg.max_recv_msg_size.as_u64() as usize);
+    });
+    let service = super::otlp_grpc::LogsServer {
+        receiver: Arc::from(id),
+        export: Arc::new(move |request| {
+            let export = export.clone();
+            Box::pin(async move { export.grpc_export(request).await })
+        }),
+        max_records: cfg.max_records_per_request,
+        max_message_bytes: max_message,
+    };
     // Small answers must not wait for Nagle's algorithm and the client's delayed ACK
     // (40 ms on Linux), which would dominate acknowledgement latency.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -238,6 +238,13 @@ fn hundreds_of_thousands_of_tiny_records_are_refused_by_count_within_the_memory_
     assert!((protobuf.len() as u64) < BODY_LIMIT);
     let (status, _) = post(p.otlp_http, "/v1/logs", "application/x-protobuf", &protobuf);
     assert_eq!(status, 413);
+    // The same over gRPC, refused before it is decoded.
+    let status = grpc_raw_export(p.grpc, protobuf).expect_err("the gRPC export was accepted");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("max_records_per_request"),
+        "{status:?}"
+    );
     let growth = peak_rss_bytes(daemon.child.id()).saturating_sub(before);
     eprintln!("tiny records: peak RSS grew {} KiB", growth >> 10);
     assert!(
@@ -260,6 +267,61 @@ fn empty_log_records_protobuf(n: usize) -> Vec<u8> {
     let scope: Vec<u8> = [0x12u8, 0x00].repeat(n);
     let resource = [vec![0x12], varint(scope.len()), scope].concat();
     [vec![0x0a], varint(resource.len()), resource].concat()
+}
+
+/// Exports encoded protobuf bytes over gRPC as they are, without decoding them here.
+fn grpc_raw_export(port: u16, message: Vec<u8>) -> Result<(), tonic::Status> {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Raw {}
+    #[derive(Default)]
+    struct RawCodec;
+    struct RawEncoder;
+    impl tonic::codec::Encoder for RawEncoder {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(
+            &mut self,
+            item: Vec<u8>,
+            dst: &mut tonic::codec::EncodeBuf<'_>,
+        ) -> Result<(), tonic::Status> {
+            use bytes::BufMut;
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+    impl tonic::codec::Codec for RawCodec {
+        type Encode = Vec<u8>;
+        type Decode = Raw;
+        type Encoder = RawEncoder;
+        type Decoder = <tonic_prost::ProstCodec<Raw, Raw> as tonic::codec::Codec>::Decoder;
+        fn encoder(&mut self) -> RawEncoder {
+            RawEncoder
+        }
+        fn decoder(&mut self) -> Self::Decoder {
+            tonic_prost::ProstCodec::<Raw, Raw>::default().decoder()
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let path = http::uri::PathAndQuery::from_static(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        );
+        grpc.unary(tonic::Request::new(message), path, RawCodec)
+            .await
+            .map(|_| ())
+    })
 }
 
 fn varint(mut v: usize) -> Vec<u8> {
