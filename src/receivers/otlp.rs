@@ -11,7 +11,8 @@
 //! Both protocols also take `max_records_per_request` (10000) and `max_connections`
 //! (128); HTTP takes `read_header_timeout` (10s), `read_timeout` (30s), `min_body_rate`
 //! (1KiB) and `idle_timeout` (60s) as every HTTP listener does (src/listener.rs); gRPC
-//! takes `read_timeout` (30s: a request must be whole and answered within it),
+//! takes `read_header_timeout` (10s: the HTTP/2 preface must arrive within it of the
+//! connection), `read_timeout` (30s: a request must be whole and answered within it),
 //! `idle_timeout` (60s: keepalive pings every half of it, a peer that does not answer
 //! one within 10 s is closed) and `max_concurrent_streams` (16 per connection).
 //!
@@ -89,6 +90,11 @@ pub struct GrpcConfig {
     pub max_records_per_request: usize,
     #[serde(default = "crate::listener::default_max_connections")]
     pub max_connections: usize,
+    #[serde(
+        default = "crate::listener::default_read_header_timeout",
+        with = "humantime_serde"
+    )]
+    pub read_header_timeout: Duration,
     #[serde(
         default = "crate::listener::default_read_timeout",
         with = "humantime_serde"
@@ -176,6 +182,7 @@ impl OtlpConfig {
                 ("max_records_per_request", g.max_records_per_request == 0),
                 ("max_connections", g.max_connections == 0),
                 ("max_concurrent_streams", g.max_concurrent_streams == 0),
+                ("read_header_timeout", g.read_header_timeout.is_zero()),
                 ("read_timeout", g.read_timeout.is_zero()),
                 ("idle_timeout", g.idle_timeout.is_zero()),
             ] {
@@ -421,7 +428,12 @@ async fn start_grpc(
     // Small answers must not wait for Nagle's algorithm and the client's delayed ACK
     // (40 ms on Linux), which would dominate acknowledgement latency.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let incoming = super::grpc_limits::limit_connections(id, incoming, cfg.max_connections);
+    let incoming = super::grpc_limits::limit_connections(
+        id,
+        incoming,
+        cfg.max_connections,
+        cfg.read_header_timeout,
+    );
     let name = id.to_string();
     let builder = tonic::transport::Server::builder()
         .timeout(cfg.read_timeout)

@@ -65,7 +65,8 @@ fn config(dir: &Path, p: &Ports) -> String {
 receivers:
   otlp:
     protocols:
-      grpc: {{ endpoint: 127.0.0.1:{grpc}, max_recv_msg_size: 1MiB, max_connections: 4 }}
+      grpc: {{ endpoint: 127.0.0.1:{grpc}, max_recv_msg_size: 1MiB, max_connections: 4,
+              read_header_timeout: 1s }}
       http: {{ endpoint: 127.0.0.1:{http}, max_request_body_size: 1MiB, max_connections: 4,
               read_header_timeout: 1s, read_timeout: 3s, idle_timeout: 2s }}
   http/gateway: {{ endpoint: 127.0.0.1:{gateway}, max_request_body_size: 1MiB, max_connections: 4,
@@ -374,21 +375,31 @@ fn a_slow_loris_header_is_cut_at_read_header_timeout_on_every_http_listener() {
     let dir = tempfile::tempdir().unwrap();
     let p = Ports::new();
     let _daemon = start(dir.path(), &p, &[]);
-    // read_header_timeout is 1s on the receivers; the telemetry server keeps the 10s default.
-    for (port, limit) in [
-        (p.gateway, Duration::from_secs(1)),
-        (p.otlp_http, Duration::from_secs(1)),
-        (p.telemetry, Duration::from_secs(10)),
+    // read_header_timeout is 1s on the receivers; the telemetry server keeps the 10s
+    // default. gRPC gets the HTTP/2 connection preface a byte at a time.
+    // Header bytes without end for HTTP/1; for HTTP/2, the preface short of its last byte,
+    // so that what cuts the connection can only be the deadline.
+    let http1: (&[u8], &[u8]) = (b"POST /v1/events HTTP/1.1\r\nHost: x\r\n", b"X");
+    let http2: (&[u8], &[u8]) = (b"PRI * HTTP/2.0\r\n", b"\r\nSM\r\n\r");
+    for (port, limit, (head, trickle)) in [
+        (p.gateway, Duration::from_secs(1), http1),
+        (p.otlp_http, Duration::from_secs(1), http1),
+        (p.telemetry, Duration::from_secs(10), http1),
+        (p.grpc, Duration::from_secs(1), http2),
     ] {
         let mut stream = TcpStream::connect(addr(port)).unwrap();
-        stream
-            .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
-            .unwrap();
+        stream.write_all(head).unwrap();
         let started = Instant::now();
-        // One header byte every 200 ms: an idle timer restarted by each would never fire.
+        // One byte every 200 ms: an idle timer restarted by each would never fire.
         let mut cut = None;
+        let mut bytes = trickle.iter().cycle().take(if trickle == b"X" {
+            usize::MAX
+        } else {
+            trickle.len()
+        });
         while started.elapsed() < limit * 3 {
-            if stream.write_all(b"X").is_err() {
+            let byte: &[u8] = bytes.next().map(std::slice::from_ref).unwrap_or_default();
+            if stream.write_all(byte).is_err() {
                 cut = Some(started.elapsed());
                 break;
             }
