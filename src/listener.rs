@@ -38,7 +38,7 @@ use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -241,8 +241,10 @@ async fn serve_connection(
             Ok::<_, std::convert::Infallible>(response)
         }
     });
+    // hyper's own head timer would also run while a kept-alive connection waits, cutting
+    // it before `idle_timeout`: the stream keeps both deadlines instead.
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+        .header_read_timeout(None)
         .serve_connection(io, service);
     tokio::pin!(conn);
     let outcome = tokio::select! {

@@ -943,6 +943,8 @@ mod tests {
         assert_eq!(c.max_message_bytes.as_u64(), 65_536);
         assert_eq!(c.max_connections, 1024);
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.read_timeout, Duration::from_secs(30));
+        assert_eq!(c.location, "UTC");
         assert!(c.problems().is_empty());
 
         let c = config(json!({
