@@ -24,9 +24,10 @@
 //! attributes, resource and scope as JSON) is over `service.storage.max_record_size` is
 //! rejected alone through partial success; and a request whose records would take more
 //! than 4 × the body limit once the resource and scope are copied into each is refused
-//! whole, with the same codes. So one request holds at most about 7 × its body limit
-//! (the body, its decoded form, the records), and a receiver at most `max_connections`
-//! requests at a time (gRPC: × `max_concurrent_streams`).
+//! whole, with the same codes. So one request holds at most about 8 × its body limit
+//! (the body, its decoded form, the records and their sealed copies), and a receiver at
+//! most `max_connections` requests at a time: over HTTP one per connection, over gRPC
+//! `max_connections` across all streams (the others wait, within `read_timeout`).
 //!
 //! HTTP takes `application/x-protobuf` and `application/json` (OTLP/JSON), plain or
 //! `Content-Encoding: gzip`, and answers in the request's encoding. gRPC accepts gzip.
@@ -424,6 +425,7 @@ async fn start_grpc(
         }),
         max_records: cfg.max_records_per_request,
         max_message_bytes: max_message,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
     };
     // Small answers must not wait for Nagle's algorithm and the client's delayed ACK
     // (40 ms on Linux), which would dominate acknowledgement latency.

@@ -1,6 +1,9 @@
 //! The OTLP gRPC `LogsService`, served with a codec that counts a request's log records
 //! on the encoded bytes before decoding them: the generated server decodes first, and a
-//! 4 MiB message of empty log records decodes to hundreds of megabytes.
+//! 4 MiB message of empty log records decodes to hundreds of megabytes. At most
+//! `in_flight` requests are read and decoded at once across all connections; the others
+//! wait their turn (within the request timeout), their bytes held back by HTTP/2 flow
+//! control, so memory follows the number of slots and not the number of streams.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -35,6 +38,7 @@ pub struct LogsServer {
     pub export: ExportFn,
     pub max_records: usize,
     pub max_message_bytes: usize,
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl NamedService for LogsServer {
@@ -60,6 +64,9 @@ where
         }
         let server = self.clone();
         Box::pin(async move {
+            let Ok(_slot) = server.in_flight.clone().acquire_owned().await else {
+                return Ok(Status::unavailable("the receiver is stopping").into_http());
+            };
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);
             let codec = CountingCodec {
