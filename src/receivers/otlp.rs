@@ -152,6 +152,9 @@ impl HttpConfig {
     }
 }
 
+/// The HTTP/2 flow-control window of one gRPC stream.
+const GRPC_STREAM_WINDOW: u32 = 256 * 1024;
+
 fn default_max_concurrent_streams() -> u32 {
     16
 }
@@ -440,6 +443,13 @@ async fn start_grpc(
     let builder = tonic::transport::Server::builder()
         .timeout(cfg.read_timeout)
         .max_concurrent_streams(cfg.max_concurrent_streams)
+        // Streams waiting for an in-flight slot keep what they were sent unread; a
+        // connection window that holds every stream's window leaves room for those being
+        // read, so waiting never stalls them, and bounds what a connection buffers.
+        .initial_stream_window_size(Some(GRPC_STREAM_WINDOW))
+        .initial_connection_window_size(Some(
+            GRPC_STREAM_WINDOW.saturating_mul(cfg.max_concurrent_streams.saturating_add(1)),
+        ))
         .http2_keepalive_interval(Some(cfg.idle_timeout / 2))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     let task = tokio::spawn(async move {

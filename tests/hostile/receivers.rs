@@ -197,6 +197,58 @@ fn a_resource_copied_into_every_log_record_is_refused_within_the_memory_bound() 
     assert!(daemon.alive());
 }
 
+#[test]
+fn many_grpc_streams_at_once_are_decoded_no_more_than_max_connections_at_a_time() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Ports::new();
+    let mut daemon = start(dir.path(), &p, &[]);
+    warm_up(&p);
+    assert!(grpc_export(p.grpc, 1, 16).is_ok());
+    let before = peak_rss_bytes(daemon.child.id());
+    // 32 streams on one connection, each just under the 1 MiB message limit: a 900 KiB
+    // resource that every one of its 8,000 records would copy. Each is refused, but only
+    // after it is decoded: how many are decoded at once is what memory follows.
+    let request: ExportLogsServiceRequest =
+        serde_json::from_slice(&otlp_json(8000, 900 << 10)).unwrap();
+    let streams = 32;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = runtime.block_on(async {
+        let client = LogsServiceClient::connect(format!("http://127.0.0.1:{}", p.grpc))
+            .await
+            .unwrap()
+            .max_encoding_message_size(4 << 20);
+        let calls = (0..streams).map(|_| {
+            let mut client = client.clone();
+            let request = request.clone();
+            async move { client.export(request).await.map(|_| ()) }
+        });
+        futures::future::join_all(calls).await
+    });
+    let growth = peak_rss_bytes(daemon.child.id()).saturating_sub(before);
+    eprintln!(
+        "{streams} gRPC streams at once: peak RSS grew {} KiB",
+        growth >> 10
+    );
+    for answer in &answers {
+        let status = answer
+            .as_ref()
+            .expect_err("an amplifying export was accepted");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
+    assert!(
+        growth <= memory_bound(MAX_CONNECTIONS),
+        "peak RSS grew by {growth} bytes, over the bound of {}",
+        memory_bound(MAX_CONNECTIONS)
+    );
+    assert!(daemon.alive());
+}
+
 /// Exports over gRPC what [`otlp_json`] builds, in protobuf.
 fn grpc_export(port: u16, records: usize, resource_bytes: usize) -> Result<(), tonic::Status> {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
