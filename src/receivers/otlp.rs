@@ -27,7 +27,8 @@
 //! whole, with the same codes. So one request holds at most about 8 × its body limit
 //! (the body, its decoded form, the records and their sealed copies), and a receiver at
 //! most `max_connections` requests at a time: over HTTP one per connection, over gRPC
-//! `max_connections` across all streams (the others wait, within `read_timeout`).
+//! `max_connections` across all streams (the others wait, within `read_timeout`, each
+//! holding at most its 256 KiB flow-control window of what it was sent).
 //!
 //! HTTP takes `application/x-protobuf` and `application/json` (OTLP/JSON), plain or
 //! `Content-Encoding: gzip`, and answers in the request's encoding. gRPC accepts gzip.
