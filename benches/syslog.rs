@@ -26,7 +26,16 @@ fn records(c: &mut Criterion) {
     for (name, message) in [("rfc5424", RFC5424), ("rfc3164", RFC3164)] {
         let frame = frame(message);
         group.bench_function(name, |b| {
-            b.iter(|| message_record("syslog/tcp", Format::Auto, black_box(&frame), peer, NOW))
+            b.iter(|| {
+                message_record(
+                    "syslog/tcp",
+                    Format::Auto,
+                    &jiff::tz::TimeZone::UTC,
+                    black_box(&frame),
+                    peer,
+                    NOW,
+                )
+            })
         });
     }
     group.finish();

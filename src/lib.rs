@@ -10,6 +10,7 @@ pub mod event;
 pub mod evidence;
 pub mod exporters;
 pub mod journal;
+pub mod listener;
 pub mod pipeline;
 pub mod processors;
 pub mod query;

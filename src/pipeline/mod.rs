@@ -313,19 +313,32 @@ impl Service {
     }
 
     /// Drains and stops: receivers stop accepting and answer what is in flight, writers
-    /// commit and sign a last checkpoint, exporters deliver what is committed (for at most
-    /// `drain_timeout`; what they leave stays in the journal for the next start).
+    /// commit and sign a last checkpoint, exporters deliver what is committed. Receivers
+    /// and exporters share one `drain_timeout` whatever clients do: past it, receivers'
+    /// connections are cut and exporters abandon what they have not delivered (it stays
+    /// in the journal for the next start).
     pub async fn shutdown(mut self, drain_timeout: Duration) {
         if let Some((status, board)) = &self.attached {
             status.detach(board);
         }
+        // Receivers close what clients are still sending and answer what they have read;
+        // however slow the clients, they get no longer than the drain timeout.
+        let deadline = tokio::time::Instant::now() + drain_timeout;
+        let receivers_deadline = deadline;
         if let Some(query) = self.query.take() {
-            query.shutdown().await;
+            let _ = tokio::time::timeout_at(receivers_deadline, query.shutdown()).await;
         }
         self.receivers_stop.cancel();
         for r in self.receivers {
             for h in r.handles {
-                let _ = h.task.await;
+                let abort = h.task.abort_handle();
+                if tokio::time::timeout_at(receivers_deadline, h.task)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(receiver = %h.id, "receiver did not stop within the drain timeout; its connections are cut");
+                    abort.abort();
+                }
             }
         }
         // Retention first, while writers still take its purge records.
@@ -342,7 +355,9 @@ impl Service {
             drivers.extend(p.drivers);
         }
         self.exporters_stop.cancel();
-        drain(drivers, &self.exporters_abandon, drain_timeout).await;
+        // One deadline for the whole drain: what slow clients took, exporters do not get.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        drain(drivers, &self.exporters_abandon, left).await;
     }
 
     /// The storage directory: journals, cursors, keys, chain hints.

@@ -165,14 +165,13 @@ pub async fn start(
     };
     let app = api::router(state);
     let shutdown = stop.clone();
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(crate::receivers::without_nagle(listener), app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!(error = %e, "query API stopped");
-        }
-    });
+    let server = crate::listener::serve(
+        "query API".into(),
+        listener,
+        app,
+        crate::listener::ListenerLimits::default(),
+        shutdown,
+    );
     tracing::info!(addr = %local_addr, "query API listening");
     Ok(Some(QueryApi {
         local_addr,

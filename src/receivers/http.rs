@@ -6,8 +6,16 @@
 //!     endpoint: 127.0.0.1:8088
 //!     path: /v1/events
 //!     max_request_body_size: 4MiB
+//!     max_records_per_request: 10000     # more events in one request: 413
 //!     bearer_token: ${env:GATEWAY_TOKEN}   # optional; without it no auth is asked
+//!     read_header_timeout: 10s           # and read_timeout, min_body_rate, idle_timeout,
+//!     max_connections: 128               # as every HTTP listener (src/listener.rs)
 //! ```
+//!
+//! A request with more than `max_records_per_request` events is refused whole with 413,
+//! before its events are built; an event whose stored size (body, attributes and
+//! resource, as JSON) is over `service.storage.max_record_size` makes the request a 400
+//! naming it, so nothing that reaches the journal can be refused there.
 //!
 //! `POST` one JSON object, an array of objects, or NDJSON (one object per line), plain
 //! or gzip. The request is atomic: if any event is malformed nothing is kept and the 400
@@ -42,6 +50,7 @@ use super::{Limits, count_accepted, count_refused, refusal_reason};
 use crate::component::{Intake, ReceiverHandle};
 use crate::config::Endpoint;
 use crate::event::{Record, json_safe, now_unix_nano, parse_time};
+use crate::listener::ListenerLimits;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,8 +60,29 @@ pub struct HttpConfig {
     pub path: String,
     #[serde(default = "default_max_size")]
     pub max_request_body_size: bytesize::ByteSize,
+    #[serde(default = "super::default_max_records_per_request")]
+    pub max_records_per_request: usize,
     #[serde(default)]
     pub bearer_token: Option<String>,
+    #[serde(
+        default = "crate::listener::default_read_header_timeout",
+        with = "humantime_serde"
+    )]
+    pub read_header_timeout: std::time::Duration,
+    #[serde(
+        default = "crate::listener::default_read_timeout",
+        with = "humantime_serde"
+    )]
+    pub read_timeout: std::time::Duration,
+    #[serde(default = "crate::listener::default_min_body_rate")]
+    pub min_body_rate: bytesize::ByteSize,
+    #[serde(
+        default = "crate::listener::default_idle_timeout",
+        with = "humantime_serde"
+    )]
+    pub idle_timeout: std::time::Duration,
+    #[serde(default = "crate::listener::default_max_connections")]
+    pub max_connections: usize,
 }
 
 fn default_path() -> String {
@@ -63,8 +93,24 @@ fn default_max_size() -> bytesize::ByteSize {
 }
 
 impl HttpConfig {
+    pub fn listener_limits(&self) -> ListenerLimits {
+        ListenerLimits {
+            read_header_timeout: self.read_header_timeout,
+            read_timeout: self.read_timeout,
+            min_body_rate: self.min_body_rate,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
     pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
+        let mut out = self.listener_limits().problems();
+        if self.max_records_per_request == 0 {
+            out.push((
+                "max_records_per_request".into(),
+                "must be at least 1".into(),
+            ));
+        }
         if !self.path.starts_with('/') || self.path.contains(['{', '}', '*']) {
             out.push((
                 "path".into(),
@@ -90,6 +136,7 @@ struct HttpState {
     intake: Intake,
     max_body: usize,
     max_record_bytes: usize,
+    max_records: usize,
     bearer: Option<String>,
 }
 
@@ -108,21 +155,14 @@ pub async fn start(
         intake,
         max_body,
         max_record_bytes: limits.max_record_bytes,
+        max_records: cfg.max_records_per_request,
         bearer: cfg.bearer_token.clone(),
     };
     let app = axum::Router::new()
         .route(&cfg.path, axum::routing::post(receive))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state);
-    let name = id.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(super::without_nagle(listener), app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!(receiver = %name, error = %e, "HTTP receiver stopped");
-        }
-    });
+    let task = crate::listener::serve(id.clone(), listener, app, cfg.listener_limits(), shutdown);
     tracing::info!(receiver = %id, %addr, path = %cfg.path, "HTTP JSON receiver listening");
     Ok(ReceiverHandle {
         id,
@@ -168,9 +208,20 @@ async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes
             return refuse(e.status(), e.to_string(), Vec::new());
         }
     };
-    let events = match parse_events(&body) {
+    let events = match parse_events(&body, state.max_records) {
         Ok(events) => events,
-        Err(problems) => {
+        Err(Refusal::TooMany) => {
+            count_refused(id, "too_many_records", 1);
+            let limit = state.max_records;
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request holds more than max_records_per_request ({limit}) events; nothing was kept: send them in smaller requests"
+                ),
+                Vec::new(),
+            );
+        }
+        Err(Refusal::Malformed(problems)) => {
             count_refused(id, "malformed", 1);
             return refuse(
                 StatusCode::BAD_REQUEST,
@@ -230,17 +281,42 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// An event and where it stood in the body (`line 3`, `[2]`), for error messages.
 type LocatedEvent = (String, Map<String, Value>);
 
-/// Splits a body into events: an object, an array of objects, or NDJSON.
-fn parse_events(body: &[u8]) -> Result<Vec<LocatedEvent>, Vec<String>> {
+/// Why a body's events were refused.
+#[derive(Debug)]
+enum Refusal {
+    /// More events than `max_records_per_request`.
+    TooMany,
+    /// The problems found, at most [`MAX_REPORTED`].
+    Malformed(Vec<String>),
+}
+
+#[cfg(test)]
+impl Refusal {
+    fn problems(self) -> Vec<String> {
+        match self {
+            Refusal::Malformed(problems) => problems,
+            Refusal::TooMany => vec!["too many".into()],
+        }
+    }
+}
+
+impl From<Vec<String>> for Refusal {
+    fn from(problems: Vec<String>) -> Refusal {
+        Refusal::Malformed(problems)
+    }
+}
+
+/// Splits a body into events: an object, an array of objects, or NDJSON; more than
+/// `max_events` are refused before they are all built.
+fn parse_events(body: &[u8], max_events: usize) -> Result<Vec<LocatedEvent>, Refusal> {
     let text = std::str::from_utf8(body)
         .map_err(|e| vec![format!("the body is not valid UTF-8 ({e})")])?;
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
-        return Err(vec!["the body is empty".into()]);
+        return Err(vec!["the body is empty".to_string()].into());
     }
     if trimmed.starts_with('[') {
-        let items: Vec<Value> =
-            serde_json::from_str(text).map_err(|e| vec![format!("invalid JSON array: {e}")])?;
+        let items = bounded_array(text, max_events)?;
         let mut problems = Vec::new();
         let mut events = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
@@ -256,7 +332,7 @@ fn parse_events(body: &[u8]) -> Result<Vec<LocatedEvent>, Vec<String>> {
         return if problems.is_empty() {
             Ok(events)
         } else {
-            Err(problems)
+            Err(problems.into())
         };
     }
     // One object spanning lines, or NDJSON: try the whole body first.
@@ -268,6 +344,9 @@ fn parse_events(body: &[u8]) -> Result<Vec<LocatedEvent>, Vec<String>> {
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
+        }
+        if events.len() + problems.len() >= max_events {
+            return Err(Refusal::TooMany);
         }
         match serde_json::from_str::<Value>(line) {
             Ok(Value::Object(m)) => events.push((format!("line {}", i + 1), m)),
@@ -285,7 +364,56 @@ fn parse_events(body: &[u8]) -> Result<Vec<LocatedEvent>, Vec<String>> {
     if problems.is_empty() {
         Ok(events)
     } else {
-        Err(problems)
+        Err(problems.into())
+    }
+}
+
+/// A JSON array of at most `max` items, refused as soon as one more is seen, so that a
+/// body of tiny items never becomes a vector of a million values.
+fn bounded_array(text: &str, max: usize) -> Result<Vec<Value>, Refusal> {
+    use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+    use std::cell::Cell;
+
+    struct Bounded<'a> {
+        max: usize,
+        exceeded: &'a Cell<bool>,
+    }
+    impl<'de> Visitor<'de> for Bounded<'_> {
+        type Value = Vec<Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an array of at most {} events", self.max)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<Value>()? {
+                if items.len() == self.max {
+                    self.exceeded.set(true);
+                    return Err(serde::de::Error::custom("too many events"));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+        type Value = Vec<Value>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Value>, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    let exceeded = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = Bounded {
+        max,
+        exceeded: &exceeded,
+    }
+    .deserialize(&mut de)
+    .and_then(|items| de.end().map(|()| items));
+    match parsed {
+        Ok(items) => Ok(items),
+        Err(_) if exceeded.get() => Err(Refusal::TooMany),
+        Err(e) => Err(vec![format!("invalid JSON array: {e}")].into()),
     }
 }
 
@@ -365,10 +493,7 @@ fn to_record(
     } else if let Some(m) = message {
         r.attributes.insert("message".into(), m);
     }
-    let size = serde_json::to_vec(&r.body).map(|v| v.len()).unwrap_or(0)
-        + serde_json::to_vec(&r.attributes)
-            .map(|v| v.len())
-            .unwrap_or(0);
+    let size = super::stored_size(&r);
     if size > max_bytes {
         return Err(format!(
             "the event is {size} bytes; the limit is {max_bytes}"
@@ -470,18 +595,54 @@ mod tests {
 
     #[test]
     fn bodies_split_into_events_and_name_bad_lines() {
-        assert_eq!(parse_events(br#"{"a":1}"#).unwrap().len(), 1);
-        assert_eq!(parse_events(b"{\n \"a\": 1\n}").unwrap().len(), 1);
-        assert_eq!(parse_events(br#"[{"a":1},{"b":2}]"#).unwrap().len(), 2);
-        let events = parse_events(b"{\"a\":1}\n\n{\"b\":2}\n").unwrap();
+        assert_eq!(parse_events(br#"{"a":1}"#, 100).unwrap().len(), 1);
+        assert_eq!(parse_events(b"{\n \"a\": 1\n}", 100).unwrap().len(), 1);
+        assert_eq!(parse_events(br#"[{"a":1},{"b":2}]"#, 100).unwrap().len(), 2);
+        let events = parse_events(b"{\"a\":1}\n\n{\"b\":2}\n", 100).unwrap();
         assert_eq!(events[1].0, "line 3");
-        let problems = parse_events(b"{\"a\":1}\n{oops\n[1]\n").unwrap_err();
+        let problems = parse_events(b"{\"a\":1}\n{oops\n[1]\n", 100)
+            .unwrap_err()
+            .problems();
         assert_eq!(problems.len(), 2);
         assert!(problems[0].starts_with("line 2: "), "{problems:?}");
         assert!(problems[1].contains("line 3: an event is a JSON object, not an array"));
-        assert!(parse_events(br#"[1, {"a":2}]"#).unwrap_err()[0].starts_with("[0]"));
-        assert!(parse_events(b"\xff\xfe").unwrap_err()[0].contains("UTF-8"));
-        assert!(parse_events(b"  ").is_err());
+        assert!(
+            parse_events(br#"[1, {"a":2}]"#, 100)
+                .unwrap_err()
+                .problems()[0]
+                .starts_with("[0]")
+        );
+        assert!(parse_events(b"\xff\xfe", 100).unwrap_err().problems()[0].contains("UTF-8"));
+        assert!(parse_events(b"  ", 100).is_err());
+    }
+
+    #[test]
+    fn more_events_than_the_limit_are_refused_in_every_shape() {
+        let ndjson = "{}\n".repeat(4);
+        assert_eq!(parse_events(ndjson.as_bytes(), 4).unwrap().len(), 4);
+        assert!(matches!(
+            parse_events(ndjson.as_bytes(), 3),
+            Err(Refusal::TooMany)
+        ));
+        assert_eq!(parse_events(b"[{},{},{}]", 3).unwrap().len(), 3);
+        assert!(matches!(
+            parse_events(b"[{},{},{},{}]", 3),
+            Err(Refusal::TooMany)
+        ));
+        // A malformed array is still named as such, not as too long.
+        assert!(matches!(
+            parse_events(b"[{},{}", 3),
+            Err(Refusal::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn the_resource_counts_towards_the_record_size() {
+        let Value::Object(m) = json!({"resource": {"blob": "x".repeat(200)}, "a": 1}) else {
+            unreachable!()
+        };
+        let problem = to_record("http/gateway", m, 7, 100).unwrap_err();
+        assert!(problem.contains("the limit is 100"), "{problem}");
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! fails the start), answers clients only once their records are durable, and keeps
 //! serving whatever a client sends.
 
+mod grpc_limits;
 pub mod http;
 pub mod otlp;
+mod otlp_count;
+mod otlp_grpc;
 pub mod syslog;
 
 use std::time::Duration;
@@ -63,6 +66,53 @@ impl ReceiverConfig {
             }
         }
     }
+}
+
+/// The most records one request may carry unless a receiver says otherwise: each record
+/// costs memory well beyond its bytes on the wire (an empty `{}` event or OTLP log
+/// record becomes a record of several hundred bytes), so a count bounds that.
+pub const DEFAULT_MAX_RECORDS_PER_REQUEST: usize = 10_000;
+
+pub fn default_max_records_per_request() -> usize {
+    DEFAULT_MAX_RECORDS_PER_REQUEST
+}
+
+/// How much the records of one request may take, estimated as [`stored_size`] plus
+/// [`RECORD_OVERHEAD`] each, in multiples of the receiver's request body limit. OTLP
+/// copies a request's resource and scope into each of its records; this bounds what
+/// that copying can cost, whatever the request holds.
+pub const EXPANSION_FACTOR: usize = 4;
+
+/// What a record costs in memory beyond its content (its struct, maps and strings).
+pub const RECORD_OVERHEAD: usize = 512;
+
+/// The bytes a record's content takes once serialized as the journal stores it: body,
+/// attributes, resource, scope and the short fields. Receivers compare this, not the
+/// size of what they were sent, with the record size limit.
+pub fn stored_size(record: &crate::event::Record) -> usize {
+    json_len(&record.body)
+        + json_len(&record.attributes)
+        + json_len(&record.resource)
+        + json_len(&record.scope)
+        + record.severity_text.len()
+        + record.source.len()
+}
+
+/// The length of `value` serialized as JSON, without building the text.
+pub fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Limits every receiver applies on top of its own: what the journal takes.
@@ -199,19 +249,6 @@ pub fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase()
-}
-
-/// An HTTP listener whose connections send small answers at once: without
-/// `TCP_NODELAY`, Nagle's algorithm and the client's delayed ACK (40 ms on Linux) would
-/// dominate acknowledgement latency.
-pub fn without_nagle(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn nodelay(tcp: &mut tokio::net::TcpStream) {
-        let _ = tcp.set_nodelay(true);
-    }
-    listener.tap_io(nodelay as fn(&mut tokio::net::TcpStream))
 }
 
 /// Binds a TCP listener, naming the endpoint in the error.

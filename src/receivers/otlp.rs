@@ -8,6 +8,28 @@
 //!       http: { endpoint: 127.0.0.1:4318, max_request_body_size: 4MiB }
 //! ```
 //!
+//! Both protocols also take `max_records_per_request` (10000) and `max_connections`
+//! (128); HTTP takes `read_header_timeout` (10s), `read_timeout` (30s), `min_body_rate`
+//! (1KiB) and `idle_timeout` (60s) as every HTTP listener does (src/listener.rs); gRPC
+//! takes `read_header_timeout` (10s: the HTTP/2 preface must arrive within it of the
+//! connection), `read_timeout` (30s: a request must be whole and answered within it),
+//! `idle_timeout` (60s: keepalive pings every half of it, a peer that does not answer
+//! one within 10 s is closed) and `max_concurrent_streams` (16 per connection).
+//!
+//! **Bounded memory.** A log record costs far more decoded than sent, and every record
+//! carries a copy of its resource and scope, so three checks come before any of that is
+//! built: a request with more than `max_records_per_request` log records (or resource
+//! and scope entries) is refused whole (HTTP 413 / gRPC `INVALID_ARGUMENT`, naming the
+//! limit), counted on the encoded bytes for HTTP; a record whose stored size (body,
+//! attributes, resource and scope as JSON) is over `service.storage.max_record_size` is
+//! rejected alone through partial success; and a request whose records would take more
+//! than 4 × the body limit once the resource and scope are copied into each is refused
+//! whole, with the same codes. So one request holds at most about 8 × its body limit
+//! (the body, its decoded form, the records and their sealed copies), and a receiver at
+//! most `max_connections` requests at a time: over HTTP one per connection, over gRPC
+//! `max_connections` across all streams (the others wait, within `read_timeout`, each
+//! holding at most its 256 KiB flow-control window of what it was sent).
+//!
 //! HTTP takes `application/x-protobuf` and `application/json` (OTLP/JSON), plain or
 //! `Content-Encoding: gzip`, and answers in the request's encoding. gRPC accepts gzip.
 //! A request is answered only when its records are durable in the journal. Records
@@ -23,6 +45,7 @@
 //! duplicate keys winning); resource attributes become `resource`; the scope becomes
 //! `scope: {name, version, attributes}`; `event_name` becomes the attribute `event.name`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -30,9 +53,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -68,6 +88,27 @@ pub struct GrpcConfig {
     pub endpoint: Endpoint,
     #[serde(default = "default_max_size")]
     pub max_recv_msg_size: bytesize::ByteSize,
+    #[serde(default = "super::default_max_records_per_request")]
+    pub max_records_per_request: usize,
+    #[serde(default = "crate::listener::default_max_connections")]
+    pub max_connections: usize,
+    #[serde(
+        default = "crate::listener::default_read_header_timeout",
+        with = "humantime_serde"
+    )]
+    pub read_header_timeout: Duration,
+    #[serde(
+        default = "crate::listener::default_read_timeout",
+        with = "humantime_serde"
+    )]
+    pub read_timeout: Duration,
+    #[serde(
+        default = "crate::listener::default_idle_timeout",
+        with = "humantime_serde"
+    )]
+    pub idle_timeout: Duration,
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +118,46 @@ pub struct HttpConfig {
     pub endpoint: Endpoint,
     #[serde(default = "default_max_size")]
     pub max_request_body_size: bytesize::ByteSize,
+    #[serde(default = "super::default_max_records_per_request")]
+    pub max_records_per_request: usize,
+    #[serde(
+        default = "crate::listener::default_read_header_timeout",
+        with = "humantime_serde"
+    )]
+    pub read_header_timeout: Duration,
+    #[serde(
+        default = "crate::listener::default_read_timeout",
+        with = "humantime_serde"
+    )]
+    pub read_timeout: Duration,
+    #[serde(default = "crate::listener::default_min_body_rate")]
+    pub min_body_rate: bytesize::ByteSize,
+    #[serde(
+        default = "crate::listener::default_idle_timeout",
+        with = "humantime_serde"
+    )]
+    pub idle_timeout: Duration,
+    #[serde(default = "crate::listener::default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl HttpConfig {
+    fn listener_limits(&self) -> crate::listener::ListenerLimits {
+        crate::listener::ListenerLimits {
+            read_header_timeout: self.read_header_timeout,
+            read_timeout: self.read_timeout,
+            min_body_rate: self.min_body_rate,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+/// The HTTP/2 flow-control window of one gRPC stream.
+const GRPC_STREAM_WINDOW: u32 = 256 * 1024;
+
+fn default_max_concurrent_streams() -> u32 {
+    16
 }
 
 fn default_grpc_endpoint() -> Endpoint {
@@ -97,7 +178,33 @@ impl OtlpConfig {
                 "enable at least one of `grpc` and `http`".into(),
             )];
         }
-        Vec::new()
+        let mut out = Vec::new();
+        let mut problem = |field: &str, message: &str| {
+            out.push((format!("protocols.{field}"), message.to_string()));
+        };
+        if let Some(g) = &self.protocols.grpc {
+            for (field, zero) in [
+                ("max_records_per_request", g.max_records_per_request == 0),
+                ("max_connections", g.max_connections == 0),
+                ("max_concurrent_streams", g.max_concurrent_streams == 0),
+                ("read_header_timeout", g.read_header_timeout.is_zero()),
+                ("read_timeout", g.read_timeout.is_zero()),
+                ("idle_timeout", g.idle_timeout.is_zero()),
+            ] {
+                if zero {
+                    problem(&format!("grpc.{field}"), "must be above zero");
+                }
+            }
+        }
+        if let Some(h) = &self.protocols.http {
+            if h.max_records_per_request == 0 {
+                problem("http.max_records_per_request", "must be at least 1");
+            }
+            for (field, message) in h.listener_limits().problems() {
+                problem(&format!("http.{field}"), &message);
+            }
+        }
+        out
     }
 }
 
@@ -124,6 +231,42 @@ struct Export {
     id: String,
     intake: Intake,
     limits: Limits,
+    max_records: usize,
+    /// What the records of one request may take ([`super::EXPANSION_FACTOR`] × the body limit).
+    expansion_budget: usize,
+}
+
+/// Why a whole request was refused before any of it was kept.
+#[derive(Debug, PartialEq, Eq)]
+enum TooLarge {
+    Records { limit: usize },
+    Expands { budget: usize },
+}
+
+impl TooLarge {
+    fn reason(&self) -> &'static str {
+        match self {
+            TooLarge::Records { .. } => "too_many_records",
+            TooLarge::Expands { .. } => "expands",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            TooLarge::Records { limit } => format!(
+                "the request holds more than max_records_per_request ({limit}) log records or resource and scope entries; nothing was kept: send them in smaller requests"
+            ),
+            TooLarge::Expands { budget } => format!(
+                "the request's records would take more than {budget} bytes once its resource and scope are copied into each of them; nothing was kept: send fewer records per request or a smaller resource"
+            ),
+        }
+    }
+}
+
+/// Why an export failed as a whole.
+enum ExportError {
+    TooLarge(TooLarge),
+    Submit(SubmitError),
 }
 
 /// What came of one export request.
@@ -133,9 +276,19 @@ struct Outcome {
 }
 
 impl Export {
-    async fn export(&self, request: ExportLogsServiceRequest) -> Result<Outcome, SubmitError> {
-        let (records, rejected, message) =
-            to_records(&self.id, request, self.limits.max_record_bytes);
+    async fn export(&self, request: ExportLogsServiceRequest) -> Result<Outcome, ExportError> {
+        let bounds = Bounds {
+            max_record_bytes: self.limits.max_record_bytes,
+            max_records: self.max_records,
+            expansion_budget: self.expansion_budget,
+        };
+        let (records, rejected, message) = match to_records(&self.id, request, bounds) {
+            Ok(converted) => converted,
+            Err(too_large) => {
+                count_refused(&self.id, too_large.reason(), 1);
+                return Err(ExportError::TooLarge(too_large));
+            }
+        };
         if rejected > 0 {
             count_refused(&self.id, "oversized", rejected);
         }
@@ -143,7 +296,7 @@ impl Export {
         if n > 0 {
             if let Err(e) = self.intake.submit(records).await {
                 count_refused(&self.id, refusal_reason(&e), n);
-                return Err(e);
+                return Err(ExportError::Submit(e));
             }
             count_accepted(&self.id, n);
         }
@@ -160,17 +313,23 @@ fn response(outcome: &Outcome) -> ExportLogsServiceResponse {
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Export {
-    async fn export(
+impl Export {
+    /// The gRPC answer to one decoded request.
+    async fn grpc_export(
         &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        match Export::export(self, request.into_inner()).await {
-            Ok(outcome) => Ok(tonic::Response::new(response(&outcome))),
-            Err(e) => Err(grpc_status(&e)),
+        request: ExportLogsServiceRequest,
+    ) -> Result<ExportLogsServiceResponse, tonic::Status> {
+        match self.export(request).await {
+            Ok(outcome) => Ok(response(&outcome)),
+            Err(ExportError::Submit(e)) => Err(grpc_status(&e)),
+            Err(ExportError::TooLarge(t)) => Err(tonic::Status::invalid_argument(t.message())),
         }
     }
+}
+
+/// The refusal of a request with more than `limit` log records.
+pub(super) fn too_many_records_message(limit: usize) -> String {
+    TooLarge::Records { limit }.message()
 }
 
 /// tonic answers a request it cannot decode with `INTERNAL`, which a client cannot tell
@@ -257,20 +416,49 @@ async fn start_grpc(
 ) -> std::io::Result<ReceiverHandle> {
     let listener = super::bind(id, cfg.endpoint.as_str()).await?;
     let addr = listener.local_addr()?;
-    let service = LogsServiceServer::new(Export {
+    let max_message = cfg.max_recv_msg_size.as_u64() as usize;
+    let export = Arc::new(Export {
         id: id.to_string(),
         intake,
         limits,
-    })
-    .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-    .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-    .max_decoding_message_size(cfg.max_recv_msg_size.as_u64() as usize);
+        max_records: cfg.max_records_per_request,
+        expansion_budget: max_message.saturating_mul(super::EXPANSION_FACTOR),
+    });
+    let service = super::otlp_grpc::LogsServer {
+        receiver: Arc::from(id),
+        export: Arc::new(move |request| {
+            let export = export.clone();
+            Box::pin(async move { export.grpc_export(request).await })
+        }),
+        max_records: cfg.max_records_per_request,
+        max_message_bytes: max_message,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
+    };
     // Small answers must not wait for Nagle's algorithm and the client's delayed ACK
     // (40 ms on Linux), which would dominate acknowledgement latency.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = super::grpc_limits::limit_connections(
+        id,
+        incoming,
+        cfg.max_connections,
+        cfg.read_header_timeout,
+    );
     let name = id.to_string();
+    let builder = tonic::transport::Server::builder()
+        .timeout(cfg.read_timeout)
+        .max_concurrent_streams(cfg.max_concurrent_streams)
+        // Streams waiting for an in-flight slot keep what they were sent unread; a
+        // connection window that holds every stream's window leaves room for those being
+        // read, so waiting never stalls them, and bounds what a connection buffers.
+        .initial_stream_window_size(Some(GRPC_STREAM_WINDOW))
+        .initial_connection_window_size(Some(
+            GRPC_STREAM_WINDOW.saturating_mul(cfg.max_concurrent_streams.saturating_add(1)),
+        ))
+        .http2_keepalive_interval(Some(cfg.idle_timeout / 2))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     let task = tokio::spawn(async move {
-        let served = tonic::transport::Server::builder()
+        let mut builder = builder;
+        let served = builder
             .add_service(DecodeErrorsAreInvalidArgument(service))
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await;
@@ -307,6 +495,8 @@ async fn start_http(
             id: id.to_string(),
             intake,
             limits,
+            max_records: cfg.max_records_per_request,
+            expansion_budget: max_body.saturating_mul(super::EXPANSION_FACTOR),
         },
         max_body,
     };
@@ -314,15 +504,13 @@ async fn start_http(
         .route("/v1/logs", axum::routing::post(http_export))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state);
-    let name = id.to_string();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(super::without_nagle(listener), app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            tracing::error!(receiver = %name, error = %e, "OTLP HTTP server stopped");
-        }
-    });
+    let task = crate::listener::serve(
+        id.to_string(),
+        listener,
+        app,
+        cfg.listener_limits(),
+        shutdown,
+    );
     tracing::info!(receiver = %id, %addr, "OTLP HTTP listening");
     Ok(ReceiverHandle {
         id: format!("{id} (http)"),
@@ -419,6 +607,22 @@ async fn http_export(State(state): State<HttpState>, headers: HeaderMap, body: B
             return error(e.status(), encoding, HeaderMap::new(), e.to_string());
         }
     };
+    let counts = match encoding {
+        Encoding::Protobuf => super::otlp_count::protobuf(&body, state.export.max_records),
+        Encoding::Json => super::otlp_count::json(&body),
+    };
+    if counts.is_some_and(|c| c.exceeds(state.export.max_records)) {
+        let too_many = TooLarge::Records {
+            limit: state.export.max_records,
+        };
+        count_refused(id, too_many.reason(), 1);
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            encoding,
+            HeaderMap::new(),
+            too_many.message(),
+        );
+    }
     let request = match encoding {
         Encoding::Protobuf => ExportLogsServiceRequest::decode(body)
             .map_err(|e| format!("invalid OTLP protobuf: {e}")),
@@ -435,78 +639,151 @@ async fn http_export(State(state): State<HttpState>, headers: HeaderMap, body: B
     };
     match state.export.export(request).await {
         Ok(outcome) => encoded(StatusCode::OK, encoding, &response(&outcome)),
-        Err(e) => {
+        Err(ExportError::TooLarge(t)) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            encoding,
+            HeaderMap::new(),
+            t.message(),
+        ),
+        Err(ExportError::Submit(e)) => {
             let (status, headers, message) = super::submit_error_response(&e);
             error(status, encoding, headers, message)
         }
     }
 }
 
-/// Converts a request into records; records over `max_record_bytes` (their encoded size)
-/// are rejected and counted, never half-kept.
+/// The bounds [`to_records`] keeps a request within.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    max_record_bytes: usize,
+    max_records: usize,
+    expansion_budget: usize,
+}
+
+/// What a record costs beyond its own body and attributes: its share of the request.
+struct Shared {
+    resource: Map<String, Value>,
+    scope: Map<String, Value>,
+    /// Stored size of the resource and scope, computed once for all their records.
+    bytes: usize,
+}
+
+/// Converts a request into records. A record whose stored size (resource and scope
+/// included) is over `max_record_bytes` is rejected and counted, never half-kept; a
+/// request with too many records, or whose records would take more than the expansion
+/// budget once the resource and scope are copied into each, is refused whole before
+/// those copies are made.
 fn to_records(
     source: &str,
     request: ExportLogsServiceRequest,
-    max_record_bytes: usize,
-) -> (Vec<Record>, usize, String) {
+    bounds: Bounds,
+) -> Result<(Vec<Record>, usize, String), TooLarge> {
+    let count: usize = request
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len())
+        .sum();
+    if count > bounds.max_records {
+        return Err(TooLarge::Records {
+            limit: bounds.max_records,
+        });
+    }
     let now = now_unix_nano();
-    let mut records = Vec::new();
+    let mut records = Vec::with_capacity(count);
     let mut rejected = 0usize;
+    let mut expanded = 0usize;
     for resource_logs in request.resource_logs {
         let resource = resource_logs
             .resource
             .map(|r| attributes(r.attributes))
             .unwrap_or_default();
+        let resource_bytes = super::json_len(&resource);
         for scope_logs in resource_logs.scope_logs {
-            let scope = scope_logs.scope.map(|s| {
-                let mut m = Map::new();
-                if !s.name.is_empty() {
-                    m.insert("name".into(), Value::String(s.name));
-                }
-                if !s.version.is_empty() {
-                    m.insert("version".into(), Value::String(s.version));
-                }
-                if !s.attributes.is_empty() {
-                    m.insert("attributes".into(), Value::Object(attributes(s.attributes)));
-                }
-                m
-            });
+            let scope = scope_logs.scope.map(scope_map).unwrap_or_default();
+            let shared = Shared {
+                bytes: resource_bytes + super::json_len(&scope),
+                resource: resource.clone(),
+                scope,
+            };
             for log in scope_logs.log_records {
-                if log.encoded_len() > max_record_bytes {
+                let record = to_record(source, log, now);
+                let size = shared.bytes
+                    + super::json_len(&record.body)
+                    + super::json_len(&record.attributes)
+                    + record.severity_text.len()
+                    + source.len();
+                if size > bounds.max_record_bytes {
                     rejected += 1;
                     continue;
                 }
-                let mut attrs = attributes(log.attributes);
-                if !log.event_name.is_empty() {
-                    attrs.insert("event.name".into(), Value::String(log.event_name));
+                expanded += size;
+                if expanded > bounds.expansion_budget {
+                    return Err(TooLarge::Expands {
+                        budget: bounds.expansion_budget,
+                    });
                 }
                 records.push(Record {
-                    time_unix_nano: log.time_unix_nano,
-                    observed_time_unix_nano: if log.observed_time_unix_nano == 0 {
-                        now
-                    } else {
-                        log.observed_time_unix_nano
-                    },
-                    severity_number: log.severity_number.clamp(0, 24),
-                    severity_text: log.severity_text,
-                    body: log.body.map(any_value).unwrap_or(Value::Null),
-                    attributes: attrs,
-                    resource: resource.clone(),
-                    scope: scope.clone().unwrap_or_default(),
-                    trace_id: id_hex(&log.trace_id, 16),
-                    span_id: id_hex(&log.span_id, 8),
-                    source: source.to_string(),
-                    ..Record::default()
+                    resource: shared.resource.clone(),
+                    scope: shared.scope.clone(),
+                    ..record
                 });
             }
         }
     }
     let message = if rejected > 0 {
-        format!("{rejected} log record(s) exceed the record size limit of {max_record_bytes} bytes")
+        format!(
+            "{rejected} log record(s) exceed the record size limit of {} bytes (body, attributes, resource and scope as stored)",
+            bounds.max_record_bytes
+        )
     } else {
         String::new()
     };
-    (records, rejected, message)
+    Ok((records, rejected, message))
+}
+
+fn scope_map(
+    s: opentelemetry_proto::tonic::common::v1::InstrumentationScope,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    if !s.name.is_empty() {
+        m.insert("name".into(), Value::String(s.name));
+    }
+    if !s.version.is_empty() {
+        m.insert("version".into(), Value::String(s.version));
+    }
+    if !s.attributes.is_empty() {
+        m.insert("attributes".into(), Value::Object(attributes(s.attributes)));
+    }
+    m
+}
+
+/// One log record without its resource and scope, which are added once it is kept.
+fn to_record(
+    source: &str,
+    log: opentelemetry_proto::tonic::logs::v1::LogRecord,
+    now: u64,
+) -> Record {
+    let mut attrs = attributes(log.attributes);
+    if !log.event_name.is_empty() {
+        attrs.insert("event.name".into(), Value::String(log.event_name));
+    }
+    Record {
+        time_unix_nano: log.time_unix_nano,
+        observed_time_unix_nano: if log.observed_time_unix_nano == 0 {
+            now
+        } else {
+            log.observed_time_unix_nano
+        },
+        severity_number: log.severity_number.clamp(0, 24),
+        severity_text: log.severity_text,
+        body: log.body.map(any_value).unwrap_or(Value::Null),
+        attributes: attrs,
+        trace_id: id_hex(&log.trace_id, 16),
+        span_id: id_hex(&log.span_id, 8),
+        source: source.to_string(),
+        ..Record::default()
+    }
 }
 
 /// Trace and span ids as lowercase hex; all-zero or wrongly sized ids are absent.
@@ -558,6 +835,64 @@ mod tests {
             value: v,
             ..Default::default()
         }
+    }
+
+    fn bounds(max_record_bytes: usize) -> Bounds {
+        Bounds {
+            max_record_bytes,
+            max_records: 10_000,
+            expansion_budget: 1 << 30,
+        }
+    }
+
+    #[test]
+    fn the_resource_counts_towards_each_record_and_the_request_budget() {
+        let request = |records: usize, blob: usize| ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![kv("blob", s(&"x".repeat(blob)))],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord::default(); records],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        // Each record alone is tiny on the wire; stored, it carries the resource.
+        let (records, rejected, message) =
+            to_records("otlp", request(3, 500), bounds(400)).unwrap();
+        assert_eq!((records.len(), rejected), (0, 3));
+        assert!(message.contains("resource"), "{message}");
+        let tight = Bounds {
+            max_record_bytes: 1 << 20,
+            max_records: 10_000,
+            expansion_budget: 100 * 1024,
+        };
+        assert_eq!(
+            to_records("otlp", request(400, 1024), tight).unwrap_err(),
+            TooLarge::Expands { budget: 100 * 1024 }
+        );
+        assert_eq!(
+            to_records(
+                "otlp",
+                request(11, 1),
+                Bounds {
+                    max_records: 10,
+                    ..tight
+                }
+            )
+            .unwrap_err(),
+            TooLarge::Records { limit: 10 }
+        );
+        assert_eq!(
+            to_records("otlp", request(50, 1024), tight)
+                .unwrap()
+                .0
+                .len(),
+            50
+        );
     }
 
     #[test]
@@ -618,7 +953,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let (records, rejected, _) = to_records("otlp", request, 1 << 20);
+        let (records, rejected, _) = to_records("otlp", request, bounds(1 << 20)).unwrap();
         assert_eq!(rejected, 0);
         let r = &records[0];
         assert_eq!(r.time_unix_nano, 1_700_000_000_000_000_001);
@@ -662,7 +997,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let (records, rejected, message) = to_records("otlp", request, 100);
+        let (records, rejected, message) = to_records("otlp", request, bounds(100)).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(rejected, 1);
         assert!(message.contains("100 bytes"), "{message}");
@@ -674,7 +1009,7 @@ mod tests {
             "body":{"stringValue":"hi"},"traceId":"5b8efff798038103d269b633813fc60c",
             "attributes":[{"key":"n","value":{"intValue":"42"}}]}]}]}]}"#;
         let request: ExportLogsServiceRequest = serde_json::from_str(body).unwrap();
-        let (records, _, _) = to_records("otlp", request, 1 << 20);
+        let (records, _, _) = to_records("otlp", request, bounds(1 << 20)).unwrap();
         assert_eq!(records[0].time_unix_nano, 1_700_000_000_000_000_000);
         assert_eq!(
             records[0].trace_id.as_deref(),

@@ -168,6 +168,14 @@ pub fn describe() {
             "Syslog connections closed at once because there were too many.",
         ),
         (
+            "vellum_listener_refused_connections_total",
+            "HTTP and gRPC connections closed at once: every slot was serving a request.",
+        ),
+        (
+            "vellum_listener_timeouts_total",
+            "HTTP connections cut for not sending in time, by phase: idle, header, body.",
+        ),
+        (
             "vellum_exporter_sent_records_total",
             "Entries the sink took.",
         ),

@@ -98,11 +98,15 @@ pub fn serve_on(
                 handle.run_upkeep();
             }
         };
-        let serving = axum::serve(listener, app).with_graceful_shutdown(until.cancelled_owned());
+        let serving = crate::listener::serve(
+            "telemetry".into(),
+            listener,
+            app,
+            crate::listener::ListenerLimits::default(),
+            until,
+        );
         tokio::select! {
-            served = serving => if let Err(e) = served {
-                tracing::error!(error = %e, "telemetry server stopped");
-            },
+            _ = serving => {},
             () = upkeep => {}
         }
     });

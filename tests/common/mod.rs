@@ -127,6 +127,16 @@ impl Daemon {
     }
 
     pub fn start_with(dir: &Path, config: &Path, ready: &[SocketAddr]) -> Daemon {
+        Daemon::start_with_args(dir, config, ready, &[])
+    }
+
+    /// As [`Daemon::start_with`], with more arguments for `vellum run` (`--drain-timeout`).
+    pub fn start_with_args(
+        dir: &Path,
+        config: &Path,
+        ready: &[SocketAddr],
+        args: &[&str],
+    ) -> Daemon {
         let log = dir.join(format!(
             "vellum-{}.log",
             std::time::SystemTime::now()
@@ -138,6 +148,7 @@ impl Daemon {
         let child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(config)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -219,6 +230,17 @@ impl Drop for Daemon {
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The peak resident set (`VmHWM`) of process `pid`, in bytes, from `/proc/<pid>/status`.
+pub fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc status");
+    kib * 1024
 }
 
 /// Every entry under an evidence directory (`.jsonl` and `.jsonl.gz`), in seq order.

@@ -8,7 +8,9 @@
 //!     format: auto               # auto | rfc5424 | rfc3164
 //!     max_message_bytes: 64KiB   # larger messages are truncated and marked
 //!     max_connections: 1024      # tcp: connections past this are closed at once
-//!     idle_timeout: 5m           # tcp: a connection silent this long is closed
+//!     idle_timeout: 5m           # tcp: a connection that completes no message this long is closed
+//!     read_timeout: 30s          # tcp: a message begun must be whole within this
+//!     location: UTC              # IANA time zone of RFC 3164 timestamps
 //!   syslog/udp: { protocol: udp, endpoint: 127.0.0.1:5514 }
 //! ```
 //!
@@ -38,9 +40,12 @@
 //! | MSG | `body`: string without BOM; null when an RFC 5424 message has no MSG |
 //! | sender | `attributes["network.peer.address"]`: the IP address the message came from |
 //!
-//! RFC 3164 timestamps carry neither year nor zone: they are read as UTC, in whichever of
-//! last, this or next year puts them nearest to the receipt time (so a `Dec 31` message
-//! read on January 1st is dated last year). An RFC 3164 message without PRI has no
+//! RFC 3164 timestamps carry neither year nor zone: they are read as wall-clock times in
+//! `location` (an IANA zone such as `Europe/Berlin`; default `UTC`), in the year that
+//! makes them the most recent date not more than a day ahead of the receipt time, as
+//! rsyslog does (so a `Dec 31` message read on January 1st is dated last year, and a
+//! `Feb  5` message read on December 4th is this February's, not next year's). The day
+//! of allowed skew covers clocks running ahead and senders in any zone. An RFC 3164 message without PRI has no
 //! facility or severity (`severity_number` 0) rather than the `user.notice` a relay would
 //! invent. Absent fields and the NILVALUE `-` leave their attribute out.
 //!
@@ -53,6 +58,12 @@
 //! rest is skipped, by its octet count or up to the next line feed, so the stream stays
 //! in step. A TCP stream whose octet counting breaks cannot be resynchronised: the
 //! connection is closed with a warning.
+//!
+//! **Slow senders.** A TCP connection's idle timer restarts only when a whole message
+//! has arrived, never on a lone byte, and a message once begun must be complete within
+//! `read_timeout`: a sender trickling a byte every few minutes is closed after at most
+//! `read_timeout` (counted as `refused{reason="timeout"}`), so a thousand such senders
+//! cannot hold `max_connections` slots for longer than that.
 //!
 //! **Backpressure.** Syslog has no acknowledgements. Over TCP a connection's messages are
 //! batched (up to 1000 messages or 2 ms) and nothing more is read from it until the batch
@@ -104,9 +115,15 @@ pub struct SyslogConfig {
     /// TCP connections served at once; further ones are closed on arrival.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// A TCP connection that sends nothing for this long is closed.
+    /// A TCP connection that completes no message for this long is closed.
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A TCP message begun must be complete within this; its connection is closed if not.
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// The IANA time zone RFC 3164 timestamps are read in.
+    #[serde(default = "default_location")]
+    pub location: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -134,6 +151,19 @@ fn default_max_connections() -> usize {
 fn default_idle_timeout() -> Duration {
     Duration::from_secs(300)
 }
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_location() -> String {
+    "UTC".into()
+}
+
+/// The zone named by `location`, from the system's tzdb or the bundled one.
+fn time_zone(location: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::db().get(location).map_err(|_| {
+        format!("`{location}` is not an IANA time zone name (such as `UTC` or `Europe/Berlin`)")
+    })
+}
 
 /// Above this a single connection could hold too much memory for one message.
 const MAX_MESSAGE_BYTES_LIMIT: u64 = 16 << 20;
@@ -154,6 +184,12 @@ impl SyslogConfig {
         }
         if self.idle_timeout.is_zero() {
             problems.push(("idle_timeout".into(), "must be longer than zero".into()));
+        }
+        if self.read_timeout.is_zero() {
+            problems.push(("read_timeout".into(), "must be longer than zero".into()));
+        }
+        if let Err(message) = time_zone(&self.location) {
+            problems.push(("location".into(), message));
         }
         problems
     }
@@ -197,11 +233,19 @@ pub async fn start(
             format!("{id}: cannot listen on {protocol} {}: {e}", cfg.endpoint),
         )
     };
+    let location = time_zone(&cfg.location).map_err(|message| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{id}: location: {message}"),
+        )
+    })?;
     let receiver = Arc::new(Receiver {
         id: id.clone(),
         format: cfg.format,
+        location,
         max_message_bytes: usize::try_from(cfg.max_message_bytes.as_u64()).unwrap_or(usize::MAX),
         idle_timeout: cfg.idle_timeout,
+        read_timeout: cfg.read_timeout,
         intake,
     });
     let (local_addr, task) = match cfg.protocol {
@@ -233,8 +277,10 @@ pub async fn start(
 struct Receiver {
     id: String,
     format: Format,
+    location: jiff::tz::TimeZone,
     max_message_bytes: usize,
     idle_timeout: Duration,
+    read_timeout: Duration,
     intake: Intake,
 }
 
@@ -272,6 +318,7 @@ impl Receiver {
         message_record(
             &self.id,
             self.format,
+            &self.location,
             &received.frame,
             received.peer,
             received.observed_unix_nano,
@@ -358,6 +405,7 @@ const UNPARSED_TAG: &str = "unparsed";
 pub fn message_record(
     source: &str,
     format: Format,
+    location: &jiff::tz::TimeZone,
     frame: &Frame,
     peer: IpAddr,
     observed_unix_nano: u64,
@@ -368,7 +416,7 @@ pub fn message_record(
         source: source.to_owned(),
         ..Record::default()
     };
-    match parse::parse(raw, format, observed_unix_nano) {
+    match parse::parse(raw, format, observed_unix_nano, location) {
         Ok(message) => fill_record(&mut record, message),
         Err(error) => mark_unparsed(&mut record, raw, &error),
     }
@@ -542,7 +590,42 @@ enum ConnectionEvent {
     Read(std::io::Result<usize>),
     BatchDue,
     Idle,
+    /// A message begun was not complete within `read_timeout`.
+    Slow,
     Shutdown,
+}
+
+/// When a connection must have progressed: a whole message within `idle_timeout` of the
+/// last one, and the rest of a message begun within `read_timeout` of its first byte.
+/// Neither restarts on a lone byte, so a trickling sender cannot keep a slot.
+struct Deadlines {
+    last_message: Instant,
+    message_begun: Option<Instant>,
+}
+
+impl Deadlines {
+    fn next(&self, receiver: &Receiver) -> (Instant, ConnectionEvent) {
+        let idle = self.last_message + receiver.idle_timeout;
+        match self.message_begun {
+            Some(begun) if begun + receiver.read_timeout < idle => {
+                (begun + receiver.read_timeout, ConnectionEvent::Slow)
+            }
+            _ => (idle, ConnectionEvent::Idle),
+        }
+    }
+
+    fn after_read(&mut self, completed_messages: bool, pending_bytes: u64) {
+        let now = Instant::now();
+        if completed_messages {
+            self.last_message = now;
+            self.message_begun = None;
+        }
+        if pending_bytes == 0 {
+            self.message_begun = None;
+        } else if self.message_begun.is_none() {
+            self.message_begun = Some(now);
+        }
+    }
 }
 
 async fn serve_connection(
@@ -557,14 +640,20 @@ async fn serve_connection(
     let mut batch: Vec<Received> = Vec::new();
     let mut batch_bytes = 0;
     let mut batch_due: Option<Instant> = None;
+    let mut deadlines = Deadlines {
+        last_message: Instant::now(),
+        message_begun: None,
+    };
     loop {
-        let wake_at = batch_due.unwrap_or_else(|| Instant::now() + receiver.idle_timeout);
+        let (deadline, on_deadline) = deadlines.next(receiver);
+        let (wake_at, on_wake) = match batch_due {
+            Some(due) if due <= deadline => (due, ConnectionEvent::BatchDue),
+            _ => (deadline, on_deadline),
+        };
         let event = tokio::select! {
             biased;
             () = shutdown.cancelled() => ConnectionEvent::Shutdown,
-            () = tokio::time::sleep_until(wake_at) => {
-                if batch_due.is_some() { ConnectionEvent::BatchDue } else { ConnectionEvent::Idle }
-            }
+            () = tokio::time::sleep_until(wake_at) => on_wake,
             read = stream.read(&mut read_buffer) => ConnectionEvent::Read(read),
         };
         let mut close = false;
@@ -582,6 +671,7 @@ async fn serve_connection(
                     framing_failed(receiver, peer, &error);
                     close = true;
                 }
+                deadlines.after_read(!frames.is_empty(), decoder.pending_bytes());
             }
             ConnectionEvent::Read(Err(error)) => {
                 tracing::debug!(receiver = %receiver.id, %peer, %error, "syslog connection failed");
@@ -590,6 +680,11 @@ async fn serve_connection(
             ConnectionEvent::BatchDue => batch_is_due = true,
             ConnectionEvent::Idle => {
                 tracing::debug!(receiver = %receiver.id, %peer, "closing idle syslog connection");
+                close = true;
+            }
+            ConnectionEvent::Slow => {
+                receiver.count_refused(1, "timeout");
+                tracing::debug!(receiver = %receiver.id, %peer, bytes = decoder.pending_bytes(), "closing syslog connection: a message was not complete within read_timeout");
                 close = true;
             }
             ConnectionEvent::Shutdown => {
@@ -831,8 +926,10 @@ mod tests {
         Receiver {
             id: "syslog/test".into(),
             format,
+            location: jiff::tz::TimeZone::UTC,
             max_message_bytes,
             idle_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(30),
             intake: Collector::new(),
         }
     }
@@ -856,6 +953,8 @@ mod tests {
         assert_eq!(c.max_message_bytes.as_u64(), 65_536);
         assert_eq!(c.max_connections, 1024);
         assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.read_timeout, Duration::from_secs(30));
+        assert_eq!(c.location, "UTC");
         assert!(c.problems().is_empty());
 
         let c = config(json!({
@@ -895,6 +994,11 @@ mod tests {
             fields,
             ["max_message_bytes", "max_connections", "idle_timeout"]
         );
+        let c = config(
+            json!({"protocol": "tcp", "endpoint": "h:1", "read_timeout": "0s", "location": "Mars/Olympus"}),
+        );
+        let fields: Vec<String> = c.problems().into_iter().map(|(field, _)| field).collect();
+        assert_eq!(fields, ["read_timeout", "location"]);
     }
 
     #[test]
@@ -1186,6 +1290,30 @@ mod tests {
         .await;
         let mut stream = TcpStream::connect(handle.local_addrs[0]).await.unwrap();
         wait_closed_by_server(&mut stream).await;
+        stop(handle, shutdown).await;
+    }
+
+    #[tokio::test]
+    async fn tcp_trickled_message_is_cut_at_read_timeout_although_bytes_keep_coming() {
+        let collector = Collector::new();
+        let (handle, shutdown) = start_on_loopback(
+            json!({"protocol": "tcp", "idle_timeout": "1h", "read_timeout": "300ms"}),
+            &collector,
+        )
+        .await;
+        let mut stream = TcpStream::connect(handle.local_addrs[0]).await.unwrap();
+        let started = Instant::now();
+        // A byte every 50 ms: an idle timer that restarted on each would never fire.
+        let mut closed = false;
+        for _ in 0..100 {
+            if stream.write_all(b"x").await.is_err() {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(closed, "a trickling sender kept its connection for 5 s");
+        assert!(started.elapsed() < Duration::from_secs(3));
         stop(handle, shutdown).await;
     }
 

@@ -6,8 +6,10 @@
 //! way its §4.3 tells a relay to: whatever does not fit the expected shape is content.
 //! Only an unreadable PRI makes an RFC 3164 message a parse error.
 
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, civil};
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use super::Format;
 
@@ -96,20 +98,26 @@ pub enum ParseError {
 
 /// Parses one message (framing and trailing line ends already removed).
 ///
-/// `now_unix_nano` supplies what RFC 3164 timestamps leave out: the year.
-pub fn parse(raw: &[u8], format: Format, now_unix_nano: u64) -> Result<Message, ParseError> {
+/// `now_unix_nano` and `location` supply what RFC 3164 timestamps leave out: the year
+/// and the time zone.
+pub fn parse(
+    raw: &[u8],
+    format: Format,
+    now_unix_nano: u64,
+    location: &TimeZone,
+) -> Result<Message, ParseError> {
     if raw.is_empty() {
         return Err(ParseError::Empty);
     }
     match format {
         Format::Rfc5424 => parse_rfc5424(raw),
-        Format::Rfc3164 => parse_rfc3164(raw, now_unix_nano),
+        Format::Rfc3164 => parse_rfc3164(raw, now_unix_nano, location),
         Format::Auto => {
             let (pri, rest) = split_pri(raw)?;
             if pri.is_some() && is_rfc5424_version(rest) {
                 parse_rfc5424(raw)
             } else {
-                parse_rfc3164(raw, now_unix_nano)
+                parse_rfc3164(raw, now_unix_nano, location)
             }
         }
     }
@@ -390,7 +398,11 @@ pub fn unescape_control_characters(text: String) -> String {
     out
 }
 
-fn parse_rfc3164(raw: &[u8], now_unix_nano: u64) -> Result<Message, ParseError> {
+fn parse_rfc3164(
+    raw: &[u8],
+    now_unix_nano: u64,
+    location: &TimeZone,
+) -> Result<Message, ParseError> {
     let (priority, rest) = split_pri(raw)?;
     let mut message = Message {
         dialect: Dialect::Rfc3164,
@@ -406,7 +418,7 @@ fn parse_rfc3164(raw: &[u8], now_unix_nano: u64) -> Result<Message, ParseError> 
     };
     // RFC 3164 §4.3.2: without a valid TIMESTAMP everything after PRI is content.
     let Some((timestamp, after_timestamp)) =
-        bsd_timestamp(rest, now_unix_nano).or_else(|| rfc3339_prefix(rest))
+        bsd_timestamp(rest, now_unix_nano, location).or_else(|| rfc3339_prefix(rest))
     else {
         message.msg = Some(decode_msg(rest, &mut message.invalid_utf8));
         return Ok(message);
@@ -426,10 +438,21 @@ fn parse_rfc3164(raw: &[u8], now_unix_nano: u64) -> Result<Message, ParseError> 
     Ok(message)
 }
 
-/// `Mmm dd hh:mm:ss` (day padded with a space or a zero) and the space after it.
-/// The year is the one, among last, this and next, that puts the time nearest to `now`:
-/// a December message read in January belongs to last year.
-fn bsd_timestamp(text: &[u8], now_unix_nano: u64) -> Option<(u64, &[u8])> {
+/// How far ahead of the receipt time an RFC 3164 date may be and still be read as this
+/// year's: a day covers a sender's clock running ahead and every zone offset (±14 h) of
+/// a sender whose zone `location` does not name, so neither costs a whole year.
+const RFC3164_FUTURE_SKEW_SECONDS: i64 = 24 * 3600;
+
+/// `Mmm dd hh:mm:ss` (day padded with a space or a zero) and the space after it, read as
+/// a wall-clock time in `location`. The year is the one that makes it the most recent
+/// date not later than `now` plus [`RFC3164_FUTURE_SKEW_SECONDS`], as rsyslog reads it:
+/// a December message read in January belongs to last year, and a February date read in
+/// December to this February, never to the next.
+fn bsd_timestamp<'a>(
+    text: &'a [u8],
+    now_unix_nano: u64,
+    location: &TimeZone,
+) -> Option<(u64, &'a [u8])> {
     let stamp = text.get(..15)?;
     let rest = match &text[15..] {
         [] => &[][..],
@@ -449,20 +472,39 @@ fn bsd_timestamp(text: &[u8], now_unix_nano: u64) -> Option<(u64, &[u8])> {
         .zip(two_digits(&stamp[13..15]))
         .filter(|_| stamp[9] == b':' && stamp[12] == b':')?;
     let ((hour, minute), second) = clock;
-    let time = Time::from_hms(hour, minute, second).ok()?;
-
-    let now = now_unix_nano as i128;
-    let this_year = OffsetDateTime::from_unix_timestamp_nanos(now).ok()?.year();
-    let nanos = [this_year - 1, this_year, this_year + 1]
-        .into_iter()
-        .filter_map(|year| Date::from_calendar_date(year, month, day).ok())
-        .map(|date| {
-            PrimitiveDateTime::new(date, time)
-                .assume_utc()
-                .unix_timestamp_nanos()
-        })
-        .min_by_key(|&t| (t - now).abs())?;
+    let nanos = most_recent_past(month, day, (hour, minute, second), now_unix_nano, location)?;
     Some((u64::try_from(nanos).ok()?, rest))
+}
+
+/// The latest of last, this and next year's `month`/`day` at `hms` in `location` that is
+/// not later than `now` plus the allowed skew, in Unix nanoseconds.
+fn most_recent_past(
+    month: u8,
+    day: u8,
+    (hour, minute, second): (u8, u8, u8),
+    now_unix_nano: u64,
+    location: &TimeZone,
+) -> Option<i128> {
+    let now = Timestamp::from_nanosecond(i128::from(now_unix_nano)).ok()?;
+    let latest = now.as_nanosecond() + i128::from(RFC3164_FUTURE_SKEW_SECONDS) * 1_000_000_000;
+    let this_year = now.to_zoned_datetime(location.clone()).year();
+    let time = civil::Time::new(
+        i8::try_from(hour).ok()?,
+        i8::try_from(minute).ok()?,
+        i8::try_from(second).ok()?,
+        0,
+    )
+    .ok()?;
+    [this_year + 1, this_year, this_year - 1]
+        .into_iter()
+        .filter_map(|year| civil::Date::new(year, month as i8, day as i8).ok())
+        .filter_map(|date| {
+            date.to_datetime(time)
+                .to_zoned_datetime(location.clone())
+                .ok()
+        })
+        .map(|zoned| zoned.timestamp().as_nanosecond())
+        .find(|&t| t <= latest)
 }
 
 /// An RFC 3339 timestamp where RFC 3164 has its own, as rsyslog's
@@ -478,7 +520,7 @@ fn rfc3339_prefix(text: &[u8]) -> Option<(u64, &[u8])> {
     Some((nanos, text.get(end + 1..).unwrap_or_default()))
 }
 
-fn month_from_abbreviation(name: &[u8]) -> Option<Month> {
+fn month_from_abbreviation(name: &[u8]) -> Option<u8> {
     const MONTHS: [&[u8; 3]; 12] = [
         b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
         b"dec",
@@ -486,7 +528,7 @@ fn month_from_abbreviation(name: &[u8]) -> Option<Month> {
     let index = MONTHS
         .iter()
         .position(|m| name.eq_ignore_ascii_case(&m[..]))?;
-    Month::try_from(index as u8 + 1).ok()
+    Some(index as u8 + 1)
 }
 
 fn two_digits(text: &[u8]) -> Option<u8> {
@@ -566,7 +608,7 @@ mod tests {
     #[test]
     fn rfc5424_example_1_with_bom_and_no_structured_data() {
         let raw = b"<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - \xEF\xBB\xBF'su root' failed for lonvick on /dev/pts/8";
-        let m = parse(raw, Format::Auto, MID_2026).unwrap();
+        let m = parse(raw, Format::Auto, MID_2026, &TimeZone::UTC).unwrap();
         assert_eq!(m.dialect, Dialect::Rfc5424);
         assert_eq!(
             m.priority,
@@ -583,13 +625,13 @@ mod tests {
         assert!(m.structured_data.is_empty());
         assert_eq!(m.msg, some("'su root' failed for lonvick on /dev/pts/8"));
         assert!(!m.invalid_utf8);
-        assert_eq!(parse(raw, Format::Rfc5424, MID_2026), Ok(m));
+        assert_eq!(parse(raw, Format::Rfc5424, MID_2026, &TimeZone::UTC), Ok(m));
     }
 
     #[test]
     fn rfc5424_example_2_with_offset_and_microseconds() {
         let raw = b"<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - %% It's time to make the do-nuts.";
-        let m = parse(raw, Format::Auto, MID_2026).unwrap();
+        let m = parse(raw, Format::Auto, MID_2026, &TimeZone::UTC).unwrap();
         assert_eq!(
             m.priority,
             Some(Priority {
@@ -608,7 +650,7 @@ mod tests {
     #[test]
     fn rfc5424_example_3_with_structured_data_and_msg() {
         let raw = b"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"Application\" eventID=\"1011\"] \xEF\xBB\xBFAn application event log entry...";
-        let m = parse(raw, Format::Auto, MID_2026).unwrap();
+        let m = parse(raw, Format::Auto, MID_2026, &TimeZone::UTC).unwrap();
         assert_eq!(m.app_name, some("evntslog"));
         assert_eq!(
             m.structured_data,
@@ -627,7 +669,7 @@ mod tests {
     #[test]
     fn rfc5424_example_4_with_two_elements_and_no_msg() {
         let raw = b"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"Application\" eventID=\"1011\"][examplePriority@32473 class=\"high\"]";
-        let m = parse(raw, Format::Auto, MID_2026).unwrap();
+        let m = parse(raw, Format::Auto, MID_2026, &TimeZone::UTC).unwrap();
         assert_eq!(
             m.structured_data,
             vec![
@@ -648,7 +690,7 @@ mod tests {
     #[test]
     fn rfc5424_param_value_escapes_follow_section_6_3_3() {
         let raw = br#"<13>1 - - - - - [a@1 q="say \"hi\"" b="x\\y" c="[1\]" d="C:\temp"] m"#;
-        let m = parse(raw, Format::Rfc5424, MID_2026).unwrap();
+        let m = parse(raw, Format::Rfc5424, MID_2026, &TimeZone::UTC).unwrap();
         assert_eq!(
             m.structured_data,
             vec![sd(
@@ -671,7 +713,13 @@ mod tests {
 
     #[test]
     fn rfc5424_empty_msg_after_space_is_an_empty_string() {
-        let m = parse(b"<13>1 - - - - - - ", Format::Auto, MID_2026).unwrap();
+        let m = parse(
+            b"<13>1 - - - - - - ",
+            Format::Auto,
+            MID_2026,
+            &TimeZone::UTC,
+        )
+        .unwrap();
         assert_eq!(m.msg, some(""));
     }
 
@@ -724,30 +772,48 @@ mod tests {
         ];
         for (raw, expected) in cases {
             assert_eq!(
-                parse(raw, Format::Auto, MID_2026).as_ref(),
+                parse(raw, Format::Auto, MID_2026, &TimeZone::UTC).as_ref(),
                 Err(expected),
                 "{}",
                 String::from_utf8_lossy(raw)
             );
         }
         assert_eq!(
-            parse(b"Oct 11 22:14:15 host su: x", Format::Rfc5424, MID_2026),
+            parse(
+                b"Oct 11 22:14:15 host su: x",
+                Format::Rfc5424,
+                MID_2026,
+                &TimeZone::UTC
+            ),
             Err(ParseError::MissingPri)
         );
         assert_eq!(
-            parse(b"<34>Oct 11 22:14:15 host su: x", Format::Rfc5424, MID_2026),
+            parse(
+                b"<34>Oct 11 22:14:15 host su: x",
+                Format::Rfc5424,
+                MID_2026,
+                &TimeZone::UTC
+            ),
             Err(ParseError::MissingVersion)
         );
         assert_eq!(
-            parse(b"<13>2 - host app - - - m", Format::Rfc5424, MID_2026),
+            parse(
+                b"<13>2 - host app - - - m",
+                Format::Rfc5424,
+                MID_2026,
+                &TimeZone::UTC
+            ),
             Err(ParseError::UnsupportedVersion("2".into()))
         );
-        assert_eq!(parse(b"", Format::Auto, MID_2026), Err(ParseError::Empty));
+        assert_eq!(
+            parse(b"", Format::Auto, MID_2026, &TimeZone::UTC),
+            Err(ParseError::Empty)
+        );
     }
 
     #[test]
     fn auto_takes_only_version_1_for_rfc5424() {
-        let m = parse(b"<13>12 apples", Format::Auto, MID_2026).unwrap();
+        let m = parse(b"<13>12 apples", Format::Auto, MID_2026, &TimeZone::UTC).unwrap();
         assert_eq!((m.dialect, m.msg), (Dialect::Rfc3164, some("12 apples")));
     }
 
@@ -757,6 +823,7 @@ mod tests {
             b"<13>1 - - - - - [a@1 v=\"\xFF\"] caf\xC3\xA9 \xC3",
             Format::Auto,
             MID_2026,
+            &TimeZone::UTC,
         )
         .unwrap();
         assert!(m.invalid_utf8);
@@ -765,7 +832,7 @@ mod tests {
     }
 
     // RFC 3164 §5.4 and what real senders do. Year inference is checked against `now`
-    // in mid-2026, so RFC 3164 dates land in 2026 unless the boundary rule moves them.
+    // in mid-2026, so RFC 3164 dates after June land in 2025: the most recent past date.
 
     #[test]
     fn rfc3164_example_1() {
@@ -773,6 +840,7 @@ mod tests {
             b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8",
             Format::Auto,
             MID_2026,
+            &TimeZone::UTC,
         )
         .unwrap();
         assert_eq!(m.dialect, Dialect::Rfc3164);
@@ -783,8 +851,8 @@ mod tests {
                 severity: 2
             })
         );
-        // date -u -d 2026-10-11T22:14:15Z +%s
-        assert_eq!(m.timestamp_unix_nano, Some(1_791_756_855 * 1_000_000_000));
+        // date -u -d 2025-10-11T22:14:15Z +%s
+        assert_eq!(m.timestamp_unix_nano, Some(1_760_220_855 * 1_000_000_000));
         assert_eq!(m.hostname, some("mymachine"));
         assert_eq!(m.app_name, some("su"));
         assert_eq!(m.proc_id, None);
@@ -793,7 +861,7 @@ mod tests {
 
     #[test]
     fn rfc3164_example_2_without_pri_is_all_content() {
-        let m = parse(b"Use the BFG!", Format::Auto, MID_2026).unwrap();
+        let m = parse(b"Use the BFG!", Format::Auto, MID_2026, &TimeZone::UTC).unwrap();
         assert_eq!(m.dialect, Dialect::Rfc3164);
         assert_eq!(m.priority, None);
         assert_eq!(m.timestamp_unix_nano, None);
@@ -808,6 +876,7 @@ mod tests {
             b"<165>Aug 24 05:34:00 CST 1987 mymachine myproc[10]: %% It's time to make the do-nuts.  %%  Ingredients: Mix=OK, Jigger=OK, Smoker=OK, Deep-Fryer=OK",
             Format::Auto,
             MID_2026,
+            &TimeZone::UTC,
         )
         .unwrap();
         assert_eq!(
@@ -817,8 +886,8 @@ mod tests {
                 severity: 5
             })
         );
-        // date -u -d 2026-08-24T05:34:00Z +%s
-        assert_eq!(m.timestamp_unix_nano, Some(1_787_549_640 * 1_000_000_000));
+        // date -u -d 2025-08-24T05:34:00Z +%s
+        assert_eq!(m.timestamp_unix_nano, Some(1_756_013_640 * 1_000_000_000));
         assert_eq!(m.hostname, some("CST"));
         assert_eq!(m.app_name, None);
         assert_eq!(
@@ -835,6 +904,7 @@ mod tests {
             b"<0>1990 Oct 22 10:52:01 TZ-6 scapegoat.dmz.example.org 10.1.2.3 sched[0]: That's All Folks!",
             Format::Auto,
             MID_2026,
+            &TimeZone::UTC,
         )
         .unwrap();
         assert_eq!(
@@ -860,10 +930,11 @@ mod tests {
             b"<13>Oct  1 09:05:07 host app[4711]: started",
             Format::Rfc3164,
             MID_2026,
+            &TimeZone::UTC,
         )
         .unwrap();
-        // date -u -d 2026-10-01T09:05:07Z +%s
-        assert_eq!(m.timestamp_unix_nano, Some(1_790_845_507 * 1_000_000_000));
+        // date -u -d 2025-10-01T09:05:07Z +%s
+        assert_eq!(m.timestamp_unix_nano, Some(1_759_309_507 * 1_000_000_000));
         assert_eq!(
             (m.hostname, m.app_name, m.proc_id),
             (some("host"), some("app"), some("4711"))
@@ -874,9 +945,10 @@ mod tests {
             b"<13>Oct 01 09:05:07 sshd[99]: Accepted publickey",
             Format::Auto,
             MID_2026,
+            &TimeZone::UTC,
         )
         .unwrap();
-        assert_eq!(m.timestamp_unix_nano, Some(1_790_845_507 * 1_000_000_000));
+        assert_eq!(m.timestamp_unix_nano, Some(1_759_309_507 * 1_000_000_000));
         assert_eq!(
             (m.hostname, m.app_name, m.proc_id),
             (None, some("sshd"), some("99"))
@@ -887,6 +959,7 @@ mod tests {
             b"<13>Oct  1 09:05:07 cron: job done",
             Format::Auto,
             MID_2026,
+            &TimeZone::UTC,
         )
         .unwrap();
         assert_eq!((m.hostname, m.app_name), (None, some("cron")));
@@ -897,7 +970,13 @@ mod tests {
     fn rfc3164_year_follows_the_receipt_time_across_new_year() {
         // Received 2027-01-01T00:00:05Z (date -u -d 2027-01-01T00:00:05Z +%s).
         let new_year = 1_798_761_605 * 1_000_000_000;
-        let m = parse(b"<13>Dec 31 23:59:58 h a: x", Format::Auto, new_year).unwrap();
+        let m = parse(
+            b"<13>Dec 31 23:59:58 h a: x",
+            Format::Auto,
+            new_year,
+            &TimeZone::UTC,
+        )
+        .unwrap();
         // date -u -d 2026-12-31T23:59:58Z +%s
         assert_eq!(m.timestamp_unix_nano, Some(1_798_761_598 * 1_000_000_000));
         // A sender whose clock runs ahead, read on 2026-12-31T23:59:58Z.
@@ -905,9 +984,68 @@ mod tests {
             b"<13>Jan  1 00:00:05 h a: x",
             Format::Auto,
             1_798_761_598 * 1_000_000_000,
+            &TimeZone::UTC,
         )
         .unwrap();
         assert_eq!(m.timestamp_unix_nano, Some(new_year));
+    }
+
+    #[test]
+    fn rfc3164_dates_ahead_of_the_receipt_time_belong_to_the_past_year() {
+        // Received 2026-12-04T12:00:00Z (date -u -d 2026-12-04T12:00:00Z +%s).
+        let december_4 = 1_796_385_600 * 1_000_000_000;
+        let m = parse(
+            b"<13>Feb  5 17:32:18 h a: x",
+            Format::Auto,
+            december_4,
+            &TimeZone::UTC,
+        )
+        .unwrap();
+        // date -u -d 2026-02-05T17:32:18Z +%s
+        assert_eq!(m.timestamp_unix_nano, Some(1_770_312_738 * 1_000_000_000));
+        // Within the allowed skew a date just ahead stays in this year.
+        let m = parse(
+            b"<13>Dec  4 20:00:00 h a: x",
+            Format::Auto,
+            december_4,
+            &TimeZone::UTC,
+        )
+        .unwrap();
+        // date -u -d 2026-12-04T20:00:00Z +%s
+        assert_eq!(m.timestamp_unix_nano, Some(1_796_414_400 * 1_000_000_000));
+        // Beyond it, last year's.
+        let m = parse(
+            b"<13>Dec  6 12:00:00 h a: x",
+            Format::Auto,
+            december_4,
+            &TimeZone::UTC,
+        )
+        .unwrap();
+        // date -u -d 2025-12-06T12:00:00Z +%s
+        assert_eq!(m.timestamp_unix_nano, Some(1_765_022_400 * 1_000_000_000));
+    }
+
+    #[test]
+    fn rfc3164_wall_clock_times_are_read_in_the_configured_location() {
+        let berlin = jiff::tz::db().get("Europe/Berlin").unwrap();
+        let m = parse(
+            b"<13>Oct 11 22:14:15 h a: x",
+            Format::Auto,
+            MID_2026,
+            &berlin,
+        )
+        .unwrap();
+        // Summer time, UTC+2: date -u -d 2025-10-11T20:14:15Z +%s
+        assert_eq!(m.timestamp_unix_nano, Some(1_760_213_655 * 1_000_000_000));
+        let m = parse(
+            b"<13>Jan 11 22:14:15 h a: x",
+            Format::Auto,
+            MID_2026,
+            &berlin,
+        )
+        .unwrap();
+        // Winter time, UTC+1: date -u -d 2026-01-11T21:14:15Z +%s
+        assert_eq!(m.timestamp_unix_nano, Some(1_768_166_055 * 1_000_000_000));
     }
 
     #[test]
@@ -916,6 +1054,7 @@ mod tests {
             b"<86>2003-10-11T22:14:15.003+02:00 web01 sudo[1]: pam_unix",
             Format::Auto,
             MID_2026,
+            &TimeZone::UTC,
         )
         .unwrap();
         assert_eq!(m.dialect, Dialect::Rfc3164);
@@ -930,7 +1069,13 @@ mod tests {
 
     #[test]
     fn rfc3164_forced_format_reads_an_rfc5424_message_as_content() {
-        let m = parse(b"<13>1 - - - - - - m", Format::Rfc3164, MID_2026).unwrap();
+        let m = parse(
+            b"<13>1 - - - - - - m",
+            Format::Rfc3164,
+            MID_2026,
+            &TimeZone::UTC,
+        )
+        .unwrap();
         assert_eq!(m.dialect, Dialect::Rfc3164);
         assert_eq!(m.msg, some("1 - - - - - - m"));
     }
@@ -944,7 +1089,7 @@ mod tests {
             b"<13 x",
         ] {
             assert_eq!(
-                parse(raw, Format::Rfc3164, MID_2026),
+                parse(raw, Format::Rfc3164, MID_2026, &TimeZone::UTC),
                 Err(ParseError::InvalidPri)
             );
         }
@@ -956,6 +1101,7 @@ mod tests {
             b"<13>Oct 11 22:14:15 h app: line one#012line two#011tab #123 #01",
             Format::Auto,
             MID_2026,
+            &TimeZone::UTC,
         )
         .unwrap();
         assert_eq!(m.msg, some("line one\nline two\ttab #123 #01"));
@@ -967,7 +1113,13 @@ mod tests {
 
     #[test]
     fn bom_is_stripped_from_rfc3164_content_too() {
-        let m = parse(b"<13>\xEF\xBB\xBFhello", Format::Auto, MID_2026).unwrap();
+        let m = parse(
+            b"<13>\xEF\xBB\xBFhello",
+            Format::Auto,
+            MID_2026,
+            &TimeZone::UTC,
+        )
+        .unwrap();
         assert_eq!(m.msg, some("hello"));
     }
 
@@ -1044,13 +1196,13 @@ mod tests {
         #[test]
         fn rfc5424_messages_written_by_the_rfc_grammar_parse_back(message in arbitrary_rfc5424()) {
             let raw = format_rfc5424(&message);
-            prop_assert_eq!(parse(&raw, Format::Auto, MID_2026), Ok(message));
+            prop_assert_eq!(parse(&raw, Format::Auto, MID_2026, &TimeZone::UTC), Ok(message));
         }
 
         #[test]
         fn arbitrary_bytes_never_panic_in_any_format(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
             for format in [Format::Auto, Format::Rfc5424, Format::Rfc3164] {
-                let _ = parse(&raw, format, MID_2026);
+                let _ = parse(&raw, format, MID_2026, &TimeZone::UTC);
             }
         }
 
@@ -1058,7 +1210,7 @@ mod tests {
         fn arbitrary_text_after_a_valid_header_never_panics(tail in "\\PC{0,80}", pri in 0u16..192) {
             for head in ["1 ", "1 - - - - - [", "Oct  1 09:05:07 ", "2026-01-01T00:00:00Z h "] {
                 let raw = format!("<{pri}>{head}{tail}");
-                let _ = parse(raw.as_bytes(), Format::Auto, MID_2026);
+                let _ = parse(raw.as_bytes(), Format::Auto, MID_2026, &TimeZone::UTC);
             }
         }
     }
