@@ -233,20 +233,41 @@ async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes
     let now = now_unix_nano();
     let mut records = Vec::with_capacity(events.len());
     let mut problems = Vec::new();
+    let (mut malformed, mut too_large) = (0, 0);
     for (where_, event) in events {
-        match to_record(id, event, now, state.max_record_bytes) {
-            Ok(r) => records.push(r),
-            Err(p) if problems.len() < MAX_REPORTED => problems.push(format!("{where_}: {p}")),
-            Err(_) => {}
+        let problem = match to_record(id, event, now) {
+            Ok(r) => match oversized(&r, state.max_record_bytes) {
+                None => {
+                    records.push(r);
+                    continue;
+                }
+                Some(p) => {
+                    too_large += 1;
+                    p
+                }
+            },
+            Err(p) => {
+                malformed += 1;
+                p
+            }
+        };
+        if problems.len() < MAX_REPORTED {
+            problems.push(format!("{where_}: {problem}"));
         }
     }
-    if !problems.is_empty() {
-        count_refused(id, "malformed", records.len() + problems.len());
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "malformed events; nothing was kept",
-            problems,
-        );
+    if malformed + too_large > 0 {
+        // The request is taken whole or not at all; an event too large alone is a 413.
+        let (status, reason, what) = if malformed == 0 {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "oversized",
+                "events too large",
+            )
+        } else {
+            (StatusCode::BAD_REQUEST, "malformed", "malformed events")
+        };
+        count_refused(id, reason, records.len() + malformed + too_large);
+        return refuse(status, format!("{what}; nothing was kept"), problems);
     }
     let n = records.len();
     if n == 0 {
@@ -429,12 +450,7 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// Maps one event object onto a record (see the table in the module docs).
-fn to_record(
-    source: &str,
-    event: Map<String, Value>,
-    now: u64,
-    max_bytes: usize,
-) -> Result<Record, String> {
+fn to_record(source: &str, event: Map<String, Value>, now: u64) -> Result<Record, String> {
     let mut r = Record {
         observed_time_unix_nano: now,
         source: source.to_string(),
@@ -493,13 +509,13 @@ fn to_record(
     } else if let Some(m) = message {
         r.attributes.insert("message".into(), m);
     }
-    let size = super::stored_size(&r);
-    if size > max_bytes {
-        return Err(format!(
-            "the event is {size} bytes; the limit is {max_bytes}"
-        ));
-    }
     Ok(r)
+}
+
+/// The size check, apart from the others: an event too large is answered 413.
+fn oversized(record: &Record, max_bytes: usize) -> Option<String> {
+    let size = super::stored_size(record);
+    (size > max_bytes).then(|| format!("the event is {size} bytes; the limit is {max_bytes}"))
 }
 
 /// RFC 3339, or a Unix timestamp whose unit is read from its size: seconds up to
@@ -559,7 +575,7 @@ mod tests {
         let Value::Object(m) = event else {
             unreachable!()
         };
-        let r = to_record("http/gateway", m, 7, 1 << 20).unwrap();
+        let r = to_record("http/gateway", m, 7).unwrap();
         assert_eq!(r.time_unix_nano, 1_795_424_400_500_000_000);
         assert_eq!((r.severity_text.as_str(), r.severity_number), ("WARN", 13));
         assert_eq!(r.body, json!("denied"));
@@ -641,7 +657,8 @@ mod tests {
         let Value::Object(m) = json!({"resource": {"blob": "x".repeat(200)}, "a": 1}) else {
             unreachable!()
         };
-        let problem = to_record("http/gateway", m, 7, 100).unwrap_err();
+        let record = to_record("http/gateway", m, 7).unwrap();
+        let problem = oversized(&record, 100).unwrap();
         assert!(problem.contains("the limit is 100"), "{problem}");
     }
 

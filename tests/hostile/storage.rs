@@ -82,8 +82,9 @@ fn a_record_too_large_for_the_journal_is_refused_alone_and_a_reload_after_it_doe
     let url = format!("http://127.0.0.1:{}/v1/events", ports.gateway);
 
     send_logins(ports.gateway, 0, 10);
-    // A small event with a resource far over the journal's record limit (64 KiB,
-    // times six for escaping, plus room for the integrity fields).
+    // A small event with a resource far over the record limit (64 KiB). The receiver
+    // refuses it, counting the resource; were it to pass, the journal would refuse it
+    // alone (the writer's own property test covers that path).
     let marker = "oversized-marker";
     let big = format!(
         "{{\"action\":\"upload\",\"note\":\"{marker}\",\"resource\":{{\"blob\":\"{}\"}}}}",
