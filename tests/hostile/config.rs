@@ -1,1 +1,186 @@
-//! Hostile-input cases: config.
+//! Hostile-input cases: configuration and processing. Client clocks that would stop
+//! retention for good, values that would swell the classify windows, secrets that could
+//! leak through messages and logs, stream names that would escape their folder.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Starts `vellum run` on `yaml`, its real-time clock `days_ahead` days in the future
+/// under libfaketime when above 0 (timers keep the monotonic clock), and waits until
+/// `ready` listens.
+fn start_ahead(dir: &Path, yaml: &str, ready: SocketAddr, days_ahead: u32) -> Daemon {
+    let config = dir.join("vellum.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let log = (0..)
+        .map(|n| dir.join(format!("vellum-{days_ahead}d-{n}.log")))
+        .find(|p| !p.exists())
+        .unwrap();
+    let mut cmd = Command::new(BIN);
+    if days_ahead > 0 {
+        cmd.env("LD_PRELOAD", libfaketime())
+            .env("FAKETIME", format!("+{days_ahead}d"))
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    }
+    let child = cmd
+        .args(["run", "--drain-timeout", "2s", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon { child, config, log };
+    wait_until("the daemon listens", Duration::from_secs(30), || {
+        assert!(daemon.alive(), "vellum exited:\n{}", daemon.log_text());
+        std::net::TcpStream::connect_timeout(&ready, Duration::from_millis(200)).is_ok()
+    });
+    daemon
+}
+
+/// The multi-threaded libfaketime library (Debian package `faketime`).
+fn libfaketime() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketimeMT.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")])
+        .find(|p| p.exists());
+    found.expect("libfaketime: install the Debian package faketime (scripts/test.sh does)")
+}
+
+/// Every entry under `dir` that parses: files retention removes while they are listed,
+/// and a line still being written, are skipped.
+fn entries_now(dir: &Path) -> Vec<Value> {
+    let mut out: Vec<Value> = files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort_by_key(|e| e["seq"].as_u64());
+    out
+}
+
+/// The highest `last_seq` that a purge record for `store` declares.
+fn purged_through(evidence: &Path, store: &str) -> Option<u64> {
+    entries_now(evidence)
+        .iter()
+        .filter(|e| {
+            e["event_type"] == "vellum.retention.purge" && e["attributes"]["store"] == store
+        })
+        .filter_map(|e| e["attributes"]["last_seq"].as_u64())
+        .max()
+}
+
+/// One OTLP/JSON log whose `timeUnixNano` and `observedTimeUnixNano` say year 2500.
+fn send_from_year_2500(otlp_http: u16) {
+    let year_2500 = "16725225600000000000";
+    let body = serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
+        "timeUnixNano": year_2500,
+        "observedTimeUnixNano": year_2500,
+        "body": {"stringValue": "a clock far ahead"},
+        "attributes": [{"key": "marker", "value": {"stringValue": "year-2500"}}],
+    }]}]}]});
+    let status = ureq::post(&format!("http://127.0.0.1:{otlp_http}/v1/logs"))
+        .header("Content-Type", "application/json")
+        .send(body.to_string().as_bytes())
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+}
+
+fn retention_config(dir: &Path, gateway: u16, otlp_http: u16) -> String {
+    format!(
+        r#"
+receivers:
+  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
+  otlp:
+    protocols:
+      http: {{ endpoint: 127.0.0.1:{otlp_http} }}
+processors:
+  hash_chain:
+    origin: test.vellum
+    checkpoint: {{ every_records: 50, every: 1h }}
+exporters:
+  file/evidence:
+    directory: {evidence}
+    max_file_size: 2KiB
+    retention_days: 30
+service:
+  storage:
+    directory: {state}
+    segment_size: 8KiB
+    retention_days: 30
+    retention_check_interval: 1s
+  pipelines:
+    logs/audit:
+      receivers: [http/gateway, otlp]
+      processors: [hash_chain]
+      exporters: [file/evidence]
+"#,
+        evidence = dir.join("evidence").display(),
+        state = dir.join("state").display(),
+    )
+}
+
+#[test]
+fn a_record_dated_in_2500_does_not_stop_retention() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (gateway, otlp_http) = (free_port(), free_port());
+    let yaml = retention_config(dir, gateway, otlp_http);
+    let ready = SocketAddr::from(([127, 0, 0, 1], gateway));
+    let evidence = dir.join("evidence");
+
+    // Today: old records around one that claims the year 2500.
+    let mut daemon = start_ahead(dir, &yaml, ready, 0);
+    for from in (0..100).step_by(50) {
+        send_logins(gateway, from, 50);
+    }
+    send_from_year_2500(otlp_http);
+    for from in (100..250).step_by(50) {
+        send_logins(gateway, from, 50);
+    }
+    wait_until("251 entries in the evidence", WAIT, || {
+        entries_now(&evidence).len() >= 251
+    });
+    let future_seq = entries_now(&evidence)
+        .iter()
+        .find(|e| e["attributes"]["marker"] == "year-2500")
+        .and_then(|e| e["seq"].as_u64())
+        .expect("the record from 2500 is in the evidence");
+    assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
+
+    // Forty days later everything written today is past its 30 days, whatever the
+    // records claim: both stores are purged beyond the record from 2500.
+    let mut daemon = start_ahead(dir, &yaml, ready, 40);
+    wait_until(
+        "journal and evidence purged past the record dated 2500",
+        WAIT,
+        || {
+            let journal = purged_through(&evidence, "journal");
+            let files = purged_through(&evidence, "file/evidence");
+            journal.is_some_and(|s| s > future_seq) && files.is_some_and(|s| s > future_seq)
+        },
+    );
+    let first_kept = entries_now(&evidence)[0]["seq"].as_u64().unwrap();
+    assert!(first_kept > future_seq, "first kept: {first_kept}");
+    assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
+
+    let vkey = vkeys(&dir.join("state")).pop().unwrap();
+    let (ok, report) = verify(&evidence, std::slice::from_ref(&vkey), &[]);
+    assert!(ok, "{report}");
+}
