@@ -184,3 +184,59 @@ fn a_record_dated_in_2500_does_not_stop_retention() {
     let (ok, report) = verify(&evidence, std::slice::from_ref(&vkey), &[]);
     assert!(ok, "{report}");
 }
+
+/// Runs `vellum validate` on `yaml` with `env` set; (exit code, stdout + stderr).
+fn validate(dir: &Path, yaml: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let path = dir.join("check.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn stream_names_that_would_leave_the_evidence_folder_are_refused_with_their_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = r#"
+receivers:
+  http: { endpoint: 127.0.0.1:0 }
+processors:
+  hash_chain/parent: { origin: a.example, stream: ".." }
+  hash_chain/climb: { origin: a.example, stream: "logs/../../etc" }
+  hash_chain/escape: { origin: a.example, stream: "a\eb\\c" }
+exporters:
+  file/evidence: { directory: /tmp/vellum-never-written }
+service:
+  storage: { directory: /tmp/vellum-never-written-state }
+  pipelines:
+    logs/a: { receivers: [http], processors: [hash_chain/parent], exporters: [file/evidence] }
+    logs/b: { receivers: [http], processors: [hash_chain/climb], exporters: [file/evidence] }
+    logs/c: { receivers: [http], processors: [hash_chain/escape], exporters: [file/evidence] }
+"#;
+    let (code, text) = validate(tmp.path(), yaml, &[]);
+    assert_eq!(code, 2, "{text}");
+    for expected in [
+        "processors.hash_chain/parent.stream: `..` starts with a dot, which names a hidden, current or parent folder",
+        "processors.hash_chain/climb.stream: `..` starts with a dot",
+        "processors.hash_chain/escape.stream: the character U+001B is not allowed",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(expected))
+            .unwrap_or_else(|| panic!("no `{expected}` in:\n{text}"));
+        assert!(line.contains("(line "), "no position: {line}");
+    }
+    assert!(
+        !text.contains('\u{1b}'),
+        "a control character is echoed raw"
+    );
+}
