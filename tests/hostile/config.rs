@@ -240,3 +240,108 @@ service:
         "a control character is echoed raw"
     );
 }
+
+/// The peak resident set (`VmHWM`) of process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/<pid>/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM in kB");
+    kib * 1024
+}
+
+/// Posts one failed login whose `user_id` is `user`, and expects 200.
+fn post_login(gateway: u16, user: &str) {
+    let body = serde_json::json!({"action": "login.failed", "user_id": user}).to_string();
+    let status = ureq::post(&format!("http://127.0.0.1:{gateway}/v1/events"))
+        .send(body.as_bytes())
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+}
+
+#[test]
+fn one_mebibyte_user_ids_do_not_grow_the_classify_windows() {
+    const MAX_TRACKED_KEYS: u64 = 10_000;
+    const THRESHOLD: u64 = 5;
+    const USERS: usize = 120;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let gateway = free_port();
+    let yaml = format!(
+        r#"
+receivers:
+  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
+processors:
+  classify:
+    windows:
+      - {{ name: per_user, when: "attributes.action == 'login.failed'", key: attributes.user_id, threshold: {THRESHOLD}, within: 10m, severity: high }}
+    max_tracked_keys: {MAX_TRACKED_KEYS}
+exporters:
+  file/evidence:
+    directory: {evidence}
+    batch: {{ max_records: 2 }}
+service:
+  storage: {{ directory: {state} }}
+  pipelines:
+    logs/audit:
+      receivers: [http/gateway]
+      processors: [classify]
+      exporters: [file/evidence]
+"#,
+        evidence = dir.join("evidence").display(),
+        state = dir.join("state").display(),
+    );
+    let mut daemon = Daemon::start(dir, &yaml, &[SocketAddr::from(([127, 0, 0, 1], gateway))]);
+    let pid = daemon.child.id();
+    let user = |i: usize| format!("{i:08}{}", "x".repeat((1 << 20) - 8));
+
+    // Warm up: the per-request working set of a 1 MiB event is in the peak from here on.
+    for i in 0..10 {
+        post_login(gateway, &user(i));
+    }
+    let warm = peak_rss(pid);
+    for i in 10..10 + USERS {
+        post_login(gateway, &user(i));
+    }
+    // The same user five times is a burst: the digest keys still group records.
+    for _ in 0..THRESHOLD {
+        post_login(gateway, &user(3));
+    }
+    let peak = peak_rss(pid);
+    assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
+
+    // What the window may hold (10,000 keys × (5 times × 8 + 256) bytes, under 3 MiB),
+    // plus 32 MiB for the allocator; each user id kept whole would add 120 MiB.
+    let window_bound = MAX_TRACKED_KEYS * (THRESHOLD * 8 + 256);
+    let slack = 32 << 20;
+    println!(
+        "peak RSS after warm-up {} MiB, after {USERS} more 1 MiB user ids {} MiB",
+        warm >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak <= warm + window_bound + slack,
+        "peak RSS grew from {} MiB to {} MiB",
+        warm >> 20,
+        peak >> 20
+    );
+    let entries = evidence_entries(&dir.join("evidence"));
+    let burst = entries
+        .iter()
+        .filter(|e| {
+            e["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == "per_user"))
+        })
+        .count();
+    // User 3 arrived once in the warm-up and five times more: the fifth and sixth arrivals
+    // within the window are escalated.
+    assert_eq!(burst, 2, "escalated records of user 3");
+}
