@@ -48,32 +48,13 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// How much of an answer's body is read: enough for any error message.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// A credential from the configuration: sent, never shown (`Debug` prints `<redacted>`).
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use crate::config::Secret;
 
 /// Extra headers from the configuration. Their values may be credentials, so `Debug`
 /// shows the names only and every value is marked sensitive on the wire.
 #[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct Headers(pub BTreeMap<String, String>);
+pub struct Headers(pub BTreeMap<String, Secret>);
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -97,7 +78,7 @@ impl Headers {
                 }
                 Ok(_) => {}
             }
-            if HeaderValue::from_str(value).is_err() {
+            if HeaderValue::from_str(value.expose()).is_err() {
                 out.push((
                     format!("{key}.{name}"),
                     "the value must be visible ASCII without line breaks".into(),
@@ -113,7 +94,7 @@ impl Headers {
         for (name, value) in &self.0 {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| ExportError::Permanent(format!("invalid header name `{name}`")))?;
-            map.insert(name, sensitive(value)?);
+            map.insert(name, sensitive(value.expose())?);
         }
         Ok(map)
     }
@@ -524,10 +505,10 @@ mod tests {
     #[test]
     fn credentials_never_show_in_debug_output() {
         let secret = Secret::new("hunter2-hunter2");
-        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
         let headers = Headers(BTreeMap::from([(
             "Authorization".to_string(),
-            "Bearer hunter2".to_string(),
+            Secret::new("Bearer hunter2"),
         )]));
         let shown = format!("{headers:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -539,10 +520,10 @@ mod tests {
     #[test]
     fn header_problems_name_the_bad_ones() {
         let headers = Headers(BTreeMap::from([
-            ("X-Ok".to_string(), "fine".to_string()),
-            ("bad name".to_string(), "v".to_string()),
-            ("X-Split".to_string(), "a\r\nb".to_string()),
-            ("Content-Type".to_string(), "text/plain".to_string()),
+            ("X-Ok".to_string(), Secret::new("fine")),
+            ("bad name".to_string(), Secret::new("v")),
+            ("X-Split".to_string(), Secret::new("a\r\nb")),
+            ("Content-Type".to_string(), Secret::new("text/plain")),
         ]));
         let problems = headers.problems("headers", &["content-type"]);
         let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();

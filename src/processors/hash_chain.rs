@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::Secret;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HashChainConfig {
@@ -63,16 +65,16 @@ fn default_every() -> Duration {
 pub enum SigningKey {
     #[default]
     Auto,
-    Given(String),
+    Given(Secret),
 }
 
 impl<'de> Deserialize<'de> for SigningKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SigningKey, D::Error> {
-        let text = String::deserialize(d)?;
-        Ok(if text == "auto" {
+        let text = Secret::deserialize(d)?;
+        Ok(if text.expose() == "auto" {
             SigningKey::Auto
         } else {
-            SigningKey::Given(text.trim().to_string())
+            SigningKey::Given(Secret::new(text.expose().trim()))
         })
     }
 }
@@ -81,7 +83,7 @@ impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SigningKey::Auto => f.write_str("Auto"),
-            SigningKey::Given(_) => f.write_str("Given(<redacted>)"),
+            SigningKey::Given(key) => write!(f, "Given({key:?})"),
         }
     }
 }
