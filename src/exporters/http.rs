@@ -49,6 +49,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 pub use crate::config::Secret;
+use crate::config::redact_url;
 
 /// Extra headers from the configuration. Their values may be credentials, so `Debug`
 /// shows the names only and every value is marked sensitive on the wire.
@@ -130,15 +131,17 @@ pub enum Compression {
     None,
 }
 
-/// Checks an `http://` or `https://` URL from the configuration.
+/// Checks an `http://` or `https://` URL from the configuration; the message shows it
+/// without its password or query values.
 pub fn url_problem(url: &str) -> Option<String> {
+    let shown = redact_url(url);
     match reqwest::Url::parse(url) {
-        Err(e) => Some(format!("`{url}` is not a URL: {e}")),
+        Err(e) => Some(format!("`{shown}` is not a URL: {e}")),
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            Some(format!("`{url}`: the scheme must be http or https"))
+            Some(format!("`{shown}`: the scheme must be http or https"))
         }
         Ok(u) if u.host_str().is_none_or(str::is_empty) => {
-            Some(format!("`{url}`: the host is missing"))
+            Some(format!("`{shown}`: the host is missing"))
         }
         Ok(_) => None,
     }
@@ -146,7 +149,8 @@ pub fn url_problem(url: &str) -> Option<String> {
 
 /// Parses a URL that [`url_problem`] accepted.
 pub fn parse_url(url: &str) -> Result<reqwest::Url, ExportError> {
-    reqwest::Url::parse(url).map_err(|e| ExportError::Permanent(format!("`{url}`: {e}")))
+    reqwest::Url::parse(url)
+        .map_err(|e| ExportError::Permanent(format!("`{}`: {e}", redact_url(url))))
 }
 
 /// The client every HTTP exporter uses: rustls, no redirects, bounded connection setup.
@@ -247,9 +251,10 @@ pub async fn send(exporter: &str, request: reqwest::RequestBuilder) -> Result<An
 }
 
 /// A request that got no answer. Only a request that could not even be built (a bad
-/// URL) is permanent; everything else may clear up.
+/// URL) is permanent; everything else may clear up. reqwest names the URL, which goes
+/// into logs, dead-letter reasons and `/readyz`: it is shown without its secrets.
 pub fn transport_error(e: &reqwest::Error) -> ExportError {
-    let message = chain(e);
+    let message = redact_url(&chain(e));
     if e.is_builder() {
         ExportError::Permanent(message)
     } else {
@@ -300,9 +305,10 @@ pub fn classify(answer: &Answer, now: SystemTime) -> Result<(), ExportError> {
     }
 }
 
-/// `"503 Service Unavailable: <start of the body>"`.
+/// `"503 Service Unavailable: <start of the body>"`; a URL the sink echoes is shown
+/// without its secrets.
 pub fn describe(answer: &Answer) -> String {
-    let body = excerpt(&answer.body);
+    let body = redact_url(&excerpt(&answer.body));
     if body.is_empty() {
         answer.status.to_string()
     } else {

@@ -345,3 +345,132 @@ service:
     // within the window are escalated.
     assert_eq!(burst, 2, "escalated records of user 3");
 }
+
+const PASSWORD: &str = "s3cretpass";
+const QUERY_TOKEN: &str = "qwerty123";
+/// Reads as a number: the expansion used to make it one, and serde's type error
+/// quoted it.
+const NUMERIC_SECRET: &str = "918273645501";
+
+#[test]
+fn validate_never_prints_an_expanded_secret_or_a_url_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+receivers:
+  http: {{ endpoint: 127.0.0.1:0, bearer_token: "${{env:GATEWAY_TOKEN}}" }}
+processors:
+  hash_chain: {{ origin: a.example, checkpoint: {{ every_records: "${{env:GATEWAY_TOKEN}}0" }} }}
+exporters:
+  webhook/soc: {{ url: "https://alice:{PASSWORD}@hooks.example.com:99999/h?token={QUERY_TOKEN}" }}
+service:
+  storage: {{ directory: /tmp/vellum-never-written-state }}
+  pipelines:
+    logs/a: {{ receivers: [http], processors: [hash_chain], exporters: [webhook/soc] }}
+"#
+    );
+    let (code, text) = validate(tmp.path(), &yaml, &[("GATEWAY_TOKEN", NUMERIC_SECRET)]);
+    assert_eq!(code, 2, "{text}");
+    // Each setting is still named, with what is wrong with it.
+    for expected in [
+        "receivers.http.bearer_token: a bearer token has at least 16 characters",
+        "processors.hash_chain.checkpoint.every_records:",
+        "exporters.webhook/soc.url:",
+    ] {
+        assert!(text.contains(expected), "no `{expected}` in:\n{text}");
+    }
+    assert!(text.contains("${env:GATEWAY_TOKEN}0"), "{text}");
+    for secret in [NUMERIC_SECRET, PASSWORD, QUERY_TOKEN] {
+        assert!(!text.contains(secret), "`{secret}` printed:\n{text}");
+    }
+}
+
+/// A sink that answers every request `400`, echoing the request line in its body as
+/// some sinks do.
+fn rejecting_sink() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            let mut length = 0usize;
+            let mut line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            let answer = format!(
+                "refused http://alice:{PASSWORD}@127.0.0.1:{port}{}",
+                request_line.split_whitespace().nth(1).unwrap_or("")
+            );
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn a_failing_sink_with_credentials_in_its_url_leaks_them_nowhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let gateway = free_port();
+    let closed = free_port();
+    let rejecting = rejecting_sink();
+    let yaml = format!(
+        r#"
+receivers:
+  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
+exporters:
+  webhook/down:
+    url: "http://alice:{PASSWORD}@127.0.0.1:{closed}/hook?token={QUERY_TOKEN}"
+    retry_on_failure: {{ initial_interval: 50ms, max_interval: 100ms }}
+  webhook/rejects:
+    url: "http://alice:{PASSWORD}@127.0.0.1:{rejecting}/hook?token={QUERY_TOKEN}"
+service:
+  storage: {{ directory: {state} }}
+  pipelines:
+    logs/audit:
+      receivers: [http/gateway]
+      exporters: [webhook/down, webhook/rejects]
+"#,
+        state = dir.join("state").display(),
+    );
+    let mut daemon = Daemon::start(dir, &yaml, &[SocketAddr::from(([127, 0, 0, 1], gateway))]);
+    send_logins(gateway, 0, 3);
+    let dead_letters = || {
+        files_under(&dir.join("state"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("dead-letter"))
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect::<String>()
+    };
+    wait_until("a dead letter and a retried delivery", WAIT, || {
+        !dead_letters().is_empty() && daemon.log_text().contains("delivery failed; retrying")
+    });
+    assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
+    let (log, dead) = (daemon.log_text(), dead_letters());
+    assert!(dead.contains("400 Bad Request"), "{dead}");
+    assert!(log.contains("127.0.0.1"), "the log names the sink: {log}");
+    for secret in [PASSWORD, QUERY_TOKEN] {
+        assert!(!log.contains(secret), "`{secret}` in the log:\n{log}");
+        assert!(
+            !dead.contains(secret),
+            "`{secret}` in the dead letter:\n{dead}"
+        );
+    }
+}
