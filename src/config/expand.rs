@@ -1,10 +1,14 @@
 //! `${env:VAR}`, `${env:VAR:-default}` and `${file:PATH}` in configuration scalars.
 //!
 //! Expansion happens on parsed scalars, never on the YAML text, so a secret containing
-//! `: ` or `#` cannot change the document's structure. `$$` is a literal `$`. A scalar
-//! that is exactly one reference takes the type its value reads as (`${env:PORT}` with
-//! `PORT=4317` is the integer 4317), as the OpenTelemetry Collector does. A file's
-//! trailing newline is dropped, so `echo secret > key` works.
+//! `: ` or `#` cannot change the document's structure. `$$` is a literal `$`. An expanded
+//! value is a string. A scalar that is exactly one reference also records the number or
+//! boolean its value reads as, and the loader gives that to a setting that wants one
+//! (`${env:PORT}` with `PORT=4317` is the integer 4317 for an integer setting), as the
+//! OpenTelemetry Collector does; a string setting, such as a token that happens to be all
+//! digits, gets the string as it is. A file's trailing newline is dropped, so
+//! `echo secret > key` works. The loader never quotes an expanded value in a problem: it
+//! shows the reference instead.
 
 use super::yaml::Scalar;
 
@@ -26,22 +30,42 @@ impl Source for SystemSource {
     }
 }
 
-/// Expands the references in one string scalar; on success the scalar is replaced.
-pub fn expand_scalar(scalar: &mut Scalar, source: &dyn Source) -> Result<(), String> {
+/// What a scalar expanded to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expansion {
+    /// The scalar as written, shown in messages instead of the value.
+    pub reference: String,
+    pub value: String,
+    /// The number or boolean the value reads as, when the scalar is exactly one reference.
+    pub typed: Option<Scalar>,
+}
+
+/// Expands the references in one string scalar; on success the scalar is replaced by
+/// the expanded string, and what it was is returned (`None` when it held no reference).
+pub fn expand_scalar(
+    scalar: &mut Scalar,
+    source: &dyn Source,
+) -> Result<Option<Expansion>, String> {
     let Scalar::Str(text) = scalar else {
-        return Ok(());
+        return Ok(None);
     };
     if !text.contains('$') {
-        return Ok(());
+        return Ok(None);
     }
     let whole_reference = text.starts_with("${") && text.find('}') == Some(text.len() - 1);
     let expanded = expand(text, source)?;
-    *scalar = if whole_reference {
-        infer(expanded)
-    } else {
-        Scalar::Str(expanded)
+    let typed = match infer(expanded.clone()) {
+        Scalar::Str(_) => None,
+        _ if !whole_reference => None,
+        typed => Some(typed),
     };
-    Ok(())
+    let expansion = Expansion {
+        reference: text.clone(),
+        value: expanded.clone(),
+        typed,
+    };
+    *scalar = Scalar::Str(expanded);
+    Ok(Some(expansion))
 }
 
 fn expand(text: &str, source: &dyn Source) -> Result<String, String> {
@@ -140,9 +164,18 @@ mod tests {
             ("PORT", "4317"),
             ("HOST", "127.0.0.1"),
             ("EMPTY", ""),
+            ("SECRET", "0123"),
         ]));
         let mut s = Scalar::Str(text.into());
         expand_scalar(&mut s, &source).map(|_| s)
+    }
+
+    fn typed(text: &str) -> Option<Scalar> {
+        let source = Fake(HashMap::from([("PORT", "4317"), ("SECRET", "0123")]));
+        let mut s = Scalar::Str(text.into());
+        expand_scalar(&mut s, &source)
+            .unwrap()
+            .and_then(|e| e.typed)
     }
 
     #[test]
@@ -151,8 +184,13 @@ mod tests {
             run("${env:HOST}:${env:PORT}"),
             Ok(Scalar::Str("127.0.0.1:4317".into()))
         );
-        assert_eq!(run("${env:PORT}"), Ok(Scalar::Int(4317)));
-        assert_eq!(run("${env:MISSING:-8088}"), Ok(Scalar::Int(8088)));
+        // A whole reference stays a string, and says what number it reads as.
+        assert_eq!(run("${env:PORT}"), Ok(Scalar::Str("4317".into())));
+        assert_eq!(typed("${env:PORT}"), Some(Scalar::Int(4317)));
+        assert_eq!(typed("${env:SECRET}"), Some(Scalar::Int(123)));
+        assert_eq!(typed("x${env:PORT}"), None);
+        assert_eq!(run("${env:SECRET}"), Ok(Scalar::Str("0123".into())));
+        assert_eq!(run("${env:MISSING:-8088}"), Ok(Scalar::Str("8088".into())));
         assert_eq!(run("${env:EMPTY:-x}"), Ok(Scalar::Str("".into())));
         assert_eq!(
             run("${file:/etc/key}"),

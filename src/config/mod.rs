@@ -26,7 +26,10 @@
 //! is reported at once, each with its YAML path and position.
 
 pub mod expand;
+pub mod secret;
 pub mod yaml;
+
+pub use secret::{Secret, redact_url};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -295,21 +298,30 @@ impl Config {
             }])
         })?;
         let mut problems = Vec::new();
+        let mut expansions = BTreeMap::new();
         root.for_each_string_mut(&mut String::new(), &mut |path, pos, scalar| {
-            if let Err(message) = expand::expand_scalar(scalar, source) {
-                problems.push(Problem {
+            match expand::expand_scalar(scalar, source) {
+                Ok(Some(expansion)) => {
+                    expansions.insert(path.to_string(), expansion);
+                }
+                Ok(None) => {}
+                Err(message) => problems.push(Problem {
                     path: path.to_string(),
                     pos,
                     message,
-                });
+                }),
             }
         });
         let config = Loader {
             problems,
             key_positions: BTreeMap::new(),
+            expansions,
         }
         .load(&root);
-        config.map_err(|mut problems| {
+        config.map_err(|(mut problems, expansions)| {
+            for p in &mut problems {
+                p.message = secret::unquote_expanded(&p.message, expansions.values());
+            }
             problems.sort_by_key(|p| (p.pos.line, p.pos.column));
             fail(problems)
         })
@@ -320,6 +332,8 @@ struct Loader {
     problems: Vec<Problem>,
     /// Where each component's key stands, `section.id` → position, for graph errors.
     key_positions: BTreeMap<String, Pos>,
+    /// What each expanded scalar held, by YAML path.
+    expansions: BTreeMap<String, expand::Expansion>,
 }
 
 impl Loader {
@@ -331,10 +345,13 @@ impl Loader {
         });
     }
 
-    fn load(mut self, root: &Node) -> Result<Config, Vec<Problem>> {
+    fn load(
+        mut self,
+        root: &Node,
+    ) -> Result<Config, (Vec<Problem>, BTreeMap<String, expand::Expansion>)> {
         if !matches!(root.kind, yaml::NodeKind::Map(_)) {
             self.problem("", root.pos, "the configuration must be a map with `receivers`, `processors`, `exporters` and `service`");
-            return Err(self.problems);
+            return Err((self.problems, self.expansions));
         }
         for (key, pos, _) in root.entries() {
             if !matches!(
@@ -373,7 +390,42 @@ impl Loader {
                 exporters,
                 service,
             }),
-            _ => Err(self.problems),
+            _ => Err((self.problems, self.expansions)),
+        }
+    }
+
+    /// Decodes the settings at `path` with `decode`. Expanded values are strings; where
+    /// decoding fails at one that was exactly one reference and reads as a number or a
+    /// boolean, it gets that and decoding goes on, so a setting that wants a string
+    /// (a token of digits) keeps the string and one that wants a number gets the number.
+    fn decode_expanded<T>(
+        &self,
+        path: &str,
+        node: &Node,
+        decode: impl Fn(serde_json::Value) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let mut json = node.to_json();
+        let mut retyped = BTreeSet::new();
+        loop {
+            let (inner, message) = match decode(json.clone()) {
+                Err(DecodeError::Invalid { path, message }) => (path, message),
+                other => return other,
+            };
+            let full = if inner.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}.{inner}")
+            };
+            let typed = self.expansions.get(&full).and_then(|e| e.typed.as_ref());
+            match (typed, yaml::json_at_mut(&mut json, &inner)) {
+                (Some(typed), Some(slot)) if retyped.insert(full) => *slot = typed.to_json(),
+                _ => {
+                    return Err(DecodeError::Invalid {
+                        path: inner,
+                        message,
+                    });
+                }
+            }
         }
     }
 
@@ -404,12 +456,12 @@ impl Loader {
                     continue;
                 }
             };
-            let json = if body.is_null() {
-                serde_json::Value::Object(Default::default())
+            let decoded = if body.is_null() {
+                T::decode(&id, serde_json::Value::Object(Default::default()))
             } else {
-                body.to_json()
+                self.decode_expanded(&path, body, |json| T::decode(&id, json))
             };
-            match T::decode(&id, json) {
+            match decoded {
                 Ok(config) => {
                     for (inner, message) in config.problems() {
                         self.problem(format!("{path}.{inner}"), body.locate(&inner), message);
@@ -443,7 +495,7 @@ impl Loader {
     }
 
     fn typed<T: serde::de::DeserializeOwned>(&mut self, path: &str, node: &Node) -> Option<T> {
-        match decode_json::<T>(node.to_json()) {
+        match self.decode_expanded(path, node, decode_json::<T>) {
             Ok(v) => Some(v),
             Err(DecodeError::Invalid {
                 path: inner,

@@ -34,6 +34,31 @@ pub enum Scalar {
     Str(String),
 }
 
+impl Scalar {
+    pub fn to_json(&self) -> Value {
+        match self {
+            Scalar::Null => Value::Null,
+            Scalar::Bool(b) => Value::Bool(*b),
+            Scalar::Int(i) => Value::from(*i),
+            Scalar::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Scalar::Str(s) => Value::String(s.clone()),
+        }
+    }
+}
+
+/// The value a serde path (`keys[0].key`) names inside `json`.
+pub fn json_at_mut<'a>(json: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    let mut at = json;
+    for segment in split_path(path) {
+        at = match (at, segment) {
+            (Value::Object(map), PathSegment::Key(k)) => map.get_mut(k)?,
+            (Value::Array(items), PathSegment::Index(i)) => items.get_mut(i)?,
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeKind {
     Scalar(Scalar),
@@ -96,13 +121,7 @@ impl Node {
     /// The node as a JSON value, the form serde deserializes component configs from.
     pub fn to_json(&self) -> Value {
         match &self.kind {
-            NodeKind::Scalar(Scalar::Null) => Value::Null,
-            NodeKind::Scalar(Scalar::Bool(b)) => Value::Bool(*b),
-            NodeKind::Scalar(Scalar::Int(i)) => Value::from(*i),
-            NodeKind::Scalar(Scalar::Float(f)) => {
-                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
-            }
-            NodeKind::Scalar(Scalar::Str(s)) => Value::String(s.clone()),
+            NodeKind::Scalar(scalar) => scalar.to_json(),
             NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeKind::Map(entries) => Value::Object(
                 entries

@@ -10,11 +10,12 @@ pub const MIN_KEY_BYTES: usize = 32;
 pub fn key_bytes(configured: &str) -> Result<Vec<u8>, String> {
     let bytes = if let Some(h) = configured.strip_prefix("hex:") {
         hex::decode(h.trim())
-            .map_err(|e| format!("key has a `hex:` prefix but is not valid hex ({e})"))?
+            // The decoder's message names a character of the key: not repeated.
+            .map_err(|_| "key has a `hex:` prefix but is not valid hex".to_string())?
     } else if let Some(b) = configured.strip_prefix("base64:") {
         base64::engine::general_purpose::STANDARD
             .decode(b.trim())
-            .map_err(|e| format!("key has a `base64:` prefix but is not valid base64 ({e})"))?
+            .map_err(|_| "key has a `base64:` prefix but is not valid base64".to_string())?
     } else {
         configured.as_bytes().to_vec()
     };

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Layout (evidence format §3), one folder per stream, its name the stream with every
-//! byte outside `[A-Za-z0-9._-]` percent-encoded (`logs/audit` → `logs%2Faudit`):
+//! byte outside `[A-Za-z0-9._-]`, and a leading dot, percent-encoded (`logs/audit` →
+//! `logs%2Faudit`), so that a folder is never `.`, `..` or hidden:
 //!
 //! ```text
 //! <directory>/<stream>/<first seq, 20 digits>.jsonl         the open file (writable)
@@ -36,7 +37,8 @@
 //!
 //! **Retention** (run by the pipeline's retention task, see `pipeline::retention` and
 //! docs/retention.md): with `retention_days` above 0, sealed files whose entries are all
-//! older than the window (by their `observed_time`) are removed from the start of the
+//! older than the window (by when Vellum wrote the file, never a time a client sent:
+//! see `pipeline::retention`) are removed from the start of the
 //! stream, never the newest file, and only up to a point that a remaining checkpoint
 //! covers, so the signed checkpoint still vouches for what the purge record declares.
 //! Checkpoints of the removed range go with it. Nothing is removed while `legal_hold` is
@@ -58,6 +60,7 @@ use crate::durable::{self, sync_dir};
 use crate::evidence::purge::EvidencePurge;
 use crate::evidence::seal::{Head, ZERO_HASH};
 use crate::evidence::verify::{DEFAULT_MAX_LINE_BYTES, StreamVerifier, find_purge, open_entries};
+use crate::pipeline::retention::written_at;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,11 +115,18 @@ impl FileConfig {
     }
 }
 
-/// Percent-encodes a stream name into a folder name.
+/// Percent-encodes a stream name into a folder name. Configuration refuses names that
+/// are not path-safe (`hash_chain::check_stream_name`); whatever the name, the folder is
+/// one ordinary path component: a leading dot is encoded (so never `.`, `..` or hidden)
+/// and an empty name becomes `%`, which no other name encodes to.
 pub fn stream_folder(stream: &str) -> String {
+    if stream.is_empty() {
+        return "%".into();
+    }
     let mut out = String::with_capacity(stream.len());
-    for b in stream.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+    for (i, b) in stream.bytes().enumerate() {
+        let keep = b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') || (b == b'.' && i > 0);
+        if keep {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -487,13 +497,12 @@ pub struct PrunePlan {
     /// Checkpoints of sizes up to `purge.last_seq + 1`: they cover only removed entries.
     pub notes: Vec<PathBuf>,
     pub purge: EvidencePurge,
-    /// The newest `observed_time` among the removed entries, Unix nanoseconds.
+    /// When the newest removed file was written, Unix nanoseconds.
     pub newest: u64,
 }
 
 /// Plans the pruning of `stream`'s folder: the longest run of sealed files from the start
-/// of the stream (never the newest file) whose entries were all observed before `cutoff`
-/// (Unix nanoseconds), that link as a chain, and whose end a remaining checkpoint covers.
+/// of the stream (never the newest file) last written before `cutoff` (Unix nanoseconds), that link as a chain, and whose end a remaining checkpoint covers.
 /// `start` is the chain state where the folder starts, when known (from an earlier
 /// prune); when it is not, it is read from the folder's own purge record and kept there,
 /// so the folder is searched once. `None` when nothing qualifies. Legal hold is the
@@ -543,17 +552,14 @@ pub fn plan_prune(
             break;
         }
         let file = path.display().to_string();
-        let mut file_newest = None;
+        // A file whose time cannot be read is never old enough: it stays.
+        let Some(written) = written_at(path).filter(|t| *t < cutoff) else {
+            break;
+        };
         let reader = open_entries(path).map_err(io_error(path))?;
         for (n, line) in std::io::BufRead::split(reader, b'\n').enumerate() {
             let line = line.map_err(io_error(path))?;
             verifier.feed_line(&line, &file, n as u64 + 1);
-            // An entry without a readable time is never old enough: the file stays.
-            let Some(observed) = observed_time(&line) else {
-                file_newest = None;
-                break;
-            };
-            file_newest = Some(file_newest.map_or(observed, |t: u64| t.max(observed)));
         }
         if let Some(finding) = verifier.findings().first() {
             return Err(PruneError::Unverified {
@@ -562,11 +568,10 @@ pub fn plan_prune(
             });
         }
         let end = verifier.next_seq();
-        let old_enough = file_newest.is_some_and(|t| t < cutoff);
-        if !old_enough || end >= largest_checkpoint || end == first_seq {
+        if end >= largest_checkpoint || end == first_seq {
             break;
         }
-        newest = newest.max(file_newest.unwrap_or(0));
+        newest = newest.max(written);
         taken.push(path.clone());
         plan_head = Some(verifier.head());
     }
@@ -656,18 +661,6 @@ fn first_seq_in(path: &Path) -> Result<Option<u64>, PruneError> {
     Ok(serde_json::from_slice::<Seq>(&line)
         .ok()
         .and_then(|s| s.seq))
-}
-
-/// An entry's `observed_time` in Unix nanoseconds, when it has a readable one: the
-/// time retention measures a record's age by.
-pub fn observed_time(line: &[u8]) -> Option<u64> {
-    #[derive(Deserialize)]
-    struct Observed<'a> {
-        #[serde(borrow)]
-        observed_time: Option<std::borrow::Cow<'a, str>>,
-    }
-    let observed: Observed = serde_json::from_slice(line).ok()?;
-    crate::event::parse_time(&observed.observed_time?)
 }
 
 fn is_writable(path: &Path) -> bool {
@@ -833,6 +826,13 @@ mod tests {
     fn stream_names_become_unambiguous_folders() {
         assert_eq!(stream_folder("logs/audit"), "logs%2Faudit");
         assert_eq!(stream_folder("a_b-c.d"), "a_b-c.d");
+        // Never the folder itself, its parent, a hidden one, or a path.
+        assert_eq!(stream_folder(".."), "%2E.");
+        assert_eq!(stream_folder("."), "%2E");
+        assert_eq!(stream_folder(".x"), "%2Ex");
+        assert_eq!(stream_folder(""), "%");
+        assert_eq!(stream_folder("../../etc"), "%2E.%2F..%2Fetc");
+        assert_eq!(stream_folder("a\\b\0"), "a%5Cb%00");
         assert_ne!(stream_folder("logs/a"), stream_folder("logs%2Fa"));
     }
 
@@ -940,6 +940,12 @@ mod tests {
         /// 2026-01-01T00:00:00Z.
         const T0: u64 = 1_767_225_600 * 1_000_000_000;
 
+        /// Sets `path`'s modification time (read-only files too: the owner may).
+        fn set_written_at(path: &Path, at: u64) {
+            let when = std::time::UNIX_EPOCH + Duration::from_nanos(at);
+            File::open(path).unwrap().set_modified(when).unwrap();
+        }
+
         /// A stream sealed for real, written by the exporter: entries, checkpoints.
         struct Stream {
             chain: Chain,
@@ -979,12 +985,25 @@ mod tests {
                 self.exporter.export(&[item]).await.unwrap();
             }
 
-            async fn entries(&mut self, n: u64, observed: u64) {
+            /// `n` entries, as if written at `at`: the files they land in carry that
+            /// modification time, which is what retention measures.
+            async fn entries(&mut self, n: u64, at: u64) {
+                let folder = self.cfg.directory.join("s");
+                let sizes = |folder: &Path| -> Vec<(PathBuf, u64)> {
+                    let files = entry_files_in(folder).unwrap_or_default();
+                    files
+                        .into_iter()
+                        .map(|f| (f.clone(), fs::metadata(&f).unwrap().len()))
+                        .collect()
+                };
+                let before = sizes(&folder);
                 for i in 0..n {
                     let mut r = Record::new("test");
-                    r.observed_time_unix_nano = observed;
                     r.body = serde_json::Value::from(format!("event {i} {}", "x".repeat(150)));
                     self.write(r).await;
+                }
+                for file in sizes(&folder).into_iter().filter(|f| !before.contains(f)) {
+                    set_written_at(&file.0, at);
                 }
             }
 
@@ -1071,7 +1090,7 @@ mod tests {
             );
 
             // Later the young entries age too; the next prune starts where this one
-            // ended and stops before the purge record (observed now).
+            // ended and stops before the purge record (written now).
             s.entries(20, T0 + 40 * DAY).await;
             s.checkpoint().await;
             assert!(

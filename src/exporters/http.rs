@@ -49,32 +49,14 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// How much of an answer's body is read: enough for any error message.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// A credential from the configuration: sent, never shown (`Debug` prints `<redacted>`).
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use crate::config::Secret;
+use crate::config::redact_url;
 
 /// Extra headers from the configuration. Their values may be credentials, so `Debug`
 /// shows the names only and every value is marked sensitive on the wire.
 #[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct Headers(pub BTreeMap<String, String>);
+pub struct Headers(pub BTreeMap<String, Secret>);
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -98,7 +80,7 @@ impl Headers {
                 }
                 Ok(_) => {}
             }
-            if HeaderValue::from_str(value).is_err() {
+            if HeaderValue::from_str(value.expose()).is_err() {
                 out.push((
                     format!("{key}.{name}"),
                     "the value must be visible ASCII without line breaks".into(),
@@ -114,7 +96,7 @@ impl Headers {
         for (name, value) in &self.0 {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| ExportError::Permanent(format!("invalid header name `{name}`")))?;
-            map.insert(name, sensitive(value)?);
+            map.insert(name, sensitive(value.expose())?);
         }
         Ok(map)
     }
@@ -150,15 +132,17 @@ pub enum Compression {
     None,
 }
 
-/// Checks an `http://` or `https://` URL from the configuration.
+/// Checks an `http://` or `https://` URL from the configuration; the message shows it
+/// without its password or query values.
 pub fn url_problem(url: &str) -> Option<String> {
+    let shown = redact_url(url);
     match reqwest::Url::parse(url) {
-        Err(e) => Some(format!("`{url}` is not a URL: {e}")),
+        Err(e) => Some(format!("`{shown}` is not a URL: {e}")),
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            Some(format!("`{url}`: the scheme must be http or https"))
+            Some(format!("`{shown}`: the scheme must be http or https"))
         }
         Ok(u) if u.host_str().is_none_or(str::is_empty) => {
-            Some(format!("`{url}`: the host is missing"))
+            Some(format!("`{shown}`: the host is missing"))
         }
         Ok(_) => None,
     }
@@ -166,7 +150,8 @@ pub fn url_problem(url: &str) -> Option<String> {
 
 /// Parses a URL that [`url_problem`] accepted.
 pub fn parse_url(url: &str) -> Result<reqwest::Url, ExportError> {
-    reqwest::Url::parse(url).map_err(|e| ExportError::Permanent(format!("`{url}`: {e}")))
+    reqwest::Url::parse(url)
+        .map_err(|e| ExportError::Permanent(format!("`{}`: {e}", redact_url(url))))
 }
 
 /// The client every HTTP exporter uses: rustls, no redirects, bounded connection setup.
@@ -267,9 +252,10 @@ pub async fn send(exporter: &str, request: reqwest::RequestBuilder) -> Result<An
 }
 
 /// A request that got no answer. Only a request that could not even be built (a bad
-/// URL) is permanent; everything else may clear up.
+/// URL) is permanent; everything else may clear up. reqwest names the URL, which goes
+/// into logs, dead-letter reasons and `/readyz`: it is shown without its secrets.
 pub fn transport_error(e: &reqwest::Error) -> ExportError {
-    let message = chain(e);
+    let message = redact_url(&chain(e));
     if e.is_builder() {
         ExportError::Permanent(message)
     } else {
@@ -328,9 +314,10 @@ pub fn classify(answer: &Answer, now: SystemTime) -> Result<(), ExportError> {
     }
 }
 
-/// `"503 Service Unavailable: <start of the body>"`.
+/// `"503 Service Unavailable: <start of the body>"`; a URL the sink echoes is shown
+/// without its secrets.
 pub fn describe(answer: &Answer) -> String {
-    let body = excerpt(&answer.body);
+    let body = redact_url(&excerpt(&answer.body));
     if body.is_empty() {
         answer.status.to_string()
     } else {
@@ -542,10 +529,10 @@ mod tests {
     #[test]
     fn credentials_never_show_in_debug_output() {
         let secret = Secret::new("hunter2-hunter2");
-        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
         let headers = Headers(BTreeMap::from([(
             "Authorization".to_string(),
-            "Bearer hunter2".to_string(),
+            Secret::new("Bearer hunter2"),
         )]));
         let shown = format!("{headers:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -557,10 +544,10 @@ mod tests {
     #[test]
     fn header_problems_name_the_bad_ones() {
         let headers = Headers(BTreeMap::from([
-            ("X-Ok".to_string(), "fine".to_string()),
-            ("bad name".to_string(), "v".to_string()),
-            ("X-Split".to_string(), "a\r\nb".to_string()),
-            ("Content-Type".to_string(), "text/plain".to_string()),
+            ("X-Ok".to_string(), Secret::new("fine")),
+            ("bad name".to_string(), Secret::new("v")),
+            ("X-Split".to_string(), Secret::new("a\r\nb")),
+            ("Content-Type".to_string(), Secret::new("text/plain")),
         ]));
         let problems = headers.problems("headers", &["content-type"]);
         let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();

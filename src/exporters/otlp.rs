@@ -228,7 +228,11 @@ impl OtlpExporter {
 
 fn grpc_endpoint(cfg: &OtlpConfig) -> Result<tonic::transport::Endpoint, ExportError> {
     let bad = |e: &dyn std::error::Error| {
-        ExportError::Permanent(format!("endpoint `{}`: {}", cfg.endpoint, http::chain(e)))
+        ExportError::Permanent(crate::config::redact_url(&format!(
+            "endpoint `{}`: {}",
+            cfg.endpoint,
+            http::chain(e)
+        )))
     };
     let mut endpoint = tonic::transport::Endpoint::from_shared(cfg.endpoint.clone())
         .map_err(|e| bad(&e))?

@@ -87,7 +87,7 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
                     let ring = c
                         .keys
                         .iter()
-                        .map(|k| (k.id.clone(), k.key.0.clone()))
+                        .map(|k| (k.id.clone(), k.bytes().unwrap_or_default()))
                         .collect();
                     match KeyRing::new(ring) {
                         Ok(r) => keys = Some(r),
@@ -115,7 +115,7 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             && let SigningKey::Given(text) = &c.signing_key
         {
             let origin = c.origin_line(&stream);
-            match NoteSigner::parse(text) {
+            match NoteSigner::parse(text.expose()) {
                     Ok(s) if s.name() == origin => signer = Some(s),
                     Ok(s) => problems.push(format!(
                         "processors.hash_chain.signing_key: the key is named `{}` but this pipeline's checkpoint origin is `{origin}`; \

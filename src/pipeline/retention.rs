@@ -11,8 +11,8 @@
 //!     retention_check_interval: 10m     # how often retention looks
 //! ```
 //!
-//! - **Journal**: whole segments are purged when every record in them was observed
-//!   more than `retention_days` ago (the newest `observed_time` of their entries), every
+//! - **Journal**: whole segments are purged when they were last written more than
+//!   `retention_days` ago (see [`written_at`]: never a time a client sent), every
 //!   exporter of the pipeline has delivered them (the slowest exporter's position), and
 //!   they lie before the newest checkpoint record, from which the chain is recovered at
 //!   start. Never the segment being written. A `LEGAL_HOLD` file in the storage
@@ -32,9 +32,16 @@
 //! next pass removes the files and writes a record of its own.
 //!
 //! The clock is a [`Clock`], so that tests move time; the daemon uses the system clock.
+//!
+//! **Age** is the time Vellum last wrote the segment or file (its modification time, set
+//! by the daemon's own write: the commit of its newest record, the sealing of an evidence
+//! file), never a time inside the records: `time` and `observed_time` may come from
+//! clients (OTLP keeps the sender's observed time), and one record dated in 2500 would
+//! otherwise hold everything behind it forever. A copy that does not keep modification
+//! times makes files young again: retention then keeps them longer, never shorter.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -48,7 +55,7 @@ use super::writer::newest_checkpoint_index;
 use crate::event::{Record, Severity, format_time};
 use crate::evidence::purge::{EVENT_TYPE, JOURNAL_STORE, SOURCE};
 use crate::evidence::seal::Head;
-use crate::exporters::file::{self, FileConfig, PrunePlan, observed_time};
+use crate::exporters::file::{self, FileConfig, PrunePlan};
 use crate::journal::Journal;
 
 const NANOS_PER_DAY: u64 = 86_400 * 1_000_000_000;
@@ -73,6 +80,14 @@ impl Clock for SystemClock {
     fn now_unix_nano(&self) -> u64 {
         crate::event::now_unix_nano()
     }
+}
+
+/// When Vellum last wrote `path`, in Unix nanoseconds: the age retention measures.
+/// `None` when it cannot be read (the caller keeps the file).
+pub fn written_at(path: &Path) -> Option<u64> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since.as_nanos()).ok()
 }
 
 /// The time before which records are past a window of `days`.
@@ -118,8 +133,8 @@ impl JournalRetention {
 
 #[derive(Debug, Clone, Copy)]
 struct SegmentSummary {
-    /// Newest `observed_time` of its entries; `None` when it holds none. A segment with
-    /// an entry whose time cannot be read gets `u64::MAX`: never old enough.
+    /// When it was last written ([`written_at`]); `None` when it holds no entry. A
+    /// segment whose time cannot be read gets `u64::MAX`: never old enough.
     newest: Option<u64>,
     /// `seq` of its first and last entries.
     seqs: Option<(u64, u64)>,
@@ -209,16 +224,19 @@ impl JournalRetention {
             }
         };
         for item in reader {
-            // Damaged records were reported when the journal opened; they hold no time.
+            // Damaged records were reported when the journal opened.
             let Ok((index, payload)) = item else { continue };
             if index >= end {
                 break;
             }
-            if let Ok(Frame::Entry { seq, line }) = Frame::decode(&payload) {
-                let observed = observed_time(line).unwrap_or(u64::MAX);
-                summary.newest = Some(summary.newest.map_or(observed, |t| t.max(observed)));
+            if let Ok(Frame::Entry { seq, .. }) = Frame::decode(&payload) {
                 summary.seqs = Some(summary.seqs.map_or((seq, seq), |(a, _)| (a, seq)));
             }
+        }
+        if summary.seqs.is_some() {
+            // The journal names segments by their first index (`journal::segment`).
+            let path = self.journal.dir().join(format!("{first:020}.seg"));
+            summary.newest = Some(written_at(&path).unwrap_or(u64::MAX));
         }
         summary
     }
@@ -320,7 +338,7 @@ impl Retention {
         }
         let days = j.days;
         let body = format!(
-            "purged journal records {}..={} ({} segment(s)) of pipeline {}: observed before {} and delivered by every exporter",
+            "purged journal records {}..={} ({} segment(s)) of pipeline {}: written before {} and delivered by every exporter",
             plan.first_index,
             plan.before - 1,
             plan.segments,
@@ -374,7 +392,7 @@ impl Retention {
             let mut attributes = plan.purge.attributes();
             attributes.insert("files".into(), Value::from(plan.files.len() as u64));
             let body = format!(
-                "pruned seq {}..={} of stream {stream} from {}: observed before {}",
+                "pruned seq {}..={} of stream {stream} from {}: written before {}",
                 plan.purge.first_seq,
                 plan.purge.last_seq,
                 e.id,
@@ -474,6 +492,8 @@ mod tests {
     const DAY: u64 = NANOS_PER_DAY;
     /// 2026-01-01T00:00:00Z.
     const T0: u64 = 1_767_225_600 * 1_000_000_000;
+    /// 2500-01-01T00:00:00Z: a client's idea of the time.
+    const YEAR_2500: u64 = 16_725_225_600 * 1_000_000_000;
 
     fn settings(dir: &Path, signer: NoteSigner) -> WriterSettings {
         WriterSettings {
@@ -532,16 +552,30 @@ mod tests {
             self.writer.join().unwrap();
         }
 
-        async fn write(&self, from: u64, n: u64, observed: u64) {
+        /// `n` records as if written at `at`: the segments they land in carry that
+        /// modification time, which is what retention measures. Their own times say
+        /// year 2500, which retention must not read.
+        async fn write(&self, from: u64, n: u64, at: u64) {
+            let start = self.journal.committed_end();
             let records = (from..from + n)
                 .map(|i| Record {
-                    observed_time_unix_nano: observed,
+                    time_unix_nano: YEAR_2500,
+                    observed_time_unix_nano: YEAR_2500,
                     body: Value::from(format!("event {i} {}", "x".repeat(200))),
                     source: "test".into(),
                     ..Record::default()
                 })
                 .collect();
             self.intake.submit_internal(records).await.unwrap();
+            let starts = self.journal.segment_starts();
+            for (k, first) in starts.iter().enumerate() {
+                if starts.get(k + 1).is_none_or(|next| *next > start) {
+                    let path = self.journal.dir().join(format!("{first:020}.seg"));
+                    let when = std::time::UNIX_EPOCH + Duration::from_nanos(at);
+                    let file = std::fs::File::open(path).unwrap();
+                    file.set_modified(when).unwrap();
+                }
+            }
         }
 
         fn retention(&self, clock: Arc<TestClock>, dir: &Path) -> Retention {

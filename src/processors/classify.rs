@@ -43,6 +43,13 @@
 //! `vellum_classify_window_evictions_total`) and starts again from zero if it returns. State
 //! lives in memory and starts empty on restart.
 //!
+//! **Memory.** A key value longer than [`MAX_KEY_BYTES`] (64) bytes is tracked by its
+//! SHA-256 instead, so a key costs at most 65 bytes whatever a client sends (a 1 MiB user
+//! id too). A window holds at most `max_tracked_keys × (threshold × 8 + 256)` bytes
+//! ([`window_bound`]: the arrival times, the key and the bookkeeping of each key), and a
+//! configuration whose window could need more than [`MAX_WINDOW_BYTES`] (256 MiB) is
+//! refused. The built-in windows at the default 10,000 keys take under 3 MiB each.
+//!
 //! The built-in pack ([`BUILTIN_PACK`], documented in `docs/conditions.md`) classifies the
 //! audit events of OpenAI organizations, LiteLLM, Portkey, Kong AI Gateway and Cloudflare AI
 //! Gateway, OpenTelemetry GenAI spans and the dotted `action` names (`login.failed`,
@@ -66,6 +73,22 @@ pub const BUILTIN_PACK: &str = include_str!("classify_builtin.yaml");
 
 /// The largest `threshold` a window may have: each tracked key keeps that many times.
 pub const MAX_THRESHOLD: u32 = 10_000;
+
+/// The longest key value a window tracks as it is; longer values are tracked by their
+/// SHA-256.
+pub const MAX_KEY_BYTES: usize = 64;
+
+/// What one tracked key may cost besides its arrival times: the key (at most 65 bytes
+/// in a shared allocation), its slot and its hash-map entry, rounded up.
+const KEY_OVERHEAD_BYTES: u64 = 256;
+
+/// The most memory one window may be configured to hold.
+pub const MAX_WINDOW_BYTES: u64 = 256 << 20;
+
+/// The most memory a window tracking `max_keys` keys with `threshold` may hold.
+pub fn window_bound(max_keys: usize, threshold: u32) -> u64 {
+    (max_keys as u64).saturating_mul(u64::from(threshold) * 8 + KEY_OVERHEAD_BYTES)
+}
 
 /// Where time comes from for windows: nanoseconds on a clock that never goes back.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -380,7 +403,7 @@ impl Classifier {
 /// least recently seen key, so that finding, refreshing and evicting a key are O(1).
 struct WindowState {
     slots: Vec<Slot>,
-    by_key: HashMap<Arc<str>, usize>,
+    by_key: HashMap<Arc<[u8]>, usize>,
     /// The most and the least recently seen slots; `NIL` when empty.
     newest: usize,
     oldest: usize,
@@ -389,7 +412,7 @@ struct WindowState {
 const NIL: usize = usize::MAX;
 
 struct Slot {
-    key: Arc<str>,
+    key: Arc<[u8]>,
     /// Arrival times, oldest first, at most `threshold` of them.
     times: VecDeque<u64>,
     newer: usize,
@@ -407,7 +430,16 @@ impl Window {
         now: u64,
     ) -> (bool, u64) {
         match self.keys.iter().find_map(|k| k.key(record, index)) {
-            Some(key) => state.arrive(&key, now, self.within, self.threshold, self.max_keys),
+            Some(value) => {
+                let key = WindowKey::of(&value);
+                state.arrive(
+                    key.as_bytes(),
+                    now,
+                    self.within,
+                    self.threshold,
+                    self.max_keys,
+                )
+            }
             None => (false, 0),
         }
     }
@@ -421,6 +453,34 @@ impl Window {
         if !record.tags.contains(&self.tag) {
             record.tags.push(self.tag.clone());
         }
+    }
+}
+
+/// What a window stores for a key value: the value itself up to [`MAX_KEY_BYTES`], else
+/// its SHA-256, each behind a tag byte so that a short value never equals a digest.
+struct WindowKey {
+    bytes: [u8; 1 + MAX_KEY_BYTES],
+    len: usize,
+}
+
+impl WindowKey {
+    fn of(value: &str) -> WindowKey {
+        let mut bytes = [0u8; 1 + MAX_KEY_BYTES];
+        let len = if value.len() <= MAX_KEY_BYTES {
+            bytes[0] = b'v';
+            bytes[1..=value.len()].copy_from_slice(value.as_bytes());
+            1 + value.len()
+        } else {
+            use sha2::Digest;
+            bytes[0] = b'h';
+            bytes[1..33].copy_from_slice(&sha2::Sha256::digest(value.as_bytes()));
+            33
+        };
+        WindowKey { bytes, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -438,7 +498,7 @@ impl WindowState {
     /// many keys were evicted to make room.
     fn arrive(
         &mut self,
-        key: &str,
+        key: &[u8],
         now: u64,
         within: u64,
         threshold: usize,
@@ -456,14 +516,14 @@ impl WindowState {
                 self.unlink(slot);
                 self.by_key.remove(&self.slots[slot].key);
                 evicted = 1;
-                let key: Arc<str> = key.into();
+                let key: Arc<[u8]> = key.into();
                 self.by_key.insert(key.clone(), slot);
                 self.slots[slot].key = key;
                 self.slots[slot].times.clear();
                 slot
             }
             None => {
-                let key: Arc<str> = key.into();
+                let key: Arc<[u8]> = key.into();
                 self.by_key.insert(key.clone(), self.slots.len());
                 let times = VecDeque::with_capacity(threshold.min(16));
                 self.slots.push(Slot {
@@ -688,6 +748,23 @@ fn compile_windows(
         }
         if w.within.is_zero() {
             problems.add(format!("{path}.within"), "must be longer than 0s");
+        }
+        let bound = window_bound(cfg.max_tracked_keys, w.threshold);
+        if bound > MAX_WINDOW_BYTES {
+            let at = match cfg.windows {
+                Pack::List(_) => format!("{path}.threshold"),
+                Pack::Builtin => "max_tracked_keys".into(),
+            };
+            problems.add(
+                at,
+                format!(
+                    "tracking {} keys of {} arrivals each may take {} MiB; a window may take at most {} MiB (lower `max_tracked_keys` or `threshold`)",
+                    cfg.max_tracked_keys,
+                    w.threshold,
+                    bound >> 20,
+                    MAX_WINDOW_BYTES >> 20
+                ),
+            );
         }
         let tag = w.tag.clone().unwrap_or_else(|| w.name.clone());
         if let Err(message) = check_word(&tag, "a tag") {
@@ -1479,6 +1556,67 @@ max_tracked_keys: {max_keys}
     }
 
     #[test]
+    fn long_key_values_are_tracked_by_their_digest_in_bounded_space() {
+        let (clock, reader) = TestClock::new();
+        let c = Classifier::with_clock("classify", &burst_config(100), reader).unwrap();
+        let long = |fill: char| fill.to_string().repeat(1 << 20);
+        // The same 1 MiB user five times within the minute is a burst; another 1 MiB
+        // user that differs only in its last byte is counted apart.
+        let mut other = long('a');
+        other.pop();
+        other.push('b');
+        for at in 0..4 {
+            clock.set_seconds(at);
+            assert!(!escalated(&c.process(vec![failed_login(&long('a'))])[0]));
+            assert!(!escalated(&c.process(vec![failed_login(&other)])[0]));
+        }
+        clock.set_seconds(4);
+        assert!(escalated(&c.process(vec![failed_login(&long('a'))])[0]));
+        // A 64-byte value is kept as it is; one byte more is kept as a digest.
+        let at_limit = "u".repeat(MAX_KEY_BYTES);
+        c.process(vec![failed_login(&at_limit), failed_login(&long('z'))]);
+        let state = c.windows[0].state.lock().unwrap();
+        let mut sizes: Vec<usize> = state.by_key.keys().map(|k| k.len()).collect();
+        sizes.sort();
+        assert_eq!(sizes, [33, 33, 33, 1 + MAX_KEY_BYTES]);
+        assert!(state.by_key.contains_key(format!("v{at_limit}").as_bytes()));
+    }
+
+    #[test]
+    fn a_window_that_could_outgrow_its_memory_bound_is_refused() {
+        assert_eq!(window_bound(10_000, 5), 10_000 * (5 * 8 + 256));
+        let refused = config(
+            r#"
+windows:
+  - { name: slow_burn, when: "true", key: attributes.user_id, threshold: 10000, within: 1d }
+max_tracked_keys: 10000
+"#,
+        );
+        let problems = refused.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "windows[0].threshold");
+        assert!(
+            problems[0]
+                .1
+                .contains("may take 765 MiB; a window may take at most 256 MiB"),
+            "{}",
+            problems[0].1
+        );
+        let fits = config(
+            r#"
+windows:
+  - { name: slow_burn, when: "true", key: attributes.user_id, threshold: 10000, within: 1d }
+max_tracked_keys: 3000
+"#,
+        );
+        assert_eq!(fits.problems(), Vec::<(String, String)>::new());
+        assert_eq!(
+            ClassifyConfig::default().problems(),
+            Vec::<(String, String)>::new()
+        );
+    }
+
+    #[test]
     fn arrivals_exactly_one_period_apart_are_not_within_it() {
         let (clock, reader) = TestClock::new();
         let c = Classifier::with_clock("classify", &burst_config(100), reader).unwrap();
@@ -1671,12 +1809,13 @@ windows:
         let state = c.windows[0].state.lock().unwrap();
         assert_eq!(state.by_key.len(), 50);
         assert_eq!(state.slots.len(), 50);
-        assert!(state.by_key.contains_key("spray-999") && !state.by_key.contains_key("spray-949"));
+        let has = |user: &str| state.by_key.contains_key(format!("v{user}").as_bytes());
+        assert!(has("spray-999") && !has("spray-949"));
         // The recency list holds every slot once, newest first.
         let mut order = Vec::new();
         let mut at = state.newest;
         while at != NIL {
-            order.push(state.slots[at].key.to_string());
+            order.push(String::from_utf8_lossy(&state.slots[at].key[1..]).into_owned());
             at = state.slots[at].older;
         }
         let expected: Vec<String> = (950..1_000).rev().map(|i| format!("spray-{i}")).collect();

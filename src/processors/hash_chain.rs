@@ -4,7 +4,7 @@
 //! processors:
 //!   hash_chain:
 //!     origin: audit.example.com        # checkpoint origin prefix: `<origin>/<stream>`
-//!     stream: logs/audit               # default: the pipeline's id
+//!     stream: logs/audit               # default: the pipeline's id; letters, digits, `._-`, `/` between parts
 //!     checkpoint: { every_records: 10000, every: 60s }
 //!     signing_key: ${file:/etc/vellum/checkpoint.key}   # default `auto`
 //! ```
@@ -19,6 +19,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::config::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,16 +65,16 @@ fn default_every() -> Duration {
 pub enum SigningKey {
     #[default]
     Auto,
-    Given(String),
+    Given(Secret),
 }
 
 impl<'de> Deserialize<'de> for SigningKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SigningKey, D::Error> {
-        let text = String::deserialize(d)?;
-        Ok(if text == "auto" {
+        let text = Secret::deserialize(d)?;
+        Ok(if text.expose() == "auto" {
             SigningKey::Auto
         } else {
-            SigningKey::Given(text.trim().to_string())
+            SigningKey::Given(Secret::new(text.expose().trim()))
         })
     }
 }
@@ -81,8 +83,54 @@ impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SigningKey::Auto => f.write_str("Auto"),
-            SigningKey::Given(_) => f.write_str("Given(<redacted>)"),
+            SigningKey::Given(key) => write!(f, "Given({key:?})"),
         }
+    }
+}
+
+/// The longest stream name: with its percent-encoded `/`, a folder name stays far
+/// below the 255 bytes file systems allow.
+pub const MAX_STREAM_NAME: usize = 128;
+
+/// Whether `stream` may name a stream: it becomes a folder (file exporter, journal,
+/// keys), an S3 key part and a checkpoint origin line, so it is parts of ASCII letters,
+/// digits, `.`, `_` and `-` joined by `/`, no part empty or starting with a dot (which
+/// also rules out `.` and `..`), at most [`MAX_STREAM_NAME`] bytes.
+pub fn check_stream_name(stream: &str) -> Result<(), String> {
+    const RULE: &str = "a stream name is parts of letters, digits, `.`, `_` and `-` joined by `/`";
+    if stream.len() > MAX_STREAM_NAME {
+        return Err(format!(
+            "a stream name is at most {MAX_STREAM_NAME} bytes; this one has {}",
+            stream.len()
+        ));
+    }
+    if let Some(c) = stream
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/')))
+    {
+        return Err(format!("{} is not allowed: {RULE}", describe(c)));
+    }
+    for part in stream.split('/') {
+        if part.is_empty() {
+            return Err(format!(
+                "`{stream}` has an empty part (a leading, trailing or doubled `/`): {RULE}"
+            ));
+        }
+        if part.starts_with('.') {
+            return Err(format!(
+                "`{part}` starts with a dot, which names a hidden, current or parent folder: {RULE}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A character for a message: control characters by code, never raw.
+fn describe(c: char) -> String {
+    if c.is_control() || c.is_whitespace() {
+        format!("the character U+{:04X}", u32::from(c))
+    } else {
+        format!("`{c}`")
     }
 }
 
@@ -96,13 +144,8 @@ impl HashChainConfig {
                     .into(),
             ));
         }
-        if let Some(s) = &self.stream
-            && (s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '+'))
-        {
-            out.push((
-                "stream".into(),
-                "a stream name is non-empty, without spaces or `+`".into(),
-            ));
+        if let Some(Err(problem)) = self.stream.as_deref().map(check_stream_name) {
+            out.push(("stream".into(), problem));
         }
         if self.checkpoint.every_records == 0 {
             out.push((
@@ -119,5 +162,41 @@ impl HashChainConfig {
     /// The checkpoint origin line for a stream.
     pub fn origin_line(&self, stream: &str) -> String {
         format!("{}/{stream}", self.origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_that_are_not_path_safe_are_refused_with_the_reason() {
+        for good in ["logs/audit", "audit", "a.b_c-d/e1", &"a".repeat(128)] {
+            assert_eq!(check_stream_name(good), Ok(()), "{good}");
+        }
+        let refused = [
+            ("", "empty part"),
+            ("..", "`..` starts with a dot"),
+            (".", "`.` starts with a dot"),
+            ("logs/../x", "`..` starts with a dot"),
+            (".hidden", "starts with a dot"),
+            ("/abs", "empty part"),
+            ("a//b", "empty part"),
+            ("a/", "empty part"),
+            ("a\\b", "`\\` is not allowed"),
+            ("a\0b", "U+0000 is not allowed"),
+            ("a\nb", "U+000A is not allowed"),
+            ("a\u{1b}b", "U+001B is not allowed"),
+            ("a b", "U+0020 is not allowed"),
+            ("a+b", "`+` is not allowed"),
+            ("caf\u{e9}", "`\u{e9}` is not allowed"),
+        ];
+        for (bad, reason) in refused {
+            let problem = check_stream_name(bad).expect_err(bad);
+            assert!(problem.contains(reason), "{bad:?}: {problem}");
+        }
+        let long = "a".repeat(129);
+        let problem = check_stream_name(&long).unwrap_err();
+        assert!(problem.contains("at most 128 bytes"), "{problem}");
     }
 }

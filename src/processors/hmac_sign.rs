@@ -15,6 +15,8 @@
 
 use serde::Deserialize;
 
+use crate::config::Secret;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HmacSignConfig {
@@ -25,7 +27,7 @@ pub struct HmacSignConfig {
 #[serde(deny_unknown_fields)]
 pub struct KeyEntry {
     pub id: String,
-    pub key: SecretKey,
+    pub key: Secret,
 }
 
 impl std::fmt::Debug for KeyEntry {
@@ -36,23 +38,11 @@ impl std::fmt::Debug for KeyEntry {
     }
 }
 
-/// Key bytes decoded at config load, so a short or malformed key is a config error that
-/// names its path and never echoes the key.
-#[derive(Clone)]
-pub struct SecretKey(pub Vec<u8>);
-
-impl<'de> Deserialize<'de> for SecretKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SecretKey, D::Error> {
-        let text = String::deserialize(d)?;
-        crate::evidence::key::key_bytes(&text)
-            .map(SecretKey)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-impl std::fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretKey(<redacted>)")
+impl KeyEntry {
+    /// The key's bytes (its text, or `hex:` / `base64:` decoded); the error never
+    /// quotes the key.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        crate::evidence::key::key_bytes(self.key.expose())
     }
 }
 
@@ -71,6 +61,9 @@ impl HmacSignConfig {
                     format!("keys[{i}].id"),
                     "a key id is a non-empty word without spaces or `=`".into(),
                 ));
+            }
+            if let Err(problem) = k.bytes() {
+                out.push((format!("keys[{i}].key"), problem));
             }
             if self.keys[..i].iter().any(|o| o.id == k.id) {
                 out.push((

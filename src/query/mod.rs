@@ -44,7 +44,6 @@ pub mod api;
 pub mod fields;
 pub mod index;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -52,7 +51,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Endpoint;
+use crate::config::{Endpoint, Secret};
 use crate::evidence::hmac::KeyRing;
 use crate::journal::Journal;
 use index::{Index, SharedIndex};
@@ -78,37 +77,22 @@ impl ApiConfig {
     /// Problems serde cannot see, as (path inside `service.api`, message).
     pub fn problems(&self) -> Vec<(String, String)> {
         match &self.token {
-            Some(t) if !t.0.is_empty() && t.0.chars().count() < MIN_TOKEN_CHARS => vec![(
-                "token".into(),
-                format!(
-                    "the token has {} characters; at least {MIN_TOKEN_CHARS} are required",
-                    t.0.chars().count()
-                ),
-            )],
+            Some(t) if !t.expose().is_empty() && t.expose().chars().count() < MIN_TOKEN_CHARS => {
+                vec![(
+                    "token".into(),
+                    format!(
+                        "the token has {} characters; at least {MIN_TOKEN_CHARS} are required",
+                        t.expose().chars().count()
+                    ),
+                )]
+            }
             _ => Vec::new(),
         }
     }
 }
 
-/// The bearer token. Never printed: `Debug` hides it, and a value of the wrong type is
-/// refused without echoing it.
-#[derive(Clone)]
-pub struct ApiToken(String);
-
-impl<'de> Deserialize<'de> for ApiToken {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ApiToken, D::Error> {
-        match serde_json::Value::deserialize(d)? {
-            serde_json::Value::String(s) => Ok(ApiToken(s)),
-            _ => Err(serde::de::Error::custom("the token must be a string")),
-        }
-    }
-}
-
-impl fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiToken(<redacted>)")
-    }
-}
+/// The bearer token: a [`Secret`].
+pub type ApiToken = Secret;
 
 /// A pipeline whose journal the API searches.
 pub struct QuerySource {
@@ -133,7 +117,7 @@ pub async fn start(
     sources: Vec<QuerySource>,
 ) -> std::io::Result<Option<QueryApi>> {
     let Some((config, token)) =
-        config.and_then(|c| Some((c, c.token.as_ref().filter(|t| !t.0.is_empty())?)))
+        config.and_then(|c| Some((c, c.token.as_ref().filter(|t| !t.expose().is_empty())?)))
     else {
         tracing::info!("query API is off: no `service.api.token` is configured");
         return Ok(None);
@@ -160,7 +144,7 @@ pub async fn start(
         });
     }
     let state = api::ApiState {
-        token_digest: Sha256::digest(token.0.as_bytes()).into(),
+        token_digest: Sha256::digest(token.expose().as_bytes()).into(),
         sources: Arc::new(api_sources),
     };
     let app = api::router(state);
@@ -225,12 +209,13 @@ mod tests {
         assert!(none.token.is_none());
         let wrong = decode(serde_json::json!({"token": 1234567890123456789u64})).unwrap_err();
         assert!(!wrong.contains("1234567890123456789"), "{wrong}");
+        let shown = format!(
+            "{:?}",
+            decode(serde_json::json!({"token": "0123456789abcdef"})).unwrap()
+        );
         assert!(
-            format!(
-                "{:?}",
-                decode(serde_json::json!({"token": "0123456789abcdef"})).unwrap()
-            )
-            .contains("redacted")
+            shown.contains("Secret(***)") && !shown.contains("0123456789abcdef"),
+            "{shown}"
         );
     }
 
@@ -250,7 +235,7 @@ mod tests {
             .port();
         let on = ApiConfig {
             endpoint: Endpoint(format!("127.0.0.1:{port}")),
-            token: Some(ApiToken("0123456789abcdef".into())),
+            token: Some(Secret::new("0123456789abcdef")),
         };
         for _ in 0..2 {
             let api = start(Some(&on), Vec::new()).await.unwrap().unwrap();

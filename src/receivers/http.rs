@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Limits, count_accepted, count_refused, refusal_reason};
 use crate::component::{Intake, ReceiverHandle};
-use crate::config::Endpoint;
+use crate::config::{Endpoint, Secret};
 use crate::event::{Record, json_safe, now_unix_nano, parse_time};
 use crate::listener::ListenerLimits;
 
@@ -63,7 +63,7 @@ pub struct HttpConfig {
     #[serde(default = "super::default_max_records_per_request")]
     pub max_records_per_request: usize,
     #[serde(default)]
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     #[serde(
         default = "crate::listener::default_read_header_timeout",
         with = "humantime_serde"
@@ -117,7 +117,11 @@ impl HttpConfig {
                 "a path starts with `/` and has no `{`, `}` or `*`".into(),
             ));
         }
-        if self.bearer_token.as_deref().is_some_and(|t| t.len() < 16) {
+        if self
+            .bearer_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
             out.push((
                 "bearer_token".into(),
                 "a bearer token has at least 16 characters".into(),
@@ -137,7 +141,7 @@ struct HttpState {
     max_body: usize,
     max_record_bytes: usize,
     max_records: usize,
-    bearer: Option<String>,
+    bearer: Option<Secret>,
 }
 
 pub async fn start(
@@ -187,7 +191,7 @@ async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
             count_refused(id, "unauthorized", 1);
             let mut r = refuse(
                 StatusCode::UNAUTHORIZED,

@@ -12,6 +12,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
+use crate::config::Secret;
 use crate::exporters::ExportError;
 
 /// Where the service is and who we are to it. Without static keys the standard AWS
@@ -33,8 +34,8 @@ pub struct Connection {
 #[derive(Clone)]
 pub struct StaticCredentials {
     pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
 }
 
 impl std::fmt::Debug for StaticCredentials {
@@ -66,8 +67,8 @@ impl Connection {
         if let Some(c) = &self.credentials {
             loader = loader.credentials_provider(Credentials::new(
                 c.access_key_id.clone(),
-                c.secret_access_key.clone(),
-                c.session_token.clone(),
+                c.secret_access_key.expose().to_string(),
+                c.session_token.as_ref().map(|t| t.expose().to_string()),
                 None,
                 "vellum configuration",
             ));
@@ -270,8 +271,8 @@ mod tests {
     fn static_credentials_do_not_print_the_secret() {
         let c = StaticCredentials {
             access_key_id: "AKIDEXAMPLE".into(),
-            secret_access_key: "wJalrXUtnFEMI/K7MDENG".into(),
-            session_token: Some("token".into()),
+            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG"),
+            session_token: Some(Secret::new("token")),
         };
         let shown = format!("{c:?}");
         assert!(shown.contains("AKIDEXAMPLE"));

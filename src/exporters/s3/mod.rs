@@ -63,6 +63,7 @@ use sha2::{Digest, Sha256};
 use self::bundle::{KeyLayout, MANIFEST_SUFFIX, Manifest, NO_PREVIOUS, build_artifact};
 use self::client::{Connection, StaticCredentials, classify, status_of};
 use super::{ExportError, Exporter, ExporterContext, Item};
+use crate::config::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,9 +80,9 @@ pub struct S3Config {
     #[serde(default)]
     pub access_key_id: Option<String>,
     #[serde(default)]
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<Secret>,
     #[serde(default)]
-    pub session_token: Option<String>,
+    pub session_token: Option<Secret>,
     #[serde(default)]
     pub object_lock: Option<ObjectLockConfig>,
 }
@@ -587,7 +588,10 @@ mod tests {
         assert_eq!((lock.mode, lock.retain_days), (LockMode::Governance, 30));
         let conn = c.connection();
         assert!(conn.force_path_style);
-        assert_eq!(conn.credentials.unwrap().secret_access_key, "s3cr3t");
+        assert_eq!(
+            conn.credentials.unwrap().secret_access_key.expose(),
+            "s3cr3t"
+        );
     }
 
     #[test]

@@ -481,12 +481,13 @@ impl Redactor {
             .collect();
         let hmac = match &cfg.hash_key {
             Some(configured) => {
-                let key = crate::evidence::key::key_bytes(configured).map_err(|reason| {
-                    RedactConfigError::InvalidHashKey {
-                        id: err_id(),
-                        reason,
-                    }
-                })?;
+                let key =
+                    crate::evidence::key::key_bytes(configured.expose()).map_err(|reason| {
+                        RedactConfigError::InvalidHashKey {
+                            id: err_id(),
+                            reason,
+                        }
+                    })?;
                 Some(HmacSha256::new_from_slice(&key).map_err(|e| {
                     RedactConfigError::InvalidHashKey {
                         id: err_id(),
