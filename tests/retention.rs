@@ -13,7 +13,7 @@ mod peers {
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,46 +63,9 @@ service:
 fn start(dir: &Path, yaml: &str, gateway: u16, days_ahead: u32) -> Daemon {
     let config = dir.join("vellum.yaml");
     std::fs::write(&config, yaml).unwrap();
-    let log = dir.join(format!("vellum-{days_ahead}-{}.log", std::process::id()));
-    let log = (0..)
-        .map(|n| log.with_extension(format!("{n}.log")))
-        .find(|p| !p.exists())
-        .unwrap();
-    let mut cmd = Command::new(BIN);
-    if days_ahead > 0 {
-        // Preloaded into vellum itself (the `faketime` wrapper would stand between the
-        // test and the daemon's signals).
-        cmd.env("LD_PRELOAD", libfaketime())
-            .env("FAKETIME", format!("+{days_ahead}d"))
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-    }
-    let child = cmd
-        .args(["run", "--drain-timeout", "2s", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon { child, config, log };
-    let addr = SocketAddr::from(([127, 0, 0, 1], gateway));
-    wait_until("the gateway listens", Duration::from_secs(30), || {
-        assert!(daemon.alive(), "vellum exited:\n{}", daemon.log_text());
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-    });
-    daemon
-}
-
-/// The multi-threaded libfaketime library (Debian package `faketime`).
-fn libfaketime() -> PathBuf {
-    let found = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("faketime/libfaketimeMT.so.1"))
-        .chain([PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")])
-        .find(|p| p.exists());
-    found.expect("libfaketime: install the Debian package faketime (scripts/test.sh does)")
+    let ready = [SocketAddr::from(([127, 0, 0, 1], gateway))];
+    let args = ["--drain-timeout", "2s"];
+    Daemon::launch(dir, &config, &ready, &args, &days_ahead_env(days_ahead))
 }
 
 fn evidence_dir(dir: &Path) -> PathBuf {

@@ -137,6 +137,18 @@ impl Daemon {
         ready: &[SocketAddr],
         args: &[&str],
     ) -> Daemon {
+        Daemon::launch(dir, config, ready, args, &[] as &[(&str, &str)])
+    }
+
+    /// As [`Daemon::start_with_args`], with more environment for the daemon (a preloaded
+    /// shim, libfaketime's settings).
+    pub fn launch<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        dir: &Path,
+        config: &Path,
+        ready: &[SocketAddr],
+        args: &[&str],
+        env: &[(K, V)],
+    ) -> Daemon {
         let log = dir.join(format!(
             "vellum-{}.log",
             std::time::SystemTime::now()
@@ -150,6 +162,7 @@ impl Daemon {
             .arg(config)
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -363,4 +376,63 @@ pub fn vkeys(state: &Path) -> Vec<String> {
         .filter(|p| p.extension().is_some_and(|e| e == "vkey"))
         .map(|p| read(&p).trim().to_string())
         .collect()
+}
+
+/// libfaketime's multi-threaded library, from the Debian package `faketime`.
+pub fn libfaketime() -> PathBuf {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketimeMT.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")])
+        .find(|p| p.exists());
+    found.expect("libfaketime: install the Debian package faketime (scripts/test.sh does)")
+}
+
+/// The environment that runs the daemon's real-time clock `days` days ahead (none for
+/// 0). It is preloaded into vellum itself: the `faketime` wrapper would stand between a
+/// test and the daemon's signals. Timers keep the monotonic clock.
+pub fn days_ahead_env(days: u32) -> Vec<(&'static str, String)> {
+    if days == 0 {
+        return Vec::new();
+    }
+    vec![
+        ("LD_PRELOAD", libfaketime().display().to_string()),
+        ("FAKETIME", format!("+{days}d")),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
+    ]
+}
+
+/// `POST`s `body` to `url` (with a `Content-Type` when given); returns the status and the
+/// answer's text, whatever the status. A transport error is status 0 with its message.
+pub fn http_post(url: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut request = agent().post(url);
+    if let Some(t) = content_type {
+        request = request.header("Content-Type", t);
+    }
+    answer(request.send(body))
+}
+
+/// `GET`s `url`; returns the status and the answer's text, as [`http_post`] does.
+pub fn http_get(url: &str) -> (u16, String) {
+    answer(agent().get(url).call())
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, String) {
+    match result {
+        Ok(mut r) => (
+            r.status().as_u16(),
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ),
+        Err(e) => (0, e.to_string()),
+    }
 }

@@ -3,8 +3,8 @@
 //! leak through messages and logs, stream names that would escape their folder.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,47 +14,12 @@ use crate::common::*;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Starts `vellum run` on `yaml`, its real-time clock `days_ahead` days in the future
-/// under libfaketime when above 0 (timers keep the monotonic clock), and waits until
-/// `ready` listens.
+/// when above 0, and waits until `ready` listens.
 fn start_ahead(dir: &Path, yaml: &str, ready: SocketAddr, days_ahead: u32) -> Daemon {
     let config = dir.join("vellum.yaml");
     std::fs::write(&config, yaml).unwrap();
-    let log = (0..)
-        .map(|n| dir.join(format!("vellum-{days_ahead}d-{n}.log")))
-        .find(|p| !p.exists())
-        .unwrap();
-    let mut cmd = Command::new(BIN);
-    if days_ahead > 0 {
-        cmd.env("LD_PRELOAD", libfaketime())
-            .env("FAKETIME", format!("+{days_ahead}d"))
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-    }
-    let child = cmd
-        .args(["run", "--drain-timeout", "2s", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut daemon = Daemon { child, config, log };
-    wait_until("the daemon listens", Duration::from_secs(30), || {
-        assert!(daemon.alive(), "vellum exited:\n{}", daemon.log_text());
-        std::net::TcpStream::connect_timeout(&ready, Duration::from_millis(200)).is_ok()
-    });
-    daemon
-}
-
-/// The multi-threaded libfaketime library (Debian package `faketime`).
-fn libfaketime() -> PathBuf {
-    let found = std::fs::read_dir("/usr/lib")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("faketime/libfaketimeMT.so.1"))
-        .chain([PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")])
-        .find(|p| p.exists());
-    found.expect("libfaketime: install the Debian package faketime (scripts/test.sh does)")
+    let args = ["--drain-timeout", "2s"];
+    Daemon::launch(dir, &config, &[ready], &args, &days_ahead_env(days_ahead))
 }
 
 /// Every entry under `dir` that parses: files retention removes while they are listed,
@@ -245,21 +210,6 @@ service:
     );
 }
 
-/// The peak resident set (`VmHWM`) of process `pid`, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/<pid>/status");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmHWM in kB");
-    kib * 1024
-}
-
 /// Posts one failed login whose `user_id` is `user`, and expects 200.
 fn post_login(gateway: u16, user: &str) {
     let body = serde_json::json!({"action": "login.failed", "user_id": user}).to_string();
@@ -310,7 +260,7 @@ service:
     for i in 0..10 {
         post_login(gateway, &user(i));
     }
-    let warm = peak_rss(pid);
+    let warm = peak_rss_bytes(pid);
     for i in 10..10 + USERS {
         post_login(gateway, &user(i));
     }
@@ -318,7 +268,7 @@ service:
     for _ in 0..THRESHOLD {
         post_login(gateway, &user(3));
     }
-    let peak = peak_rss(pid);
+    let peak = peak_rss_bytes(pid);
     assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
 
     // What the window may hold (10,000 keys × (5 times × 8 + 256) bytes, under 3 MiB),

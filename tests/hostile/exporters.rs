@@ -13,7 +13,7 @@ mod webhook;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -30,24 +30,8 @@ const WAIT: Duration = Duration::from_secs(60);
 pub fn start_with_env(dir: &Path, yaml: &str, gateway: u16, env: &[(&str, &str)]) -> Daemon {
     let config = dir.join("vellum.yaml");
     std::fs::write(&config, yaml).expect("write config");
-    let log = dir.join(format!("vellum-{}.log", std::process::id()));
-    let log_file = std::fs::File::create(&log).expect("create log file");
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn vellum");
-    let mut daemon = Daemon { child, config, log };
-    let addr = SocketAddr::from(([127, 0, 0, 1], gateway));
-    wait_until("the gateway to listen", WAIT, || {
-        assert!(daemon.alive(), "vellum exited:\n{}", daemon.log_text());
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-    });
-    daemon
+    let ready = [SocketAddr::from(([127, 0, 0, 1], gateway))];
+    Daemon::launch(dir, &config, &ready, &[], env)
 }
 
 /// Posts records `from..from + n` to the gateway as NDJSON and expects them acknowledged.
@@ -216,18 +200,7 @@ service:
 
 /// `GET` on the telemetry server: (status, body).
 fn get(port: u16, path: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    match agent.get(&format!("http://127.0.0.1:{port}{path}")).call() {
-        Ok(mut answer) => (
-            answer.status().as_u16(),
-            answer.body_mut().read_to_string().unwrap_or_default(),
-        ),
-        Err(_) => (0, String::new()),
-    }
+    http_get(&format!("http://127.0.0.1:{port}{path}"))
 }
 
 /// The value of `vellum_exporter_failing_seconds` for `exporter`, if it is published.

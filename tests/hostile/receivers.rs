@@ -9,7 +9,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{Daemon, evidence_entries, free_port, peak_rss_bytes, wait_until};
+use crate::common::{
+    Daemon, evidence_entries, free_port, http_get, http_post, peak_rss_bytes, wait_until,
+};
 
 /// The README's bound: one request in flight holds at most this many times the body
 /// limit (body, decoded form, records at most 4 × the limit, and their sealed copies).
@@ -107,22 +109,11 @@ fn start(dir: &Path, p: &Ports, args: &[&str]) -> Daemon {
 
 /// POSTs `body` and returns (status, body text); transport errors are status 0.
 fn post(port: u16, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    match agent
-        .post(&format!("http://127.0.0.1:{port}{path}"))
-        .header("Content-Type", content_type)
-        .send(body)
-    {
-        Ok(mut r) => (
-            r.status().as_u16(),
-            r.body_mut().read_to_string().unwrap_or_default(),
-        ),
-        Err(e) => (0, e.to_string()),
-    }
+    http_post(
+        &format!("http://127.0.0.1:{port}{path}"),
+        Some(content_type),
+        body,
+    )
 }
 
 /// The bound on peak RSS growth for `requests` requests in flight at once.
@@ -388,10 +379,7 @@ fn varint(mut v: usize) -> Vec<u8> {
 }
 
 fn get(port: u16, path: &str) -> String {
-    ureq::get(&format!("http://127.0.0.1:{port}{path}"))
-        .call()
-        .map(|mut r| r.body_mut().read_to_string().unwrap_or_default())
-        .unwrap_or_default()
+    http_get(&format!("http://127.0.0.1:{port}{path}")).1
 }
 
 /// Reads until the server closes the connection; returns what it sent and when it closed

@@ -10,17 +10,7 @@ use crate::common::*;
 
 /// Posts `body` to a receiver URL; returns the status and the answer's text.
 pub fn post(url: &str, body: &[u8]) -> (u16, String) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    match agent.post(url).send(body) {
-        Ok(mut r) => (
-            r.status().as_u16(),
-            r.body_mut().read_to_string().unwrap_or_default(),
-        ),
-        Err(e) => (0, e.to_string()),
-    }
+    http_post(url, None, body)
 }
 
 pub fn sighup(daemon: &Daemon) {
@@ -153,17 +143,7 @@ fn telemetry(yaml: &str, port: u16) -> String {
 }
 
 fn get(url: &str) -> (u16, String) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    match agent.get(url).call() {
-        Ok(mut r) => (
-            r.status().as_u16(),
-            r.body_mut().read_to_string().unwrap_or_default(),
-        ),
-        Err(e) => (0, e.to_string()),
-    }
+    http_get(url)
 }
 
 fn logins_body(from: usize, n: usize) -> String {
