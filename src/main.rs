@@ -525,12 +525,16 @@ fn init_logging(telemetry: &TelemetryConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&telemetry.logs.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    // Colour codes only for a person at a terminal: a file or a log shipper would keep
+    // them as noise. `NO_COLOR` (no-color.org) turns them off there too.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match telemetry.logs.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+        LogFormat::Pretty => builder.with_ansi(colour).init(),
     }
 }
 
@@ -577,6 +581,14 @@ fn run(path: Option<PathBuf>, drain_timeout: Duration, watch: bool) -> ExitCode 
             },
             None => None,
         };
+        let _health_check = match start_extensions(&config, &status).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("vellum: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let mut service = match vellum::pipeline::start(&config, plan).await {
             Ok(s) => s,
             Err(e) => {
@@ -615,6 +627,26 @@ fn run(path: Option<PathBuf>, drain_timeout: Duration, watch: bool) -> ExitCode 
         tracing::info!("stopped");
         code
     })
+}
+
+/// Starts the extensions `service.extensions` lists; like the telemetry server they
+/// live as long as the process.
+async fn start_extensions(
+    config: &Config,
+    status: &std::sync::Arc<vellum::telemetry::Status>,
+) -> Result<Option<vellum::telemetry::health_check::HealthCheck>, String> {
+    let listed = config
+        .service
+        .extensions
+        .iter()
+        .any(|id| id == "health_check");
+    match &config.extensions.health_check {
+        Some(health) if listed => vellum::telemetry::health_check::serve(health, status.clone())
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        _ => Ok(None),
+    }
 }
 
 /// Applies the configuration at `path` to the running service; false when the daemon

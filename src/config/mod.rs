@@ -138,6 +138,8 @@ pub struct Config {
     pub processors: BTreeMap<ComponentId, ProcessorConfig>,
     pub exporters: BTreeMap<ComponentId, ExporterConfig>,
     pub service: ServiceConfig,
+    /// The top-level `extensions` section; only those listed in `service.extensions` run.
+    pub extensions: crate::telemetry::ExtensionsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +152,9 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub api: Option<crate::query::ApiConfig>,
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Extensions to run, by id, each defined under the top-level `extensions`.
+    #[serde(default)]
+    pub extensions: Vec<String>,
 }
 
 /// `service.storage`: the journal and every other piece of persistent state.
@@ -206,7 +211,8 @@ pub struct LogsConfig {
     /// A `tracing` filter: `info`, `debug`, `vellum=debug,info`; `RUST_LOG` wins when set.
     #[serde(default = "default_log_level")]
     pub level: String,
-    #[serde(default)]
+    /// `encoding` is the Collector's name for it, `format` Vellum's; both are read.
+    #[serde(default, alias = "encoding")]
     pub format: LogFormat,
 }
 
@@ -226,7 +232,9 @@ fn default_log_level() -> String {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines; `console` in the Collector's words.
     #[default]
+    #[serde(alias = "console")]
     Pretty,
     Json,
 }
@@ -356,14 +364,18 @@ impl Loader {
         for (key, pos, _) in root.entries() {
             if !matches!(
                 key.as_str(),
-                "receivers" | "processors" | "exporters" | "service"
+                "receivers" | "processors" | "exporters" | "extensions" | "service"
             ) {
-                self.problem(key.clone(), *pos, format!("unknown section `{key}`: expected `receivers`, `processors`, `exporters` or `service`"));
+                self.problem(key.clone(), *pos, format!("unknown section `{key}`: expected `receivers`, `processors`, `exporters`, `extensions` or `service`"));
             }
         }
         let receivers = self.section::<ReceiverConfig>(root, "receivers");
         let processors = self.section::<ProcessorConfig>(root, "processors");
         let exporters = self.section::<ExporterConfig>(root, "exporters");
+        let extensions = match root.get("extensions").filter(|n| !n.is_null()) {
+            Some(node) => self.typed::<crate::telemetry::ExtensionsConfig>("extensions", node),
+            None => Some(Default::default()),
+        };
         let service = match root.get("service") {
             Some(node) => self.typed::<ServiceConfig>("service", node),
             None => {
@@ -378,6 +390,12 @@ impl Loader {
         if let Some(service) = &service {
             let service_node = root.get("service").unwrap_or(root);
             self.check_graph(service, service_node, &receivers, &processors, &exporters);
+            // Ids as written, so that one broken extension does not hide the others.
+            let defined: Vec<String> = root
+                .get("extensions")
+                .map(|n| n.entries().iter().map(|(id, _, _)| id.clone()).collect())
+                .unwrap_or_default();
+            self.check_extensions(service, service_node, &defined);
             for (inner, message) in service.api.iter().flat_map(|api| api.problems()) {
                 let pos = service_node.locate(&format!("api.{inner}"));
                 self.problem(format!("service.api.{inner}"), pos, message);
@@ -389,6 +407,7 @@ impl Loader {
                 processors,
                 exporters,
                 service,
+                extensions: extensions.unwrap_or_default(),
             }),
             _ => Err((self.problems, self.expansions)),
         }
@@ -510,6 +529,24 @@ impl Loader {
                 None
             }
             Err(DecodeError::UnknownType(_)) => None,
+        }
+    }
+
+    /// Every id in `service.extensions` names a defined extension, once.
+    fn check_extensions(&mut self, service: &ServiceConfig, node: &Node, defined: &[String]) {
+        let mut seen = BTreeSet::new();
+        for (i, id) in service.extensions.iter().enumerate() {
+            let path = format!("service.extensions[{i}]");
+            let pos = node.locate(&format!("extensions[{i}]"));
+            if !defined.contains(id) {
+                self.problem(
+                    path,
+                    pos,
+                    format!("`{id}` is not defined under `extensions`"),
+                );
+            } else if !seen.insert(id.as_str()) {
+                self.problem(path, pos, format!("`{id}` is listed twice"));
+            }
         }
     }
 
@@ -778,7 +815,7 @@ service:
       receivers: [otlp, http/gw, nothere]
       processors: [hmac_sign]
       exporters: [file/evidence]
-extensions: {}
+connectors: {}
 ";
         let problems = load(yaml).unwrap_err();
         assert_eq!(
@@ -792,7 +829,7 @@ extensions: {}
                 ("exporters.file/spare", 13),
                 ("service.pipelines.logs/audit.receivers[2]", 18),
                 ("service.pipelines.logs/audit.processors[0]", 19),
-                ("extensions", 21),
+                ("connectors", 21),
             ],
             "{problems:#?}"
         );
@@ -817,6 +854,46 @@ extensions: {}
             text("service.pipelines.logs/audit.receivers[2]").contains("`nothere` is not defined")
         );
         assert!(text("service.pipelines.logs/audit.processors[0]").contains("after `hash_chain`"));
+    }
+
+    #[test]
+    fn the_collectors_extensions_and_log_encoding_are_accepted() {
+        let yaml = GOOD.replace(
+            "service:\n",
+            "extensions:\n  health_check: { endpoint: 127.0.0.1:13199 }\nservice:\n  extensions: [health_check]\n  telemetry:\n    logs: { encoding: console }\n",
+        );
+        let config = load(&yaml).unwrap();
+        assert_eq!(config.service.extensions, vec!["health_check".to_string()]);
+        let health = config.extensions.health_check.unwrap();
+        assert_eq!(health.endpoint.as_str(), "127.0.0.1:13199");
+        assert_eq!(config.service.telemetry.logs.format, LogFormat::Pretty);
+        let json = GOOD.replace(
+            "service:\n",
+            "service:\n  telemetry:\n    logs: { encoding: json }\n",
+        );
+        assert_eq!(
+            load(&json).unwrap().service.telemetry.logs.format,
+            LogFormat::Json
+        );
+    }
+
+    #[test]
+    fn an_extension_listed_but_not_defined_or_unknown_is_located() {
+        let yaml = GOOD.replace(
+            "service:\n",
+            "extensions:\n  pprof: {}\nservice:\n  extensions: [health_check]\n",
+        );
+        let problems = load(&yaml).unwrap_err();
+        assert_eq!(
+            places(&problems),
+            vec![("extensions.pprof", 11), ("service.extensions[0]", 13)],
+            "{problems:#?}"
+        );
+        assert!(
+            problems[1]
+                .message
+                .contains("not defined under `extensions`")
+        );
     }
 
     #[test]

@@ -320,12 +320,16 @@ impl Driver {
                 Ok(()) => {
                     metrics::counter!("vellum_exporter_sent_records_total", &labels)
                         .increment(entries);
+                    metrics::counter!("otelcol_exporter_sent_log_records_total", "exporter" => self.health.exporter.clone())
+                        .increment(entries);
                     self.health.progressed();
                     return true;
                 }
                 Err(e) => e,
             };
             metrics::counter!("vellum_exporter_failed_records_total", &labels).increment(entries);
+            metrics::counter!("otelcol_exporter_send_failed_log_records_total", "exporter" => self.health.exporter.clone())
+                .increment(entries);
             if let ExportError::Permanent(reason) = &error
                 && self.exporter.dead_letters()
             {

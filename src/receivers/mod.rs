@@ -128,6 +128,8 @@ pub fn count_accepted(receiver: &str, n: usize) {
     count_received(receiver, n);
     metrics::counter!("vellum_receiver_accepted_records_total", "receiver" => receiver.to_string())
         .increment(n as u64);
+    metrics::counter!("otelcol_receiver_accepted_log_records_total", "receiver" => receiver.to_string())
+        .increment(n as u64);
 }
 
 /// Records refused with an answer the sender sees (a status, a code, a closed
@@ -135,6 +137,8 @@ pub fn count_accepted(receiver: &str, n: usize) {
 pub fn count_refused(receiver: &str, reason: &'static str, n: usize) {
     count_received(receiver, n);
     metrics::counter!("vellum_receiver_refused_records_total", "receiver" => receiver.to_string(), "reason" => reason)
+        .increment(n as u64);
+    metrics::counter!("otelcol_receiver_refused_log_records_total", "receiver" => receiver.to_string())
         .increment(n as u64);
 }
 

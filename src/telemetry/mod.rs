@@ -63,6 +63,8 @@
 //!
 //! Gauges of components a reload removed disappear from `/metrics` a minute after.
 
+pub mod health_check;
+pub mod process;
 pub mod server;
 pub mod status;
 
@@ -75,6 +77,7 @@ use serde::Deserialize;
 
 use crate::config::Endpoint;
 
+pub use health_check::{ExtensionsConfig, HealthCheckConfig};
 pub use server::{TelemetryServer, serve};
 pub use status::Status;
 
@@ -136,8 +139,54 @@ pub fn recorder() -> PrometheusRecorder {
     }
 }
 
+/// The Collector's own counters, under its names, for its stock dashboards.
+const COLLECTOR_COUNTERS: &[(&str, &str)] = &[
+    (
+        "otelcol_receiver_accepted_log_records_total",
+        "Log records made durable and acknowledged (Collector name).",
+    ),
+    (
+        "otelcol_receiver_refused_log_records_total",
+        "Log records refused with an answer the sender sees (Collector name).",
+    ),
+    (
+        "otelcol_exporter_sent_log_records_total",
+        "Log records the sink took (Collector name).",
+    ),
+    (
+        "otelcol_exporter_send_failed_log_records_total",
+        "Log records in failed delivery attempts, each attempt counted (Collector name).",
+    ),
+];
+
+fn describe_collector_gauges() {
+    describe_gauge!(
+        "otelcol_exporter_queue_size",
+        Unit::Count,
+        "Journal records waiting for the exporter: the journal is its queue (Collector name)."
+    );
+    describe_gauge!(
+        "otelcol_process_uptime",
+        Unit::Seconds,
+        "Uptime of the process (Collector name)."
+    );
+    describe_gauge!(
+        "otelcol_process_cpu_seconds",
+        Unit::Seconds,
+        "User and system CPU time of the process (Collector name)."
+    );
+    describe_gauge!(
+        "otelcol_process_memory_rss",
+        Unit::Bytes,
+        "Resident set size of the process (Collector name)."
+    );
+    describe_gauge!("vellum_build_info", "Always 1; the version in its label.");
+    describe_gauge!("target_info", "Always 1; the service in its labels.");
+}
+
 /// Gives every metric its help text and unit; call with the recorder in place.
 pub fn describe() {
+    process::mark_start();
     let counters: &[(&'static str, &'static str)] = &[
         (
             "vellum_receiver_received_records_total",
@@ -218,9 +267,10 @@ pub fn describe() {
             "Keys a classify window forgot to stay within its size.",
         ),
     ];
-    for (name, help) in counters {
+    for (name, help) in counters.iter().chain(COLLECTOR_COUNTERS) {
         describe_counter!(*name, *help);
     }
+    describe_collector_gauges();
     describe_gauge!(
         "vellum_exporter_lag_records",
         Unit::Count,

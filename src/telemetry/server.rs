@@ -125,6 +125,7 @@ struct Served {
 
 async fn metrics(State(served): State<Served>) -> Response {
     served.status.publish_gauges();
+    super::process::publish();
     (
         [(header::CONTENT_TYPE, TEXT_FORMAT)],
         served.handle.render(),

@@ -188,6 +188,9 @@ impl ServiceStatus {
                 ];
                 let lag = end.saturating_sub(e.position.load(Ordering::Acquire));
                 metrics::gauge!("vellum_exporter_lag_records", &labels).set(lag as f64);
+                // The journal is the exporter's queue: what waits in it is the queue's size.
+                metrics::gauge!("otelcol_exporter_queue_size", "exporter" => e.health.exporter.clone())
+                    .set(lag as f64);
                 let failing = e.health.failing_for(now).unwrap_or_default();
                 metrics::gauge!("vellum_exporter_failing_seconds", &labels)
                     .set(failing.as_secs_f64());
