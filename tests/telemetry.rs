@@ -196,6 +196,7 @@ fn metrics_count_what_was_sent_in_a_scrape_prometheus_parses() {
     let metrics = free_port();
     let yaml = with_telemetry(&standard_config(tmp.path(), ports), metrics, "");
     let ready = [local(ports.grpc), local(ports.gateway), local(metrics)];
+    let started = std::time::Instant::now();
     let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
 
     otel_send(
@@ -294,6 +295,71 @@ fn metrics_count_what_was_sent_in_a_scrape_prometheus_parses() {
         .count();
     assert!(buckets > 10, "{buckets} buckets");
 
+    // The same counts under the Collector's names and labels, for its stock dashboards.
+    let collector = [
+        (
+            "otelcol_receiver_accepted_log_records_total",
+            ("receiver", "otlp"),
+            40.0,
+        ),
+        (
+            "otelcol_receiver_accepted_log_records_total",
+            ("receiver", "http/gateway"),
+            25.0,
+        ),
+        (
+            "otelcol_exporter_sent_log_records_total",
+            ("exporter", "file/evidence"),
+            n,
+        ),
+        (
+            "otelcol_exporter_queue_size",
+            ("exporter", "file/evidence"),
+            0.0,
+        ),
+    ];
+    for (name, label, expected) in collector {
+        assert_eq!(s.value(name, &[label]), Some(expected), "{name} {label:?}");
+    }
+    for (name, kind) in [
+        ("otelcol_receiver_accepted_log_records", "counter"),
+        ("otelcol_exporter_sent_log_records", "counter"),
+        ("otelcol_exporter_queue_size", "gauge"),
+        ("otelcol_process_uptime", "gauge"),
+        ("otelcol_process_cpu_seconds", "gauge"),
+        ("otelcol_process_memory_rss", "gauge"),
+        ("vellum_build_info", "gauge"),
+        ("target_info", "gauge"),
+    ] {
+        let f = s
+            .family(name)
+            .unwrap_or_else(|| panic!("{name} missing:\n{}", s.text));
+        assert_eq!(f.kind, kind, "{name}");
+        assert!(!f.help.is_empty(), "{name} has no HELP");
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        s.value("vellum_build_info", &[("version", version)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.value(
+            "target_info",
+            &[("service_name", "vellum"), ("service_version", version)]
+        ),
+        Some(1.0)
+    );
+    // Process figures against what the kernel says about the same process.
+    let uptime = s.value("otelcol_process_uptime", &[]).unwrap();
+    assert!(
+        uptime > 0.0 && uptime < started.elapsed().as_secs_f64(),
+        "{uptime}"
+    );
+    assert!(s.value("otelcol_process_cpu_seconds", &[]).unwrap() > 0.0);
+    let rss = s.value("otelcol_process_memory_rss", &[]).unwrap();
+    let peak = peak_rss_bytes(daemon.child.id()) as f64;
+    assert!(rss > 1e6 && rss <= peak, "rss {rss}, peak {peak}");
+
     // Every metric says what it is: HELP and TYPE lines the parser read.
     for (name, kind) in [
         ("vellum_receiver_received_records", "counter"),
@@ -330,6 +396,8 @@ fn metrics_count_what_was_sent_in_a_scrape_prometheus_parses() {
                 "exporter" => value == "file/evidence",
                 "reason" => value.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
                 "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
+                "service_name" => value == "vellum",
+                "version" | "service_version" => value == env!("CARGO_PKG_VERSION"),
                 _ => false,
             };
             assert!(allowed, "label {key}={value:?} on {}", sample.name);
@@ -366,7 +434,8 @@ fn readiness(port: u16) -> (u16, Vec<String>) {
 }
 
 #[test]
-fn readiness_fails_naming_an_exporter_whose_sink_stays_down_and_recovers_with_it() {
+fn readiness_fails_naming_an_exporter_whose_sink_stays_down_and_recovers_with_it_and_health_check_follows()
+ {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -375,9 +444,11 @@ fn readiness_fails_naming_an_exporter_whose_sink_stays_down_and_recovers_with_it
     let hook = Arc::new(Receiver::new("/hook", Auth::None));
     let sink = Server::start(rt.handle(), local(0), hook.router(), hook.faults.clone());
     let tmp = tempfile::tempdir().unwrap();
-    let (gateway, metrics) = (free_port(), free_port());
+    let (gateway, metrics, health) = (free_port(), free_port(), free_port());
     let yaml = format!(
         r#"
+extensions:
+  health_check: {{ endpoint: 127.0.0.1:{health} }}
 receivers:
   http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
 processors:
@@ -390,6 +461,7 @@ exporters:
     retry_on_failure: {{ initial_interval: 20ms, max_interval: 200ms }}
 service:
   storage: {{ directory: {state} }}
+  extensions: [health_check]
   pipelines:
     logs/audit:
       receivers: [http/gateway]
@@ -405,9 +477,27 @@ service:
         metrics,
         "      readiness: { exporter_stuck_after: 1s }\n",
     );
-    let mut daemon = Daemon::start(tmp.path(), &yaml, &[local(gateway), local(metrics)]);
+    let ready = [local(gateway), local(metrics), local(health)];
+    let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
     wait_until("ready", WAIT, || readiness(metrics).0 == 200);
     assert_eq!(get(metrics, "/healthz").0, 200);
+    let up_since = health_check_says_available(health);
+    assert_eq!(
+        get(health, "/healthz").0,
+        404,
+        "only its own path is answered"
+    );
+
+    // A request the gateway refuses is counted under the Collector's name too.
+    assert_eq!(
+        post(gateway, "/v1/events", "application/json", "{not json"),
+        400
+    );
+    let gateway_id = [("receiver", "http/gateway")];
+    assert_eq!(
+        Scrape::take(metrics).value("otelcol_receiver_refused_log_records_total", &gateway_id),
+        Some(1.0)
+    );
 
     sink.down();
     send_logins(gateway, 0, 10);
@@ -420,7 +510,37 @@ service:
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["ready"], false);
     assert_eq!(body["failing"][0]["pipeline"], "logs/audit");
+    let (code, body) = get(health, "/");
+    let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(
+        (code, body),
+        (
+            503,
+            serde_json::json!({
+                "status": "Server not available",
+                "upSince": "0001-01-01T00:00:00Z",
+                "uptime": "",
+            })
+        )
+    );
     let scrape = Scrape::take(metrics);
+    // Every failed attempt carried all ten records.
+    let failed = scrape
+        .value(
+            "otelcol_exporter_send_failed_log_records_total",
+            &[("exporter", "webhook/soc")],
+        )
+        .unwrap();
+    assert!(failed >= 10.0 && failed % 10.0 == 0.0, "{failed}");
+    assert!(
+        scrape
+            .value(
+                "otelcol_exporter_queue_size",
+                &[("exporter", "webhook/soc")]
+            )
+            .unwrap()
+            >= 10.0
+    );
     assert!(scrape.value("vellum_exporter_lag_records", &soc).unwrap() >= 10.0);
     assert!(
         scrape
@@ -450,7 +570,25 @@ service:
         (0..10).collect()
     );
     assert_eq!(get(metrics, "/healthz").0, 200);
+    let again = health_check_says_available(health);
+    assert!(
+        again > up_since,
+        "up since the recovery: {again:?} after {up_since:?}"
+    );
     assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
+}
+
+/// Asserts the Collector's 200 answer of `health_check` on `port`; returns its `upSince`.
+fn health_check_says_available(port: u16) -> std::time::SystemTime {
+    let (code, body) = get(port, "/");
+    assert_eq!(code, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(body["status"], "Server available", "{body}");
+    let uptime = body["uptime"].as_str().unwrap();
+    assert!(uptime.ends_with('s') && uptime.len() > 1, "{uptime}");
+    let since = humantime::parse_rfc3339(body["upSince"].as_str().unwrap()).unwrap();
+    assert!(since <= std::time::SystemTime::now());
+    since
 }
 
 /// Distinctive strings sent inside records; none may reach the daemon's own log.

@@ -145,6 +145,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
+    /// Absent (as in a Collector configuration): every default, see [`StorageConfig`].
+    #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -161,6 +163,9 @@ pub struct ServiceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
+    /// Default: `$VELLUM_DATA/state`, or `./data/state` without `VELLUM_DATA`, as the
+    /// shipped pipelines have it.
+    #[serde(default = "default_storage_directory")]
     pub directory: PathBuf,
     /// Size at which a journal segment is closed and a new one started.
     #[serde(default = "default_segment_size")]
@@ -179,6 +184,26 @@ pub struct StorageConfig {
     /// How often retention looks for what it may purge (journal and evidence files).
     #[serde(default = "default_retention_check_interval", with = "humantime_serde")]
     pub retention_check_interval: std::time::Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            directory: default_storage_directory(),
+            segment_size: default_segment_size(),
+            max_backlog_records: default_max_backlog(),
+            max_record_size: default_max_record_size(),
+            retention_days: 0,
+            retention_check_interval: default_retention_check_interval(),
+        }
+    }
+}
+
+fn default_storage_directory() -> PathBuf {
+    let data = std::env::var_os("VELLUM_DATA")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("./data"), PathBuf::from);
+    data.join("state")
 }
 
 fn default_retention_check_interval() -> std::time::Duration {

@@ -1,0 +1,122 @@
+//! Coming from the OpenTelemetry Collector: a Collector configuration that uses only
+//! components both share loads as it is, and the daemon's console log, written to a
+//! file, carries no terminal colour codes.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use common::*;
+
+/// A Collector configuration as its users write it: the `otlp` receiver and exporter,
+/// the `health_check` extension, the Collector's log `encoding`, no `service.storage`.
+const COLLECTOR_CONFIG: &str = r#"
+extensions:
+  health_check:
+    endpoint: 127.0.0.1:13133
+
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:4317
+      http:
+        endpoint: 127.0.0.1:4318
+
+exporters:
+  otlp:
+    endpoint: https://collector.example.com:4317
+
+service:
+  extensions: [health_check]
+  telemetry:
+    logs:
+      level: info
+      encoding: json
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [otlp]
+"#;
+
+fn validate(path: &std::path::Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_collector_config_using_only_shared_components_validates_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("otelcol.yaml");
+    std::fs::write(&path, COLLECTOR_CONFIG).unwrap();
+    let (code, text) = validate(&path);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("valid"), "{text}");
+
+    // The same file with the extension listed but not defined is refused, located.
+    let broken = COLLECTOR_CONFIG.replace(
+        "extensions:\n  health_check:\n    endpoint: 127.0.0.1:13133\n",
+        "",
+    );
+    std::fs::write(&path, &broken).unwrap();
+    let (code, text) = validate(&path);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("service.extensions[0]: `health_check` is not defined under `extensions`"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_console_log_written_to_a_file_has_no_colour_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (grpc, health) = (free_port(), free_port());
+    let yaml = format!(
+        r#"
+extensions:
+  health_check: {{ endpoint: 127.0.0.1:{health} }}
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: 127.0.0.1:{grpc} }}
+processors:
+  hash_chain: {{ origin: test.vellum }}
+exporters:
+  file/evidence: {{ directory: {evidence} }}
+service:
+  storage: {{ directory: {state} }}
+  extensions: [health_check]
+  telemetry:
+    logs: {{ level: info, encoding: console }}
+  pipelines:
+    logs/audit:
+      receivers: [otlp]
+      processors: [hash_chain]
+      exporters: [file/evidence]
+"#,
+        evidence = tmp.path().join("evidence").display(),
+        state = tmp.path().join("state").display(),
+    );
+    let ready: [SocketAddr; 2] = [
+        ([127, 0, 0, 1], grpc).into(),
+        ([127, 0, 0, 1], health).into(),
+    ];
+    let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
+    wait_until(
+        "the daemon to say it runs",
+        std::time::Duration::from_secs(30),
+        || daemon.log_text().contains("vellum is running"),
+    );
+    assert_eq!(daemon.terminate().code(), Some(0));
+    let log = daemon.log_text();
+    assert!(log.contains(" INFO "), "console lines, not JSON:\n{log}");
+    assert!(!log.starts_with('{'), "console lines, not JSON:\n{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a file:\n{log:?}");
+}
