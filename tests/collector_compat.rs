@@ -116,7 +116,7 @@ service:
     );
     assert_eq!(daemon.terminate().code(), Some(0));
     let log = daemon.log_text();
+    assert!(!log.contains('\u{1b}'), "colour codes in a file:\n{log:?}");
     assert!(log.contains(" INFO "), "console lines, not JSON:\n{log}");
     assert!(!log.starts_with('{'), "console lines, not JSON:\n{log}");
-    assert!(!log.contains('\u{1b}'), "colour codes in a file:\n{log:?}");
 }

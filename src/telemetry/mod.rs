@@ -3,7 +3,7 @@
 //! ```yaml
 //! service:
 //!   telemetry:
-//!     logs: { level: info, format: json }
+//!     logs: { level: info, encoding: json }  # or console; `format:` is the same key
 //!     metrics:
 //!       address: 127.0.0.1:8888          # absent: no telemetry server
 //!       readiness:
@@ -60,6 +60,20 @@
 //! | `vellum_redact_blocked_total` | counter | `component` | Records a `redact` processor replaced by a tombstone (`block`) |
 //! | `vellum_classify_escalated_records_total` | counter | `component`, `window` | Records a windowed `classify` rule escalated |
 //! | `vellum_classify_window_evictions_total` | counter | `component`, `window` | Keys a `classify` window forgot to stay within its size |
+//!
+//! Under the OpenTelemetry Collector's names, for its stock dashboards:
+//!
+//! | Name | Type | Labels | Meaning |
+//! |---|---|---|---|
+//! | `otelcol_receiver_accepted_log_records_total` | counter | `receiver` | As `vellum_receiver_accepted_records_total` |
+//! | `otelcol_receiver_refused_log_records_total` | counter | `receiver` | As `vellum_receiver_refused_records_total`, every reason |
+//! | `otelcol_exporter_sent_log_records_total` | counter | `exporter` | As `vellum_exporter_sent_records_total` |
+//! | `otelcol_exporter_send_failed_log_records_total` | counter | `exporter` | As `vellum_exporter_failed_records_total` |
+//! | `otelcol_exporter_queue_size` | gauge | `exporter` | As `vellum_exporter_lag_records`: the journal is the exporter's queue |
+//! | `otelcol_process_*`, `vellum_build_info`, `target_info` | gauge | | See [`process`] |
+//!
+//! The Collector's `health_check` extension answers from the same board as `/readyz`:
+//! see [`health_check`].
 //!
 //! Gauges of components a reload removed disappear from `/metrics` a minute after.
 
