@@ -778,7 +778,11 @@ fn with_retries_off_a_failed_webhook_request_is_dead_lettered_and_delivery_goes_
     assert!(dead.contains(&0), "{dead:?}");
     let reason = std::fs::read_to_string(&dead_letter_files(tmp.path())[0]).unwrap();
     assert!(
-        reason.lines().next().unwrap_or("").contains("retries are off"),
+        reason
+            .lines()
+            .next()
+            .unwrap_or("")
+            .contains("retries are off"),
         "{reason}"
     );
 }
