@@ -678,3 +678,111 @@ fn one_vellum_forwards_to_another_over_otlp_grpc_and_the_second_evidence_verifie
 fn one_vellum_forwards_to_another_over_otlp_http_and_the_second_evidence_verifies() {
     forward("http");
 }
+
+/// The seqs of the entries in the dead-letter files.
+fn dead_lettered_seqs(dir: &Path) -> Vec<u64> {
+    dead_letter_files(dir)
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["seq"].as_u64())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn validate(path: &Path, yaml: &str) -> (Option<i32>, String) {
+    std::fs::write(path, yaml).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_collector_retry_keys_are_accepted_and_evidence_exporters_refuse_to_give_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("vellum.yaml");
+    let collector = r#"  webhook/soc:
+    url: http://127.0.0.1:9/hook
+    retry_on_failure:
+      enabled: true
+      initial_interval: 5s
+      max_interval: 30s
+      max_elapsed_time: 300s"#;
+    let (code, err) = validate(
+        &path,
+        &config(tmp.path(), free_port(), collector, "webhook/soc"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+
+    let yaml = config(tmp.path(), free_port(), collector, "webhook/soc").replace(
+        "file/evidence: {",
+        "file/evidence: { retry_on_failure: { enabled: false, max_elapsed_time: 1m }, ",
+    );
+    let (code, err) = validate(&path, &yaml);
+    assert_ne!(code, Some(0), "{err}");
+    for key in [
+        "retry_on_failure.enabled",
+        "retry_on_failure.max_elapsed_time",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains("file/evidence") && l.contains(key) && l.contains("evidence")),
+            "{key} refused for file/evidence:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn with_retries_off_a_failed_webhook_request_is_dead_lettered_and_delivery_goes_on() {
+    use peers::webhook::{Auth, Receiver};
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let soc = Arc::new(Receiver::new("/hook", Auth::Bearer("t0k3n".into())));
+    let sink = Server::start(rt.handle(), loopback(), soc.router(), soc.faults.clone());
+    soc.faults.push(Fault::status(503, "maintenance"));
+    let gateway = free_port();
+    let exporters = format!(
+        r#"  webhook/soc:
+    url: {url}/hook
+    auth: {{ type: bearer, token: t0k3n }}
+    retry_on_failure: {{ enabled: false }}"#,
+        url = sink.url()
+    );
+    let yaml = config(tmp.path(), gateway, &exporters, "webhook/soc");
+    let mut daemon = start(tmp.path(), gateway, &yaml);
+    send(gateway, 0, 40);
+    wait_until("the first request refused and set aside", WAIT, || {
+        !dead_lettered_seqs(tmp.path()).is_empty()
+    });
+    send(gateway, 40, 40);
+    wait_until("every record delivered or set aside", WAIT, || {
+        distinct(&soc.seqs()) + distinct(&dead_lettered_seqs(tmp.path())) == 80
+    });
+    assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
+    let (delivered, dead) = (soc.seqs(), dead_lettered_seqs(tmp.path()));
+    assert_eq!(soc.faults.pending(), 0, "the 503 was answered");
+    assert_eq!(delivered.len(), distinct(&delivered), "nothing sent twice");
+    assert!(
+        dead.iter().all(|s| !delivered.contains(s)),
+        "what was set aside was never delivered"
+    );
+    assert!(dead.contains(&0), "{dead:?}");
+    let reason = std::fs::read_to_string(&dead_letter_files(tmp.path())[0]).unwrap();
+    assert!(
+        reason
+            .lines()
+            .next()
+            .unwrap_or("")
+            .contains("retries are off"),
+        "{reason}"
+    );
+}

@@ -39,7 +39,8 @@
 //! whose log would exceed 1 MB is split, never truncated: its message is cut on character
 //! boundaries into pieces that each fit, sent in order as logs that carry
 //! `vellum.part` (1-based) and `vellum.parts`; joining the messages of parts 1…n gives the
-//! entry back. A retried batch sends only the requests not yet accepted.
+//! entry back. The driver retries only the request that failed: those before it were
+//! accepted and are not sent again.
 //!
 //! **Answers** (Datadog's documented statuses):
 //!
@@ -169,8 +170,6 @@ fn status(severity: &str) -> Option<&'static str> {
 struct Payload {
     body: Vec<u8>,
     logs: usize,
-    /// The journal index of the last item all of whose logs are in this payload or before.
-    done_through: Option<u64>,
 }
 
 impl Payload {
@@ -178,7 +177,6 @@ impl Payload {
         Payload {
             body: b"[".to_vec(),
             logs: 0,
-            done_through: None,
         }
     }
 
@@ -195,9 +193,9 @@ impl Payload {
         self.logs += 1;
     }
 
-    fn finish(mut self) -> Payload {
+    fn finish(mut self) -> Vec<u8> {
         self.body.push(b']');
-        self
+        self.body
     }
 }
 
@@ -213,8 +211,6 @@ pub struct DatadogExporter {
     hostname: Option<String>,
     local_hostname: String,
     service: Option<String>,
-    /// The journal index through which a batch being retried is already accepted.
-    delivered_through: Option<u64>,
 }
 
 impl DatadogExporter {
@@ -239,7 +235,6 @@ impl DatadogExporter {
             hostname: cfg.hostname.clone(),
             local_hostname: http::local_hostname(),
             service: cfg.service.clone(),
-            delivered_through: None,
         })
     }
 
@@ -324,42 +319,55 @@ impl DatadogExporter {
             .collect())
     }
 
-    fn payloads(&self, batch: &[Item], now: SystemTime) -> Result<Vec<Payload>, ExportError> {
-        let mut out = Vec::new();
+    /// The payloads of one delivery: the logs of the leading items, as many as fit in
+    /// one request, and how many items they hold. Only an entry split into more pieces
+    /// than one request takes needs several payloads: they go together, so an entry is
+    /// delivered whole or not at all.
+    fn first_request(
+        &self,
+        batch: &[Item],
+        now: SystemTime,
+    ) -> Result<(Vec<Vec<u8>>, usize), ExportError> {
+        let mut full = Vec::new();
         let mut current = Payload::new();
-        for item in batch {
-            if self.delivered_through.is_some_and(|d| item.index() <= d) {
-                continue;
-            }
+        for (taken, item) in batch.iter().enumerate() {
+            // Where this item's logs start, to take them out again if they do not all fit.
+            let mark = (current.body.len(), current.logs);
             for log in self.logs(item, now)? {
                 if !current.fits(&log) && current.logs > 0 {
-                    out.push(std::mem::replace(&mut current, Payload::new()).finish());
+                    if taken > 0 {
+                        current.body.truncate(mark.0);
+                        current.logs = mark.1;
+                        return Ok((vec![current.finish()], taken));
+                    }
+                    full.push(std::mem::replace(&mut current, Payload::new()).finish());
                 }
                 current.push(&log);
             }
-            current.done_through = Some(item.index());
+            if taken == 0 && !full.is_empty() {
+                full.push(current.finish());
+                return Ok((full, 1));
+            }
         }
         if current.logs > 0 {
-            out.push(current.finish());
+            full.push(current.finish());
         }
-        Ok(out)
+        Ok((full, batch.len()))
     }
 
-    async fn deliver(&mut self, batch: &[Item]) -> Result<(), ExportError> {
-        for payload in self.payloads(batch, SystemTime::now())? {
+    async fn deliver(&mut self, batch: &[Item]) -> Result<usize, ExportError> {
+        let (payloads, items) = self.first_request(batch, SystemTime::now())?;
+        for body in payloads {
             let request = self
                 .client
                 .post(self.url.clone())
                 .header(HeaderName::from_static("dd-api-key"), self.api_key.clone())
                 .header(CONTENT_TYPE, "application/json");
-            let request = http::with_body(request, payload.body, self.compression);
+            let request = http::with_body(request, body, self.compression);
             let answer = http::send(&self.id, request).await?;
             judge(&answer, SystemTime::now())?;
-            if payload.done_through.is_some() {
-                self.delivered_through = payload.done_through;
-            }
         }
-        Ok(())
+        Ok(items)
     }
 }
 
@@ -404,12 +412,8 @@ fn split_for_json(text: &str, budget: usize) -> Vec<&str> {
 }
 
 impl Exporter for DatadogExporter {
-    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(async move {
-            self.deliver(batch).await?;
-            self.delivered_through = batch.last().map(Item::index);
-            Ok(())
-        })
+    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<usize, ExportError>> {
+        Box::pin(self.deliver(batch))
     }
 }
 
@@ -518,27 +522,67 @@ mod tests {
         }
     }
 
+    /// Cuts a whole batch the way the driver does: request after request, each on what
+    /// the previous left. Gives each request's payloads and item count.
+    fn cut(e: &DatadogExporter, batch: &[Item]) -> Vec<(Vec<Vec<u8>>, usize)> {
+        let mut out = Vec::new();
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let (payloads, items) = e.first_request(rest, soon_after()).unwrap();
+            assert!(items > 0);
+            rest = &rest[items..];
+            out.push((payloads, items));
+        }
+        out
+    }
+
+    fn log_count(payload: &[u8]) -> usize {
+        serde_json::from_slice::<Vec<Value>>(payload).unwrap().len()
+    }
+
     #[test]
     fn payloads_keep_to_a_thousand_logs_and_five_megabytes() {
         let e = exporter(json!({}));
         let small: Vec<Item> = (0..2500).map(|i| entry(i, i, "x")).collect();
-        let payloads = e.payloads(&small, soon_after()).unwrap();
-        let counts: Vec<usize> = payloads.iter().map(|p| p.logs).collect();
-        assert_eq!(counts, [1000, 1000, 500]);
-        for p in &payloads {
-            let logs: Vec<Value> = serde_json::from_slice(&p.body).unwrap();
-            assert_eq!(logs.len(), p.logs);
-        }
-        assert_eq!(
-            payloads.iter().map(|p| p.done_through).collect::<Vec<_>>(),
-            [Some(999), Some(1999), Some(2499)]
-        );
+        let requests = cut(&e, &small);
+        let counts: Vec<(usize, usize)> = requests
+            .iter()
+            .map(|(p, items)| (p.iter().map(|b| log_count(b)).sum(), *items))
+            .collect();
+        assert_eq!(counts, [(1000, 1000), (1000, 1000), (500, 500)]);
         // 900 KB entries: five fit in 5 MB, the sixth starts the next payload.
         let big: Vec<Item> = (0..7).map(|i| entry(i, i, &"y".repeat(900_000))).collect();
-        let payloads = e.payloads(&big, soon_after()).unwrap();
-        let counts: Vec<usize> = payloads.iter().map(|p| p.logs).collect();
+        let requests = cut(&e, &big);
+        let counts: Vec<usize> = requests.iter().map(|(_, items)| *items).collect();
         assert_eq!(counts, [5, 2]);
-        assert!(payloads.iter().all(|p| p.body.len() <= MAX_PAYLOAD_BYTES));
+        assert!(
+            requests
+                .iter()
+                .flat_map(|(p, _)| p)
+                .all(|b| b.len() <= MAX_PAYLOAD_BYTES)
+        );
+    }
+
+    #[test]
+    fn an_entry_is_never_cut_between_two_requests() {
+        let e = exporter(json!({}));
+        // A small entry, then one split into six logs (about 5.5 MB): the large one
+        // does not fit beside the small one, and alone it takes two payloads.
+        let batch = vec![
+            entry(0, 0, "x"),
+            entry(1, 1, &"z".repeat(5_500_000)),
+            entry(2, 2, "x"),
+        ];
+        let requests = cut(&e, &batch);
+        let shape: Vec<(usize, usize)> = requests.iter().map(|(p, n)| (p.len(), *n)).collect();
+        assert_eq!(shape, [(1, 1), (2, 1), (1, 1)]);
+        let logs: Vec<usize> = requests[1].0.iter().map(|b| log_count(b)).collect();
+        assert_eq!(logs.iter().sum::<usize>(), 6, "{logs:?}");
+        assert_eq!(
+            log_count(&requests[0].0[0]),
+            1,
+            "no piece of the large entry rides along"
+        );
     }
 
     #[test]

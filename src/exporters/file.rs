@@ -413,10 +413,10 @@ impl FileExporter {
 }
 
 impl Exporter for FileExporter {
-    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
+    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<usize, ExportError>> {
         Box::pin(async move {
             tokio::task::block_in_place(|| self.guarded(|this| this.write_batch(batch)))?;
-            Ok(())
+            Ok(batch.len())
         })
     }
 

@@ -46,19 +46,30 @@ const TYPES: &[&str] = &["file", "s3", "splunk_hec", "datadog", "webhook", "otlp
 /// ```yaml
 /// exporters:
 ///   splunk_hec/siem:
-///     batch: { max_records: 2048, max_bytes: 4MiB, max_age: 200ms }
-///     retry_on_failure: { initial_interval: 100ms, max_interval: 30s }
+///     batch: { max_records: 2048, max_bytes: 4MiB, max_age: 200ms }   # the defaults
+///     retry_on_failure:                    # the OpenTelemetry Collector's keys
+///       enabled: true
+///       initial_interval: 100ms
+///       max_interval: 30s
+///       max_elapsed_time: 0s               # 0: retry for as long as it takes
 ///     timeout: 30s
 /// ```
 ///
 /// One batch is in flight per exporter at a time: that keeps each stream's records in
-/// `seq` order at the sink. A retryable failure (5xx, 429, timeout, reset) is retried
-/// with exponential backoff and full jitter, honouring `Retry-After`, until it succeeds:
-/// an audit record is never dropped because a sink is down. Refused credentials (401,
-/// 403) are retried the same way, and `/readyz` names the exporter until they work
-/// again. A batch the sink rejects as malformed (another 4xx) goes to the dead-letter
-/// file under the state directory (`vellum dead-letter list|replay`), except for `s3`,
-/// whose evidence must have no gap: it retries every failure.
+/// `seq` order at the sink. The driver cuts a batch into the requests the exporter sends
+/// one at a time, moves the cursor past each request delivered, and retries only the
+/// request that failed. A retryable failure (5xx, 429, timeout, reset) is retried with
+/// exponential backoff and full jitter, honouring `Retry-After`, until it succeeds: an
+/// audit record is never dropped because a sink is down. Refused credentials (401, 403)
+/// are retried the same way, and `/readyz` names the exporter until they work again. A
+/// batch the sink rejects as malformed (another 4xx) goes to the dead-letter file under
+/// the state directory (`vellum dead-letter list|replay`), except for `s3`, whose
+/// evidence must have no gap: it retries every failure.
+///
+/// `retry_on_failure.enabled: false` sends each request once, and a non-zero
+/// `max_elapsed_time` gives a request up after that long: what fails then goes to the
+/// dead-letter file rather than being lost. The evidence exporters (`file`, `s3`) never
+/// give up, and refuse both settings.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverySettings {
@@ -66,7 +77,7 @@ pub struct DeliverySettings {
     pub batch: BatchSettings,
     #[serde(default)]
     pub retry_on_failure: RetrySettings,
-    /// How long one delivery may take before it counts as a retryable failure.
+    /// How long one request may take before it counts as a retryable failure.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -75,11 +86,14 @@ fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+/// How the driver cuts an exporter's batches.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSettings {
+    /// At most this many journal items (entries and checkpoints) per batch.
     #[serde(default = "default_max_records")]
     pub max_records: usize,
+    /// A batch is cut once its entries reach this many bytes.
     #[serde(default = "default_max_bytes")]
     pub max_bytes: bytesize::ByteSize,
     /// How long the first record of a batch may wait for the batch to fill; 0 sends what
@@ -110,29 +124,72 @@ fn default_max_bytes() -> bytesize::ByteSize {
     bytesize::ByteSize::mib(4)
 }
 
+/// How a failed request is retried, under the OpenTelemetry Collector's names.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySettings {
+    /// false: every request is sent once; what fails goes to the dead-letter file.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
     #[serde(default = "default_initial_interval", with = "humantime_serde")]
     pub initial_interval: Duration,
     #[serde(default = "default_max_interval", with = "humantime_serde")]
     pub max_interval: Duration,
+    /// How long one request is retried before it goes to the dead-letter file; 0 (the
+    /// default, unlike the Collector's 5 minutes) retries for as long as it takes, so a
+    /// sink that is down loses nothing.
+    #[serde(default, with = "humantime_serde")]
+    pub max_elapsed_time: Duration,
 }
 
 impl Default for RetrySettings {
     fn default() -> Self {
         RetrySettings {
+            enabled: default_enabled(),
             initial_interval: default_initial_interval(),
             max_interval: default_max_interval(),
+            max_elapsed_time: Duration::ZERO,
         }
     }
 }
 
+fn default_enabled() -> bool {
+    true
+}
 fn default_initial_interval() -> Duration {
     Duration::from_millis(100)
 }
 fn default_max_interval() -> Duration {
     Duration::from_secs(30)
+}
+
+impl RetrySettings {
+    /// The wait before retry number `attempt` (0-based): exponential backoff with full
+    /// jitter (a uniform draw between 0 and `initial_interval · 2^attempt`, capped at
+    /// `max_interval`), so that exporters failing together do not retry together. A
+    /// sink's `Retry-After` wins when longer.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let ceiling = self
+            .initial_interval
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_interval);
+        let jittered = ceiling.mul_f64(unit_random());
+        retry_after.map_or(jittered, |r| r.max(jittered))
+    }
+
+    /// Whether a request that has failed for `failing` is given up rather than retried.
+    pub fn gives_up(&self, failing: Duration) -> bool {
+        !self.enabled || (!self.max_elapsed_time.is_zero() && failing >= self.max_elapsed_time)
+    }
+}
+
+/// A uniform draw from [0, 1].
+fn unit_random() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / ((1u64 << 53) - 1) as f64
 }
 
 impl DeliverySettings {
@@ -188,6 +245,21 @@ impl ComponentConfig for ExporterConfig {
 
     fn problems(&self) -> Vec<(String, String)> {
         let mut out = self.delivery.problems();
+        let retry = &self.delivery.retry_on_failure;
+        if self.kind.keeps_evidence() {
+            if !retry.enabled {
+                out.push((
+                    "retry_on_failure.enabled".into(),
+                    "must stay true: this exporter keeps evidence, which must have no gap, so it retries until delivered".into(),
+                ));
+            }
+            if !retry.max_elapsed_time.is_zero() {
+                out.push((
+                    "retry_on_failure.max_elapsed_time".into(),
+                    "must be 0s: this exporter keeps evidence, which must have no gap, so it retries until delivered".into(),
+                ));
+            }
+        }
         out.extend(match &self.kind {
             ExporterKind::File(c) => c.problems(),
             ExporterKind::S3(c) => c.problems(),
@@ -197,6 +269,14 @@ impl ComponentConfig for ExporterConfig {
             ExporterKind::Otlp(c) => c.problems(),
         });
         out
+    }
+}
+
+impl ExporterKind {
+    /// Whether the exporter keeps evidence that must have no gap, so never gives up on
+    /// a record.
+    fn keeps_evidence(&self) -> bool {
+        matches!(self, ExporterKind::File(_) | ExporterKind::S3(_))
     }
 }
 
@@ -277,8 +357,13 @@ impl From<std::io::Error> for ExportError {
 }
 
 pub trait Exporter: Send + Sync + 'static {
-    /// Delivers a batch in order; `Ok` once it is durable at the sink.
-    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>>;
+    /// Sends one request holding as many leading items of `batch` as the sink takes in
+    /// one (all of them, unless a size limit of the sink cuts it), and answers how many
+    /// leading items are now durable at the sink: at least one for a non-empty batch.
+    ///
+    /// The driver owns the rest: it calls again with what is left, moves the cursor past
+    /// what was delivered, and retries only the request that failed.
+    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<usize, ExportError>>;
 
     /// Called about once a second: time-based rotation, retention.
     fn tick(&mut self) -> BoxFuture<'_, Result<(), ExportError>> {

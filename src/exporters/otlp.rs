@@ -442,8 +442,11 @@ pub fn any_value(v: Value) -> AnyValue {
 }
 
 impl Exporter for OtlpExporter {
-    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(self.deliver(batch))
+    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<usize, ExportError>> {
+        Box::pin(async move {
+            self.deliver(batch).await?;
+            Ok(batch.len())
+        })
     }
 }
 

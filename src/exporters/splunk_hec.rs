@@ -37,11 +37,11 @@
 //! `X-Splunk-Request-Channel: <GUID>` (one random channel per exporter start). Each post
 //! answers `{"text":"Success","code":0,"ackId":N}`; the exporter then posts
 //! `{"acks":[N,…]}` to `/services/collector/ack` every `ack_poll_interval` until Splunk
-//! answers `{"acks":{"N":true,…}}` for each. Only then is the batch delivered and the
-//! cursor moves. The delivery `timeout` bounds that wait: an ack that never comes (an
-//! indexer lost the data) makes the batch go again, so Splunk may hold it twice, which
-//! the indexed fields resolve. A retried batch sends only the requests not yet
-//! acknowledged (or, without acks, not yet answered 200).
+//! answers `{"acks":{"N":true}}`. Only then is the request delivered and the cursor
+//! moves past it. The delivery `timeout` bounds that wait: an ack that never comes (an
+//! indexer lost the data) makes the request go again, so Splunk may hold it twice, which
+//! the indexed fields resolve. The driver retries only the request that failed: those
+//! before it were acknowledged (or, without acks, answered 200) and are not sent again.
 //!
 //! **Answers.** HEC's JSON answer `{"text","code"}` decides, as Splunk documents its codes;
 //! an answer without a known code falls back to the shared HTTP table (`http` module).
@@ -247,12 +247,6 @@ fn judge(answer: &Answer, now: SystemTime) -> Result<Reply, ExportError> {
 }
 
 /// One request's worth of events.
-struct Part {
-    body: Vec<u8>,
-    /// The journal index of its last item.
-    last_index: u64,
-}
-
 /// The envelope values that are the same for every event, as JSON.
 struct Envelope {
     host: Option<Vec<u8>>,
@@ -346,8 +340,6 @@ pub struct SplunkHecExporter {
     indexer_ack: bool,
     ack_poll_interval: Duration,
     max_request_bytes: usize,
-    /// The journal index through which a batch being retried is already at Splunk.
-    delivered_through: Option<u64>,
 }
 
 impl SplunkHecExporter {
@@ -371,20 +363,14 @@ impl SplunkHecExporter {
             indexer_ack: cfg.indexer_ack,
             ack_poll_interval: cfg.ack_poll_interval,
             max_request_bytes: cfg.max_request_size.as_u64() as usize,
-            delivered_through: None,
         })
     }
 
-    /// Cuts the items not yet delivered into request bodies of at most
-    /// `max_request_bytes` (a single larger event goes alone).
-    fn parts(&self, batch: &[Item]) -> Result<Vec<Part>, ExportError> {
-        let mut parts: Vec<Part> = Vec::new();
+    /// The body of one request: the events of the leading items, as many as fit in
+    /// `max_request_bytes` (a single larger event goes alone), and how many items it holds.
+    fn first_request(&self, batch: &[Item]) -> Result<(Vec<u8>, usize), ExportError> {
         let mut body = Vec::new();
-        let mut last_index = 0;
-        for item in batch {
-            if self.delivered_through.is_some_and(|d| item.index() <= d) {
-                continue;
-            }
+        for (taken, item) in batch.iter().enumerate() {
             let start = body.len();
             match item {
                 Item::Entry { index, line, .. } => {
@@ -397,18 +383,11 @@ impl SplunkHecExporter {
                 }
             }
             if body.len() > self.max_request_bytes && start > 0 {
-                let rest = body.split_off(start);
-                parts.push(Part {
-                    body: std::mem::replace(&mut body, rest),
-                    last_index,
-                });
+                body.truncate(start);
+                return Ok((body, taken));
             }
-            last_index = item.index();
         }
-        if !body.is_empty() {
-            parts.push(Part { body, last_index });
-        }
-        Ok(parts)
+        Ok((body, batch.len()))
     }
 
     fn request(&self, url: &reqwest::Url) -> reqwest::RequestBuilder {
@@ -426,67 +405,45 @@ impl SplunkHecExporter {
         request
     }
 
-    async fn deliver(&mut self, batch: &[Item]) -> Result<(), ExportError> {
-        let parts = self.parts(batch)?;
-        // (ackId, part) for each part posted and not yet acknowledged.
-        let mut pending: Vec<(u64, usize)> = Vec::new();
-        for (i, part) in parts.iter().enumerate() {
-            let request = http::with_body(
-                self.request(&self.event_url),
-                part.body.clone(),
-                self.compression,
-            );
-            let answer = http::send(&self.id, request).await?;
-            let reply = judge(&answer, SystemTime::now())?;
-            if !self.indexer_ack {
-                self.delivered_through = Some(part.last_index);
-                continue;
-            }
-            match reply.ack_id {
-                Some(ack) => pending.push((ack, i)),
-                None => {
-                    return Err(ExportError::Permanent(format!(
-                        "HEC accepted the events but gave no ackId ({}): the token has indexer acknowledgement off; set indexer_ack: false or enable it on the token",
-                        http::describe(&answer)
-                    )));
-                }
-            }
+    /// Posts one request and, with `indexer_ack`, waits until Splunk has indexed it.
+    async fn deliver(&mut self, batch: &[Item]) -> Result<usize, ExportError> {
+        let (body, items) = self.first_request(batch)?;
+        if items == 0 {
+            return Ok(0);
         }
-        if !pending.is_empty() {
-            self.wait_for_acks(&parts, pending).await?;
+        let request = http::with_body(self.request(&self.event_url), body, self.compression);
+        let answer = http::send(&self.id, request).await?;
+        let reply = judge(&answer, SystemTime::now())?;
+        if !self.indexer_ack {
+            return Ok(items);
         }
-        Ok(())
+        match reply.ack_id {
+            Some(ack) => {
+                self.wait_for_ack(ack).await?;
+                Ok(items)
+            }
+            None => Err(ExportError::Permanent(format!(
+                "HEC accepted the events but gave no ackId ({}): the token has indexer acknowledgement off; set indexer_ack: false or enable it on the token",
+                http::describe(&answer)
+            ))),
+        }
     }
 
-    /// Polls `/services/collector/ack` until every posted part is indexed.
-    async fn wait_for_acks(
-        &mut self,
-        parts: &[Part],
-        mut pending: Vec<(u64, usize)>,
-    ) -> Result<(), ExportError> {
-        let mut confirmed = vec![false; parts.len()];
-        let mut prefix = 0;
-        while !pending.is_empty() {
+    /// Polls `/services/collector/ack` until the request is indexed; the driver's
+    /// delivery timeout bounds the wait.
+    async fn wait_for_ack(&self, ack: u64) -> Result<(), ExportError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "acks": [ack] }))
+            .map_err(|e| ExportError::Permanent(e.to_string()))?;
+        loop {
             tokio::time::sleep(self.ack_poll_interval).await;
-            let ids: Vec<u64> = pending.iter().map(|(ack, _)| *ack).collect();
-            let body = serde_json::to_vec(&serde_json::json!({ "acks": ids }))
-                .map_err(|e| ExportError::Permanent(e.to_string()))?;
-            let answer = http::send(&self.id, self.request(&self.ack_url).body(body)).await?;
+            let request = self.request(&self.ack_url).body(body.clone());
+            let answer = http::send(&self.id, request).await?;
             judge(&answer, SystemTime::now())?;
             let acks = read_acks(&answer.body)?;
-            pending.retain(|(ack, part)| {
-                let done = acks.get(ack.to_string().as_str()) == Some(&Value::Bool(true));
-                if done {
-                    confirmed[*part] = true;
-                }
-                !done
-            });
-            while prefix < parts.len() && confirmed[prefix] {
-                self.delivered_through = Some(parts[prefix].last_index);
-                prefix += 1;
+            if acks.get(ack.to_string().as_str()) == Some(&Value::Bool(true)) {
+                return Ok(());
             }
         }
-        Ok(())
     }
 }
 
@@ -530,13 +487,8 @@ fn new_channel() -> String {
 }
 
 impl Exporter for SplunkHecExporter {
-    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(async move {
-            self.deliver(batch).await?;
-            // The whole batch is at Splunk: the next batch starts past it.
-            self.delivered_through = batch.last().map(Item::index);
-            Ok(())
-        })
+    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<usize, ExportError>> {
+        Box::pin(self.deliver(batch))
     }
 }
 
@@ -580,27 +532,26 @@ mod tests {
             &context(),
         )
         .unwrap();
-        let parts = exporter.parts(&[entry(3, 42)]).unwrap();
-        assert_eq!(parts.len(), 1);
+        let (body, items) = exporter.first_request(&[entry(3, 42)]).unwrap();
+        assert_eq!(items, 1);
         let expected = format!(
             "{{\"time\":1700000000.123456,\"host\":\"gw-7\",\"source\":\"vellum:logs/audit\",\"sourcetype\":\"vellum\",\"index\":\"audit\",\"event\":{ENTRY},\"fields\":{{\"vellum_stream\":\"logs/audit\",\"vellum_seq\":\"42\",\"vellum_hash\":\"aa11\"}}}}\n"
         );
-        assert_eq!(String::from_utf8(parts[0].body.clone()).unwrap(), expected);
-        assert_eq!(parts[0].last_index, 3);
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
     }
 
     #[test]
     fn checkpoints_become_events_of_their_own_sourcetype() {
         let exporter =
             SplunkHecExporter::new(&config(serde_json::json!({"host": "h"})), &context()).unwrap();
-        let parts = exporter
-            .parts(&[Item::Checkpoint {
+        let (body, _) = exporter
+            .first_request(&[Item::Checkpoint {
                 index: 9,
                 size: 10,
                 note: "o\n10\nr=\n".into(),
             }])
             .unwrap();
-        let event: Value = serde_json::from_slice(&parts[0].body).unwrap();
+        let event: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             event,
             serde_json::json!({"host": "h", "source": "vellum:logs/audit", "sourcetype": "vellum:checkpoint",
@@ -617,44 +568,28 @@ mod tests {
         )
         .unwrap();
         let batch: Vec<Item> = (0..10).map(|i| entry(100 + i, i)).collect();
-        let parts = exporter.parts(&batch).unwrap();
         // Each event is about 430 bytes: two fit under 1 KiB.
-        assert_eq!(parts.len(), 5);
-        for part in &parts {
-            assert!(part.body.len() <= 1024);
-        }
-        assert_eq!(
-            parts.iter().map(|p| p.last_index).collect::<Vec<_>>(),
-            [101, 103, 105, 107, 109]
-        );
-        let events: Vec<Value> = parts
-            .iter()
-            .flat_map(|p| {
-                serde_json::Deserializer::from_slice(&p.body)
-                    .into_iter::<Value>()
-                    .map(Result::unwrap)
-            })
+        let (body, items) = exporter.first_request(&batch).unwrap();
+        assert_eq!(items, 2);
+        assert!(body.len() <= 1024, "{}", body.len());
+        let seqs: Vec<String> = serde_json::Deserializer::from_slice(&body)
+            .into_iter::<Value>()
+            .map(|e| e.unwrap()["fields"]["vellum_seq"].to_string())
             .collect();
-        let seqs: Vec<u64> = events
-            .iter()
-            .map(|e| e["event"]["seq"].as_u64().unwrap())
-            .collect();
-        assert_eq!(seqs, (0..10).collect::<Vec<_>>());
+        assert_eq!(seqs, [r#""0""#, r#""1""#]);
     }
 
     #[test]
-    fn a_retried_batch_skips_what_splunk_already_has() {
-        let mut exporter =
-            SplunkHecExporter::new(&config(serde_json::json!({})), &context()).unwrap();
-        exporter.delivered_through = Some(101);
-        let batch: Vec<Item> = (0..4).map(|i| entry(100 + i, i)).collect();
-        let parts = exporter.parts(&batch).unwrap();
-        let events: Vec<Value> = serde_json::Deserializer::from_slice(&parts[0].body)
-            .into_iter::<Value>()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(events.len(), 2);
-        assert_eq!(events[0]["fields"]["vellum_seq"], "2");
+    fn an_event_larger_than_a_request_goes_alone() {
+        let exporter = SplunkHecExporter::new(
+            &config(serde_json::json!({"max_request_size": "100B"})),
+            &context(),
+        )
+        .unwrap();
+        let batch: Vec<Item> = (0..3).map(|i| entry(100 + i, i)).collect();
+        let (body, items) = exporter.first_request(&batch).unwrap();
+        assert_eq!(items, 1);
+        assert!(body.len() > 100);
     }
 
     fn answer(status: u16, body: &str) -> Answer {

@@ -240,8 +240,11 @@ impl WebhookExporter {
 }
 
 impl Exporter for WebhookExporter {
-    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(self.deliver(batch))
+    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<usize, ExportError>> {
+        Box::pin(async move {
+            self.deliver(batch).await?;
+            Ok(batch.len())
+        })
     }
 }
 

@@ -32,11 +32,12 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::export::Backoff;
 use crate::config::{ComponentId, Config};
 use crate::durable;
 use crate::exporters::file::stream_folder;
-use crate::exporters::{ExportError, ExporterConfig, ExporterContext, ExporterKind, Item};
+use crate::exporters::{
+    ExportError, Exporter, ExporterConfig, ExporterContext, ExporterKind, Item,
+};
 
 /// The folder of an exporter's dead letters, under its state directory.
 pub const DIR: &str = "dead-letter";
@@ -319,47 +320,56 @@ pub async fn replay(config: &Config, path: &Path) -> Result<usize, ReplayError> 
     Ok(items.len())
 }
 
-/// Sends the items as one batch, retrying answers that may clear up as the driver does,
-/// a few times.
+/// Sends the items request by request as the driver does, retrying a request whose
+/// answer may clear up a few times.
 async fn send(target: &Target, items: &[Item]) -> Result<(), String> {
-    const ATTEMPTS: u32 = 5;
     let context = ExporterContext {
         id: target.exporter.to_string(),
         stream: target.stream.clone(),
         state_dir: target.state_dir.clone(),
     };
     let mut exporter = target.config.build(&context).map_err(|e| e.to_string())?;
+    let mut done = 0;
+    while done < items.len() {
+        done += send_request(target, exporter.as_mut(), &items[done..]).await?;
+    }
+    if let Err(e) = exporter.close().await {
+        tracing::warn!(exporter = %target.exporter, error = %e, "exporter did not close cleanly");
+    }
+    Ok(())
+}
+
+/// One request from the start of `rest`; how many items it delivered.
+async fn send_request(
+    target: &Target,
+    exporter: &mut dyn Exporter,
+    rest: &[Item],
+) -> Result<usize, String> {
+    const ATTEMPTS: u32 = 5;
     let retry = &target.config.delivery.retry_on_failure;
-    let backoff = Backoff {
-        initial: retry.initial_interval,
-        max: retry.max_interval,
-    };
     let timeout = target.config.delivery.timeout;
     let mut attempt = 0;
     loop {
-        let outcome = match tokio::time::timeout(timeout, exporter.export(items)).await {
+        let outcome = match tokio::time::timeout(timeout, exporter.export(rest)).await {
+            Ok(Ok(0)) => Err(ExportError::retryable("the exporter delivered nothing")),
             Ok(outcome) => outcome,
             Err(_) => Err(ExportError::retryable(format!(
                 "no answer within {timeout:?}"
             ))),
         };
         match outcome {
-            Ok(()) => break,
+            Ok(n) => return Ok(n.min(rest.len())),
             Err(ExportError::Retryable {
                 message,
                 retry_after,
             }) if attempt + 1 < ATTEMPTS => {
                 tracing::warn!(exporter = %target.exporter, attempt, error = %message, "replay failed; retrying");
-                tokio::time::sleep(backoff.delay(attempt, retry_after)).await;
+                tokio::time::sleep(retry.delay(attempt, retry_after)).await;
                 attempt += 1;
             }
             Err(e) => return Err(e.to_string()),
         }
     }
-    if let Err(e) = exporter.close().await {
-        tracing::warn!(exporter = %target.exporter, error = %e, "exporter did not close cleanly");
-    }
-    Ok(())
 }
 
 /// An exclusive lock on the file for as long as the guard lives.

@@ -1,17 +1,22 @@
 //! The exporter driver: one per (pipeline, exporter), the same code for every exporter.
 //!
 //! It reads the journal from the exporter's persisted cursor, skips entries its `when:`
-//! does not match, hands batches to the exporter, retries failures with exponential
-//! backoff and jitter (honouring the sink's `Retry-After`), writes batches a sink rejects
-//! as malformed to a dead-letter file with the reason (`dead_letter`), and moves the
-//! cursor only past what was delivered or dead-lettered. Its position feeds the backlog
-//! that makes receivers push back.
+//! does not match and cuts batches (`batch:`). An exporter sends one request at a time
+//! and answers how many leading items of what it was given are at the sink; the driver
+//! hands it the rest until the batch is done, moving the cursor past each request
+//! delivered, so a retry or a restart sends only what is not there yet. A failed request
+//! is retried on its own (`retry_on_failure:`) with exponential backoff and full jitter,
+//! honouring the sink's `Retry-After`; what a sink rejects as malformed is written to a
+//! dead-letter file with the reason (`dead_letter`). The cursor moves only past what was
+//! delivered or dead-lettered. Its position feeds the backlog that makes receivers push
+//! back.
 //!
 //! | failure | what the driver does |
 //! |---|---|
-//! | retryable (5xx, 429, timeout, reset, local I/O) | backs off and retries; the cursor holds |
+//! | retryable (5xx, 429, timeout, reset, local I/O) | backs off and retries the request; the cursor holds |
 //! | unauthorized (credentials or permissions refused) | the same, and `/readyz` names the exporter at once |
-//! | permanent (malformed for the sink) | dead-letters the batch and goes on, unless the exporter keeps no dead letters (`s3`): then it retries like the above |
+//! | permanent (malformed for the sink) | dead-letters what is left of the batch and goes on, unless the exporter keeps no dead letters (`s3`): then it retries like the above |
+//! | any, with `retry_on_failure.enabled: false` or past a non-zero `max_elapsed_time` | dead-letters what is left of the batch and goes on (refused at validation for `file` and `s3`) |
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,27 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::Frame;
 use super::routing::Route;
-use crate::exporters::{ExportError, Exporter, Item};
+use crate::exporters::{BatchSettings, ExportError, Exporter, Item, RetrySettings};
 use crate::journal::{Cursor, Journal};
 use crate::telemetry::status::ExporterHealth;
-
-/// How an exporter's batches are cut.
-#[derive(Debug, Clone, Copy)]
-pub struct BatchLimits {
-    pub max_records: usize,
-    pub max_bytes: usize,
-    pub max_age: Duration,
-}
-
-impl Default for BatchLimits {
-    fn default() -> Self {
-        BatchLimits {
-            max_records: 2048,
-            max_bytes: 4 << 20,
-            max_age: Duration::ZERO,
-        }
-    }
-}
 
 /// Items read but not yet delivered.
 #[derive(Default)]
@@ -70,8 +57,8 @@ impl Pending {
         self.items.push(item);
     }
 
-    fn is_full(&self, limits: &BatchLimits) -> bool {
-        self.items.len() >= limits.max_records || self.bytes >= limits.max_bytes
+    fn is_full(&self, limits: &BatchSettings) -> bool {
+        self.items.len() >= limits.max_records || self.bytes as u64 >= limits.max_bytes.as_u64()
     }
 
     /// How many items there are up to and including the last checkpoint.
@@ -99,51 +86,15 @@ impl Pending {
     }
 }
 
-/// Exponential backoff with full jitter, capped; a sink's `Retry-After` wins when longer.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait before retry number `attempt` (0-based).
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let ceiling = self
-            .initial
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max);
-        let jittered = ceiling.mul_f64(0.5 + 0.5 * unit_random());
-        retry_after.map_or(jittered, |r| r.max(jittered))
-    }
-}
-
-fn unit_random() -> f64 {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        return 0.5;
-    }
-    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 pub struct Driver {
     pub id: String,
     pub journal: Journal,
     pub cursor: Cursor,
     pub exporter: Box<dyn Exporter>,
     pub route: Option<Arc<Route>>,
-    pub limits: BatchLimits,
-    pub backoff: Backoff,
-    /// How long one delivery may take.
+    pub limits: BatchSettings,
+    pub retry: RetrySettings,
+    /// How long one request may take.
     pub timeout: Duration,
     /// Where this exporter's position is published for backlog accounting.
     pub position: Arc<AtomicU64>,
@@ -295,65 +246,78 @@ impl Driver {
         }
     }
 
-    /// Delivers one batch, retrying until it is delivered or dead-lettered; false when
-    /// abandoned.
+    /// Delivers one batch request by request, moving the cursor past each request
+    /// delivered; false when abandoned.
     async fn deliver(&mut self, batch: &[Item], abandon: &CancellationToken) -> bool {
-        let entries = batch
-            .iter()
-            .filter(|i| matches!(i, Item::Entry { .. }))
-            .count() as u64;
+        let mut done = 0;
+        while let Some(next) = batch.get(done) {
+            if done > 0 {
+                // What is before `next` is at the sink: a restart must not send it again.
+                self.store_cursor(next.index());
+            }
+            match self.deliver_request(&batch[done..], abandon).await {
+                Some(n) => done += n,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Has the exporter send one request from the start of `rest`, retrying it until it
+    /// is delivered, dead-lettered or given up. Answers how many items of `rest` are
+    /// done with; None when abandoned.
+    async fn deliver_request(
+        &mut self,
+        rest: &[Item],
+        abandon: &CancellationToken,
+    ) -> Option<usize> {
         let labels = [
             ("pipeline", self.health.pipeline.clone()),
             ("exporter", self.health.exporter.clone()),
         ];
+        // As the Collector does, max_elapsed_time counts from the first attempt.
+        let started = std::time::Instant::now();
         let mut attempt = 0u32;
         loop {
-            let outcome =
-                match tokio::time::timeout(self.timeout, self.exporter.export(batch)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(ExportError::retryable(format!(
-                        "no answer within {:?}",
-                        self.timeout
-                    ))),
-                };
+            let outcome = match tokio::time::timeout(self.timeout, self.exporter.export(rest)).await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(ExportError::retryable(format!(
+                    "no answer within {:?}",
+                    self.timeout
+                ))),
+            };
             let error = match outcome {
-                Ok(()) => {
+                Ok(n) if n > 0 => {
+                    let n = n.min(rest.len());
                     metrics::counter!("vellum_exporter_sent_records_total", &labels)
-                        .increment(entries);
+                        .increment(entries(&rest[..n]));
                     metrics::counter!("otelcol_exporter_sent_log_records_total", "exporter" => self.health.exporter.clone())
-                        .increment(entries);
+                        .increment(entries(&rest[..n]));
                     self.health.progressed();
-                    return true;
+                    return Some(n);
                 }
+                // An exporter must take at least one item; retrying cannot loop fast.
+                Ok(_) => ExportError::retryable("the exporter delivered nothing"),
                 Err(e) => e,
             };
-            metrics::counter!("vellum_exporter_failed_records_total", &labels).increment(entries);
+            // Which items the failed request held is the exporter's business: the whole
+            // rest counts as failed, and a refusal dead-letters the whole rest.
+            let count = entries(rest);
+            metrics::counter!("vellum_exporter_failed_records_total", &labels).increment(count);
             metrics::counter!("otelcol_exporter_send_failed_log_records_total", "exporter" => self.health.exporter.clone())
-                .increment(entries);
-            if let ExportError::Permanent(reason) = &error
+                .increment(count);
+            let given_up = self.retry.gives_up(started.elapsed());
+            if (matches!(error, ExportError::Permanent(_)) || given_up)
                 && self.exporter.dead_letters()
+                && self.set_aside(rest, &error, given_up)
             {
-                let written = super::dead_letter::write(
-                    &self.dead_letter_dir,
-                    &self.health.pipeline,
-                    &self.health.exporter,
-                    reason,
-                    batch,
-                );
-                match written {
-                    Ok(path) => {
-                        metrics::counter!("vellum_exporter_dead_lettered_records_total", &labels)
-                            .increment(entries);
-                        self.health.progressed();
-                        tracing::error!(exporter = %self.id, %reason, file = %path.display(), records = batch.len(), "sink refused a batch for good; written to the dead-letter file");
-                        return true;
-                    }
-                    Err(e) => {
-                        tracing::error!(exporter = %self.id, %reason, error = %e, "sink refused a batch and the dead-letter file cannot be written; retrying");
-                    }
-                }
+                metrics::counter!("vellum_exporter_dead_lettered_records_total", &labels)
+                    .increment(count);
+                self.health.progressed();
+                return Some(rest.len());
             }
-            metrics::counter!("vellum_exporter_retried_records_total", &labels).increment(entries);
+            metrics::counter!("vellum_exporter_retried_records_total", &labels).increment(count);
             self.health.attempt_failed();
             let retry_after = match &error {
                 ExportError::Retryable { retry_after, .. } => *retry_after,
@@ -363,22 +327,59 @@ impl Driver {
                 .set_unauthorized(matches!(error, ExportError::Unauthorized(_)));
             // Logged at the first failure and then ever more rarely, not once per retry.
             if attempt == 0 || attempt.is_power_of_two() {
-                match &error {
-                    ExportError::Retryable { message, .. } => {
-                        tracing::warn!(exporter = %self.id, attempt, error = %message, "delivery failed; retrying")
-                    }
-                    ExportError::Unauthorized(message) => {
-                        tracing::error!(exporter = %self.id, attempt, error = %message, "the sink refuses the exporter's credentials; records wait until they are fixed")
-                    }
-                    ExportError::Permanent(message) => {
-                        tracing::error!(exporter = %self.id, attempt, error = %message, "the sink refuses the batch; this exporter keeps no dead letters, so it is retried until fixed")
-                    }
-                }
+                self.log_failure(attempt, &error);
             }
             if !self.wait(attempt, retry_after, abandon).await {
-                return false;
+                return None;
             }
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// Writes what a failed request left to the dead-letter file; false when it cannot.
+    fn set_aside(&self, rest: &[Item], error: &ExportError, given_up: bool) -> bool {
+        let reason = match error {
+            ExportError::Permanent(reason) => reason.clone(),
+            other if !self.retry.enabled => format!("retries are off: {other}"),
+            other => format!(
+                "still failing after retry_on_failure.max_elapsed_time ({:?}): {other}",
+                self.retry.max_elapsed_time
+            ),
+        };
+        let written = super::dead_letter::write(
+            &self.dead_letter_dir,
+            &self.health.pipeline,
+            &self.health.exporter,
+            &reason,
+            rest,
+        );
+        match written {
+            Ok(path) => {
+                if given_up && !matches!(error, ExportError::Permanent(_)) {
+                    tracing::error!(exporter = %self.id, %reason, file = %path.display(), records = rest.len(), "delivery given up; written to the dead-letter file");
+                } else {
+                    tracing::error!(exporter = %self.id, %reason, file = %path.display(), records = rest.len(), "sink refused a batch for good; written to the dead-letter file");
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(exporter = %self.id, %reason, error = %e, "a batch could not be delivered and the dead-letter file cannot be written; retrying");
+                false
+            }
+        }
+    }
+
+    fn log_failure(&self, attempt: u32, error: &ExportError) {
+        match error {
+            ExportError::Retryable { message, .. } => {
+                tracing::warn!(exporter = %self.id, attempt, error = %message, "delivery failed; retrying")
+            }
+            ExportError::Unauthorized(message) => {
+                tracing::error!(exporter = %self.id, attempt, error = %message, "the sink refuses the exporter's credentials; records wait until they are fixed")
+            }
+            ExportError::Permanent(message) => {
+                tracing::error!(exporter = %self.id, attempt, error = %message, "the sink refuses the batch; this exporter keeps no dead letters, so it is retried until fixed")
+            }
         }
     }
 
@@ -389,10 +390,18 @@ impl Driver {
         abandon: &CancellationToken,
     ) -> bool {
         tokio::select! {
-            _ = tokio::time::sleep(self.backoff.delay(attempt, retry_after)) => true,
+            _ = tokio::time::sleep(self.retry.delay(attempt, retry_after)) => true,
             _ = abandon.cancelled() => false,
         }
     }
+}
+
+/// How many sealed entries (not checkpoints) `items` holds, for the record counters.
+fn entries(items: &[Item]) -> u64 {
+    items
+        .iter()
+        .filter(|i| matches!(i, Item::Entry { .. }))
+        .count() as u64
 }
 
 #[cfg(test)]
@@ -415,6 +424,12 @@ mod tests {
         /// The failure to answer instead of the default ones.
         error: Option<ExportError>,
         dead_letters: bool,
+        /// At most this many items go in one request.
+        per_request: usize,
+        /// The size of every request sent, failed or not.
+        requests: Arc<Mutex<Vec<usize>>>,
+        /// This many first requests succeed whatever `failures` says.
+        fail_after: usize,
     }
 
     impl Flaky {
@@ -427,15 +442,27 @@ mod tests {
                 ends: Arc::default(),
                 error: None,
                 dead_letters: true,
+                per_request: usize::MAX,
+                requests: Arc::default(),
+                fail_after: 0,
             }
         }
     }
 
     impl Exporter for Flaky {
-        fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
+        fn export<'a>(
+            &'a mut self,
+            batch: &'a [Item],
+        ) -> BoxFuture<'a, Result<usize, ExportError>> {
             Box::pin(async move {
+                let batch = &batch[..batch.len().min(self.per_request)];
+                let sent_before = {
+                    let mut requests = self.requests.lock().unwrap();
+                    requests.push(batch.len());
+                    requests.len() - 1
+                };
                 let mut failures = self.failures.lock().unwrap();
-                if *failures > 0 {
+                if *failures > 0 && sent_before >= self.fail_after {
                     *failures -= 1;
                     if let Some(e) = &self.error {
                         return Err(e.clone());
@@ -455,7 +482,7 @@ mod tests {
                     Item::Entry { seq, .. } => Some(*seq),
                     Item::Checkpoint { .. } => None,
                 }));
-                Ok(())
+                Ok(batch.len())
             })
         }
 
@@ -484,14 +511,15 @@ mod tests {
             cursor: journal.cursor("sink").unwrap(),
             exporter: Box::new(exporter),
             route: None,
-            limits: BatchLimits {
+            limits: BatchSettings {
                 max_records: 7,
-                max_bytes: 1 << 20,
+                max_bytes: bytesize::ByteSize::mib(1),
                 max_age: Duration::ZERO,
             },
-            backoff: Backoff {
-                initial: Duration::from_millis(1),
-                max: Duration::from_millis(20),
+            retry: RetrySettings {
+                initial_interval: Duration::from_millis(1),
+                max_interval: Duration::from_millis(20),
+                ..RetrySettings::default()
             },
             timeout: Duration::from_secs(5),
             position: Arc::new(AtomicU64::new(0)),
@@ -723,22 +751,140 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_to_its_cap_and_honours_retry_after() {
-        let b = Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(2),
+    fn backoff_draws_full_jitter_under_a_ceiling_that_doubles_to_its_cap() {
+        let retry = RetrySettings {
+            initial_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(2),
+            ..RetrySettings::default()
         };
-        for attempt in 0..20 {
-            let d = b.delay(attempt, None);
-            let ceiling = Duration::from_millis(100)
-                .saturating_mul(1 << attempt.min(16))
-                .min(Duration::from_secs(2));
-            assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
+        let ceilings_ms = [100, 200, 400, 800, 1600, 2000, 2000, 2000, 2000, 2000];
+        for (attempt, ceiling_ms) in ceilings_ms.into_iter().enumerate() {
+            let ceiling = Duration::from_millis(ceiling_ms);
+            let draws: Vec<Duration> = (0..400)
+                .map(|_| retry.delay(attempt as u32, None))
+                .collect();
+            assert!(draws.iter().all(|d| *d <= ceiling), "attempt {attempt}");
+            // Full jitter spreads over the whole range, from near 0 to near the ceiling;
+            // equal jitter would never go below half of it.
+            let (low, high) = (draws.iter().min().unwrap(), draws.iter().max().unwrap());
+            assert!(*low < ceiling / 8, "attempt {attempt}: lowest {low:?}");
+            assert!(
+                *high > ceiling * 7 / 8,
+                "attempt {attempt}: highest {high:?}"
+            );
         }
+        // Far past the cap, the shift saturates rather than overflowing.
+        assert!(retry.delay(u32::MAX, None) <= Duration::from_secs(2));
         assert_eq!(
-            b.delay(0, Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
+            retry.delay(0, Some(Duration::from_secs(7))),
+            Duration::from_secs(7),
+            "a longer Retry-After wins"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_request_is_retried_alone_and_nothing_delivered_goes_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..7);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        // Requests of 3 items at most; the third request fails three times.
+        let mut flaky = Flaky::new(3, false, seen.clone());
+        flaky.per_request = 3;
+        flaky.fail_after = 2;
+        let requests = flaky.requests.clone();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        driver(&journal, flaky, tmp.path())
+            .run(stop, CancellationToken::new())
+            .await;
+        assert_eq!(*seen.lock().unwrap(), (0..7).collect::<Vec<_>>());
+        assert_eq!(*requests.lock().unwrap(), [3, 3, 1, 1, 1, 1]);
+        assert_eq!(journal.cursor("sink").unwrap().load(), 7);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cursor_moves_past_each_request_delivered_so_a_restart_sends_only_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..7);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut flaky = Flaky::new(u32::MAX, false, seen.clone());
+        flaky.per_request = 3;
+        flaky.fail_after = 2;
+        let requests = flaky.requests.clone();
+        let abandon = CancellationToken::new();
+        let task = tokio::spawn(
+            driver(&journal, flaky, tmp.path()).run(CancellationToken::new(), abandon.clone()),
+        );
+        wait_for("retries of the third request", || {
+            requests.lock().unwrap().len() > 4
+        })
+        .await;
+        assert_eq!(journal.cursor("sink").unwrap().load(), 6);
+        abandon.cancel();
+        task.await.unwrap();
+        // A new start sends only what the sink does not have.
+        let flaky = Flaky::new(0, false, seen.clone());
+        let requests = flaky.requests.clone();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        driver(&journal, flaky, tmp.path())
+            .run(stop, CancellationToken::new())
+            .await;
+        assert_eq!(*requests.lock().unwrap(), [1]);
+        assert_eq!(*seen.lock().unwrap(), (0..7).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_retries_off_a_failed_request_goes_to_the_dead_letter_file_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..10);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let flaky = Flaky::new(1, false, seen.clone());
+        let requests = flaky.requests.clone();
+        let mut d = driver(&journal, flaky, tmp.path());
+        d.retry.enabled = false;
+        let stop = CancellationToken::new();
+        stop.cancel();
+        d.run(stop, CancellationToken::new()).await;
+        assert_eq!(*seen.lock().unwrap(), (7..10).collect::<Vec<_>>());
+        assert_eq!(*requests.lock().unwrap(), [7, 3], "no retry");
+        let dead =
+            std::fs::read_to_string(tmp.path().join("dead-letter/00000000000000000000.jsonl"))
+                .unwrap();
+        assert!(dead.contains("retries are off: 503"), "{dead}");
+        assert_eq!(dead.lines().count(), 1 + 7);
+        assert_eq!(journal.cursor("sink").unwrap().load(), 10);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_failing_past_max_elapsed_time_is_given_up_but_not_before() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) =
+            journal::open(&tmp.path().join("j"), JournalOptions::default()).unwrap();
+        append(&mut writer, 0..3);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let flaky = Flaky::new(u32::MAX, false, seen.clone());
+        let requests = flaky.requests.clone();
+        let mut d = driver(&journal, flaky, tmp.path());
+        d.retry.max_elapsed_time = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        d.run(stop, CancellationToken::new()).await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(requests.lock().unwrap().len() > 2, "retried until then");
+        assert!(seen.lock().unwrap().is_empty());
+        let dead =
+            std::fs::read_to_string(tmp.path().join("dead-letter/00000000000000000000.jsonl"))
+                .unwrap();
+        assert!(dead.contains("max_elapsed_time"), "{dead}");
+        assert_eq!(journal.cursor("sink").unwrap().load(), 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,7 @@ use crate::receivers::{Limits, ReceiverConfig};
 use crate::telemetry::status::{
     ExporterHealth, ExporterStatus, PipelineStatus, ReceiverStatus, ServiceStatus, Status,
 };
-use export::{Backoff, BatchLimits, Driver};
+use export::Driver;
 use intake::{PipelineIntake, Switchboard};
 use routing::Route;
 use writer::{Checkpointing, WriteRequest, Writer, WriterSettings};
@@ -838,15 +838,8 @@ fn launch_driver(
         cursor,
         exporter,
         route: e.route,
-        limits: BatchLimits {
-            max_records: cfg.delivery.batch.max_records,
-            max_bytes: cfg.delivery.batch.max_bytes.as_u64() as usize,
-            max_age: cfg.delivery.batch.max_age,
-        },
-        backoff: Backoff {
-            initial: cfg.delivery.retry_on_failure.initial_interval,
-            max: cfg.delivery.retry_on_failure.max_interval,
-        },
+        limits: cfg.delivery.batch.clone(),
+        retry: cfg.delivery.retry_on_failure.clone(),
         timeout: cfg.delivery.timeout,
         position: e.position,
         dead_letter_dir: context.state_dir.join(dead_letter::DIR),

@@ -543,8 +543,11 @@ impl S3Exporter {
 }
 
 impl Exporter for S3Exporter {
-    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<(), ExportError>> {
-        Box::pin(self.deliver(batch))
+    fn export<'a>(&'a mut self, batch: &'a [Item]) -> BoxFuture<'a, Result<usize, ExportError>> {
+        Box::pin(async move {
+            self.deliver(batch).await?;
+            Ok(batch.len())
+        })
     }
 
     fn dead_letters(&self) -> bool {
