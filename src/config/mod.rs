@@ -743,11 +743,15 @@ service:
     fn a_good_configuration_loads_with_references_expanded() {
         let config = load(GOOD).unwrap();
         let file = ComponentId::parse("file/evidence").unwrap();
-        match &config.exporters[&file].kind {
-            crate::exporters::ExporterKind::File(f) => {
-                assert_eq!(f.directory, PathBuf::from("/var/lib/vellum/evidence"))
-            }
-            other => panic!("expected the file exporter, got {other:?}"),
+        let exporter = &config.exporters[&file];
+        assert_eq!(exporter.type_name, "file");
+        match exporter
+            .settings
+            .as_any()
+            .downcast_ref::<crate::exporters::file::FileConfig>()
+        {
+            Some(f) => assert_eq!(f.directory, PathBuf::from("/var/lib/vellum/evidence")),
+            None => panic!("expected the file exporter, got {exporter:?}"),
         }
         assert_eq!(config.service.storage.max_backlog_records, 1_000_000);
         assert_eq!(

@@ -447,6 +447,24 @@ impl Exporter for OtlpExporter {
     }
 }
 
+impl super::ExporterSettings for OtlpConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        OtlpConfig::problems(self)
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities::sink()
+    }
+
+    fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
+        Ok(Box::new(OtlpExporter::new(self, context)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

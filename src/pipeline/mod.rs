@@ -34,7 +34,7 @@ use crate::component::{Processor, ReceiverHandle};
 use crate::config::{ComponentId, Config, ExporterRef, StorageConfig};
 use crate::evidence::hmac::KeyRing;
 use crate::evidence::note::{self, NoteSigner};
-use crate::exporters::{ExporterConfig, ExporterContext, ExporterKind, file::stream_folder};
+use crate::exporters::{EvidenceStore, ExporterConfig, ExporterContext, file::stream_folder};
 use crate::journal::{self, Journal, JournalOptions, JournalWriter};
 use crate::processors::ProcessorConfig;
 use crate::processors::hash_chain::{HashChainConfig, SigningKey};
@@ -145,25 +145,18 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
                 },
                 _ => None,
             };
-            if let ExporterKind::File(f) = &cfg.kind
-                && f.retention_days > 0
+            let caps = cfg.capabilities();
+            if let Some(why) = caps.needs_chain
                 && chain.is_none()
             {
                 problems.push(format!(
-                    "service.pipelines.{id}.exporters: `{eid}` has `retention_days`, and pruned evidence stays verifiable only from a signed checkpoint; add `hash_chain` to this pipeline's processors"
+                    "service.pipelines.{id}.exporters: `{eid}` {why}; add `hash_chain` to this pipeline's processors"
                 ));
             }
-            if matches!(cfg.kind, ExporterKind::S3(_)) {
-                if chain.is_none() {
-                    problems.push(format!(
-                        "service.pipelines.{id}.exporters: `{eid}` writes bundles that end at signed checkpoints; add `hash_chain` to this pipeline's processors"
-                    ));
-                }
-                if route.is_some() {
-                    problems.push(format!(
-                        "service.pipelines.{id}.exporters: `{eid}` cannot take `when:`: evidence bundles must join without gaps"
-                    ));
-                }
+            if !caps.accepts_when && route.is_some() {
+                problems.push(format!(
+                    "service.pipelines.{id}.exporters: `{eid}` cannot take `when:`: evidence must join without gaps"
+                ));
             }
             exporters.push((eid.clone(), cfg.clone(), route));
         }
@@ -651,9 +644,10 @@ impl Service {
         let evidence_dirs: Vec<PathBuf> = p
             .exporters
             .iter()
-            .filter_map(|(_, cfg, _)| match &cfg.kind {
-                ExporterKind::File(f) => Some(f.directory.join(stream_folder(&p.stream))),
-                #[allow(unreachable_patterns)]
+            .filter_map(|(_, cfg, _)| match cfg.capabilities().evidence {
+                Some(EvidenceStore::Directory { directory, .. }) => {
+                    Some(directory.join(stream_folder(&p.stream)))
+                }
                 _ => None,
             })
             .collect();
@@ -686,14 +680,14 @@ impl Service {
         let positions: Vec<Arc<AtomicU64>> = exporters.iter().map(|e| e.position.clone()).collect();
         let evidence_retention: Vec<retention::EvidenceRetention> = exporters
             .iter()
-            .filter_map(|e| match &e.config.kind {
-                ExporterKind::File(f) if f.retention_days > 0 => {
-                    Some(retention::EvidenceRetention::new(
-                        e.id.to_string(),
-                        f.clone(),
-                        e.position.clone(),
-                    ))
-                }
+            .filter_map(|e| match e.config.capabilities().evidence {
+                Some(EvidenceStore::Directory {
+                    pruning: Some(f), ..
+                }) => Some(retention::EvidenceRetention::new(
+                    e.id.to_string(),
+                    f,
+                    e.position.clone(),
+                )),
                 _ => None,
             })
             .collect();

@@ -556,6 +556,34 @@ impl Exporter for S3Exporter {
     }
 }
 
+impl super::ExporterSettings for S3Config {
+    fn problems(&self) -> Vec<(String, String)> {
+        S3Config::problems(self)
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            needs_chain: Some("writes bundles that end at signed checkpoints"),
+            accepts_when: false,
+            checkpoint_aligned: true,
+            dead_letters: false,
+            evidence: Some(super::EvidenceStore::Objects),
+            retention: Some(super::RetentionSetting {
+                key: "object_lock.retain_days",
+                days: self.object_lock.as_ref().map(|lock| lock.retain_days),
+            }),
+        }
+    }
+
+    fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
+        Ok(Box::new(S3Exporter::open(self, context)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
