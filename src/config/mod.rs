@@ -586,7 +586,18 @@ impl Loader {
                     );
                 }
             }
-            for (i, message) in crate::processors::check_order(&pipeline.processors) {
+            let placed: Vec<(&str, Option<crate::processors::ProcessorCapabilities>)> = pipeline
+                .processors
+                .iter()
+                .map(|pid| {
+                    let caps = ComponentId::parse(pid)
+                        .ok()
+                        .and_then(|c| processors.get(&c))
+                        .map(|p| p.capabilities());
+                    (pid.as_str(), caps)
+                })
+                .collect();
+            for (i, message) in crate::processors::check_order(&placed) {
                 let pos = pnode.locate(&format!("processors[{i}]"));
                 self.problem(format!("{base}.processors[{i}]"), pos, message);
             }

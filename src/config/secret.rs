@@ -291,7 +291,11 @@ service:
             Some("0000918273645501")
         );
         let (_, processor) = config.processors.iter().next().unwrap();
-        let crate::processors::ProcessorConfig::HashChain(chain) = processor else {
+        let Some(chain) = processor
+            .settings
+            .as_any()
+            .downcast_ref::<crate::processors::hash_chain::HashChainConfig>()
+        else {
             panic!("{processor:?}")
         };
         assert_eq!(chain.checkpoint.every_records, 250);

@@ -36,7 +36,7 @@ use crate::evidence::hmac::KeyRing;
 use crate::evidence::note::{self, NoteSigner};
 use crate::exporters::{EvidenceStore, ExporterConfig, ExporterContext, file::stream_folder};
 use crate::journal::{self, Journal, JournalOptions, JournalWriter};
-use crate::processors::ProcessorConfig;
+use crate::processors::Stage;
 use crate::processors::hash_chain::{HashChainConfig, SigningKey};
 use crate::receivers::{Limits, ReceiverConfig};
 use crate::telemetry::status::{
@@ -74,6 +74,7 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
         let mut processors: Vec<Arc<dyn Processor>> = Vec::new();
         let mut chain = None;
         let mut keys = None;
+        let mut chain_id = "hash_chain";
         for pid in &p.processors {
             let Some(cfg) = ComponentId::parse(pid)
                 .ok()
@@ -81,24 +82,14 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             else {
                 continue;
             };
-            match cfg {
-                ProcessorConfig::HashChain(c) => chain = Some(c.clone()),
-                ProcessorConfig::HmacSign(c) => {
-                    let ring = c
-                        .keys
-                        .iter()
-                        .map(|k| (k.id.clone(), k.bytes().unwrap_or_default()))
-                        .collect();
-                    match KeyRing::new(ring) {
-                        Ok(r) => keys = Some(r),
-                        Err(e) => problems.push(format!("processors.{pid}: {e}")),
-                    }
+            match cfg.build(pid) {
+                Ok(Stage::Process(p)) => processors.push(p),
+                Ok(Stage::Chain(c)) => {
+                    chain = Some(c);
+                    chain_id = pid;
                 }
-                other => match other.build(pid) {
-                    Some(Ok(p)) => processors.push(p),
-                    Some(Err(e)) => problems.push(format!("processors.{pid}: {e}")),
-                    None => {}
-                },
+                Ok(Stage::Sign(ring)) => keys = Some(ring),
+                Err(e) => problems.push(format!("processors.{pid}: {e}")),
             }
         }
         let stream = chain
@@ -118,11 +109,11 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             match NoteSigner::parse(text.expose()) {
                     Ok(s) if s.name() == origin => signer = Some(s),
                     Ok(s) => problems.push(format!(
-                        "processors.hash_chain.signing_key: the key is named `{}` but this pipeline's checkpoint origin is `{origin}`; \
+                        "processors.{chain_id}.signing_key: the key is named `{}` but this pipeline's checkpoint origin is `{origin}`; \
                          make one with `vellum keygen --name {origin}`",
                         s.name()
                     )),
-                    Err(e) => problems.push(format!("processors.hash_chain.signing_key: {e}")),
+                    Err(e) => problems.push(format!("processors.{chain_id}.signing_key: {e}")),
                 }
         }
         let mut exporters = Vec::new();

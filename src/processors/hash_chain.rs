@@ -165,6 +165,28 @@ impl HashChainConfig {
     }
 }
 
+impl super::ProcessorSettings for HashChainConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        HashChainConfig::problems(self)
+    }
+
+    fn capabilities(&self) -> super::ProcessorCapabilities {
+        super::ProcessorCapabilities {
+            seals: Some(super::Seal::Chain),
+            ..Default::default()
+        }
+    }
+
+    fn build(&self, id: &str) -> Result<super::Stage, String> {
+        let _ = id;
+        Ok(super::Stage::Chain(self.clone()))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
