@@ -315,6 +315,28 @@ enum Refusal {
     Malformed(Vec<String>),
 }
 
+impl super::ReceiverSettings for HttpConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        HttpConfig::problems(self)
+    }
+
+    fn start(
+        &self,
+        id: String,
+        intake: crate::component::Intake,
+        limits: super::Limits,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> futures::future::BoxFuture<'static, std::io::Result<Vec<crate::component::ReceiverHandle>>>
+    {
+        let config = self.clone();
+        Box::pin(async move { Ok(vec![start(id, config, intake, limits, shutdown).await?]) })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 impl Refusal {
     fn problems(self) -> Vec<String> {

@@ -816,6 +816,28 @@ pub fn any_value(v: AnyValue) -> Value {
     }
 }
 
+impl super::ReceiverSettings for OtlpConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        OtlpConfig::problems(self)
+    }
+
+    fn start(
+        &self,
+        id: String,
+        intake: crate::component::Intake,
+        limits: super::Limits,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> futures::future::BoxFuture<'static, std::io::Result<Vec<crate::component::ReceiverHandle>>>
+    {
+        let config = self.clone();
+        Box::pin(async move { start(id, config, intake, limits, shutdown).await })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

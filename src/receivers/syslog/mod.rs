@@ -804,6 +804,31 @@ async fn serve_udp(receiver: Arc<Receiver>, socket: UdpSocket, shutdown: Cancell
     }
 }
 
+impl super::ReceiverSettings for SyslogConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        SyslogConfig::problems(self)
+    }
+
+    fn start(
+        &self,
+        id: String,
+        intake: crate::component::Intake,
+        limits: super::Limits,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> futures::future::BoxFuture<'static, std::io::Result<Vec<crate::component::ReceiverHandle>>>
+    {
+        let config = self.clone();
+        Box::pin(async move {
+            let _ = limits;
+            Ok(vec![start(id, config, intake, shutdown).await?])
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
