@@ -841,3 +841,68 @@ fn launch_driver(
     let _ = e.status.set(task.abort_handle());
     Ok(task)
 }
+
+#[cfg(test)]
+mod tests {
+    fn problems(yaml: &str) -> Vec<String> {
+        let config = crate::config::Config::from_yaml(
+            yaml,
+            "test.yaml",
+            &crate::config::expand::SystemSource,
+        )
+        .unwrap();
+        super::plan(&config).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn an_s3_exporter_asks_for_a_chain_and_refuses_when_from_its_capabilities() {
+        let p = problems(
+            r#"
+receivers:
+  http: { endpoint: 127.0.0.1:0 }
+exporters:
+  s3/archive: { bucket: audit-archive, region: us-east-1 }
+service:
+  storage: { directory: /tmp/state }
+  pipelines:
+    logs/audit:
+      receivers: [http]
+      exporters: [{ id: s3/archive, when: "severity >= high" }]
+"#,
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains(
+                "`s3/archive` writes bundles that end at signed checkpoints; add `hash_chain`"
+            ),
+            "{p:?}"
+        );
+        assert!(p[1].contains("`s3/archive` cannot take `when:`"), "{p:?}");
+    }
+
+    #[test]
+    fn a_misnamed_signing_key_is_reported_under_the_pipelines_own_hash_chain_id() {
+        let (skey, _) = crate::evidence::note::generate("elsewhere.example").unwrap();
+        let p = problems(&format!(
+            r#"
+receivers:
+  http: {{ endpoint: 127.0.0.1:0 }}
+processors:
+  hash_chain/x: {{ origin: audit.example, signing_key: "{skey}" }}
+exporters:
+  file/evidence: {{ directory: /tmp/evidence }}
+service:
+  storage: {{ directory: /tmp/state }}
+  pipelines:
+    logs/audit: {{ receivers: [http], processors: [hash_chain/x], exporters: [file/evidence] }}
+"#
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "processors.hash_chain/x.signing_key: the key is named `elsewhere.example`"
+            ),
+            "{p:?}"
+        );
+    }
+}
