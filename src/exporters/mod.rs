@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::config::{ComponentConfig, ComponentId, DecodeError, decode_json};
+use crate::config::component::{ComponentConfig, ComponentId, DecodeError, decode_json};
 pub use registry::{Capabilities, EvidenceStore, ExporterSettings, RetentionSetting};
 
 /// An exporter's settings: its type, its own settings, and how the driver delivers to it.

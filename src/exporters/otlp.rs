@@ -228,7 +228,7 @@ impl OtlpExporter {
 
 fn grpc_endpoint(cfg: &OtlpConfig) -> Result<tonic::transport::Endpoint, ExportError> {
     let bad = |e: &dyn std::error::Error| {
-        ExportError::Permanent(crate::config::redact_url(&format!(
+        ExportError::Permanent(crate::config::secret::redact_url(&format!(
             "endpoint `{}`: {}",
             cfg.endpoint,
             http::chain(e)

@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 use serde::de::DeserializeOwned;
 
 use super::{ExportError, Exporter, ExporterContext, datadog, file, otlp, s3, splunk_hec, webhook};
-use crate::config::{DecodeError, decode_json};
+use crate::config::component::{DecodeError, decode_json};
 
 /// Every exporter type Vellum knows, by the name used in `exporters:` keys.
 pub static EXPORTERS: &[ExporterFactory] = &[

@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::config::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

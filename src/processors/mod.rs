@@ -15,7 +15,7 @@ pub mod registry;
 
 use std::sync::Arc;
 
-use crate::config::{ComponentConfig, ComponentId, DecodeError};
+use crate::config::component::{ComponentConfig, ComponentId, DecodeError};
 pub use registry::{ProcessorCapabilities, ProcessorSettings, Seal, Stage};
 
 /// A processor's settings: its registered type and its own settings.

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::{classify, filter, hash_chain, hmac_sign, redact};
 use crate::component::Processor;
-use crate::config::{DecodeError, decode_json};
+use crate::config::component::{DecodeError, decode_json};
 use crate::evidence::hmac::KeyRing;
 
 /// Every processor type Vellum knows, by the name used in `processors:` keys.

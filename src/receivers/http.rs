@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Limits, count_accepted, count_refused, refusal_reason};
 use crate::component::{Intake, ReceiverHandle};
-use crate::config::{Endpoint, Secret};
+use crate::config::{component::Endpoint, secret::Secret};
 use crate::event::{Record, json_safe, now_unix_nano, parse_time};
 use crate::listener::ListenerLimits;
 

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{Intake, ReceiverHandle, SubmitError};
-use crate::config::{ComponentConfig, ComponentId, DecodeError};
+use crate::config::component::{ComponentConfig, ComponentId, DecodeError};
 pub use registry::ReceiverSettings;
 
 /// A receiver's settings: its registered type and its own settings.

@@ -64,7 +64,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Limits, count_accepted, count_refused, refusal_reason};
 use crate::component::{Intake, ReceiverHandle, SubmitError};
-use crate::config::Endpoint;
+use crate::config::component::Endpoint;
 use crate::event::{Record, float_value, int_value, now_unix_nano};
 
 #[derive(Debug, Clone, Deserialize)]

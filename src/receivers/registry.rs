@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Limits, http, otlp, syslog};
 use crate::component::{Intake, ReceiverHandle};
-use crate::config::{DecodeError, decode_json};
+use crate::config::component::{DecodeError, decode_json};
 
 /// Every receiver type Vellum knows, by the name used in `receivers:` keys.
 pub static RECEIVERS: &[ReceiverFactory] = &[

@@ -63,7 +63,7 @@ use sha2::{Digest, Sha256};
 use self::bundle::{KeyLayout, MANIFEST_SUFFIX, Manifest, NO_PREVIOUS, build_artifact};
 use self::client::{Connection, StaticCredentials, classify, status_of};
 use super::{ExportError, Exporter, ExporterContext, Item};
-use crate::config::Secret;
+use crate::config::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -106,7 +106,7 @@ use parse::{Message, ParseError};
 pub struct SyslogConfig {
     pub protocol: Protocol,
     /// `host:port` to listen on.
-    pub endpoint: crate::config::Endpoint,
+    pub endpoint: crate::config::component::Endpoint,
     #[serde(default)]
     pub format: Format,
     /// The largest message kept whole; longer ones are truncated and marked.
