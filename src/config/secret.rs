@@ -239,7 +239,6 @@ mod tests {
 mod loading {
     use crate::config::Config;
     use crate::config::expand::Source;
-    use crate::receivers::ReceiverConfig;
 
     struct Env;
     impl Source for Env {
@@ -282,7 +281,11 @@ service:
         )
         .unwrap();
         let (_, receiver) = config.receivers.iter().next().unwrap();
-        let ReceiverConfig::Http(http) = receiver else {
+        let Some(http) = receiver
+            .settings
+            .as_any()
+            .downcast_ref::<crate::receivers::http::HttpConfig>()
+        else {
             panic!("{receiver:?}")
         };
         // All digits with leading zeros: a number would have lost them.
@@ -291,7 +294,11 @@ service:
             Some("0000918273645501")
         );
         let (_, processor) = config.processors.iter().next().unwrap();
-        let crate::processors::ProcessorConfig::HashChain(chain) = processor else {
+        let Some(chain) = processor
+            .settings
+            .as_any()
+            .downcast_ref::<crate::processors::hash_chain::HashChainConfig>()
+        else {
             panic!("{processor:?}")
         };
         assert_eq!(chain.checkpoint.every_records, 250);

@@ -417,6 +417,24 @@ impl Exporter for DatadogExporter {
     }
 }
 
+impl super::ExporterSettings for DatadogConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        DatadogConfig::problems(self)
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities::sink()
+    }
+
+    fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
+        Ok(Box::new(DatadogExporter::new(self, context)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -732,6 +732,39 @@ fn set_immutable(path: &Path, on: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+impl super::ExporterSettings for FileConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        FileConfig::problems(self)
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        let pruning = self.retention_days > 0;
+        super::Capabilities {
+            needs_chain: pruning.then_some(
+                "has `retention_days`, and pruned evidence stays verifiable only from a signed checkpoint",
+            ),
+            dead_letters: false,
+            evidence: Some(super::EvidenceStore::Directory {
+                directory: self.directory.clone(),
+                pruning: pruning.then(|| self.clone()),
+            }),
+            retention: Some(super::RetentionSetting {
+                key: "retention_days",
+                days: Some(self.retention_days),
+            }),
+            ..super::Capabilities::sink()
+        }
+    }
+
+    fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
+        Ok(Box::new(FileExporter::open(self, context)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

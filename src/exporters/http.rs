@@ -49,8 +49,8 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// How much of an answer's body is read: enough for any error message.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-pub use crate::config::Secret;
-use crate::config::redact_url;
+pub use crate::config::secret::Secret;
+use crate::config::secret::redact_url;
 
 /// Extra headers from the configuration. Their values may be credentials, so `Debug`
 /// shows the names only and every value is marked sensitive on the wire.

@@ -10,36 +10,29 @@ pub mod datadog;
 pub mod file;
 pub mod http;
 pub mod otlp;
+pub mod registry;
 pub mod s3;
 pub mod splunk_hec;
 pub mod webhook;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::config::{ComponentConfig, ComponentId, DecodeError, decode_json};
+use crate::config::component::{ComponentConfig, ComponentId, DecodeError, decode_json};
+pub use registry::{Capabilities, EvidenceStore, ExporterSettings, RetentionSetting};
 
-/// An exporter's settings: what it is, and how the driver delivers to it.
+/// An exporter's settings: its type, its own settings, and how the driver delivers to it.
 #[derive(Debug, Clone)]
 pub struct ExporterConfig {
-    pub kind: ExporterKind,
+    /// The registered type name: `file`.
+    pub type_name: &'static str,
+    pub settings: Arc<dyn ExporterSettings>,
     pub delivery: DeliverySettings,
 }
-
-#[derive(Debug, Clone)]
-pub enum ExporterKind {
-    File(file::FileConfig),
-    S3(s3::S3Config),
-    SplunkHec(splunk_hec::SplunkHecConfig),
-    Datadog(datadog::DatadogConfig),
-    Webhook(webhook::WebhookConfig),
-    Otlp(otlp::OtlpConfig),
-}
-
-const TYPES: &[&str] = &["file", "s3", "splunk_hec", "datadog", "webhook", "otlp"];
 
 /// The keys every exporter takes besides its own, handled once by the driver.
 ///
@@ -230,23 +223,22 @@ impl ComponentConfig for ExporterConfig {
                 }
             }
         }
-        let kind = match id.kind() {
-            "file" => ExporterKind::File(decode_json(own)?),
-            "s3" => ExporterKind::S3(decode_json(own)?),
-            "splunk_hec" => ExporterKind::SplunkHec(decode_json(own)?),
-            "datadog" => ExporterKind::Datadog(decode_json(own)?),
-            "webhook" => ExporterKind::Webhook(decode_json(own)?),
-            "otlp" => ExporterKind::Otlp(decode_json(own)?),
-            _ => return Err(DecodeError::UnknownType(TYPES)),
-        };
+        let factory =
+            registry::find(id.kind()).ok_or(DecodeError::UnknownType(registry::type_names()))?;
+        let settings = (factory.decode)(own)?;
         let delivery = decode_json(serde_json::Value::Object(delivery))?;
-        Ok(ExporterConfig { kind, delivery })
+        Ok(ExporterConfig {
+            type_name: factory.type_name,
+            settings,
+            delivery,
+        })
     }
 
     fn problems(&self) -> Vec<(String, String)> {
         let mut out = self.delivery.problems();
         let retry = &self.delivery.retry_on_failure;
-        if self.kind.keeps_evidence() {
+        // Evidence must have no gap: an exporter that keeps it never gives up a record.
+        if self.capabilities().evidence.is_some() {
             if !retry.enabled {
                 out.push((
                     "retry_on_failure.enabled".into(),
@@ -260,37 +252,20 @@ impl ComponentConfig for ExporterConfig {
                 ));
             }
         }
-        out.extend(match &self.kind {
-            ExporterKind::File(c) => c.problems(),
-            ExporterKind::S3(c) => c.problems(),
-            ExporterKind::SplunkHec(c) => c.problems(),
-            ExporterKind::Datadog(c) => c.problems(),
-            ExporterKind::Webhook(c) => c.problems(),
-            ExporterKind::Otlp(c) => c.problems(),
-        });
+        out.extend(self.settings.problems());
         out
-    }
-}
-
-impl ExporterKind {
-    /// Whether the exporter keeps evidence that must have no gap, so never gives up on
-    /// a record.
-    fn keeps_evidence(&self) -> bool {
-        matches!(self, ExporterKind::File(_) | ExporterKind::S3(_))
     }
 }
 
 impl ExporterConfig {
     /// Builds the exporter for one pipeline's stream.
     pub fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
-        Ok(match &self.kind {
-            ExporterKind::File(c) => Box::new(file::FileExporter::open(c, context)?),
-            ExporterKind::S3(c) => Box::new(s3::S3Exporter::open(c, context)?),
-            ExporterKind::SplunkHec(c) => Box::new(splunk_hec::SplunkHecExporter::new(c, context)?),
-            ExporterKind::Datadog(c) => Box::new(datadog::DatadogExporter::new(c, context)?),
-            ExporterKind::Webhook(c) => Box::new(webhook::WebhookExporter::new(c, context)?),
-            ExporterKind::Otlp(c) => Box::new(otlp::OtlpExporter::new(c, context)?),
-        })
+        self.settings.build(context)
+    }
+
+    /// What the pipeline must provide or refuse for this exporter.
+    pub fn capabilities(&self) -> Capabilities {
+        self.settings.capabilities()
     }
 }
 

@@ -228,7 +228,7 @@ impl OtlpExporter {
 
 fn grpc_endpoint(cfg: &OtlpConfig) -> Result<tonic::transport::Endpoint, ExportError> {
     let bad = |e: &dyn std::error::Error| {
-        ExportError::Permanent(crate::config::redact_url(&format!(
+        ExportError::Permanent(crate::config::secret::redact_url(&format!(
             "endpoint `{}`: {}",
             cfg.endpoint,
             http::chain(e)
@@ -447,6 +447,24 @@ impl Exporter for OtlpExporter {
             self.deliver(batch).await?;
             Ok(batch.len())
         })
+    }
+}
+
+impl super::ExporterSettings for OtlpConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        OtlpConfig::problems(self)
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities::sink()
+    }
+
+    fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
+        Ok(Box::new(OtlpExporter::new(self, context)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -492,6 +492,24 @@ impl Exporter for SplunkHecExporter {
     }
 }
 
+impl super::ExporterSettings for SplunkHecConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        SplunkHecConfig::problems(self)
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities::sink()
+    }
+
+    fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
+        Ok(Box::new(SplunkHecExporter::new(self, context)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

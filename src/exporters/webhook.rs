@@ -248,6 +248,24 @@ impl Exporter for WebhookExporter {
     }
 }
 
+impl super::ExporterSettings for WebhookConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        WebhookConfig::problems(self)
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities::sink()
+    }
+
+    fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
+        Ok(Box::new(WebhookExporter::new(self, context)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,9 +35,7 @@ use serde::Deserialize;
 use crate::config::{ComponentId, Config};
 use crate::durable;
 use crate::exporters::file::stream_folder;
-use crate::exporters::{
-    ExportError, Exporter, ExporterConfig, ExporterContext, ExporterKind, Item,
-};
+use crate::exporters::{ExportError, Exporter, ExporterConfig, ExporterContext, Item};
 
 /// The folder of an exporter's dead letters, under its state directory.
 pub const DIR: &str = "dead-letter";
@@ -275,10 +273,7 @@ pub async fn replay(config: &Config, path: &Path) -> Result<usize, ReplayError> 
                 "{shown} is not in the dead-letter folder of any exporter of this configuration"
             ))
         })?;
-    if matches!(
-        target.config.kind,
-        ExporterKind::File(_) | ExporterKind::S3(_)
-    ) {
+    if target.config.capabilities().evidence.is_some() {
         return Err(ReplayError::Refused(format!(
             "{}: evidence exporters deliver from the journal only; they keep no dead letters to replay",
             target.exporter

@@ -34,9 +34,9 @@ use crate::component::{Processor, ReceiverHandle};
 use crate::config::{ComponentId, Config, ExporterRef, StorageConfig};
 use crate::evidence::hmac::KeyRing;
 use crate::evidence::note::{self, NoteSigner};
-use crate::exporters::{ExporterConfig, ExporterContext, ExporterKind, file::stream_folder};
+use crate::exporters::{EvidenceStore, ExporterConfig, ExporterContext, file::stream_folder};
 use crate::journal::{self, Journal, JournalOptions, JournalWriter};
-use crate::processors::ProcessorConfig;
+use crate::processors::Stage;
 use crate::processors::hash_chain::{HashChainConfig, SigningKey};
 use crate::receivers::{Limits, ReceiverConfig};
 use crate::telemetry::status::{
@@ -74,6 +74,7 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
         let mut processors: Vec<Arc<dyn Processor>> = Vec::new();
         let mut chain = None;
         let mut keys = None;
+        let mut chain_id = "hash_chain";
         for pid in &p.processors {
             let Some(cfg) = ComponentId::parse(pid)
                 .ok()
@@ -81,24 +82,14 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             else {
                 continue;
             };
-            match cfg {
-                ProcessorConfig::HashChain(c) => chain = Some(c.clone()),
-                ProcessorConfig::HmacSign(c) => {
-                    let ring = c
-                        .keys
-                        .iter()
-                        .map(|k| (k.id.clone(), k.bytes().unwrap_or_default()))
-                        .collect();
-                    match KeyRing::new(ring) {
-                        Ok(r) => keys = Some(r),
-                        Err(e) => problems.push(format!("processors.{pid}: {e}")),
-                    }
+            match cfg.build(pid) {
+                Ok(Stage::Process(p)) => processors.push(p),
+                Ok(Stage::Chain(c)) => {
+                    chain = Some(c);
+                    chain_id = pid;
                 }
-                other => match other.build(pid) {
-                    Some(Ok(p)) => processors.push(p),
-                    Some(Err(e)) => problems.push(format!("processors.{pid}: {e}")),
-                    None => {}
-                },
+                Ok(Stage::Sign(ring)) => keys = Some(ring),
+                Err(e) => problems.push(format!("processors.{pid}: {e}")),
             }
         }
         let stream = chain
@@ -118,11 +109,11 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             match NoteSigner::parse(text.expose()) {
                     Ok(s) if s.name() == origin => signer = Some(s),
                     Ok(s) => problems.push(format!(
-                        "processors.hash_chain.signing_key: the key is named `{}` but this pipeline's checkpoint origin is `{origin}`; \
+                        "processors.{chain_id}.signing_key: the key is named `{}` but this pipeline's checkpoint origin is `{origin}`; \
                          make one with `vellum keygen --name {origin}`",
                         s.name()
                     )),
-                    Err(e) => problems.push(format!("processors.hash_chain.signing_key: {e}")),
+                    Err(e) => problems.push(format!("processors.{chain_id}.signing_key: {e}")),
                 }
         }
         let mut exporters = Vec::new();
@@ -145,25 +136,18 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
                 },
                 _ => None,
             };
-            if let ExporterKind::File(f) = &cfg.kind
-                && f.retention_days > 0
+            let caps = cfg.capabilities();
+            if let Some(why) = caps.needs_chain
                 && chain.is_none()
             {
                 problems.push(format!(
-                    "service.pipelines.{id}.exporters: `{eid}` has `retention_days`, and pruned evidence stays verifiable only from a signed checkpoint; add `hash_chain` to this pipeline's processors"
+                    "service.pipelines.{id}.exporters: `{eid}` {why}; add `hash_chain` to this pipeline's processors"
                 ));
             }
-            if matches!(cfg.kind, ExporterKind::S3(_)) {
-                if chain.is_none() {
-                    problems.push(format!(
-                        "service.pipelines.{id}.exporters: `{eid}` writes bundles that end at signed checkpoints; add `hash_chain` to this pipeline's processors"
-                    ));
-                }
-                if route.is_some() {
-                    problems.push(format!(
-                        "service.pipelines.{id}.exporters: `{eid}` cannot take `when:`: evidence bundles must join without gaps"
-                    ));
-                }
+            if !caps.accepts_when && route.is_some() {
+                problems.push(format!(
+                    "service.pipelines.{id}.exporters: `{eid}` cannot take `when:`: evidence must join without gaps"
+                ));
             }
             exporters.push((eid.clone(), cfg.clone(), route));
         }
@@ -651,9 +635,10 @@ impl Service {
         let evidence_dirs: Vec<PathBuf> = p
             .exporters
             .iter()
-            .filter_map(|(_, cfg, _)| match &cfg.kind {
-                ExporterKind::File(f) => Some(f.directory.join(stream_folder(&p.stream))),
-                #[allow(unreachable_patterns)]
+            .filter_map(|(_, cfg, _)| match cfg.capabilities().evidence {
+                Some(EvidenceStore::Directory { directory, .. }) => {
+                    Some(directory.join(stream_folder(&p.stream)))
+                }
                 _ => None,
             })
             .collect();
@@ -686,14 +671,14 @@ impl Service {
         let positions: Vec<Arc<AtomicU64>> = exporters.iter().map(|e| e.position.clone()).collect();
         let evidence_retention: Vec<retention::EvidenceRetention> = exporters
             .iter()
-            .filter_map(|e| match &e.config.kind {
-                ExporterKind::File(f) if f.retention_days > 0 => {
-                    Some(retention::EvidenceRetention::new(
-                        e.id.to_string(),
-                        f.clone(),
-                        e.position.clone(),
-                    ))
-                }
+            .filter_map(|e| match e.config.capabilities().evidence {
+                Some(EvidenceStore::Directory {
+                    pruning: Some(f), ..
+                }) => Some(retention::EvidenceRetention::new(
+                    e.id.to_string(),
+                    f,
+                    e.position.clone(),
+                )),
                 _ => None,
             })
             .collect();
@@ -848,4 +833,69 @@ fn launch_driver(
     let task = tokio::spawn(driver.run(stop.clone(), abandon.clone()));
     let _ = e.status.set(task.abort_handle());
     Ok(task)
+}
+
+#[cfg(test)]
+mod tests {
+    fn problems(yaml: &str) -> Vec<String> {
+        let config = crate::config::Config::from_yaml(
+            yaml,
+            "test.yaml",
+            &crate::config::expand::SystemSource,
+        )
+        .unwrap();
+        super::plan(&config).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn an_s3_exporter_asks_for_a_chain_and_refuses_when_from_its_capabilities() {
+        let p = problems(
+            r#"
+receivers:
+  http: { endpoint: 127.0.0.1:0 }
+exporters:
+  s3/archive: { bucket: audit-archive, region: us-east-1 }
+service:
+  storage: { directory: /tmp/state }
+  pipelines:
+    logs/audit:
+      receivers: [http]
+      exporters: [{ id: s3/archive, when: "severity >= high" }]
+"#,
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains(
+                "`s3/archive` writes bundles that end at signed checkpoints; add `hash_chain`"
+            ),
+            "{p:?}"
+        );
+        assert!(p[1].contains("`s3/archive` cannot take `when:`"), "{p:?}");
+    }
+
+    #[test]
+    fn a_misnamed_signing_key_is_reported_under_the_pipelines_own_hash_chain_id() {
+        let (skey, _) = crate::evidence::note::generate("elsewhere.example").unwrap();
+        let p = problems(&format!(
+            r#"
+receivers:
+  http: {{ endpoint: 127.0.0.1:0 }}
+processors:
+  hash_chain/x: {{ origin: audit.example, signing_key: "{skey}" }}
+exporters:
+  file/evidence: {{ directory: /tmp/evidence }}
+service:
+  storage: {{ directory: /tmp/state }}
+  pipelines:
+    logs/audit: {{ receivers: [http], processors: [hash_chain/x], exporters: [file/evidence] }}
+"#
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "processors.hash_chain/x.signing_key: the key is named `elsewhere.example`"
+            ),
+            "{p:?}"
+        );
+    }
 }

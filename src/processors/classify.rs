@@ -898,6 +898,18 @@ impl<'de> Deserialize<'de> for KeyPaths {
     }
 }
 
+impl super::ProcessorSettings for ClassifyConfig {
+    fn build(&self, id: &str) -> Result<super::Stage, String> {
+        Classifier::new(id, self)
+            .map(|p| super::Stage::Process(std::sync::Arc::new(p)))
+            .map_err(|e| e.to_string())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -332,6 +332,25 @@ impl<'de> Deserialize<'de> for RuleEntry {
     }
 }
 
+impl super::ProcessorSettings for FilterConfig {
+    fn capabilities(&self) -> super::ProcessorCapabilities {
+        super::ProcessorCapabilities {
+            drops_records: true,
+            ..Default::default()
+        }
+    }
+
+    fn build(&self, id: &str) -> Result<super::Stage, String> {
+        Filter::new(id, self)
+            .map(|p| super::Stage::Process(std::sync::Arc::new(p)))
+            .map_err(|e| e.to_string())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

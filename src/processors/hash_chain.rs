@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::config::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +162,28 @@ impl HashChainConfig {
     /// The checkpoint origin line for a stream.
     pub fn origin_line(&self, stream: &str) -> String {
         format!("{}/{stream}", self.origin)
+    }
+}
+
+impl super::ProcessorSettings for HashChainConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        HashChainConfig::problems(self)
+    }
+
+    fn capabilities(&self) -> super::ProcessorCapabilities {
+        super::ProcessorCapabilities {
+            seals: Some(super::Seal::Chain),
+            ..Default::default()
+        }
+    }
+
+    fn build(&self, id: &str) -> Result<super::Stage, String> {
+        let _ = id;
+        Ok(super::Stage::Chain(self.clone()))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -15,7 +15,7 @@
 
 use serde::Deserialize;
 
-use crate::config::Secret;
+use crate::config::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,5 +73,36 @@ impl HmacSignConfig {
             }
         }
         out
+    }
+}
+
+impl super::ProcessorSettings for HmacSignConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        HmacSignConfig::problems(self)
+    }
+
+    fn capabilities(&self) -> super::ProcessorCapabilities {
+        super::ProcessorCapabilities {
+            seals: Some(super::Seal::Sign),
+            ..Default::default()
+        }
+    }
+
+    fn build(&self, id: &str) -> Result<super::Stage, String> {
+        let ring = self
+            .keys
+            .iter()
+            .map(|k| (k.id.clone(), k.bytes().unwrap_or_default()))
+            .collect();
+        crate::evidence::hmac::KeyRing::new(ring)
+            .map(super::Stage::Sign)
+            .map_err(|e| {
+                let _ = id;
+                e.to_string()
+            })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

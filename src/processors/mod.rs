@@ -11,79 +11,85 @@ pub mod hash_chain;
 pub mod hmac_sign;
 pub mod redact;
 
-use crate::config::{ComponentConfig, ComponentId, DecodeError, decode_json};
+pub mod registry;
 
+use std::sync::Arc;
+
+use crate::config::component::{ComponentConfig, ComponentId, DecodeError};
+pub use registry::{ProcessorCapabilities, ProcessorSettings, Seal, Stage};
+
+/// A processor's settings: its registered type and its own settings.
 #[derive(Debug, Clone)]
-pub enum ProcessorConfig {
-    Redact(Box<redact::RedactConfig>),
-    Classify(Box<classify::ClassifyConfig>),
-    Filter(filter::FilterConfig),
-    HashChain(hash_chain::HashChainConfig),
-    HmacSign(hmac_sign::HmacSignConfig),
+pub struct ProcessorConfig {
+    /// The registered type name: `redact`.
+    pub type_name: &'static str,
+    pub settings: Arc<dyn ProcessorSettings>,
 }
-
-const TYPES: &[&str] = &["redact", "classify", "filter", "hash_chain", "hmac_sign"];
 
 impl ComponentConfig for ProcessorConfig {
     fn decode(id: &ComponentId, json: serde_json::Value) -> Result<ProcessorConfig, DecodeError> {
-        Ok(match id.kind() {
-            "redact" => ProcessorConfig::Redact(Box::new(decode_json(json)?)),
-            "classify" => ProcessorConfig::Classify(Box::new(decode_json(json)?)),
-            "filter" => ProcessorConfig::Filter(decode_json(json)?),
-            "hash_chain" => ProcessorConfig::HashChain(decode_json(json)?),
-            "hmac_sign" => ProcessorConfig::HmacSign(decode_json(json)?),
-            _ => return Err(DecodeError::UnknownType(TYPES)),
+        let factory =
+            registry::find(id.kind()).ok_or(DecodeError::UnknownType(registry::type_names()))?;
+        Ok(ProcessorConfig {
+            type_name: factory.type_name,
+            settings: (factory.decode)(json)?,
         })
     }
 
     fn problems(&self) -> Vec<(String, String)> {
-        match self {
-            ProcessorConfig::HashChain(c) => c.problems(),
-            ProcessorConfig::HmacSign(c) => c.problems(),
-            // Their constructors check them (regexes, conditions, keys); `pipeline::plan`
-            // runs those for `validate` too.
-            ProcessorConfig::Redact(_)
-            | ProcessorConfig::Classify(_)
-            | ProcessorConfig::Filter(_) => Vec::new(),
-        }
+        self.settings.problems()
     }
 }
 
-/// Checks a pipeline's processor order; returns (index, problem) pairs.
-pub fn check_order(ids: &[String]) -> Vec<(usize, String)> {
-    let kind = |id: &str| id.split('/').next().unwrap_or(id).to_string();
+impl ProcessorConfig {
+    /// What the pipeline must know of it: whether it seals, whether it drops records.
+    pub fn capabilities(&self) -> ProcessorCapabilities {
+        self.settings.capabilities()
+    }
+
+    /// Builds what the pipeline needs of it: a processor on the receiving side, or
+    /// what the journal writer needs to seal.
+    pub fn build(&self, id: &str) -> Result<Stage, String> {
+        self.settings.build(id)
+    }
+}
+
+/// Checks a pipeline's processor order from each processor's capabilities (`None` for
+/// an id that names no processor, reported elsewhere); returns (index, problem) pairs.
+pub fn check_order(processors: &[(&str, Option<ProcessorCapabilities>)]) -> Vec<(usize, String)> {
     let mut problems = Vec::new();
     let mut chain_at = None;
-    let mut hmac_at = None;
-    for (i, id) in ids.iter().enumerate() {
-        match kind(id).as_str() {
-            "hash_chain" => {
+    let mut sign_at = None;
+    for (i, (id, caps)) in processors.iter().enumerate() {
+        let Some(caps) = caps else { continue };
+        match caps.seals {
+            Some(Seal::Chain) => {
                 if chain_at.is_some() {
                     problems.push((
                         i,
-                        "a pipeline has one hash chain; remove the second `hash_chain`".into(),
+                        format!("a pipeline has one hash chain; remove the second one, `{id}`"),
                     ));
                 }
                 chain_at.get_or_insert(i);
             }
-            "hmac_sign" => {
+            Some(Seal::Sign) => {
                 if chain_at.is_none() {
                     problems.push((
                         i,
                         format!("`{id}` signs the chain hash, so it must come after `hash_chain`"),
                     ));
                 }
-                if hmac_at.is_some() {
+                if sign_at.is_some() {
                     problems.push((
                         i,
-                        "a pipeline signs once; remove the second `hmac_sign`".into(),
+                        format!("a pipeline signs once; remove the second signer, `{id}`"),
                     ));
                 }
-                hmac_at.get_or_insert(i);
+                sign_at.get_or_insert(i);
             }
-            other => {
+            None => {
                 if chain_at.is_some() {
-                    let why = if other == "filter" {
+                    let why = if caps.drops_records {
                         "dropping sealed records would punch holes in the chain"
                     } else {
                         "changing a record after it is sealed would break its hash"
@@ -101,35 +107,29 @@ pub fn check_order(ids: &[String]) -> Vec<(usize, String)> {
     problems
 }
 
-impl ProcessorConfig {
-    /// Builds a processor that runs before sealing; `None` for the sealing ones, which
-    /// the journal writer runs itself.
-    pub fn build(
-        &self,
-        id: &str,
-    ) -> Option<Result<std::sync::Arc<dyn crate::component::Processor>, String>> {
-        use std::sync::Arc;
-        Some(match self {
-            ProcessorConfig::Redact(c) => redact::Redactor::new(id, c)
-                .map(|p| Arc::new(p) as _)
-                .map_err(|e| e.to_string()),
-            ProcessorConfig::Classify(c) => classify::Classifier::new(id, c)
-                .map(|p| Arc::new(p) as _)
-                .map_err(|e| e.to_string()),
-            ProcessorConfig::Filter(c) => filter::Filter::new(id, c)
-                .map(|p| Arc::new(p) as _)
-                .map_err(|e| e.to_string()),
-            ProcessorConfig::HashChain(_) | ProcessorConfig::HmacSign(_) => return None,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The order problems of processors with their default settings, by id.
     fn order(ids: &[&str]) -> Vec<(usize, String)> {
-        check_order(&ids.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        let caps: Vec<(&str, Option<ProcessorCapabilities>)> = ids
+            .iter()
+            .map(|id| {
+                let cid = ComponentId::parse(id).unwrap();
+                let cfg = registry::find(cid.kind()).map(|f| (f.decode)(minimal(cid.kind())));
+                (*id, cfg.and_then(Result::ok).map(|c| c.capabilities()))
+            })
+            .collect();
+        check_order(&caps)
+    }
+
+    fn minimal(kind: &str) -> serde_json::Value {
+        match kind {
+            "hash_chain" => serde_json::json!({"origin": "audit.example/log"}),
+            "hmac_sign" => serde_json::json!({"keys": []}),
+            _ => serde_json::json!({}),
+        }
     }
 
     #[test]

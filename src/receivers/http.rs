@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Limits, count_accepted, count_refused, refusal_reason};
 use crate::component::{Intake, ReceiverHandle};
-use crate::config::{Endpoint, Secret};
+use crate::config::{component::Endpoint, secret::Secret};
 use crate::event::{Record, json_safe, now_unix_nano, parse_time};
 use crate::listener::ListenerLimits;
 
@@ -313,6 +313,28 @@ enum Refusal {
     TooMany,
     /// The problems found, at most [`MAX_REPORTED`].
     Malformed(Vec<String>),
+}
+
+impl super::ReceiverSettings for HttpConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        HttpConfig::problems(self)
+    }
+
+    fn start(
+        &self,
+        id: String,
+        intake: crate::component::Intake,
+        limits: super::Limits,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> futures::future::BoxFuture<'static, std::io::Result<Vec<crate::component::ReceiverHandle>>>
+    {
+        let config = self.clone();
+        Box::pin(async move { Ok(vec![start(id, config, intake, limits, shutdown).await?]) })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@ pub mod http;
 pub mod otlp;
 mod otlp_count;
 mod otlp_grpc;
+pub mod registry;
 pub mod syslog;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,33 +18,29 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::component::{Intake, ReceiverHandle, SubmitError};
-use crate::config::{ComponentConfig, ComponentId, DecodeError, decode_json};
+use crate::config::component::{ComponentConfig, ComponentId, DecodeError};
+pub use registry::ReceiverSettings;
 
+/// A receiver's settings: its registered type and its own settings.
 #[derive(Debug, Clone)]
-pub enum ReceiverConfig {
-    Otlp(otlp::OtlpConfig),
-    Http(http::HttpConfig),
-    Syslog(syslog::SyslogConfig),
+pub struct ReceiverConfig {
+    /// The registered type name: `otlp`.
+    pub type_name: &'static str,
+    pub settings: Arc<dyn ReceiverSettings>,
 }
-
-const TYPES: &[&str] = &["otlp", "http", "syslog"];
 
 impl ComponentConfig for ReceiverConfig {
     fn decode(id: &ComponentId, json: serde_json::Value) -> Result<ReceiverConfig, DecodeError> {
-        Ok(match id.kind() {
-            "otlp" => ReceiverConfig::Otlp(decode_json(json)?),
-            "http" => ReceiverConfig::Http(decode_json(json)?),
-            "syslog" => ReceiverConfig::Syslog(decode_json(json)?),
-            _ => return Err(DecodeError::UnknownType(TYPES)),
+        let factory =
+            registry::find(id.kind()).ok_or(DecodeError::UnknownType(registry::type_names()))?;
+        Ok(ReceiverConfig {
+            type_name: factory.type_name,
+            settings: (factory.decode)(json)?,
         })
     }
 
     fn problems(&self) -> Vec<(String, String)> {
-        match self {
-            ReceiverConfig::Otlp(c) => c.problems(),
-            ReceiverConfig::Http(c) => c.problems(),
-            ReceiverConfig::Syslog(c) => c.problems(),
-        }
+        self.settings.problems()
     }
 }
 
@@ -55,16 +53,9 @@ impl ReceiverConfig {
         limits: Limits,
         shutdown: CancellationToken,
     ) -> std::io::Result<Vec<ReceiverHandle>> {
-        let id = id.to_string();
-        match self {
-            ReceiverConfig::Otlp(c) => otlp::start(id, c.clone(), intake, limits, shutdown).await,
-            ReceiverConfig::Http(c) => Ok(vec![
-                http::start(id, c.clone(), intake, limits, shutdown).await?,
-            ]),
-            ReceiverConfig::Syslog(c) => {
-                Ok(vec![syslog::start(id, c.clone(), intake, shutdown).await?])
-            }
-        }
+        self.settings
+            .start(id.to_string(), intake, limits, shutdown)
+            .await
     }
 }
 

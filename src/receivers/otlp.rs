@@ -64,7 +64,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Limits, count_accepted, count_refused, refusal_reason};
 use crate::component::{Intake, ReceiverHandle, SubmitError};
-use crate::config::Endpoint;
+use crate::config::component::Endpoint;
 use crate::event::{Record, float_value, int_value, now_unix_nano};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -813,6 +813,28 @@ pub fn any_value(v: AnyValue) -> Value {
         Some(any_value::Value::KvlistValue(kv)) => Value::Object(attributes(kv.values)),
         // Dictionary references belong to the profiles signal; a log record has no table.
         Some(any_value::Value::StringValueStrindex(_)) => Value::Null,
+    }
+}
+
+impl super::ReceiverSettings for OtlpConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        OtlpConfig::problems(self)
+    }
+
+    fn start(
+        &self,
+        id: String,
+        intake: crate::component::Intake,
+        limits: super::Limits,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> futures::future::BoxFuture<'static, std::io::Result<Vec<crate::component::ReceiverHandle>>>
+    {
+        let config = self.clone();
+        Box::pin(async move { start(id, config, intake, limits, shutdown).await })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -70,7 +70,7 @@ pub use frameworks::{Framework, ReferencePeriod, RetentionRule, Section};
 use crate::config::{Config, ConfigError};
 use crate::event::{Severity, format_time, lookup, lookup_map, parse_time};
 use crate::evidence::verify::{Options, Report, VerifyError, verify_dir_visiting};
-use crate::exporters::ExporterKind;
+use crate::exporters::EvidenceStore;
 use crate::query::fields;
 
 /// Rows kept per table unless `--max-rows` says otherwise.
@@ -202,8 +202,10 @@ pub fn sources_from_config(config: &Config) -> Vec<Source> {
     config
         .exporters
         .iter()
-        .filter_map(|(id, exporter)| match &exporter.kind {
-            ExporterKind::File(file) => Some(Source::new(&file.directory, Some(id.to_string()))),
+        .filter_map(|(id, exporter)| match exporter.capabilities().evidence {
+            Some(EvidenceStore::Directory { directory, .. }) => {
+                Some(Source::new(&directory, Some(id.to_string())))
+            }
             _ => None,
         })
         .collect()
@@ -241,22 +243,15 @@ pub fn retention_from_config(config: &Config) -> Vec<StoreSetting> {
         days: Some(config.service.storage.retention_days),
     }];
     for (id, exporter) in &config.exporters {
-        let (kind, setting, days) = match &exporter.kind {
-            ExporterKind::File(file) => (
-                StoreKind::File,
-                format!("exporters.{id}.retention_days"),
-                Some(file.retention_days),
-            ),
-            ExporterKind::S3(s3) => (
-                StoreKind::S3,
-                format!("exporters.{id}.object_lock.retain_days"),
-                s3.object_lock.as_ref().map(|lock| lock.retain_days),
-            ),
-            _ => (
-                StoreKind::External,
-                "(set at the destination)".to_string(),
-                None,
-            ),
+        let caps = exporter.capabilities();
+        let kind = match caps.evidence {
+            Some(EvidenceStore::Directory { .. }) => StoreKind::File,
+            Some(EvidenceStore::Objects) => StoreKind::S3,
+            None => StoreKind::External,
+        };
+        let (setting, days) = match caps.retention {
+            Some(r) => (format!("exporters.{id}.{}", r.key), r.days),
+            None => ("(set at the destination)".to_string(), None),
         };
         out.push(StoreSetting {
             store: id.to_string(),

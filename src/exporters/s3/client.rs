@@ -12,7 +12,7 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
-use crate::config::Secret;
+use crate::config::secret::Secret;
 use crate::exporters::ExportError;
 
 /// Where the service is and who we are to it. Without static keys the standard AWS

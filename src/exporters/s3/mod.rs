@@ -63,7 +63,7 @@ use sha2::{Digest, Sha256};
 use self::bundle::{KeyLayout, MANIFEST_SUFFIX, Manifest, NO_PREVIOUS, build_artifact};
 use self::client::{Connection, StaticCredentials, classify, status_of};
 use super::{ExportError, Exporter, ExporterContext, Item};
-use crate::config::Secret;
+use crate::config::secret::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -556,6 +556,34 @@ impl Exporter for S3Exporter {
 
     fn checkpoint_aligned(&self) -> bool {
         true
+    }
+}
+
+impl super::ExporterSettings for S3Config {
+    fn problems(&self) -> Vec<(String, String)> {
+        S3Config::problems(self)
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            needs_chain: Some("writes bundles that end at signed checkpoints"),
+            accepts_when: false,
+            checkpoint_aligned: true,
+            dead_letters: false,
+            evidence: Some(super::EvidenceStore::Objects),
+            retention: Some(super::RetentionSetting {
+                key: "object_lock.retain_days",
+                days: self.object_lock.as_ref().map(|lock| lock.retain_days),
+            }),
+        }
+    }
+
+    fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
+        Ok(Box::new(S3Exporter::open(self, context)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

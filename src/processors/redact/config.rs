@@ -116,7 +116,7 @@ pub struct RedactConfig {
     pub detectors: Option<Vec<String>>,
     /// Key for `hash`: a string of at least 32 bytes, or `hex:`/`base64:` binary.
     #[serde(default)]
-    pub hash_key: Option<crate::config::Secret>,
+    pub hash_key: Option<crate::config::secret::Secret>,
     #[serde(default)]
     pub fields: FieldsConfig,
     #[serde(default)]

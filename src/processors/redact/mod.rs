@@ -1379,6 +1379,18 @@ fn looks_like_json(text: &str) -> bool {
     )
 }
 
+impl crate::processors::ProcessorSettings for RedactConfig {
+    fn build(&self, id: &str) -> Result<crate::processors::Stage, String> {
+        Redactor::new(id, self)
+            .map(|p| crate::processors::Stage::Process(std::sync::Arc::new(p)))
+            .map_err(|e| e.to_string())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

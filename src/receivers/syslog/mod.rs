@@ -106,7 +106,7 @@ use parse::{Message, ParseError};
 pub struct SyslogConfig {
     pub protocol: Protocol,
     /// `host:port` to listen on.
-    pub endpoint: crate::config::Endpoint,
+    pub endpoint: crate::config::component::Endpoint,
     #[serde(default)]
     pub format: Format,
     /// The largest message kept whole; longer ones are truncated and marked.
@@ -801,6 +801,31 @@ async fn serve_udp(receiver: Arc<Receiver>, socket: UdpSocket, shutdown: Cancell
                 tracing::warn!(receiver = %receiver.id, datagrams = count, error = %e, "syslog datagrams dropped");
             }
         }
+    }
+}
+
+impl super::ReceiverSettings for SyslogConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        SyslogConfig::problems(self)
+    }
+
+    fn start(
+        &self,
+        id: String,
+        intake: crate::component::Intake,
+        limits: super::Limits,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> futures::future::BoxFuture<'static, std::io::Result<Vec<crate::component::ReceiverHandle>>>
+    {
+        let config = self.clone();
+        Box::pin(async move {
+            let _ = limits;
+            Ok(vec![start(id, config, intake, shutdown).await?])
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
