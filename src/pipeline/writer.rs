@@ -290,19 +290,28 @@ impl Replay {
                 .and_then(parse_hex_hash)
         };
         let hash = field("hash").ok_or_else(|| format!("seq {seq} has no hash"))?;
-        if self.gap.is_some() && seq >= self.head.next_seq {
+        let lost = match self.gap {
+            Some(_) if seq >= self.head.next_seq => seq - self.head.next_seq,
+            _ => 0,
+        };
+        if lost > 0 {
             // The entries before it are lost, and with them what its `prev` links to.
-            self.close_gap(seq - self.head.next_seq)?;
-        } else if seq != self.head.next_seq {
-            return Err(format!(
-                "expected seq {} at journal record {index}, found {seq}",
-                self.head.next_seq
-            ));
-        } else if field("prev") != Some(self.head.prev) {
-            return Err(format!(
-                "seq {seq} does not link to seq {}'s hash",
-                seq.wrapping_sub(1)
-            ));
+            self.close_gap(lost)?;
+        } else {
+            // Whatever was lost before it held no entry (a checkpoint record, say).
+            self.gap = None;
+            if seq != self.head.next_seq {
+                return Err(format!(
+                    "expected seq {} at journal record {index}, found {seq}",
+                    self.head.next_seq
+                ));
+            }
+            if field("prev") != Some(self.head.prev) {
+                return Err(format!(
+                    "seq {seq} does not link to seq {}'s hash",
+                    seq.wrapping_sub(1)
+                ));
+            }
         }
         if let Some(Ok(d)) = entry
             .as_object()
@@ -584,8 +593,16 @@ impl Writer {
         metrics::histogram!("vellum_journal_commit_seconds", "stream" => self.settings.stream.clone())
             .record(started.elapsed().as_secs_f64());
         if let Some(error) = failure {
-            let refusal = SubmitError::Storage(self.fail(&error));
-            return vec![Err(refusal); group.len()];
+            let reason = self.fail(&error);
+            // A request refused for its own sake keeps that answer; the rest may retry.
+            outcomes.resize_with(group.len(), || Ok(()));
+            return outcomes
+                .into_iter()
+                .map(|o| match o {
+                    Err(refusal @ SubmitError::RecordTooLarge { .. }) => Err(refusal),
+                    _ => Err(SubmitError::Storage(reason.clone())),
+                })
+                .collect();
         }
         self.status.committed(self.chain.next_seq());
         self.write_hint();
@@ -1104,5 +1121,76 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn replay_declares_lost_entries_but_not_lost_records_that_held_none() {
+        let mut chain = Chain::new("s", None).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..4)
+            .map(|i| {
+                let fields = serde_json::json!({ "body": i })
+                    .as_object()
+                    .cloned()
+                    .unwrap();
+                let sealed = chain.seal(fields);
+                let mut payload = Vec::new();
+                encode_entry(sealed.seq, &sealed.line, &mut payload);
+                payload
+            })
+            .collect();
+        let fresh = || Replay {
+            head: Head {
+                next_seq: 0,
+                prev: [0; 32],
+                frontier: Frontier::new(),
+            },
+            next_index: 0,
+            gap: None,
+            losses: Vec::new(),
+            declared: Vec::new(),
+        };
+        // Journal record 1 (a checkpoint, say) is lost: every entry still links.
+        let mut replay = fresh();
+        replay.record(0, &payloads[0]).unwrap();
+        replay.record(2, &payloads[1]).unwrap();
+        replay.record(3, &payloads[2]).unwrap();
+        replay.end(4);
+        assert_eq!(replay.losses, vec![]);
+        assert_eq!(replay.head.next_seq, 3);
+
+        // Records 1 and 2 held seq 1 and 2: declared, and seq 3 continues the chain.
+        let mut replay = fresh();
+        replay.record(0, &payloads[0]).unwrap();
+        replay.record(3, &payloads[3]).unwrap();
+        assert_eq!(
+            replay.losses,
+            vec![JournalLoss {
+                seqs: DeclaredLoss {
+                    first_seq: 1,
+                    last_seq: 2
+                },
+                first_index: 1,
+                last_index: 2,
+            }]
+        );
+        assert_eq!(replay.head.prev, chain.prev().to_owned());
+
+        // Lost at the very end: every lost record may have been an entry.
+        let mut replay = fresh();
+        replay.record(0, &payloads[0]).unwrap();
+        replay.end(3);
+        assert_eq!(
+            replay.losses[0].seqs,
+            DeclaredLoss {
+                first_seq: 1,
+                last_seq: 2
+            }
+        );
+        assert_eq!(replay.head.next_seq, 3, "no lost seq is used again");
+
+        // A jump in seq larger than the records lost is not a loss but a mismatch.
+        let mut replay = fresh();
+        replay.record(0, &payloads[0]).unwrap();
+        assert!(replay.record(2, &payloads[3]).is_err());
     }
 }
