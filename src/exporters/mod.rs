@@ -345,20 +345,6 @@ pub trait Exporter: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
-    /// Whether a batch the sink refuses for good may go to the dead-letter file. An
-    /// evidence store answers false: a batch set aside there would be a gap in the
-    /// evidence, so its cursor holds and the delivery is retried until fixed.
-    fn dead_letters(&self) -> bool {
-        true
-    }
-
-    /// Whether every batch must end with a checkpoint (an S3 bundle's manifest carries
-    /// the checkpoint of its last entry). The driver then delivers up to the newest
-    /// checkpoint read and holds the rest until the next one arrives.
-    fn checkpoint_aligned(&self) -> bool {
-        false
-    }
-
     /// Called once when the pipeline stops, after the last batch.
     fn close(&mut self) -> BoxFuture<'_, Result<(), ExportError>> {
         Box::pin(async { Ok(()) })

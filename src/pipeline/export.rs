@@ -101,6 +101,10 @@ pub struct Driver {
     pub dead_letter_dir: PathBuf,
     /// Since when deliveries fail, for `/readyz`; its ids label the metrics.
     pub health: Arc<ExporterHealth>,
+    /// From the exporter's capabilities: every batch ends with a checkpoint.
+    pub checkpoint_aligned: bool,
+    /// From the exporter's capabilities: a refused batch may be set aside.
+    pub dead_letters: bool,
 }
 
 impl Driver {
@@ -124,7 +128,7 @@ impl Driver {
                 return;
             }
         };
-        let aligned = self.exporter.checkpoint_aligned();
+        let aligned = self.checkpoint_aligned;
         let mut pending = Pending {
             read_to: delivered_to,
             ..Pending::default()
@@ -309,7 +313,7 @@ impl Driver {
                 .increment(count);
             let given_up = self.retry.gives_up(started.elapsed());
             if (matches!(error, ExportError::Permanent(_)) || given_up)
-                && self.exporter.dead_letters()
+                && self.dead_letters
                 && self.set_aside(rest, &error, given_up)
             {
                 metrics::counter!("vellum_exporter_dead_lettered_records_total", &labels)
@@ -485,14 +489,6 @@ mod tests {
                 Ok(batch.len())
             })
         }
-
-        fn checkpoint_aligned(&self) -> bool {
-            self.aligned
-        }
-
-        fn dead_letters(&self) -> bool {
-            self.dead_letters
-        }
     }
 
     fn append(writer: &mut journal::JournalWriter, seqs: std::ops::Range<u64>) {
@@ -506,6 +502,8 @@ mod tests {
 
     fn driver(journal: &Journal, exporter: Flaky, dir: &std::path::Path) -> Driver {
         Driver {
+            checkpoint_aligned: exporter.aligned,
+            dead_letters: exporter.dead_letters,
             id: "test".into(),
             journal: journal.clone(),
             cursor: journal.cursor("sink").unwrap(),

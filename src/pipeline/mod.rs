@@ -817,6 +817,7 @@ fn launch_driver(
         .map_err(|e| failed(format!("cannot open its cursor: {e}")))?;
     e.position
         .store(cursor.load(), std::sync::atomic::Ordering::Release);
+    let capabilities = cfg.capabilities();
     let driver = Driver {
         id: format!("{}:{eid}", pipeline.id),
         journal: pipeline.journal.clone(),
@@ -829,6 +830,8 @@ fn launch_driver(
         position: e.position,
         dead_letter_dir: context.state_dir.join(dead_letter::DIR),
         health: e.health,
+        checkpoint_aligned: capabilities.checkpoint_aligned,
+        dead_letters: capabilities.dead_letters,
     };
     let task = tokio::spawn(driver.run(stop.clone(), abandon.clone()));
     let _ = e.status.set(task.abort_handle());

@@ -549,14 +549,6 @@ impl Exporter for S3Exporter {
             Ok(batch.len())
         })
     }
-
-    fn dead_letters(&self) -> bool {
-        false
-    }
-
-    fn checkpoint_aligned(&self) -> bool {
-        true
-    }
 }
 
 impl super::ExporterSettings for S3Config {
@@ -738,8 +730,9 @@ mod tests {
             stream: "s".into(),
             state_dir: tmp.path().join("state"),
         };
+        let capabilities = crate::exporters::ExporterSettings::capabilities(&cfg);
+        assert!(capabilities.checkpoint_aligned && !capabilities.dead_letters);
         let ex = S3Exporter::open(&cfg, &context).unwrap();
-        assert!(ex.checkpoint_aligned());
         assert_eq!(ex.load_head(), None);
         let head = BundleHead {
             manifest_key: "s/00000000000000000000-00000000000000000009.jsonl.gz.manifest.json"
