@@ -343,3 +343,66 @@ fn watch_reloads_when_the_file_changes() {
     assert!(daemon.terminate().success());
     assert_eq!(evidence_entries(&dir.join("evidence")).len(), 60);
 }
+
+/// Posts one event with `token` as its bearer token; returns the status.
+fn post_with_token(gateway: u16, token: &str) -> u16 {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    agent
+        .post(&format!("http://127.0.0.1:{gateway}/v1/events"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send(br#"{"action":"login.failed","user_id":"u1"}"#.as_slice())
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_new_bearer_token_takes_effect_at_a_reload_though_secrets_never_print() {
+    const OLD: &str = "old-token-0123456789";
+    const NEW: &str = "new-token-9876543210";
+    let tmp = tempfile::tempdir().unwrap();
+    let gateway = free_port();
+    let yaml = |token: &str| {
+        format!(
+            r#"
+receivers:
+  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events, bearer_token: {token} }}
+processors:
+  hash_chain: {{ origin: test.vellum }}
+exporters:
+  file/evidence: {{ directory: {evidence} }}
+service:
+  storage: {{ directory: {state} }}
+  pipelines:
+    logs/audit:
+      receivers: [http/gateway]
+      processors: [hash_chain]
+      exporters: [file/evidence]
+"#,
+            evidence = tmp.path().join("evidence").display(),
+            state = tmp.path().join("state").display(),
+        )
+    };
+    let mut daemon = Daemon::start(
+        tmp.path(),
+        &yaml(OLD),
+        &[std::net::SocketAddr::from(([127, 0, 0, 1], gateway))],
+    );
+    assert_eq!(post_with_token(gateway, OLD), 200);
+    std::fs::write(&daemon.config, yaml(NEW)).unwrap();
+    sighup(&daemon);
+    wait_until("the reload", Duration::from_secs(30), || {
+        count_in_log(&daemon, "configuration reloaded") == 1
+    });
+    assert_eq!(
+        post_with_token(gateway, OLD),
+        401,
+        "the old token is revoked"
+    );
+    assert_eq!(post_with_token(gateway, NEW), 200, "the new token is taken");
+    assert!(daemon.terminate().success());
+    let log = daemon.log_text();
+    assert!(!log.contains(OLD) && !log.contains(NEW), "{log}");
+}

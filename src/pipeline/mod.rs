@@ -206,7 +206,7 @@ struct RunningReceiver {
     id: ComponentId,
     config: ReceiverConfig,
     /// The configuration it was started with, to tell whether a reload changes it.
-    fingerprint: String,
+    fingerprint: [u8; 32],
     /// The ids of the pipelines it feeds.
     feeds: Vec<String>,
     stop: CancellationToken,
@@ -418,10 +418,9 @@ async fn drain(
     }
 }
 
-/// What a receiver was configured with, compared across reloads. Every receiver config
-/// is plain data, so its debug form changes exactly when a setting does.
-fn fingerprint(cfg: &ReceiverConfig) -> String {
-    format!("{cfg:?}")
+/// What a receiver was configured with, compared across reloads.
+fn fingerprint(cfg: &ReceiverConfig) -> [u8; 32] {
+    cfg.fingerprint
 }
 
 /// An exclusive lock on the storage directory, so two daemons never share a journal.

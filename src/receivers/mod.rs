@@ -17,6 +17,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use sha2::Digest;
+
 use crate::component::{Intake, ReceiverHandle, SubmitError};
 use crate::config::component::{ComponentConfig, ComponentId, DecodeError};
 pub use registry::ReceiverSettings;
@@ -27,15 +29,21 @@ pub struct ReceiverConfig {
     /// The registered type name: `otlp`.
     pub type_name: &'static str,
     pub settings: Arc<dyn ReceiverSettings>,
+    /// SHA-256 of the settings as given (canonical JSON, secrets included): a reload
+    /// keeps a receiver's sockets only when this is unchanged. Debug output cannot
+    /// serve, since it hides secrets: a new token would go unnoticed.
+    pub fingerprint: [u8; 32],
 }
 
 impl ComponentConfig for ReceiverConfig {
     fn decode(id: &ComponentId, json: serde_json::Value) -> Result<ReceiverConfig, DecodeError> {
         let factory =
             registry::find(id.kind()).ok_or(DecodeError::UnknownType(registry::type_names()))?;
+        let fingerprint = sha2::Sha256::digest(json.to_string().as_bytes()).into();
         Ok(ReceiverConfig {
             type_name: factory.type_name,
             settings: (factory.decode)(json)?,
+            fingerprint,
         })
     }
 
