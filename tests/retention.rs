@@ -72,22 +72,9 @@ fn evidence_dir(dir: &Path) -> PathBuf {
     dir.join("evidence")
 }
 
-/// Every entry in the evidence, in `seq` order; files that retention removes while
-/// they are listed, and a line still being written, are skipped.
+/// Every entry in the evidence, in `seq` order, while retention may be changing it.
 fn entries(dir: &Path) -> Vec<Value> {
-    let mut out: Vec<Value> = files_under(&evidence_dir(dir))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .flat_map(|text| {
-            text.lines()
-                // A line being written is not whole yet.
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    out.sort_by_key(|e| e["seq"].as_u64());
-    out
+    evidence_entries_now(&evidence_dir(dir))
 }
 
 /// Purge records in the evidence for `store` (`journal` or an exporter id).

@@ -436,3 +436,21 @@ fn answer(result: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16
         Err(e) => (0, e.to_string()),
     }
 }
+
+/// Every entry under `dir` that parses, in `seq` order, while the daemon may still be
+/// changing it: files retention removes while they are listed, and a line still being
+/// written, are skipped (unlike [`evidence_entries`], which expects settled evidence).
+pub fn evidence_entries_now(dir: &Path) -> Vec<Value> {
+    let mut out: Vec<Value> = files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    out.sort_by_key(|e| e["seq"].as_u64());
+    out
+}

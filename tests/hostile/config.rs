@@ -7,8 +7,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -22,26 +20,9 @@ fn start_ahead(dir: &Path, yaml: &str, ready: SocketAddr, days_ahead: u32) -> Da
     Daemon::launch(dir, &config, &[ready], &args, &days_ahead_env(days_ahead))
 }
 
-/// Every entry under `dir` that parses: files retention removes while they are listed,
-/// and a line still being written, are skipped.
-fn entries_now(dir: &Path) -> Vec<Value> {
-    let mut out: Vec<Value> = files_under(dir)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .flat_map(|text| {
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    out.sort_by_key(|e| e["seq"].as_u64());
-    out
-}
-
 /// The highest `last_seq` that a purge record for `store` declares.
 fn purged_through(evidence: &Path, store: &str) -> Option<u64> {
-    entries_now(evidence)
+    evidence_entries_now(evidence)
         .iter()
         .filter(|e| {
             e["event_type"] == "vellum.retention.purge" && e["attributes"]["store"] == store
@@ -120,9 +101,9 @@ fn a_record_dated_in_2500_does_not_stop_retention() {
         send_logins(gateway, from, 50);
     }
     wait_until("251 entries in the evidence", WAIT, || {
-        entries_now(&evidence).len() >= 251
+        evidence_entries_now(&evidence).len() >= 251
     });
-    let future_seq = entries_now(&evidence)
+    let future_seq = evidence_entries_now(&evidence)
         .iter()
         .find(|e| e["attributes"]["marker"] == "year-2500")
         .and_then(|e| e["seq"].as_u64())
@@ -139,7 +120,7 @@ fn a_record_dated_in_2500_does_not_stop_retention() {
         || {
             let journal = purged_through(&evidence, "journal");
             let files = purged_through(&evidence, "file/evidence");
-            let first_kept = entries_now(&evidence)
+            let first_kept = evidence_entries_now(&evidence)
                 .first()
                 .and_then(|e| e["seq"].as_u64());
             journal.is_some_and(|s| s > future_seq)
