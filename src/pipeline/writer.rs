@@ -734,6 +734,7 @@ impl Writer {
                 journal_records = %format!("{}..={}", loss.first_index, loss.last_index),
                 at_seq = self.chain.next_seq(),
                 "journal damage after the newest checkpoint lost entries; declaring the loss in the chain");
+            let mark = self.mark();
             match self.seal_request(vec![record]) {
                 Ok(()) => {}
                 Err(SealError::Journal(e)) => {
@@ -741,6 +742,8 @@ impl Writer {
                     return;
                 }
                 Err(SealError::TooLarge(refusal)) => {
+                    // As for any refused request: the chain must not keep what was refused.
+                    self.rewind(mark);
                     tracing::error!(stream = %self.settings.stream, %refusal, "the journal-loss record does not fit in the journal");
                 }
             }
