@@ -4,13 +4,15 @@
 //! deliver them from the journal, each from its own cursor.
 
 pub mod component;
+pub mod conditions;
 pub mod config;
 pub mod durable;
 pub mod event;
 pub mod evidence;
 pub mod exporters;
 pub mod journal;
-pub mod listener;
+pub mod net;
+pub mod paths;
 pub mod pipeline;
 pub mod processors;
 pub mod query;

@@ -34,7 +34,7 @@ use serde::Deserialize;
 
 use crate::config::{ComponentId, Config};
 use crate::durable;
-use crate::exporters::file::stream_folder;
+use crate::paths::stream_folder;
 use crate::exporters::{ExportError, Exporter, ExporterConfig, ExporterContext, Item};
 
 /// The folder of an exporter's dead letters, under its state directory.

@@ -12,7 +12,7 @@
 //! for that exporter only.
 
 use crate::event::Record;
-use crate::processors::condition::Condition;
+use crate::conditions::Condition;
 
 pub struct Route {
     condition: Condition,

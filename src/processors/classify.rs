@@ -66,7 +66,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::component::Processor;
 use crate::event::{Record, Severity};
-use crate::processors::condition::{AttributeIndex, Condition, FieldPath};
+use crate::conditions::{AttributeIndex, Condition, FieldPath};
 
 /// The built-in rules and windows, as YAML.
 pub const BUILTIN_PACK: &str = include_str!("classify_builtin.yaml");

@@ -31,7 +31,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::component::Processor;
 use crate::event::Record;
-use crate::processors::condition::Condition;
+use crate::conditions::Condition;
 
 /// The metric label of records dropped for matching no `keep` entry.
 pub const KEEP_LABEL: &str = "keep";

@@ -5,7 +5,6 @@
 //! come last: nothing may change a record once its hash is computed.
 
 pub mod classify;
-pub mod condition;
 pub mod filter;
 pub mod hash_chain;
 pub mod hmac_sign;

@@ -122,7 +122,7 @@ pub async fn start(
         tracing::info!("query API is off: no `service.api.token` is configured");
         return Ok(None);
     };
-    let listener = crate::receivers::bind("query API", config.endpoint.as_str()).await?;
+    let listener = crate::net::bind("query API", config.endpoint.as_str()).await?;
     let local_addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     let mut followers = Vec::new();
@@ -149,11 +149,11 @@ pub async fn start(
     };
     let app = api::router(state);
     let shutdown = stop.clone();
-    let server = crate::listener::serve(
+    let server = crate::net::listener::serve(
         "query API".into(),
         listener,
         app,
-        crate::listener::ListenerLimits::default(),
+        crate::net::listener::ListenerLimits::default(),
         shutdown,
     );
     tracing::info!(addr = %local_addr, "query API listening");

@@ -50,7 +50,7 @@ use super::{Limits, count_accepted, count_refused, refusal_reason};
 use crate::component::{Intake, ReceiverHandle};
 use crate::config::{component::Endpoint, secret::Secret};
 use crate::event::{Record, json_safe, now_unix_nano, parse_time};
-use crate::listener::ListenerLimits;
+use crate::net::listener::ListenerLimits;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,23 +65,23 @@ pub struct HttpConfig {
     #[serde(default)]
     pub bearer_token: Option<Secret>,
     #[serde(
-        default = "crate::listener::default_read_header_timeout",
+        default = "crate::net::listener::default_read_header_timeout",
         with = "humantime_serde"
     )]
     pub read_header_timeout: std::time::Duration,
     #[serde(
-        default = "crate::listener::default_read_timeout",
+        default = "crate::net::listener::default_read_timeout",
         with = "humantime_serde"
     )]
     pub read_timeout: std::time::Duration,
-    #[serde(default = "crate::listener::default_min_body_rate")]
+    #[serde(default = "crate::net::listener::default_min_body_rate")]
     pub min_body_rate: bytesize::ByteSize,
     #[serde(
-        default = "crate::listener::default_idle_timeout",
+        default = "crate::net::listener::default_idle_timeout",
         with = "humantime_serde"
     )]
     pub idle_timeout: std::time::Duration,
-    #[serde(default = "crate::listener::default_max_connections")]
+    #[serde(default = "crate::net::listener::default_max_connections")]
     pub max_connections: usize,
 }
 
@@ -151,7 +151,7 @@ pub async fn start(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<ReceiverHandle> {
-    let listener = super::bind(&id, cfg.endpoint.as_str()).await?;
+    let listener = crate::net::bind(&id, cfg.endpoint.as_str()).await?;
     let addr = listener.local_addr()?;
     let max_body = cfg.max_request_body_size.as_u64() as usize;
     let state = HttpState {
@@ -166,7 +166,7 @@ pub async fn start(
         .route(&cfg.path, axum::routing::post(receive))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state);
-    let task = crate::listener::serve(id.clone(), listener, app, cfg.listener_limits(), shutdown);
+    let task = crate::net::listener::serve(id.clone(), listener, app, cfg.listener_limits(), shutdown);
     tracing::info!(receiver = %id, %addr, path = %cfg.path, "HTTP JSON receiver listening");
     Ok(ReceiverHandle {
         id,

@@ -254,16 +254,6 @@ pub fn media_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Binds a TCP listener, naming the endpoint in the error.
-pub async fn bind(receiver: &str, endpoint: &str) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(endpoint).await.map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!("{receiver}: cannot listen on {endpoint}: {e}"),
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

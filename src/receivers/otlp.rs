@@ -90,20 +90,20 @@ pub struct GrpcConfig {
     pub max_recv_msg_size: bytesize::ByteSize,
     #[serde(default = "super::default_max_records_per_request")]
     pub max_records_per_request: usize,
-    #[serde(default = "crate::listener::default_max_connections")]
+    #[serde(default = "crate::net::listener::default_max_connections")]
     pub max_connections: usize,
     #[serde(
-        default = "crate::listener::default_read_header_timeout",
+        default = "crate::net::listener::default_read_header_timeout",
         with = "humantime_serde"
     )]
     pub read_header_timeout: Duration,
     #[serde(
-        default = "crate::listener::default_read_timeout",
+        default = "crate::net::listener::default_read_timeout",
         with = "humantime_serde"
     )]
     pub read_timeout: Duration,
     #[serde(
-        default = "crate::listener::default_idle_timeout",
+        default = "crate::net::listener::default_idle_timeout",
         with = "humantime_serde"
     )]
     pub idle_timeout: Duration,
@@ -121,29 +121,29 @@ pub struct HttpConfig {
     #[serde(default = "super::default_max_records_per_request")]
     pub max_records_per_request: usize,
     #[serde(
-        default = "crate::listener::default_read_header_timeout",
+        default = "crate::net::listener::default_read_header_timeout",
         with = "humantime_serde"
     )]
     pub read_header_timeout: Duration,
     #[serde(
-        default = "crate::listener::default_read_timeout",
+        default = "crate::net::listener::default_read_timeout",
         with = "humantime_serde"
     )]
     pub read_timeout: Duration,
-    #[serde(default = "crate::listener::default_min_body_rate")]
+    #[serde(default = "crate::net::listener::default_min_body_rate")]
     pub min_body_rate: bytesize::ByteSize,
     #[serde(
-        default = "crate::listener::default_idle_timeout",
+        default = "crate::net::listener::default_idle_timeout",
         with = "humantime_serde"
     )]
     pub idle_timeout: Duration,
-    #[serde(default = "crate::listener::default_max_connections")]
+    #[serde(default = "crate::net::listener::default_max_connections")]
     pub max_connections: usize,
 }
 
 impl HttpConfig {
-    fn listener_limits(&self) -> crate::listener::ListenerLimits {
-        crate::listener::ListenerLimits {
+    fn listener_limits(&self) -> crate::net::listener::ListenerLimits {
+        crate::net::listener::ListenerLimits {
             read_header_timeout: self.read_header_timeout,
             read_timeout: self.read_timeout,
             min_body_rate: self.min_body_rate,
@@ -414,7 +414,7 @@ async fn start_grpc(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<ReceiverHandle> {
-    let listener = super::bind(id, cfg.endpoint.as_str()).await?;
+    let listener = crate::net::bind(id, cfg.endpoint.as_str()).await?;
     let addr = listener.local_addr()?;
     let max_message = cfg.max_recv_msg_size.as_u64() as usize;
     let export = Arc::new(Export {
@@ -487,7 +487,7 @@ async fn start_http(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<ReceiverHandle> {
-    let listener = super::bind(id, cfg.endpoint.as_str()).await?;
+    let listener = crate::net::bind(id, cfg.endpoint.as_str()).await?;
     let addr = listener.local_addr()?;
     let max_body = cfg.max_request_body_size.as_u64() as usize;
     let state = HttpState {
@@ -504,7 +504,7 @@ async fn start_http(
         .route("/v1/logs", axum::routing::post(http_export))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state);
-    let task = crate::listener::serve(
+    let task = crate::net::listener::serve(
         id.to_string(),
         listener,
         app,

@@ -108,11 +108,11 @@ pub async fn serve(
         up_since: Arc::new(Mutex::new(None)),
     });
     let stop = CancellationToken::new();
-    let task = crate::listener::serve(
+    let task = crate::net::listener::serve(
         "health_check".into(),
         listener,
         app,
-        crate::listener::ListenerLimits::default(),
+        crate::net::listener::ListenerLimits::default(),
         stop.clone(),
     );
     tracing::info!(address = %local_addr, path, "health_check extension listening");

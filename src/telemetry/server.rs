@@ -98,11 +98,11 @@ pub fn serve_on(
                 handle.run_upkeep();
             }
         };
-        let serving = crate::listener::serve(
+        let serving = crate::net::listener::serve(
             "telemetry".into(),
             listener,
             app,
-            crate::listener::ListenerLimits::default(),
+            crate::net::listener::ListenerLimits::default(),
             until,
         );
         tokio::select! {

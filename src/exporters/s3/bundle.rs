@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 
 use crate::evidence::jcs;
-use crate::exporters::file::stream_folder;
+use crate::paths::stream_folder;
 
 pub const ARTIFACT_SUFFIX: &str = ".jsonl.gz";
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";

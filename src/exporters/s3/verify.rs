@@ -32,7 +32,7 @@ use super::bundle::{ARTIFACT_SUFFIX, BundleKey, MANIFEST_SUFFIX, Manifest, NO_PR
 use super::client::Connection;
 use crate::evidence::note::{self, parse_checkpoint};
 use crate::evidence::verify::{Finding, Options, Report, StreamVerifier};
-use crate::exporters::file::stream_folder;
+use crate::paths::stream_folder;
 
 /// A manifest larger than this is not one.
 const MAX_MANIFEST_BYTES: usize = 1 << 20;
