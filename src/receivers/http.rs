@@ -9,7 +9,7 @@
 //!     max_records_per_request: 10000     # more events in one request: 413
 //!     bearer_token: ${env:GATEWAY_TOKEN}   # optional; without it no auth is asked
 //!     read_header_timeout: 10s           # and read_timeout, min_body_rate, idle_timeout,
-//!     max_connections: 128               # as every HTTP listener (src/listener.rs)
+//!     max_connections: 128               # as every HTTP listener (src/net/listener.rs)
 //! ```
 //!
 //! A request with more than `max_records_per_request` events is refused whole with 413,

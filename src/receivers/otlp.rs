@@ -10,7 +10,7 @@
 //!
 //! Both protocols also take `max_records_per_request` (10000) and `max_connections`
 //! (128); HTTP takes `read_header_timeout` (10s), `read_timeout` (30s), `min_body_rate`
-//! (1KiB) and `idle_timeout` (60s) as every HTTP listener does (src/listener.rs); gRPC
+//! (1KiB) and `idle_timeout` (60s) as every HTTP listener does (src/net/listener.rs); gRPC
 //! takes `read_header_timeout` (10s: the HTTP/2 preface must arrive within it of the
 //! connection), `read_timeout` (30s: a request must be whole and answered within it),
 //! `idle_timeout` (60s: keepalive pings every half of it, a peer that does not answer
