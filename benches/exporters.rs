@@ -1,6 +1,6 @@
 //! HTTP exporter throughput to local sinks: records/s each exporter delivers in batches
 //! of 2048 sealed entries (~500 bytes each) to the same local servers the integration
-//! tests use (`tests/peers`), which parse every request as the vendor would — so the
+//! tests use (`tests/common/peers`), which parse every request as the vendor would — so the
 //! figure includes the sink's own work on the same machine. Then end-to-end figures of
 //! a running daemon with several exporters in one pipeline, records/s from the first
 //! post to the gateway until every record is delivered by all of them: the file
@@ -14,14 +14,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/peers"]
-mod peers {
-    pub mod datadog;
-    pub mod http_faults;
-    pub mod moto;
-    pub mod splunk_hec;
-    pub mod webhook;
-}
+
+use common::peers;
 
 use std::net::SocketAddr;
 use std::path::Path;

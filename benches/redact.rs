@@ -11,11 +11,11 @@
 //! counts of two such runs divided by the records added is the steady-state cost of a
 //! record, without set-up or the lazy DFAs' warm-up (see README.md).
 
-#[path = "../tests/support/pii_corpus.rs"]
-mod pii_corpus;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
-use pii_corpus::{Content, Rng, compact_event};
+use common::pii_corpus::{Content, Rng, compact_event};
 use vellum::component::Processor;
 use vellum::event::Record;
 use vellum::processors::redact::{RedactConfig, Redactor};

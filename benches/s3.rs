@@ -6,10 +6,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/peers"]
-mod peers {
-    pub mod moto;
-}
+
+use common::peers;
 
 use std::time::{Duration, Instant};
 

@@ -24,7 +24,7 @@ venv=.venv
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install -q --disable-pip-version-check -r tests/peers/requirements.txt
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/common/peers/requirements.txt
 export VELLUM_TEST_PYTHON="$PWD/$venv/bin/python"
 
 cargo test --locked --all-targets "$@"

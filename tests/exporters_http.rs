@@ -5,12 +5,6 @@
 //! arrived at least once, first arrivals in `seq` order, exactly as sealed.
 
 mod common;
-mod peers {
-    pub mod datadog;
-    pub mod http_faults;
-    pub mod splunk_hec;
-    pub mod webhook;
-}
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -20,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use common::*;
+use common::peers;
 use peers::http_faults::{Fault, Server};
 use serde_json::Value;
 

@@ -13,16 +13,15 @@ use common::*;
 const OLD_KEY: &str = "hex:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const NEW_KEY: &str = "a-new-key-that-is-32-bytes-long!";
 
-fn config(dir: &std::path::Path, ports: Ports, keys: &str) -> String {
-    standard_config(dir, ports)
-        .replace(
-            "processors: [hash_chain]",
-            "processors: [hash_chain, hmac_sign]",
-        )
-        .replace(
-            "exporters:\n  file/evidence",
-            &format!("  hmac_sign:\n    keys: {keys}\nexporters:\n  file/evidence"),
-        )
+/// The gateway into the chain (a checkpoint every `checkpoint_every` records), then
+/// `hmac_sign` with the ring `keys`, into `file/evidence`.
+fn config(dir: &std::path::Path, ports: Ports, keys: &str, checkpoint_every: u64) -> String {
+    PipelineConfig::new(dir)
+        .gateway(ports.gateway)
+        .chain_every(checkpoint_every)
+        .hmac(keys)
+        .file("file/evidence", &dir.join("evidence"))
+        .yaml()
 }
 
 fn vellum(args: &[&str]) -> (i32, String) {
@@ -44,12 +43,20 @@ fn signed_evidence_verifies_across_a_key_rotation_and_proofs_check() {
 
     // First run signs with k2025; the second puts k2026 first in the ring.
     let old_ring = format!("[{{ id: k2025, key: \"{OLD_KEY}\" }}]");
-    let mut daemon = Daemon::start(tmp.path(), &config(tmp.path(), ports, &old_ring), &ready);
+    let mut daemon = Daemon::start(
+        tmp.path(),
+        &config(tmp.path(), ports, &old_ring, 100),
+        &ready,
+    );
     send_logins(ports.gateway, 0, 150);
     assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log_text());
     let rotated =
         format!("[{{ id: k2026, key: \"{NEW_KEY}\" }}, {{ id: k2025, key: \"{OLD_KEY}\" }}]");
-    let mut daemon = Daemon::start(tmp.path(), &config(tmp.path(), ports, &rotated), &ready);
+    let mut daemon = Daemon::start(
+        tmp.path(),
+        &config(tmp.path(), ports, &rotated, 100),
+        &ready,
+    );
     send_logins(ports.gateway, 150, 100);
     wait_until("250 entries", Duration::from_secs(20), || {
         evidence_entries(&evidence).len() >= 250
@@ -214,8 +221,8 @@ fn a_chain_whose_state_is_lost_while_evidence_exists_is_not_restarted() {
     let tmp = tempfile::tempdir().unwrap();
     let ports = Ports::new();
     let ready = [SocketAddr::from(([127, 0, 0, 1], ports.gateway))];
-    let yaml = standard_config(tmp.path(), ports);
-    let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
+    let standard = PipelineConfig::standard(tmp.path(), ports);
+    let mut daemon = Daemon::start(tmp.path(), &standard.yaml(), &ready);
     send_logins(ports.gateway, 0, 20);
     assert_eq!(daemon.terminate().code(), Some(0));
 
@@ -244,11 +251,10 @@ fn a_chain_whose_state_is_lost_while_evidence_exists_is_not_restarted() {
     );
 
     // The operator starts a new chain explicitly: a new stream name.
-    let renamed = yaml.replace(
-        "origin: test.vellum",
-        "origin: test.vellum\n    stream: logs/audit-2",
-    );
-    std::fs::write(&config, renamed).unwrap();
+    let renamed = standard.edit("hash_chain", |s| {
+        s.replace("origin: test.vellum", "origin: test.vellum, stream: logs/audit-2")
+    });
+    std::fs::write(&config, renamed.yaml()).unwrap();
     let mut daemon = Daemon::start_with(tmp.path(), &config, &ready);
     send_logins(ports.gateway, 20, 5);
     let evidence = tmp.path().join("evidence");
@@ -266,7 +272,11 @@ fn a_chain_head_that_disagrees_with_the_journal_stops_the_start() {
     let tmp = tempfile::tempdir().unwrap();
     let ports = Ports::new();
     let ready = [SocketAddr::from(([127, 0, 0, 1], ports.gateway))];
-    let mut daemon = Daemon::start(tmp.path(), &standard_config(tmp.path(), ports), &ready);
+    let mut daemon = Daemon::start(
+        tmp.path(),
+        &PipelineConfig::standard(tmp.path(), ports).yaml(),
+        &ready,
+    );
     send_logins(ports.gateway, 0, 250);
     assert_eq!(daemon.terminate().code(), Some(0));
     let hint = tmp.path().join("state/pipelines/logs%2Faudit/chain.json");
@@ -302,7 +312,7 @@ fn every_tampering_of_real_output_is_caught_and_located() {
     let ports = Ports::new();
     let ready = [SocketAddr::from(([127, 0, 0, 1], ports.gateway))];
     let ring = format!("[{{ id: k2025, key: \"{OLD_KEY}\" }}]");
-    let yaml = config(tmp.path(), ports, &ring).replace("every_records: 100", "every_records: 40");
+    let yaml = config(tmp.path(), ports, &ring, 40);
     let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
     send_logins(ports.gateway, 0, 100);
     assert_eq!(daemon.terminate().code(), Some(0));

@@ -10,39 +10,32 @@ use std::time::Duration;
 use common::*;
 
 fn config(dir: &std::path::Path, ports: Ports) -> String {
-    format!(
-        r#"
-receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-processors:
-  redact/pii:
-    policy: {{ default: redact, email: hash }}
-    hash_key: "0123456789abcdef0123456789abcdef-pii"
-  classify:
-    rules: builtin
-  filter/noise:
-    drop:
-      - {{ name: health_checks, when: "attributes.action == 'healthcheck'" }}
-  hash_chain:
-    origin: test.vellum
-exporters:
-  file/all: {{ directory: {all} }}
-  file/security: {{ directory: {security} }}
-service:
-  storage: {{ directory: {state} }}
-  pipelines:
-    logs/audit:
-      receivers: [http/gateway]
-      processors: [redact/pii, classify, filter/noise, hash_chain]
-      exporters:
-        - file/all
-        - {{ id: file/security, when: "severity >= high" }}
-"#,
-        gateway = ports.gateway,
-        all = dir.join("all").display(),
-        security = dir.join("security").display(),
-        state = dir.join("state").display(),
-    )
+    PipelineConfig::new(dir)
+        .gateway(ports.gateway)
+        .processor(
+            "redact/pii",
+            r#"
+            policy: { default: redact, email: hash }
+            hash_key: "0123456789abcdef0123456789abcdef-pii"
+            "#,
+        )
+        .processor("classify", "{ rules: builtin }")
+        .processor(
+            "filter/noise",
+            r#"{ drop: [{ name: health_checks, when: "attributes.action == 'healthcheck'" }] }"#,
+        )
+        .processor("hash_chain", "{ origin: test.vellum }")
+        .file("file/all", &dir.join("all"))
+        .file("file/security", &dir.join("security"))
+        .pipeline(
+            "logs/audit",
+            Pipeline::new()
+                .receivers(&["http/gateway"])
+                .processors(&["redact/pii", "classify", "filter/noise", "hash_chain"])
+                .exporters(&["file/all"])
+                .route("file/security", "severity >= high"),
+        )
+        .yaml()
 }
 
 #[test]

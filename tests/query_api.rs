@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use common::config::quoted;
 use common::*;
 use serde_json::{Value, json};
 
@@ -18,24 +19,23 @@ const EVENTS: usize = 400;
 /// 2026-03-01T00:00:00Z, the first event time.
 const BASE_SECONDS: u64 = 1_772_323_200;
 
+/// The gateway through `classify`, the chain (a checkpoint every 50 records) and
+/// `hmac_sign` into `file/evidence`; the query API on `api_port` with `token`.
 fn config(dir: &Path, ports: Ports, api_port: u16, token: Option<&str>) -> String {
-    let api = match token {
-        Some(t) => format!("  api: {{ endpoint: 127.0.0.1:{api_port}, token: \"{t}\" }}\n"),
-        None => String::new(),
-    };
-    standard_config(dir, ports)
-        .replace(
-            "processors: [hash_chain]",
-            "processors: [classify, hash_chain, hmac_sign]",
-        )
-        .replace(
-            "exporters:\n  file/evidence",
-            &format!(
-                "  classify: {{}}\n  hmac_sign:\n    keys: [{{ id: k1, key: \"{HMAC_KEY}\" }}]\nexporters:\n  file/evidence"
-            ),
-        )
-        .replace("checkpoint: { every_records: 100, every: 1s }", "checkpoint: { every_records: 50, every: 1s }")
-        .replace("service:\n", &format!("service:\n{api}"))
+    let config = PipelineConfig::new(dir)
+        .gateway(ports.gateway)
+        .processor("classify", "{}")
+        .chain_every(50)
+        .hmac(&format!("[{{ id: k1, key: \"{HMAC_KEY}\" }}]"))
+        .file("file/evidence", &dir.join("evidence"));
+    match token {
+        Some(t) => config.service(&format!(
+            "api: {{ endpoint: 127.0.0.1:{api_port}, token: {} }}",
+            quoted(t)
+        )),
+        None => config,
+    }
+    .yaml()
 }
 
 fn rfc3339(seconds: u64) -> String {

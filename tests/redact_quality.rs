@@ -6,13 +6,12 @@
 //! value from. A token in the output that matches a label is a true positive; a label
 //! without its token is a false negative; any other token is a false positive.
 
-#[path = "support/pii_corpus.rs"]
-mod pii_corpus;
+mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
-use pii_corpus::{Composer, DETECTORS, Rng, gateway_event};
+use common::pii_corpus::{Composer, DETECTORS, Rng, gateway_event};
 use proptest::prelude::*;
 use regex::Regex;
 use serde_json::{Value, json};

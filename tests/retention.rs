@@ -6,10 +6,6 @@
 //! while an undeclared gap or a changed purge record does not.
 
 mod common;
-mod peers {
-    pub mod http_faults;
-    pub mod webhook;
-}
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use common::peers;
 use peers::http_faults::Server;
 use peers::webhook::{Auth, Receiver};
 use serde_json::Value;

@@ -6,9 +6,6 @@
 //! and writes nothing twice.
 
 mod common;
-mod peers {
-    pub mod moto;
-}
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -29,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use common::*;
+use common::peers;
 use peers::moto::{Moto, connection, create_locked_bucket, objects};
 
 const PREFIX: &str = "evidence/%Y/%m/%d/";

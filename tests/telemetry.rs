@@ -4,10 +4,6 @@
 //! what records said.
 
 mod common;
-mod peers {
-    pub mod http_faults;
-    pub mod webhook;
-}
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -18,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use common::peers;
 use peers::http_faults::{Fault, Server};
 use peers::webhook::{Auth, Receiver};
 use serde_json::Value;

@@ -1,7 +1,24 @@
 //! Shared by the integration tests: running the real `vellum` binary, waiting on
 //! conditions with deadlines, reading what it wrote.
+//!
+//! Every test file uses it the same way: `mod common;` at its root, then `common::…`
+//! (the `hostile` crate, a folder, names this file with `#[path]`, as Cargo requires).
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `common` (this file) | the daemon (`Daemon::launch`, `start`, `terminate`), ports, waiting, HTTP, evidence and `vellum verify` |
+//! | `common::config` | [`config::PipelineConfig`], the one builder of test configurations |
+//! | `common::peers` | real and protocol-faithful peers: Splunk HEC, Datadog, webhook, moto (S3), faults |
+//! | `common::pii_corpus` | generated events with known personal data, for redaction's quality and speed |
 
 #![allow(dead_code)]
+
+pub mod config;
+pub mod peers;
+pub mod pii_corpus;
+
+#[allow(unused_imports)]
+pub use config::{Pipeline, PipelineConfig};
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -309,7 +326,7 @@ pub fn python() -> Option<PathBuf> {
     local.exists().then_some(local)
 }
 
-/// Sends `count` logs with the OpenTelemetry Python SDK (`tests/peers/otel_send.py`) over
+/// Sends `count` logs with the OpenTelemetry Python SDK (`tests/common/peers/otel_send.py`) over
 /// `protocol` (`grpc` or `http`), each carrying `marker` in its body and attributes when
 /// given; panics if the SDK reports a failed export.
 pub fn otel_send(protocol: &str, endpoint: &str, count: usize, marker: Option<&str>) {
@@ -318,7 +335,7 @@ pub fn otel_send(protocol: &str, endpoint: &str, count: usize, marker: Option<&s
     let out = Command::new(python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/otel_send.py"
+            "/tests/common/peers/otel_send.py"
         ))
         .args([protocol, endpoint, &count.to_string()])
         .args(marker)

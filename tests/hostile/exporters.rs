@@ -3,12 +3,6 @@
 //! acknowledged record still arrives exactly where it belongs, nothing is dead-lettered
 //! that is not malformed, and the daemon says what is wrong while it is wrong.
 
-#[path = "../peers/http_faults.rs"]
-mod http_faults;
-#[path = "../peers/splunk_hec.rs"]
-mod splunk_hec;
-#[path = "../peers/webhook.rs"]
-mod webhook;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -20,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::common::peers::{http_faults, splunk_hec, webhook};
 use crate::common::*;
 use http_faults::{Fault, Server};
 
@@ -61,9 +56,9 @@ fn evidence_seqs(dir: &Path) -> Vec<u64> {
     seqs
 }
 
-/// Builds the fsync-failing shim (tests/hostile/fail_fsync.c) with the system's `cc`.
+/// Builds the fsync-failing shim (tests/common/peers/fail_fsync.c) with the system's `cc`.
 pub fn fail_fsync_shim(out: &Path) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/fail_fsync.c");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/peers/fail_fsync.c");
     let lib = out.join("fail_fsync.so");
     let built = Command::new("cc")
         .args(["-shared", "-fPIC", "-O1", "-o"])

@@ -4,6 +4,7 @@
 //!
 //! The cases are grouped by the part of the daemon under attack.
 
+// A test crate that is a folder finds its modules inside it; the shared tree is named.
 #[path = "../common/mod.rs"]
 mod common;
 

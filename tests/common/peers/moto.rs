@@ -1,8 +1,8 @@
 //! A real S3-compatible server for the `s3` exporter's tests and benches: `moto_server`
-//! (PyPI `moto[server]`, in tests/peers/requirements.txt; scripts/test.sh installs it in
+//! (PyPI `moto[server]`, in tests/common/peers/requirements.txt; scripts/test.sh installs it in
 //! the test venv), started on a free loopback port, plus the client-side set-up both
 //! need: a connection with moto's test credentials, a bucket under Object Lock, and
-//! listing its keys. Needs `mod common` (tests/common) at the crate root.
+//! listing its keys.
 
 #![allow(dead_code)]
 
@@ -33,7 +33,7 @@ impl Moto {
     pub fn start(dir: &Path) -> Moto {
         let server = Moto::server().expect(
             "moto_server is missing: run scripts/test.sh, which installs moto[server] \
-             (tests/peers/requirements.txt) in the test venv",
+             (tests/common/peers/requirements.txt) in the test venv",
         );
         let port = free_port();
         let log = std::fs::File::create(dir.join("moto.log")).expect("create moto.log");
