@@ -3,6 +3,8 @@
 //! and made durable in a journal before any client is acknowledged, and exporters
 //! deliver them from the journal, each from its own cursor.
 
+pub mod app;
+pub mod cli;
 pub mod component;
 pub mod conditions;
 pub mod config;
