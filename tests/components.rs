@@ -12,10 +12,9 @@ use std::time::Duration;
 
 use common::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_vellum");
-
 /// A minimal configuration of each registered type, as YAML flow mappings; `{closed}`
-/// is a local port nothing listens on, `{dir}` the test's folder, `{port}` a free port.
+/// is a local port nothing listens on, `{dir}` the test's folder, `{port}` a free port,
+/// `{generation}` what tells one configuration from the next.
 const RECEIVERS: &[(&str, &str)] = &[
     (
         "otlp",
@@ -35,7 +34,7 @@ const PROCESSORS: &[(&str, &str)] = &[
     ),
 ];
 const EXPORTERS: &[(&str, &str)] = &[
-    ("file", "{ directory: {dir}/evidence }"),
+    ("file", "{ directory: {dir}/evidence-{generation} }"),
     (
         "s3",
         "{ bucket: contract-bucket, endpoint: 'http://127.0.0.1:{closed}', region: us-east-1, force_path_style: true, access_key_id: AKIDCONTRACT, secret_access_key: contract-secret-key }",
@@ -92,48 +91,50 @@ fn every_registered_component_has_a_minimal_configuration_in_the_contract() {
 }
 
 /// Every component in one configuration: each receiver on its own port, every processor
-/// in one pipeline, every exporter fed by it.
-fn contract_config(dir: &Path, ports: &[u16]) -> String {
-    let closed = free_port();
+/// in one pipeline, every exporter fed by it; ids are `<type>/<generation>`.
+fn contract_config(dir: &Path, ports: &[u16], generation: &str) -> String {
+    let closed = free_port().to_string();
     let fill = |body: &str, port: u16| {
         body.replace("{dir}", &dir.display().to_string())
-            .replace("{closed}", &closed.to_string())
+            .replace("{generation}", generation)
+            .replace("{closed}", &closed)
             .replace("{port}", &port.to_string())
     };
-    let section = |table: &[(&str, &str)], ports: Option<&[u16]>| -> String {
-        table
-            .iter()
-            .enumerate()
-            .map(|(i, (name, body))| {
-                let port = ports.map_or(0, |p| p[i]);
-                format!("  {name}/contract: {}\n", fill(body, port))
-            })
-            .collect()
-    };
-    let ids = |table: &[(&str, &str)]| {
-        table
-            .iter()
-            .map(|(n, _)| format!("{n}/contract"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "receivers:\n{}processors:\n{}exporters:\n{}service:\n  storage: {{ directory: {} }}\n  pipelines:\n    logs/contract:\n      receivers: [{}]\n      processors: [{}]\n      exporters: [{}]\n",
-        section(RECEIVERS, Some(ports)),
-        section(PROCESSORS, None),
-        section(EXPORTERS, None),
-        dir.join("state").display(),
-        ids(RECEIVERS),
-        ids(PROCESSORS),
-        ids(EXPORTERS),
-    )
+    let id = |name: &str| format!("{name}/{generation}");
+    let mut config = PipelineConfig::new(dir);
+    for ((name, body), port) in RECEIVERS.iter().zip(ports) {
+        config = config.receiver(&id(name), fill(body, *port));
+    }
+    for (name, body) in PROCESSORS {
+        config = config.processor(&id(name), fill(body, 0));
+    }
+    for (name, body) in EXPORTERS {
+        config = config.exporter(&id(name), fill(body, 0));
+    }
+    config.yaml()
+}
+
+fn local(ports: &[u16]) -> Vec<SocketAddr> {
+    ports
+        .iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect()
+}
+
+fn listens(addr: &SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok()
+}
+
+fn sighup(daemon: &Daemon) {
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
 }
 
 #[test]
 fn every_component_validates_and_the_daemon_runs_reloads_and_stops_with_all_of_them() {
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = RECEIVERS.iter().map(|_| free_port()).collect();
-    let yaml = contract_config(dir.path(), &ports);
+    let yaml = contract_config(dir.path(), &ports, "contract");
     let config = dir.path().join("vellum.yaml");
     std::fs::write(&config, &yaml).unwrap();
 
@@ -149,13 +150,10 @@ fn every_component_validates_and_the_daemon_runs_reloads_and_stops_with_all_of_t
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let ready: Vec<SocketAddr> = ports
-        .iter()
-        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-        .collect();
+    let ready = local(&ports);
     let mut daemon = Daemon::start_with(dir.path(), &config, &ready);
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
+    // The same file again: every receiver is kept, the pipeline replaced.
+    sighup(&daemon);
     wait_until("the reload to be applied", Duration::from_secs(30), || {
         daemon.log_text().contains("configuration reloaded")
     });
@@ -166,9 +164,45 @@ fn every_component_validates_and_the_daemon_runs_reloads_and_stops_with_all_of_t
     );
     for addr in &ready {
         assert!(
-            std::net::TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok(),
+            listens(addr),
             "{addr} stopped listening after the reload:\n{}",
             daemon.log_text()
+        );
+    }
+
+    // Every component under a new id, receivers on new ports: each one of every type is
+    // stopped and a new one built and started through its registry.
+    let moved: Vec<u16> = RECEIVERS.iter().map(|_| free_port()).collect();
+    std::fs::write(&config, contract_config(dir.path(), &moved, "moved")).unwrap();
+    sighup(&daemon);
+    wait_until(
+        "the second reload to be applied",
+        Duration::from_secs(30),
+        || daemon.log_text().matches("configuration reloaded").count() == 2,
+    );
+    let log = daemon.log_text();
+    let summary = log
+        .lines()
+        .filter(|l| l.contains("configuration reloaded"))
+        .nth(1)
+        .expect("the second reload's summary");
+    assert!(summary.contains("receivers kept: none;"), "{summary}");
+    for (name, _) in RECEIVERS {
+        let started = summary.split("started: ").nth(1).unwrap_or_default();
+        let stopped = summary.split("stopped: ").nth(1).unwrap_or_default();
+        assert!(started.contains(&format!("{name}/moved")), "{summary}");
+        assert!(stopped.contains(&format!("{name}/contract")), "{summary}");
+    }
+    for addr in local(&moved) {
+        assert!(
+            listens(&addr),
+            "{addr} does not listen after the move:\n{log}"
+        );
+    }
+    for addr in &ready {
+        assert!(
+            !listens(addr),
+            "{addr} still listens after the move:\n{log}"
         );
     }
     let status = daemon.terminate();
