@@ -14,46 +14,30 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vellum");
 
-/// A pipeline fed by the gateway receiver, written to `file/evidence`, plus whatever
-/// `extra` adds (more exporters, another receiver).
-fn config(dir: &Path, gateway: u16, extra_exporters: &[&str], extra_yaml: &str) -> String {
-    let mut exporters = vec!["file/evidence".to_string()];
-    exporters.extend(extra_exporters.iter().map(|e| e.to_string()));
-    let extra_defs: String = extra_exporters
-        .iter()
-        .map(|e| {
-            format!(
-                "  {e}: {{ directory: {} }}\n",
-                dir.join(e.replace('/', "-")).display()
-            )
-        })
-        .collect();
-    format!(
-        r#"
-receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-{extra_yaml}
-processors:
-  hash_chain:
-    origin: test.vellum
-    checkpoint: {{ every_records: 200, every: 1s }}
-  hmac_sign:
-    keys: [{{ id: k1, key: "0123456789abcdef0123456789abcdef" }}]
-exporters:
-  file/evidence: {{ directory: {evidence} }}
-{extra_defs}
-service:
-  storage: {{ directory: {state} }}
-  pipelines:
-    logs/audit:
-      receivers: [http/gateway]
-      processors: [hash_chain, hmac_sign]
-      exporters: [{exporters}]
-"#,
-        evidence = dir.join("evidence").display(),
-        state = dir.join("state").display(),
-        exporters = exporters.join(", "),
-    )
+/// The gateway receiver, plus `extra_receivers` (id, settings), through the chain and
+/// `hmac_sign` into `file/evidence` and each of `extra_exporters` (a `file` exporter in
+/// `dir/<id with - for />`).
+fn config(
+    dir: &Path,
+    gateway: u16,
+    extra_exporters: &[&str],
+    extra_receivers: &[(&str, String)],
+) -> PipelineConfig {
+    let mut config = PipelineConfig::new(dir).gateway(gateway);
+    for (id, settings) in extra_receivers {
+        config = config.receiver(id, settings.clone());
+    }
+    config = config
+        .processor(
+            "hash_chain",
+            "{ origin: test.vellum, checkpoint: { every_records: 200, every: 1s } }",
+        )
+        .hmac(r#"[{ id: k1, key: "0123456789abcdef0123456789abcdef" }]"#)
+        .file("file/evidence", &dir.join("evidence"));
+    for e in extra_exporters {
+        config = config.file(e, &dir.join(e.replace('/', "-")));
+    }
+    config
 }
 
 fn sighup(daemon: &Daemon) {
@@ -142,7 +126,7 @@ fn reload_under_load_loses_and_duplicates_nothing_and_keeps_the_chain() {
     let gateway = free_port();
     let syslog = free_port();
     let addr = format!("127.0.0.1:{gateway}").parse().unwrap();
-    let mut daemon = Daemon::start(dir, &config(dir, gateway, &[], ""), &[addr]);
+    let mut daemon = Daemon::start(dir, &config(dir, gateway, &[], &[]).yaml(), &[addr]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(Mutex::new(Sent::default()));
@@ -154,26 +138,21 @@ fn reload_under_load_loses_and_duplicates_nothing_and_keeps_the_chain() {
 
     // Three reloads while records flow: an exporter added, a receiver added, the
     // exporter removed again; each waits for the log to confirm it and for more records.
-    let steps: [(&[&str], String); 3] = [
-        (&["file/second"], String::new()),
-        (
-            &["file/second"],
-            format!("  syslog/tcp: {{ protocol: tcp, endpoint: 127.0.0.1:{syslog} }}"),
-        ),
-        (&[], String::new()),
+    let syslog_tcp = (
+        "syslog/tcp",
+        format!("{{ protocol: tcp, endpoint: 127.0.0.1:{syslog} }}"),
+    );
+    let steps: [(&[&str], &[(&str, String)]); 3] = [
+        (&["file/second"], &[]),
+        (&["file/second"], std::slice::from_ref(&syslog_tcp)),
+        (&[], &[]),
     ];
     for (i, (exporters, receivers)) in steps.iter().enumerate() {
         let before = acked_now();
         wait_until("records flowing", Duration::from_secs(30), || {
             acked_now() >= before + 200
         });
-        let mut yaml = config(dir, gateway, exporters, receivers);
-        if !receivers.is_empty() {
-            yaml = yaml.replace(
-                "receivers: [http/gateway]",
-                "receivers: [http/gateway, syslog/tcp]",
-            );
-        }
+        let yaml = config(dir, gateway, exporters, receivers).yaml();
         std::fs::write(&daemon.config, yaml).unwrap();
         sighup(&daemon);
         wait_until(
@@ -260,16 +239,23 @@ fn an_invalid_configuration_is_refused_with_the_validate_messages_and_the_old_on
     let dir = tmp.path();
     let gateway = free_port();
     let addr = format!("127.0.0.1:{gateway}").parse().unwrap();
-    let mut daemon = Daemon::start(dir, &config(dir, gateway, &[], ""), &[addr]);
+    let mut daemon = Daemon::start(dir, &config(dir, gateway, &[], &[]).yaml(), &[addr]);
     send_logins(gateway, 0, 10);
 
     // Two problems: an unknown key, and an exporter setting out of range.
-    let broken = config(dir, gateway, &[], "")
-        .replace(
-            "exporters: [file/evidence]",
-            "exporters: [file/evidence]\n      colour: blue",
+    let broken = config(dir, gateway, &[], &[])
+        .edit("file/evidence", |s| {
+            s.replace("{ ", "{ max_file_size: 10, ")
+        })
+        .pipeline(
+            "logs/audit",
+            Pipeline::new()
+                .receivers(&["http/gateway"])
+                .processors(&["hash_chain", "hmac_sign"])
+                .exporters(&["file/evidence"])
+                .setting("colour: blue"),
         )
-        .replace("file/evidence: {", "file/evidence: { max_file_size: 10,");
+        .yaml();
     let broken_path = dir.join("broken.yaml");
     std::fs::write(&broken_path, &broken).unwrap();
     let validate = std::process::Command::new(BIN)
@@ -311,7 +297,7 @@ fn watch_reloads_when_the_file_changes() {
     let dir = tmp.path();
     let gateway = free_port();
     let config_path = dir.join("vellum.yaml");
-    std::fs::write(&config_path, config(dir, gateway, &[], "")).unwrap();
+    std::fs::write(&config_path, config(dir, gateway, &[], &[]).yaml()).unwrap();
     let log = std::fs::File::create(dir.join("vellum.log")).unwrap();
     let child = std::process::Command::new(BIN)
         .args(["run", "--watch", "--config"])
@@ -330,7 +316,11 @@ fn watch_reloads_when_the_file_changes() {
     });
     send_logins(gateway, 0, 30);
 
-    std::fs::write(&config_path, config(dir, gateway, &["file/second"], "")).unwrap();
+    std::fs::write(
+        &config_path,
+        config(dir, gateway, &["file/second"], &[]).yaml(),
+    )
+    .unwrap();
     wait_until("the change to be noticed", Duration::from_secs(30), || {
         count_in_log(&daemon, "configuration reloaded") == 1
     });
@@ -365,25 +355,16 @@ fn a_new_bearer_token_takes_effect_at_a_reload_though_secrets_never_print() {
     let tmp = tempfile::tempdir().unwrap();
     let gateway = free_port();
     let yaml = |token: &str| {
-        format!(
-            r#"
-receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events, bearer_token: {token} }}
-processors:
-  hash_chain: {{ origin: test.vellum }}
-exporters:
-  file/evidence: {{ directory: {evidence} }}
-service:
-  storage: {{ directory: {state} }}
-  pipelines:
-    logs/audit:
-      receivers: [http/gateway]
-      processors: [hash_chain]
-      exporters: [file/evidence]
-"#,
-            evidence = tmp.path().join("evidence").display(),
-            state = tmp.path().join("state").display(),
-        )
+        PipelineConfig::new(tmp.path())
+            .receiver(
+                "http/gateway",
+                format!(
+                    "{{ endpoint: 127.0.0.1:{gateway}, path: /v1/events, bearer_token: {token} }}"
+                ),
+            )
+            .processor("hash_chain", "{ origin: test.vellum }")
+            .file("file/evidence", &tmp.path().join("evidence"))
+            .yaml()
     };
     let mut daemon = Daemon::start(
         tmp.path(),

@@ -51,6 +51,7 @@ pub struct Pipeline {
     receivers: Vec<String>,
     processors: Vec<String>,
     exporters: Vec<(String, Option<String>)>,
+    settings: Vec<String>,
 }
 
 /// `text` as a YAML double-quoted string. JSON's escapes are YAML's, so a backslash in
@@ -276,6 +277,7 @@ impl PipelineConfig {
                 .iter()
                 .map(|(id, _)| (id.clone(), None))
                 .collect(),
+            settings: Vec::new(),
         }
     }
 }
@@ -308,6 +310,12 @@ impl Pipeline {
         self
     }
 
+    /// A line of the pipeline's own settings, written as given (`colour: blue`).
+    pub fn setting(mut self, yaml: &str) -> Self {
+        self.settings.push(yaml.to_string());
+        self
+    }
+
     fn write(&self, out: &mut String, id: &str) {
         writeln!(out, "    {id}:").unwrap();
         writeln!(out, "      receivers: [{}]", self.receivers.join(", ")).unwrap();
@@ -320,6 +328,9 @@ impl Pipeline {
                     writeln!(out, "        - {{ id: {exporter}, when: {} }}", quoted(c)).unwrap()
                 }
             }
+        }
+        for setting in &self.settings {
+            write_indented(out, setting, 6);
         }
     }
 }
