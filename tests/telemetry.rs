@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use common::peers;
+use common::*;
 use peers::http_faults::{Fault, Server};
 use peers::webhook::{Auth, Receiver};
 use serde_json::Value;
@@ -25,14 +25,15 @@ fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// `yaml` with JSON logs and the telemetry server on `port`; `readiness` is extra YAML
-/// under `metrics` (indented six spaces), or empty.
-fn with_telemetry(yaml: &str, port: u16, readiness: &str) -> String {
-    let telemetry = format!(
-        "service:\n  telemetry:\n    logs: {{ format: json }}\n    metrics:\n      address: 127.0.0.1:{port}\n{readiness}"
-    );
-    assert!(yaml.contains("\nservice:\n"));
-    yaml.replacen("\nservice:\n", &format!("\n{telemetry}"), 1)
+/// `config` with JSON logs and the telemetry server on `port`; `metrics_extra` is more
+/// YAML under `metrics` (indented four spaces), or empty.
+fn with_telemetry(config: &PipelineConfig, port: u16, metrics_extra: &str) -> String {
+    config
+        .clone()
+        .service(&format!(
+            "telemetry:\n  logs: {{ format: json }}\n  metrics:\n    address: 127.0.0.1:{port}\n{metrics_extra}"
+        ))
+        .yaml()
 }
 
 fn agent() -> ureq::Agent {
@@ -191,7 +192,7 @@ fn metrics_count_what_was_sent_in_a_scrape_prometheus_parses() {
     let tmp = tempfile::tempdir().unwrap();
     let ports = Ports::new();
     let metrics = free_port();
-    let yaml = with_telemetry(&standard_config(tmp.path(), ports), metrics, "");
+    let yaml = with_telemetry(&PipelineConfig::standard(tmp.path(), ports), metrics, "");
     let ready = [local(ports.grpc), local(ports.gateway), local(metrics)];
     let started = std::time::Instant::now();
     let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
@@ -442,37 +443,25 @@ fn readiness_fails_naming_an_exporter_whose_sink_stays_down_and_recovers_with_it
     let sink = Server::start(rt.handle(), local(0), hook.router(), hook.faults.clone());
     let tmp = tempfile::tempdir().unwrap();
     let (gateway, metrics, health) = (free_port(), free_port(), free_port());
-    let yaml = format!(
-        r#"
-extensions:
-  health_check: {{ endpoint: 127.0.0.1:{health} }}
-receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-processors:
-  hash_chain: {{ origin: test.vellum }}
-exporters:
-  file/evidence: {{ directory: {evidence} }}
-  webhook/soc:
-    url: {url}/hook
-    timeout: 1s
-    retry_on_failure: {{ initial_interval: 20ms, max_interval: 200ms }}
-service:
-  storage: {{ directory: {state} }}
-  extensions: [health_check]
-  pipelines:
-    logs/audit:
-      receivers: [http/gateway]
-      processors: [hash_chain]
-      exporters: [file/evidence, webhook/soc]
-"#,
-        evidence = tmp.path().join("evidence").display(),
-        state = tmp.path().join("state").display(),
-        url = sink.url(),
-    );
+    let config = PipelineConfig::new(tmp.path())
+        .gateway(gateway)
+        .processor("hash_chain", "{ origin: test.vellum }")
+        .file("file/evidence", &tmp.path().join("evidence"))
+        .exporter(
+            "webhook/soc",
+            format!(
+                "url: {}/hook\ntimeout: 1s\nretry_on_failure: {{ initial_interval: 20ms, max_interval: 200ms }}",
+                sink.url()
+            ),
+        )
+        .section(&format!(
+            "extensions:\n  health_check: {{ endpoint: 127.0.0.1:{health} }}"
+        ))
+        .service("extensions: [health_check]");
     let yaml = with_telemetry(
-        &yaml,
+        &config,
         metrics,
-        "      readiness: { exporter_stuck_after: 1s }\n",
+        "    readiness: { exporter_stuck_after: 1s }",
     );
     let ready = [local(gateway), local(metrics), local(health)];
     let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
@@ -622,41 +611,21 @@ fn the_json_log_tells_what_happened_and_never_what_records_said() {
     let tmp = tempfile::tempdir().unwrap();
     let ports = Ports::new();
     let metrics = free_port();
-    let yaml = format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc: {{ endpoint: 127.0.0.1:{grpc} }}
-      http: {{ endpoint: 127.0.0.1:{http} }}
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-  syslog/tcp: {{ protocol: tcp, endpoint: 127.0.0.1:{syslog} }}
-processors:
-  redact/pii: {{ policy: {{ default: redact }} }}
-  hash_chain: {{ origin: test.vellum }}
-exporters:
-  file/evidence: {{ directory: {evidence} }}
-  webhook/soc:
-    url: {url}/hook
-    batch: {{ max_records: 1 }}
-    retry_on_failure: {{ initial_interval: 20ms, max_interval: 100ms }}
-service:
-  storage: {{ directory: {state} }}
-  pipelines:
-    logs/audit:
-      receivers: [otlp, http/gateway, syslog/tcp]
-      processors: [redact/pii, hash_chain]
-      exporters: [file/evidence, webhook/soc]
-"#,
-        grpc = ports.grpc,
-        http = ports.http,
-        gateway = ports.gateway,
-        syslog = ports.syslog,
-        evidence = tmp.path().join("evidence").display(),
-        state = tmp.path().join("state").display(),
-        url = sink.url(),
-    );
-    let yaml = with_telemetry(&yaml, metrics, "");
+    let config = PipelineConfig::new(tmp.path())
+        .otlp(ports.grpc, ports.http)
+        .gateway(ports.gateway)
+        .syslog_tcp(ports.syslog)
+        .processor("redact/pii", "{ policy: { default: redact } }")
+        .processor("hash_chain", "{ origin: test.vellum }")
+        .file("file/evidence", &tmp.path().join("evidence"))
+        .exporter(
+            "webhook/soc",
+            format!(
+                "url: {}/hook\nbatch: {{ max_records: 1 }}\nretry_on_failure: {{ initial_interval: 20ms, max_interval: 100ms }}",
+                sink.url()
+            ),
+        );
+    let yaml = with_telemetry(&config, metrics, "");
     let ready = [
         local(ports.grpc),
         local(ports.http),
@@ -796,7 +765,7 @@ fn validate(dir: &Path, yaml: &str) -> (i32, String) {
 fn telemetry_settings_are_validated_and_a_taken_address_stops_the_start() {
     let tmp = tempfile::tempdir().unwrap();
     let ports = Ports::new();
-    let base = standard_config(tmp.path(), ports);
+    let base = PipelineConfig::standard(tmp.path(), ports);
     let line_of = |yaml: &str, needle: &str| {
         yaml.lines()
             .position(|l| l.contains(needle))
@@ -814,11 +783,7 @@ fn telemetry_settings_are_validated_and_a_taken_address_stops_the_start() {
         "{err}"
     );
 
-    let yaml = with_telemetry(
-        &base,
-        8888,
-        "      readiness: { exporter_stuck_after: soon }\n",
-    );
+    let yaml = with_telemetry(&base, 8888, "    readiness: { exporter_stuck_after: soon }");
     let (code, err) = validate(tmp.path(), &yaml);
     assert_eq!(code, 2, "{err}");
     let line = line_of(&yaml, "exporter_stuck_after");
@@ -828,7 +793,7 @@ fn telemetry_settings_are_validated_and_a_taken_address_stops_the_start() {
         "{err}"
     );
 
-    let yaml = with_telemetry(&base, 8888, "      port: 8888\n");
+    let yaml = with_telemetry(&base, 8888, "    port: 8888");
     let (code, err) = validate(tmp.path(), &yaml);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown field `port`"), "{err}");
