@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::config::quoted;
 use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -49,37 +50,25 @@ fn send_from_year_2500(otlp_http: u16) {
 }
 
 fn retention_config(dir: &Path, gateway: u16, otlp_http: u16) -> String {
-    format!(
-        r#"
-receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-  otlp:
-    protocols:
-      http: {{ endpoint: 127.0.0.1:{otlp_http} }}
-processors:
-  hash_chain:
-    origin: test.vellum
-    checkpoint: {{ every_records: 50, every: 1h }}
-exporters:
-  file/evidence:
-    directory: {evidence}
-    max_file_size: 2KiB
-    retention_days: 30
-service:
-  storage:
-    directory: {state}
-    segment_size: 8KiB
-    retention_days: 30
-    retention_check_interval: 1s
-  pipelines:
-    logs/audit:
-      receivers: [http/gateway, otlp]
-      processors: [hash_chain]
-      exporters: [file/evidence]
-"#,
-        evidence = dir.join("evidence").display(),
-        state = dir.join("state").display(),
-    )
+    PipelineConfig::new(dir)
+        .gateway(gateway)
+        .receiver(
+            "otlp",
+            format!("protocols:\n  http: {{ endpoint: 127.0.0.1:{otlp_http} }}"),
+        )
+        .processor(
+            "hash_chain",
+            "{ origin: test.vellum, checkpoint: { every_records: 50, every: 1h } }",
+        )
+        .exporter(
+            "file/evidence",
+            format!(
+                "directory: {}\nmax_file_size: 2KiB\nretention_days: 30",
+                quoted(dir.join("evidence").to_string_lossy())
+            ),
+        )
+        .storage("segment_size: 8KiB\nretention_days: 30\nretention_check_interval: 1s")
+        .yaml()
 }
 
 #[test]
@@ -209,30 +198,26 @@ fn one_mebibyte_user_ids_do_not_grow_the_classify_windows() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let gateway = free_port();
-    let yaml = format!(
-        r#"
-receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-processors:
-  classify:
-    windows:
-      - {{ name: per_user, when: "attributes.action == 'login.failed'", key: attributes.user_id, threshold: {THRESHOLD}, within: 10m, severity: high }}
-    max_tracked_keys: {MAX_TRACKED_KEYS}
-exporters:
-  file/evidence:
-    directory: {evidence}
-    batch: {{ max_records: 2 }}
-service:
-  storage: {{ directory: {state} }}
-  pipelines:
-    logs/audit:
-      receivers: [http/gateway]
-      processors: [classify]
-      exporters: [file/evidence]
-"#,
-        evidence = dir.join("evidence").display(),
-        state = dir.join("state").display(),
-    );
+    let yaml = PipelineConfig::new(dir)
+        .gateway(gateway)
+        .processor(
+            "classify",
+            format!(
+                r#"
+                windows:
+                  - {{ name: per_user, when: "attributes.action == 'login.failed'", key: attributes.user_id, threshold: {THRESHOLD}, within: 10m, severity: high }}
+                max_tracked_keys: {MAX_TRACKED_KEYS}
+                "#
+            ),
+        )
+        .exporter(
+            "file/evidence",
+            format!(
+                "{{ directory: {}, batch: {{ max_records: 2 }} }}",
+                quoted(dir.join("evidence").to_string_lossy())
+            ),
+        )
+        .yaml();
     let mut daemon = Daemon::start(dir, &yaml, &[SocketAddr::from(([127, 0, 0, 1], gateway))]);
     let pid = daemon.child.id();
     let user = |i: usize| format!("{i:08}{}", "x".repeat((1 << 20) - 8));
@@ -366,25 +351,24 @@ fn a_failing_sink_with_credentials_in_its_url_leaks_them_nowhere() {
     let gateway = free_port();
     let closed = free_port();
     let rejecting = rejecting_sink();
-    let yaml = format!(
-        r#"
-receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-exporters:
-  webhook/down:
-    url: "http://alice:{PASSWORD}@127.0.0.1:{closed}/hook?token={QUERY_TOKEN}"
-    retry_on_failure: {{ initial_interval: 50ms, max_interval: 100ms }}
-  webhook/rejects:
-    url: "http://alice:{PASSWORD}@127.0.0.1:{rejecting}/hook?token={QUERY_TOKEN}"
-service:
-  storage: {{ directory: {state} }}
-  pipelines:
-    logs/audit:
-      receivers: [http/gateway]
-      exporters: [webhook/down, webhook/rejects]
-"#,
-        state = dir.join("state").display(),
-    );
+    let yaml = PipelineConfig::new(dir)
+        .gateway(gateway)
+        .exporter(
+            "webhook/down",
+            format!(
+                r#"
+                url: "http://alice:{PASSWORD}@127.0.0.1:{closed}/hook?token={QUERY_TOKEN}"
+                retry_on_failure: {{ initial_interval: 50ms, max_interval: 100ms }}
+                "#
+            ),
+        )
+        .exporter(
+            "webhook/rejects",
+            format!(
+                r#"{{ url: "http://alice:{PASSWORD}@127.0.0.1:{rejecting}/hook?token={QUERY_TOKEN}" }}"#
+            ),
+        )
+        .yaml();
     let mut daemon = Daemon::start(dir, &yaml, &[SocketAddr::from(([127, 0, 0, 1], gateway))]);
     send_logins(gateway, 0, 3);
     let dead_letters = || {

@@ -3,7 +3,6 @@
 //! acknowledged record still arrives exactly where it belongs, nothing is dead-lettered
 //! that is not malformed, and the daemon says what is wrong while it is wrong.
 
-
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::common::config::quoted;
 use crate::common::peers::{http_faults, splunk_hec, webhook};
 use crate::common::*;
 use http_faults::{Fault, Server};
@@ -75,30 +75,20 @@ pub fn fail_fsync_shim(out: &Path) -> PathBuf {
 }
 
 fn file_only_config(dir: &Path, gateway: u16) -> String {
-    format!(
-        r#"
-receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-processors:
-  hash_chain:
-    origin: edge.vellum
-    checkpoint: {{ every_records: 50, every: 1s }}
-exporters:
-  file/evidence:
-    directory: {evidence}
-    batch: {{ max_records: 16, max_age: 0s }}
-    retry_on_failure: {{ initial_interval: 20ms, max_interval: 200ms }}
-service:
-  storage: {{ directory: {state} }}
-  pipelines:
-    logs/audit:
-      receivers: [http/gateway]
-      processors: [hash_chain]
-      exporters: [file/evidence]
-"#,
-        evidence = dir.join("evidence").display(),
-        state = dir.join("state").display(),
-    )
+    PipelineConfig::new(dir)
+        .gateway(gateway)
+        .processor(
+            "hash_chain",
+            "{ origin: edge.vellum, checkpoint: { every_records: 50, every: 1s } }",
+        )
+        .exporter(
+            "file/evidence",
+            format!(
+                "directory: {}\nbatch: {{ max_records: 16, max_age: 0s }}\nretry_on_failure: {{ initial_interval: 20ms, max_interval: 200ms }}",
+                quoted(dir.join("evidence").to_string_lossy())
+            ),
+        )
+        .yaml()
 }
 
 #[test]
@@ -164,33 +154,21 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// The gateway, the hash chain, the file exporter and `exporters` (YAML, indented two
-/// spaces, delivering to `ids`), with the telemetry server on `metrics`.
-fn sink_config(dir: &Path, gateway: u16, metrics: u16, exporters: &str, ids: &str) -> String {
-    format!(
-        r#"
-receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-processors:
-  hash_chain:
-    origin: edge.vellum
-    checkpoint: {{ every_records: 100, every: 1s }}
-exporters:
-  file/evidence: {{ directory: {evidence} }}
-{exporters}
-service:
-  telemetry:
-    metrics: {{ address: 127.0.0.1:{metrics} }}
-  storage: {{ directory: {state} }}
-  pipelines:
-    logs/audit:
-      receivers: [http/gateway]
-      processors: [hash_chain]
-      exporters: [file/evidence, {ids}]
-"#,
-        evidence = dir.join("evidence").display(),
-        state = dir.join("state").display(),
-    )
+/// The gateway, the hash chain, the file exporter and the exporter `id` with
+/// `settings`, with the telemetry server on `metrics`.
+fn sink_config(dir: &Path, gateway: u16, metrics: u16, id: &str, settings: String) -> String {
+    PipelineConfig::new(dir)
+        .gateway(gateway)
+        .processor(
+            "hash_chain",
+            "{ origin: edge.vellum, checkpoint: { every_records: 100, every: 1s } }",
+        )
+        .file("file/evidence", &dir.join("evidence"))
+        .exporter(id, settings)
+        .service(&format!(
+            "telemetry:\n  metrics: {{ address: 127.0.0.1:{metrics} }}"
+        ))
+        .yaml()
 }
 
 /// `GET` on the telemetry server: (status, body).
@@ -242,14 +220,15 @@ fn a_revoked_splunk_token_holds_every_record_until_it_is_restored_and_dead_lette
     let sink = Server::start(rt.handle(), loopback(), hec.router(), hec.faults.clone());
     let (gateway, metrics) = (free_port(), free_port());
     let exporter = format!(
-        r#"  splunk_hec/siem:
-    endpoint: {url}
-    token: {HEC_TOKEN}
-    compression: none
-    retry_on_failure: {{ initial_interval: 50ms, max_interval: 400ms }}"#,
+        r#"
+        endpoint: {url}
+        token: {HEC_TOKEN}
+        compression: none
+        retry_on_failure: {{ initial_interval: 50ms, max_interval: 400ms }}
+        "#,
         url = sink.url()
     );
-    let yaml = sink_config(tmp.path(), gateway, metrics, &exporter, "splunk_hec/siem");
+    let yaml = sink_config(tmp.path(), gateway, metrics, "splunk_hec/siem", exporter);
     let mut daemon = start_with_env(tmp.path(), &yaml, gateway, &[]);
     for from in (0..RECORDS).step_by(50) {
         send(gateway, from, 50);
@@ -319,13 +298,14 @@ fn dead_letters_are_listed_and_replayed_once_into_their_exporter() {
     let sink = Server::start(rt.handle(), loopback(), soc.router(), soc.faults.clone());
     let (gateway, metrics) = (free_port(), free_port());
     let exporter = format!(
-        r#"  webhook/soc:
-    url: {url}/hooks/vellum
-    auth: {{ type: bearer, token: soc-token-0123 }}
-    batch: {{ max_records: 10, max_age: 0s }}"#,
+        r#"
+        url: {url}/hooks/vellum
+        auth: {{ type: bearer, token: soc-token-0123 }}
+        batch: {{ max_records: 10, max_age: 0s }}
+        "#,
         url = sink.url()
     );
-    let yaml = sink_config(tmp.path(), gateway, metrics, &exporter, "webhook/soc");
+    let yaml = sink_config(tmp.path(), gateway, metrics, "webhook/soc", exporter);
     let mut daemon = start_with_env(tmp.path(), &yaml, gateway, &[]);
     for from in (0..RECORDS).step_by(10) {
         send(gateway, from, 10);

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Daemon, evidence_entries, free_port, http_get, http_post, peak_rss_bytes, wait_until,
+    Daemon, PipelineConfig, evidence_entries, free_port, http_get, http_post, peak_rss_bytes,
+    wait_until,
 };
 
 /// The README's bound: one request in flight holds at most this many times the body
@@ -62,43 +63,44 @@ fn addr(port: u16) -> SocketAddr {
 
 /// Every receiver with 1 MiB bodies, 4 connections, and short deadlines.
 fn config(dir: &Path, p: &Ports) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc: {{ endpoint: 127.0.0.1:{grpc}, max_recv_msg_size: 1MiB, max_connections: 4,
-              read_header_timeout: 1s }}
-      http: {{ endpoint: 127.0.0.1:{http}, max_request_body_size: 1MiB, max_connections: 4,
-              read_header_timeout: 1s, read_timeout: 3s, idle_timeout: 2s }}
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, max_request_body_size: 1MiB, max_connections: 4,
-                  read_header_timeout: 1s, read_timeout: 3s, min_body_rate: 1KiB, idle_timeout: 2s }}
-  syslog/tcp: {{ protocol: tcp, endpoint: 127.0.0.1:{syslog}, max_connections: 4,
-                read_timeout: 1s, location: Europe/Berlin }}
-processors:
-  hash_chain:
-    origin: test.vellum
-    checkpoint: {{ every_records: 100, every: 1s }}
-exporters:
-  file/evidence: {{ directory: {evidence} }}
-service:
-  storage: {{ directory: {state} }}
-  telemetry:
-    metrics: {{ address: 127.0.0.1:{telemetry} }}
-  pipelines:
-    logs/audit:
-      receivers: [otlp, http/gateway, syslog/tcp]
-      processors: [hash_chain]
-      exporters: [file/evidence]
-"#,
-        grpc = p.grpc,
-        http = p.otlp_http,
-        gateway = p.gateway,
-        syslog = p.syslog,
-        telemetry = p.telemetry,
-        evidence = dir.join("evidence").display(),
-        state = dir.join("state").display(),
-    )
+    PipelineConfig::new(dir)
+        .receiver(
+            "otlp",
+            format!(
+                r#"
+                protocols:
+                  grpc: {{ endpoint: 127.0.0.1:{grpc}, max_recv_msg_size: 1MiB, max_connections: 4,
+                          read_header_timeout: 1s }}
+                  http: {{ endpoint: 127.0.0.1:{http}, max_request_body_size: 1MiB, max_connections: 4,
+                          read_header_timeout: 1s, read_timeout: 3s, idle_timeout: 2s }}
+                "#,
+                grpc = p.grpc,
+                http = p.otlp_http,
+            ),
+        )
+        .receiver(
+            "http/gateway",
+            format!(
+                "{{ endpoint: 127.0.0.1:{}, max_request_body_size: 1MiB, max_connections: 4, \
+                 read_header_timeout: 1s, read_timeout: 3s, min_body_rate: 1KiB, idle_timeout: 2s }}",
+                p.gateway
+            ),
+        )
+        .receiver(
+            "syslog/tcp",
+            format!(
+                "{{ protocol: tcp, endpoint: 127.0.0.1:{}, max_connections: 4, read_timeout: 1s, \
+                 location: Europe/Berlin }}",
+                p.syslog
+            ),
+        )
+        .chain()
+        .file("file/evidence", &dir.join("evidence"))
+        .service(&format!(
+            "telemetry:\n  metrics: {{ address: 127.0.0.1:{} }}",
+            p.telemetry
+        ))
+        .yaml()
 }
 
 fn start(dir: &Path, p: &Ports, args: &[&str]) -> Daemon {

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::config::quoted;
 use crate::common::*;
 
 /// Posts `body` to a receiver URL; returns the status and the answer's text.
@@ -62,8 +63,9 @@ fn logins(from: usize, n: usize) -> Vec<String> {
 fn a_record_too_large_for_the_journal_is_refused_alone_and_a_reload_after_it_does_not_fork() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::new();
-    let yaml = standard_config(dir.path(), ports)
-        .replace("storage: {", "storage: { max_record_size: 64KiB, ");
+    let yaml = PipelineConfig::standard(dir.path(), ports)
+        .storage("max_record_size: 64KiB")
+        .yaml();
     let daemon = Daemon::start(
         dir.path(),
         &yaml,
@@ -134,12 +136,13 @@ impl Drop for Tmpfs {
     }
 }
 
-fn telemetry(yaml: &str, port: u16) -> String {
-    yaml.replacen(
-        "\nservice:\n",
-        &format!("\nservice:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{port}\n"),
-        1,
-    )
+/// `config` with the telemetry server on `port`.
+fn telemetry(config: PipelineConfig, port: u16) -> String {
+    config
+        .service(&format!(
+            "telemetry:\n  metrics:\n    address: 127.0.0.1:{port}"
+        ))
+        .yaml()
 }
 
 fn get(url: &str) -> (u16, String) {
@@ -163,7 +166,7 @@ fn a_full_disk_refuses_with_503_says_why_once_and_ingestion_resumes_by_itself() 
     };
     let ports = Ports::new();
     let metrics = free_port();
-    let yaml = telemetry(&standard_config(dir.path(), ports), metrics);
+    let yaml = telemetry(PipelineConfig::standard(dir.path(), ports), metrics);
     let daemon = Daemon::start(
         dir.path(),
         &yaml,
@@ -222,28 +225,16 @@ fn a_full_disk_refuses_with_503_says_why_once_and_ingestion_resumes_by_itself() 
 }
 
 /// The configuration of the damaged-journal case: checkpoints only at shutdown, and the
-/// given exporters.
-fn journal_loss_config(dir: &Path, gateway: u16, exporters: &str, names: &str) -> String {
-    format!(
-        r#"
-receivers:
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-processors:
-  hash_chain:
-    origin: test.vellum
-    checkpoint: {{ every_records: 100000, every: 1h }}
-exporters:
-{exporters}
-service:
-  storage: {{ directory: {state} }}
-  pipelines:
-    logs/audit:
-      receivers: [http/gateway]
-      processors: [hash_chain]
-      exporters: [{names}]
-"#,
-        state = dir.join("state").display(),
-    )
+/// one exporter `id` with `settings`.
+fn journal_loss_config(dir: &Path, gateway: u16, id: &str, settings: String) -> String {
+    PipelineConfig::new(dir)
+        .gateway(gateway)
+        .processor(
+            "hash_chain",
+            "{ origin: test.vellum, checkpoint: { every_records: 100000, every: 1h } }",
+        )
+        .exporter(id, settings)
+        .yaml()
 }
 
 /// Flips a byte in the payload of journal record `index` (segments are
@@ -275,11 +266,8 @@ fn journal_damage_after_the_newest_checkpoint_is_declared_in_the_chain_and_verif
     let gateway = free_port();
     let ready = [SocketAddr::from(([127, 0, 0, 1], gateway))];
     // First, a sink that is down: the journal keeps everything, nothing is exported.
-    let down = format!(
-        "  webhook/down: {{ url: http://127.0.0.1:{}/in }}",
-        free_port()
-    );
-    let yaml = journal_loss_config(dir.path(), gateway, &down, "webhook/down");
+    let down = format!("{{ url: http://127.0.0.1:{}/in }}", free_port());
+    let yaml = journal_loss_config(dir.path(), gateway, "webhook/down", down);
     let mut daemon = Daemon::start(dir.path(), &yaml, &ready);
     for batch in 0..4 {
         send_logins(gateway, batch * 5, 5);
@@ -288,10 +276,10 @@ fn journal_damage_after_the_newest_checkpoint_is_declared_in_the_chain_and_verif
     damage_journal_record(&dir.path().join("state/pipelines/logs%2Faudit/journal"), 7);
 
     let file = format!(
-        "  file/evidence: {{ directory: {} }}",
-        dir.path().join("evidence").display()
+        "{{ directory: {} }}",
+        quoted(dir.path().join("evidence").to_string_lossy())
     );
-    let yaml = journal_loss_config(dir.path(), gateway, &file, "file/evidence");
+    let yaml = journal_loss_config(dir.path(), gateway, "file/evidence", file);
     let mut daemon = Daemon::start(dir.path(), &yaml, &ready);
     send_logins(gateway, 20, 5);
     assert!(daemon.terminate().success());
@@ -379,7 +367,7 @@ fn a_failed_journal_fsync_refuses_the_batch_and_the_writer_recovers_from_disk_by
     let ports = Ports::new();
     let daemon = start_with_env(
         dir.path(),
-        &standard_config(dir.path(), ports),
+        &PipelineConfig::standard(dir.path(), ports).yaml(),
         ports.gateway,
         &[
             ("LD_PRELOAD", shim.to_str().unwrap()),
