@@ -13,26 +13,25 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 
+/// Every receiver with 64 KiB bodies, the chain and `file/evidence`.
 fn config(dir: &std::path::Path, ports: Ports) -> String {
-    standard_config(dir, ports)
-        .replace(
-            &format!("grpc: {{ endpoint: 127.0.0.1:{} }}", ports.grpc),
-            &format!(
-                "grpc: {{ endpoint: 127.0.0.1:{}, max_recv_msg_size: 64KiB }}",
-                ports.grpc
-            ),
-        )
-        .replace(
-            &format!("http: {{ endpoint: 127.0.0.1:{} }}", ports.http),
-            &format!(
-                "http: {{ endpoint: 127.0.0.1:{}, max_request_body_size: 64KiB }}",
-                ports.http
-            ),
-        )
-        .replace(
-            "path: /v1/events }",
-            "path: /v1/events, max_request_body_size: 64KiB }",
-        )
+    let (grpc, http, gateway) = (ports.grpc, ports.http, ports.gateway);
+    PipelineConfig::standard(dir, ports)
+        .edit("otlp", |_| {
+            format!(
+                r#"
+                protocols:
+                  grpc: {{ endpoint: 127.0.0.1:{grpc}, max_recv_msg_size: 64KiB }}
+                  http: {{ endpoint: 127.0.0.1:{http}, max_request_body_size: 64KiB }}
+                "#
+            )
+        })
+        .edit("http/gateway", |_| {
+            format!(
+                "{{ endpoint: 127.0.0.1:{gateway}, path: /v1/events, max_request_body_size: 64KiB }}"
+            )
+        })
+        .yaml()
 }
 
 fn request_with_body(text: &str) -> ExportLogsServiceRequest {
@@ -273,7 +272,11 @@ fn garbage_on_the_syslog_port_is_kept_marked_and_logger_still_gets_through() {
     let tmp = tempfile::tempdir().unwrap();
     let ports = Ports::new();
     let ready = [SocketAddr::from(([127, 0, 0, 1], ports.syslog))];
-    let mut daemon = Daemon::start(tmp.path(), &standard_config(tmp.path(), ports), &ready);
+    let mut daemon = Daemon::start(
+        tmp.path(),
+        &PipelineConfig::standard(tmp.path(), ports).yaml(),
+        &ready,
+    );
 
     let mut noise = std::net::TcpStream::connect(("127.0.0.1", ports.syslog)).unwrap();
     noise

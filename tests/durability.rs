@@ -78,7 +78,7 @@ fn acknowledged_records_survive_kill_9_and_a_torn_journal_tail() {
     let tmp = tempfile::tempdir().unwrap();
     let ports = Ports::new();
     let ready = [SocketAddr::from(([127, 0, 0, 1], ports.grpc))];
-    let config = standard_config(tmp.path(), ports);
+    let config = PipelineConfig::standard(tmp.path(), ports).yaml();
     let mut daemon = Daemon::start(tmp.path(), &config, &ready);
 
     let acked = Arc::new(Mutex::new(Vec::new()));

@@ -252,7 +252,10 @@ fn a_chain_whose_state_is_lost_while_evidence_exists_is_not_restarted() {
 
     // The operator starts a new chain explicitly: a new stream name.
     let renamed = standard.edit("hash_chain", |s| {
-        s.replace("origin: test.vellum", "origin: test.vellum, stream: logs/audit-2")
+        s.replace(
+            "origin: test.vellum",
+            "origin: test.vellum\nstream: logs/audit-2",
+        )
     });
     std::fs::write(&config, renamed.yaml()).unwrap();
     let mut daemon = Daemon::start_with(tmp.path(), &config, &ready);

@@ -18,7 +18,11 @@ fn python_sdk_logs_arrive_over_grpc_and_http_with_fields_intact() {
         .iter()
         .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
         .collect();
-    let mut daemon = Daemon::start(tmp.path(), &standard_config(tmp.path(), ports), &ready);
+    let mut daemon = Daemon::start(
+        tmp.path(),
+        &PipelineConfig::standard(tmp.path(), ports).yaml(),
+        &ready,
+    );
 
     otel_send(
         "grpc",

@@ -25,7 +25,15 @@
 //! | `hmac(ring)` | `hmac_sign` with the key ring `ring` (YAML) |
 //! | `file(id, dir)` | a `file` exporter writing to `dir` |
 //! | `telemetry(port)` | JSON logs, and the telemetry server on `127.0.0.1:port` |
-//! | `standard(ports)` | what `standard_config` writes: every receiver, the chain, `file/evidence` |
+//! | `PipelineConfig::standard(dir, ports)` | every receiver on `ports`, the chain, `file/evidence` (what `standard_config` writes) |
+//!
+//! | to change | call |
+//! |---|---|
+//! | a component already added | `edit(id, \|settings\| …)`, `without(id)` |
+//! | `service.storage` besides its directory | `storage("max_record_size: 64KiB")` |
+//! | `service` | `service("extensions: [health_check]")` |
+//! | a top-level section | `section("extensions:\n  health_check: {}")` |
+//! | the pipelines | `pipeline(id, Pipeline::new().receivers(…).processors(…).exporters(…).route(id, condition).setting(yaml))` |
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -145,9 +153,7 @@ impl PipelineConfig {
     pub fn chain_every(self, records: u64) -> Self {
         self.processor(
             "hash_chain",
-            format!(
-                "{{ origin: test.vellum, checkpoint: {{ every_records: {records}, every: 1s }} }}"
-            ),
+            format!("origin: test.vellum\ncheckpoint: {{ every_records: {records}, every: 1s }}"),
         )
     }
 
@@ -233,13 +239,12 @@ impl PipelineConfig {
             writeln!(out, "{}", section.trim_end()).unwrap();
         }
         writeln!(out, "service:").unwrap();
-        writeln!(out, "  storage:").unwrap();
-        writeln!(
-            out,
-            "    directory: {}",
-            quoted(self.storage.to_string_lossy())
-        )
-        .unwrap();
+        let directory = quoted(self.storage.to_string_lossy());
+        if self.storage_extra.is_empty() {
+            writeln!(out, "  storage: {{ directory: {directory} }}").unwrap();
+        } else {
+            writeln!(out, "  storage:\n    directory: {directory}").unwrap();
+        }
         for extra in &self.storage_extra {
             write_indented(&mut out, extra, 4);
         }
@@ -320,12 +325,16 @@ impl Pipeline {
         writeln!(out, "    {id}:").unwrap();
         writeln!(out, "      receivers: [{}]", self.receivers.join(", ")).unwrap();
         writeln!(out, "      processors: [{}]", self.processors.join(", ")).unwrap();
-        writeln!(out, "      exporters:").unwrap();
-        for (exporter, when) in &self.exporters {
-            match when {
-                None => writeln!(out, "        - {exporter}").unwrap(),
-                Some(c) => {
-                    writeln!(out, "        - {{ id: {exporter}, when: {} }}", quoted(c)).unwrap()
+        if self.exporters.iter().all(|(_, when)| when.is_none()) {
+            let ids: Vec<&str> = self.exporters.iter().map(|(id, _)| id.as_str()).collect();
+            writeln!(out, "      exporters: [{}]", ids.join(", ")).unwrap();
+        } else {
+            writeln!(out, "      exporters:").unwrap();
+            for (exporter, when) in &self.exporters {
+                match when {
+                    None => writeln!(out, "        - {exporter}").unwrap(),
+                    Some(c) => writeln!(out, "        - {{ id: {exporter}, when: {} }}", quoted(c))
+                        .unwrap(),
                 }
             }
         }

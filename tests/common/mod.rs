@@ -91,40 +91,10 @@ impl Ports {
     }
 }
 
-/// A configuration with every receiver on the given ports, the file exporter, and the
-/// hash chain, under `dir`. `extra_processors` are inserted before `hash_chain`.
+/// Every receiver on the given ports, the hash chain and `file/evidence`, under `dir`:
+/// [`PipelineConfig::standard`] as text, for tests that edit it as text.
 pub fn standard_config(dir: &Path, ports: Ports) -> String {
-    format!(
-        r#"
-receivers:
-  otlp:
-    protocols:
-      grpc: {{ endpoint: 127.0.0.1:{grpc} }}
-      http: {{ endpoint: 127.0.0.1:{http} }}
-  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
-  syslog/tcp: {{ protocol: tcp, endpoint: 127.0.0.1:{syslog} }}
-  syslog/udp: {{ protocol: udp, endpoint: 127.0.0.1:{syslog} }}
-processors:
-  hash_chain:
-    origin: test.vellum
-    checkpoint: {{ every_records: 100, every: 1s }}
-exporters:
-  file/evidence: {{ directory: {evidence} }}
-service:
-  storage: {{ directory: {state} }}
-  pipelines:
-    logs/audit:
-      receivers: [otlp, http/gateway, syslog/tcp, syslog/udp]
-      processors: [hash_chain]
-      exporters: [file/evidence]
-"#,
-        grpc = ports.grpc,
-        http = ports.http,
-        gateway = ports.gateway,
-        syslog = ports.syslog,
-        evidence = dir.join("evidence").display(),
-        state = dir.join("state").display(),
-    )
+    PipelineConfig::standard(dir, ports).yaml()
 }
 
 /// The `vellum` daemon as a child process.
