@@ -142,7 +142,9 @@ fn reload_under_load_loses_and_duplicates_nothing_and_keeps_the_chain() {
         "syslog/tcp",
         format!("{{ protocol: tcp, endpoint: 127.0.0.1:{syslog} }}"),
     );
-    let steps: [(&[&str], &[(&str, String)]); 3] = [
+    // Each step: the extra exporters, and the extra receivers (id, settings).
+    type Step<'a> = (&'a [&'a str], &'a [(&'a str, String)]);
+    let steps: [Step; 3] = [
         (&["file/second"], &[]),
         (&["file/second"], std::slice::from_ref(&syslog_tcp)),
         (&[], &[]),
