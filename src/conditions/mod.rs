@@ -50,6 +50,15 @@
 //! invalid regular expressions and syntax. Errors carry the 1-based column they point at.
 //!
 //! Evaluation borrows from the record and allocates nothing.
+//!
+//! | module | its job |
+//! |---|---|
+//! | `lexer` | the text into tokens, each with its column |
+//! | `parse` | tokens into the parsed form, refusing what can never hold |
+//! | `expr` | the parsed form: `Expr`, `Test`, `CmpOp`, `Literal` |
+//! | `fields` | field paths and reading them from a record; [`FieldPath`], [`AttributeIndex`] |
+//! | `literals` | `in [...]` sets, and `matches` patterns expanded into literals |
+//! | `eval` | a parsed condition against one record |
 
 mod eval;
 mod expr;
