@@ -230,8 +230,7 @@ async fn serve_connection(
         let app = app.clone();
         async move {
             state.set_phase(Phase::Body);
-            let mut request =
-                request.map(|body| Body::new(TimedBody::new(body, state.clone())));
+            let mut request = request.map(|body| Body::new(TimedBody::new(body, state.clone())));
             // Handlers that record who called (the query API's access stream) read it here.
             request
                 .extensions_mut()

@@ -77,15 +77,16 @@ pub fn pipeline_plan(
         checkpoint: like.map_or_else(CheckpointConfig::default, |c| c.checkpoint.clone()),
         signing_key: SigningKey::Auto,
     };
-    let factory = crate::exporters::registry::find("file")
-        .ok_or("the `file` exporter is not registered")?;
-    let settings = (factory.decode)(json!({ "directory": evidence_directory(storage) }))
-        .map_err(|e| match e {
+    let factory =
+        crate::exporters::registry::find("file").ok_or("the `file` exporter is not registered")?;
+    let settings = (factory.decode)(json!({ "directory": evidence_directory(storage) })).map_err(
+        |e| match e {
             DecodeError::Invalid { path, message } => {
                 format!("the access stream's evidence exporter: {path}: {message}")
             }
             DecodeError::UnknownType(_) => "the `file` exporter is not registered".into(),
-        })?;
+        },
+    )?;
     let exporter = ExporterConfig {
         type_name: factory.type_name,
         settings,
@@ -177,7 +178,10 @@ impl AccessLog {
     /// Seals the record of one request; returns once it is durable.
     pub async fn seal(&self, access: Access) -> Result<(), SubmitError> {
         let token = access.token.clone();
-        let result = self.intake.submit_internal(vec![access.into_record()]).await;
+        let result = self
+            .intake
+            .submit_internal(vec![access.into_record()])
+            .await;
         let outcome = if result.is_ok() { "sealed" } else { "failed" };
         metrics::counter!("vellum_query_access_records_total", "token" => token, "outcome" => outcome)
             .increment(1);
@@ -213,7 +217,10 @@ mod tests {
         let denied = access(403, Value::Null).into_record();
         assert_eq!(denied.attributes["outcome"], "denied");
         assert_eq!(denied.severity, Some(Severity::Medium));
-        assert_eq!(access(400, Value::Null).into_record().attributes["outcome"], "refused");
+        assert_eq!(
+            access(400, Value::Null).into_record().attributes["outcome"],
+            "refused"
+        );
     }
 
     #[test]
@@ -237,7 +244,10 @@ mod tests {
         let plan = pipeline_plan(Path::new("/var/lib/vellum"), Some(&like)).unwrap();
         assert_eq!(plan.stream, ACCESS_STREAM);
         let chain = plan.chain.unwrap();
-        assert_eq!(chain.origin_line(&plan.stream), "audit.example/vellum/access");
+        assert_eq!(
+            chain.origin_line(&plan.stream),
+            "audit.example/vellum/access"
+        );
         let store = plan.exporters[0].1.capabilities().evidence;
         assert!(
             matches!(store, Some(crate::exporters::EvidenceStore::Directory { ref directory, .. })

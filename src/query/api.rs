@@ -313,36 +313,37 @@ async fn answer(state: &ApiState, who: Who, raw: RawRequest) -> Answer {
         Err(bad) => return Answer::refused(bad.response(), pipeline),
     };
     let sources = state.sources.clone();
-    let response = match tokio::task::spawn_blocking(move || run(&sources[request.source], &request)).await {
-        Ok(Ok(page)) => {
-            count("ok");
-            let returned = page.count;
-            let response = (StatusCode::OK, axum::Json(page)).into_response();
-            return Answer {
-                response,
-                pipeline,
-                returned,
-            };
-        }
-        Ok(Err(e)) => {
-            count("error");
-            tracing::error!(error = %e, "query API: cannot read the journal");
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                "cannot read the journal; see the daemon's log",
-            )
-        }
-        Err(e) => {
-            count("error");
-            tracing::error!(error = %e, "query API: the query task failed");
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                "the query failed; see the daemon's log",
-            )
-        }
-    };
+    let response =
+        match tokio::task::spawn_blocking(move || run(&sources[request.source], &request)).await {
+            Ok(Ok(page)) => {
+                count("ok");
+                let returned = page.count;
+                let response = (StatusCode::OK, axum::Json(page)).into_response();
+                return Answer {
+                    response,
+                    pipeline,
+                    returned,
+                };
+            }
+            Ok(Err(e)) => {
+                count("error");
+                tracing::error!(error = %e, "query API: cannot read the journal");
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    "cannot read the journal; see the daemon's log",
+                )
+            }
+            Err(e) => {
+                count("error");
+                tracing::error!(error = %e, "query API: the query task failed");
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    "the query failed; see the daemon's log",
+                )
+            }
+        };
     Answer::refused(response, pipeline)
 }
 
@@ -357,7 +358,10 @@ fn pick_source(
         .filter(|&i| scope.allows(&sources[i].pipeline, &sources[i].stream))
         .collect();
     let names = || {
-        let names: Vec<&str> = visible.iter().map(|&i| sources[i].pipeline.as_str()).collect();
+        let names: Vec<&str> = visible
+            .iter()
+            .map(|&i| sources[i].pipeline.as_str())
+            .collect();
         if names.is_empty() {
             "none".to_string()
         } else {
@@ -382,7 +386,10 @@ fn pick_source(
         )),
         (None, _) => Err(BadParameter::new(
             "pipeline",
-            format!("this token may read several pipelines; name one of: {}", names()),
+            format!(
+                "this token may read several pipelines; name one of: {}",
+                names()
+            ),
         )),
     }
 }
@@ -490,8 +497,7 @@ struct RawRequest {
     cursor: Option<String>,
 }
 
-const PARAMETERS: &str =
-    "start, end, event_type, severity, user_id, action, status, ip, identity, pipeline, order, limit, cursor";
+const PARAMETERS: &str = "start, end, event_type, severity, user_id, action, status, ip, identity, pipeline, order, limit, cursor";
 
 impl RawRequest {
     /// From a query string's pairs: a filter named again adds a value (any of them

@@ -98,7 +98,9 @@ impl TokenConfig {
         if self.is_on() && chars < MIN_TOKEN_CHARS {
             out.push((
                 "token".into(),
-                format!("the token has {chars} characters; at least {MIN_TOKEN_CHARS} are required"),
+                format!(
+                    "the token has {chars} characters; at least {MIN_TOKEN_CHARS} are required"
+                ),
             ));
         }
         if let Some(problem) = name_problem(&self.name) {
@@ -257,7 +259,10 @@ mod tests {
             token("b", "bbbbbbbbbbbbbbbbbbbb", &[], &["s"]),
         ];
         let callers: Vec<Caller> = configs.iter().map(Caller::new).collect();
-        assert_eq!(identify(&callers, "bbbbbbbbbbbbbbbbbbbb").map(|i| callers[i].name.as_str()), Some("b"));
+        assert_eq!(
+            identify(&callers, "bbbbbbbbbbbbbbbbbbbb").map(|i| callers[i].name.as_str()),
+            Some("b")
+        );
         assert!(identify(&callers, "bbbbbbbbbbbbbbbbbbb").is_none());
         assert!(identify(&callers, "").is_none());
 

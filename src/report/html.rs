@@ -676,8 +676,11 @@ fn footer(data: &ReportData) -> Markup {
 
 #[cfg(test)]
 mod tests {
+    use super::super::collect::Collector;
     use super::super::*;
     use super::*;
+    use crate::evidence::verify::Options;
+    use std::path::Path;
 
     fn hostile_row() -> Row {
         Row {
