@@ -12,7 +12,7 @@ use super::frameworks::Framework;
 use super::model::*;
 use super::period::{Period, format_instant};
 use super::policy::{Placement, retention};
-use super::{MAX_FINDINGS_LISTED, TOP_KEYS, UNCLASSIFIED};
+use super::{MAX_FINDINGS_LISTED, NO_IDENTITY, TOP_KEYS, UNCLASSIFIED};
 use crate::config::Config;
 use crate::event::{Severity, format_time, parse_time};
 use crate::evidence::verify::{Options, Report, verify_dir_visiting};
@@ -104,6 +104,7 @@ pub(super) struct Collector<'r> {
     by_type_and_severity: BTreeMap<String, BTreeMap<String, u64>>,
     by_source: BTreeMap<String, u64>,
     by_day: BTreeMap<String, u64>,
+    by_identity: BTreeMap<String, u64>,
     access: Latest,
     changes: Latest,
     failed_auth: Latest,
@@ -135,6 +136,7 @@ impl<'r> Collector<'r> {
             by_type_and_severity: BTreeMap::new(),
             by_source: BTreeMap::new(),
             by_day: BTreeMap::new(),
+            by_identity: BTreeMap::new(),
             access: Latest::new(rows),
             changes: Latest::new(rows),
             failed_auth: Latest::new(rows),
@@ -209,6 +211,11 @@ impl<'r> Collector<'r> {
             .or_default() += 1;
         *self.by_severity.entry(facts.severity.clone()).or_default() += 1;
         count_name(&mut self.by_source, &facts.source);
+        let identity = match facts.identity.as_str() {
+            "" => NO_IDENTITY,
+            who => who,
+        };
+        count_name(&mut self.by_identity, identity);
         let time = format_time(when);
         *self.by_day.entry(time[..10].to_string()).or_default() += 1;
 
@@ -280,6 +287,7 @@ impl<'r> Collector<'r> {
             by_event_type_and_severity: self.by_type_and_severity,
             by_source: self.by_source,
             by_day: self.by_day,
+            by_identity: self.by_identity,
             streams: self.streams.into_values().collect(),
             access: self.access.into_table(),
             changes: self.changes.into_table(),

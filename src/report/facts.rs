@@ -20,6 +20,9 @@ pub struct Facts {
     pub address: String,
     pub target: String,
     pub source: String,
+    /// Who the receiver authenticated (`attributes["vellum.client.identity"]`); empty
+    /// when it authenticated no one.
+    pub identity: String,
 }
 
 // Who, what, outcome and address come from the vocabularies the query API reads
@@ -99,6 +102,7 @@ impl Facts {
             address: cell(first(fields::IP_PATHS)),
             target: cell(first(TARGET_PATHS)),
             source: cell(entry.source.as_deref().unwrap_or_default().to_string()),
+            identity: cell(first(&[fields::IDENTITY_PATH])),
         }
     }
 }

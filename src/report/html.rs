@@ -261,6 +261,17 @@ fn counts(data: &ReportData) -> Markup {
                     }
                 }
             }
+            @if !data.by_identity.is_empty() {
+                h3 { "By identity" }
+                table {
+                    thead { tr { th { "Sender identity" } th.num { "records" } } }
+                    tbody {
+                        @for (identity, n) in &data.by_identity {
+                            tr { td { (identity) } td.num { (n) } }
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -51,6 +51,9 @@ pub struct ReportData {
     pub by_source: BTreeMap<String, u64>,
     /// `YYYY-MM-DD` (UTC) of the records in the period.
     pub by_day: BTreeMap<String, u64>,
+    /// Records of the period per sender identity (`(none)`: not authenticated), at most
+    /// [`MAX_DISTINCT_NAMES`] by name, the rest under `(other)`.
+    pub by_identity: BTreeMap<String, u64>,
     pub streams: Vec<StreamStats>,
     pub access: Table,
     pub changes: Table,

@@ -302,14 +302,19 @@ fn collection_counts_the_period_keeps_the_latest_rows_and_counts_a_stream_once()
         ),
     ];
     for i in 0..5u64 {
-        records.push(record(
+        let mut r = record(
             NOV_1 + i * DAY,
             "authentication",
             "medium",
             "login.failed",
             &format!("u{}", i % 2),
-        ));
+        );
+        if i % 2 == 0 {
+            r["attributes"]["vellum.client.identity"] = json!("spiffe://t/gw");
+        }
+        records.push(r);
     }
+    records[0]["attributes"]["vellum.client.identity"] = json!("before-the-period");
     records.push(record(
         NOV_1 + 3 * DAY,
         "configuration_change",
@@ -352,6 +357,12 @@ fn collection_counts_the_period_keeps_the_latest_rows_and_counts_a_stream_once()
     assert_eq!(data.by_severity["critical"], 0);
     assert_eq!(data.by_event_type_and_severity["security"]["high"], 1);
     assert_eq!(data.by_day["2026-11-04"], 2);
+    let by_identity: Vec<(&str, u64)> = data
+        .by_identity
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(by_identity, [("(none)", 4), ("spiffe://t/gw", 3)]);
     let f = &data.failed_auth;
     assert_eq!(f.table.total, 5);
     let latest: Vec<&str> = f.table.rows.iter().map(|r| r.time.as_str()).collect();
