@@ -21,7 +21,7 @@ const AUDITOR: &str = "auditor-token-0123456789-abcdef";
 const EVENTS_A: usize = 7;
 const EVENTS_B: usize = 5;
 
-fn config(dir: &Path, a: u16, b: u16, api: u16) -> String {
+fn config(dir: &Path, a: u16, b: u16, api: u16, metrics: u16) -> String {
     format!(
         r#"
 receivers:
@@ -35,6 +35,7 @@ exporters:
   file/evidence: {{ directory: {evidence} }}
 service:
   storage: {{ directory: {state} }}
+  telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics} }} }}
   api:
     endpoint: 127.0.0.1:{api}
     auth:
@@ -125,9 +126,10 @@ fn access_entries(api: u16, extra: &[(&str, &str)]) -> Vec<Value> {
 #[test]
 fn tokens_read_only_their_scope_and_every_query_is_sealed_verifiable_and_reported() {
     let tmp = tempfile::tempdir().unwrap();
-    let (a, b, api) = (free_port(), free_port(), free_port());
-    let ready = [a, b, api].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
-    let mut daemon = Daemon::start(tmp.path(), &config(tmp.path(), a, b, api), &ready);
+    let (a, b, api, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let ready = [a, b, api, metrics].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+    let yaml = config(tmp.path(), a, b, api, metrics);
+    let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
     send(a, EVENTS_A, "a");
     send(b, EVENTS_B, "b");
 
@@ -186,6 +188,16 @@ fn tokens_read_only_their_scope_and_every_query_is_sealed_verifiable_and_reporte
     let retry: u64 = retry.expect("Retry-After").parse().unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
     no_token_in(&text);
+    let (_, text) = http_get(&format!("http://127.0.0.1:{metrics}/metrics"));
+    let limited: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("vellum_query_rate_limited_total"))
+        .collect();
+    assert_eq!(
+        limited,
+        [r#"vellum_query_rate_limited_total{token="beta"} 1"#],
+        "{text}"
+    );
     // Other tokens have their own budget.
     assert_eq!(get(api, ALPHA, &[("limit", "1")]).0, 200);
     // A wrong token is refused and not sealed.
@@ -350,8 +362,14 @@ fn tokens_read_only_their_scope_and_every_query_is_sealed_verifiable_and_reporte
 #[test]
 fn a_pipeline_may_not_take_the_access_streams_name() {
     let tmp = tempfile::tempdir().unwrap();
-    let yaml = config(tmp.path(), free_port(), free_port(), free_port())
-        .replace("logs/b: {", "vellum/access: {");
+    let yaml = config(
+        tmp.path(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    )
+    .replace("logs/b: {", "vellum/access: {");
     let path = tmp.path().join("vellum.yaml");
     std::fs::write(&path, yaml).unwrap();
     let out = Command::new(BIN)
@@ -370,4 +388,75 @@ fn a_pipeline_may_not_take_the_access_streams_name() {
         "{text}"
     );
     no_token_in(&text);
+}
+
+#[test]
+fn validate_locates_each_tokens_problem_and_never_prints_a_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = config(
+        tmp.path(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    )
+    .replace(
+        &format!("token: \"{WILD}\", pipelines: [\"*\"]"),
+        "token: short-wild, pipelines: []",
+    )
+    .replace("requests_per_second: 0.5", "requests_per_second: 0")
+    .replace(
+        &format!("name: auditor, token: \"{AUDITOR}\""),
+        &format!("name: alpha, token: \"{ALPHA}\""),
+    );
+    let path = tmp.path().join("vellum.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    let line_of = |needle: &str| {
+        yaml.lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("{needle} in {yaml}"))
+    };
+    for (path, line) in [
+        (
+            "service.api.auth.tokens[1].rate_limit.requests_per_second",
+            line_of("rate_limit:"),
+        ),
+        ("service.api.auth.tokens[2].token", line_of("short-wild")),
+        (
+            "service.api.auth.tokens[2].pipelines",
+            line_of("short-wild"),
+        ),
+        (
+            "service.api.auth.tokens[3].name",
+            line_of(&format!(
+                "name: alpha, token: \"{ALPHA}\", pipelines: [\"*\"]"
+            )),
+        ),
+        (
+            "service.api.auth.tokens[3].token",
+            line_of(&format!(
+                "name: alpha, token: \"{ALPHA}\", pipelines: [\"*\"]"
+            )),
+        ),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(path) && l.contains(&format!("(line {line}, "))),
+            "{path} at line {line} in:\n{text}"
+        );
+    }
+    no_token_in(&text);
+    assert!(!text.contains("short-wild"), "{text}");
 }
