@@ -460,3 +460,73 @@ fn validate_locates_each_tokens_problem_and_never_prints_a_token() {
     no_token_in(&text);
     assert!(!text.contains("short-wild"), "{text}");
 }
+
+fn sighup(daemon: &Daemon) {
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(daemon.child.id() as i32, libc::SIGHUP);
+    }
+}
+
+fn seqs(entries: &[Value]) -> Vec<u64> {
+    entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn the_access_stream_is_one_chain_across_a_reload_and_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, api, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let ready = [a, b, api, metrics].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+    let yaml = config(tmp.path(), a, b, api, metrics);
+    let mut daemon = Daemon::start(tmp.path(), &yaml, &ready);
+    for _ in 0..2 {
+        assert_eq!(get(api, ALPHA, &[]).0, 200);
+    }
+
+    // The reload takes alpha's token away and gives gamma one.
+    const GAMMA: &str = "gamma-token-0123456789-abcdef";
+    let reloaded = yaml.replace(
+        &format!("name: alpha, token: \"{ALPHA}\", pipelines: [logs/a]"),
+        &format!("name: gamma, token: \"{GAMMA}\", pipelines: [logs/b]"),
+    );
+    assert_ne!(reloaded, yaml);
+    std::fs::write(&daemon.config, &reloaded).unwrap();
+    sighup(&daemon);
+    wait_until("gamma's token to be taken", Duration::from_secs(30), || {
+        get(api, GAMMA, &[("limit", "1")]).0 == 200
+    });
+    assert_eq!(get(api, ALPHA, &[]).0, 401, "alpha's token is gone");
+    let access = access_entries(api, &[]);
+    let who: Vec<&str> = access
+        .iter()
+        .map(|e| attr(e, "vellum.client.identity").as_str().unwrap())
+        .collect();
+    assert_eq!(&who[..2], ["alpha", "alpha"]);
+    assert!(who[2..].iter().all(|w| *w == "gamma"), "{who:?}");
+    assert_eq!(seqs(&access), (0..access.len() as u64).collect::<Vec<_>>());
+    assert!(daemon.terminate().success(), "{}", daemon.log_text());
+
+    // After a restart the stream goes on from the next seq.
+    let mut daemon = Daemon::start_with(tmp.path(), &daemon.config.clone(), &ready);
+    wait_until(
+        "the access index to catch up",
+        Duration::from_secs(30),
+        || {
+            let (status, _, _, body) = get(api, AUDITOR, &[("pipeline", "vellum/access")]);
+            status == 200 && body["complete"] == true
+        },
+    );
+    let after = access_entries(api, &[]);
+    let expected: Vec<u64> = (0..after.len() as u64).collect();
+    assert_eq!(seqs(&after), expected, "one chain, no gap");
+    assert!(after.len() > access.len() + 1);
+    assert!(daemon.terminate().success(), "{}", daemon.log_text());
+
+    let state = tmp.path().join("state");
+    let evidence = state.join("access").join("evidence");
+    let sealed = evidence_entries(&evidence);
+    assert_eq!(seqs(&sealed), (0..sealed.len() as u64).collect::<Vec<_>>());
+    assert_eq!(&sealed[..after.len()], &after[..]);
+    let (ok, out) = verify(&evidence, &vkeys(&state), &[]);
+    assert!(ok, "{out}");
+}

@@ -829,7 +829,7 @@ mod tests {
                     .parse()
                     .unwrap()
             }),
-            identity: (h % 5 != 0).then(|| format!("spiffe://t/gw{}", h % 3)),
+            identity: (!h.is_multiple_of(5)).then(|| format!("spiffe://t/gw{}", h % 3)),
         }
     }
 

@@ -5,8 +5,8 @@
 //! ```
 //!
 //! The bucket holds up to `burst` requests and refills at `requests_per_second`; a
-//! request finding it empty is answered 429 with `Retry-After` (whole seconds, at least
-//! 1) and counted in `vellum_query_rate_limited_total{token="<name>"}`. The default lets
+//! request finding it empty is answered 429 with `Retry-After` (whole seconds, one at
+//! least) and counted in `vellum_query_rate_limited_total{token="<name>"}`. The default lets
 //! an auditor page through a large result at once and still stops a runaway script.
 
 use std::time::{Duration, Instant};
