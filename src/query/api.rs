@@ -1094,6 +1094,92 @@ mod tests {
         );
     }
 
+    /// A router over one empty pipeline, with one token per config, whose access records
+    /// go to an intake that is `open` or closed (as it is while the daemon shuts down).
+    fn api(tokens: &[super::super::auth::TokenConfig], open: bool) -> (Router, tempfile::TempDir) {
+        use crate::pipeline::intake::PipelineIntake;
+        let dir = tempfile::tempdir().unwrap();
+        let (_w, journal, _) =
+            crate::journal::open(&dir.path().join("a"), Default::default()).unwrap();
+        let (_w2, access_journal, _) =
+            crate::journal::open(&dir.path().join("b"), Default::default()).unwrap();
+        let (queue, requests) = std::sync::mpsc::channel::<crate::pipeline::writer::WriteRequest>();
+        // Stands in for the writer: every record is durable at once.
+        std::thread::spawn(move || {
+            for r in requests {
+                let _ = r.done.send(Ok(()));
+            }
+        });
+        let intake = Arc::new(PipelineIntake::new(
+            "vellum/access".into(),
+            Vec::new(),
+            queue,
+            access_journal,
+            Vec::new(),
+            u64::MAX,
+        ));
+        if !open {
+            intake.close();
+        }
+        let state = ApiState {
+            callers: Arc::new(tokens.iter().map(Caller::new).collect()),
+            sources: Arc::new(vec![Source {
+                pipeline: "logs/a".into(),
+                stream: "logs/a".into(),
+                journal,
+                keys: None,
+                index: SharedIndex::default(),
+            }]),
+            access: AccessLog::new(intake),
+        };
+        (router(state), dir)
+    }
+
+    fn token(rate: f64, burst: u32) -> super::super::auth::TokenConfig {
+        super::super::auth::TokenConfig {
+            name: "t".into(),
+            token: crate::config::Secret::new("0123456789abcdef-t"),
+            pipelines: vec!["*".into()],
+            streams: Vec::new(),
+            rate_limit: super::super::rate::RateLimit {
+                requests_per_second: rate,
+                burst,
+            },
+        }
+    }
+
+    async fn call(app: &Router) -> Response {
+        use tower::ServiceExt;
+        let request = axum::http::Request::get(GET_PATH)
+            .header("authorization", "Bearer 0123456789abcdef-t")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.clone().oneshot(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn nothing_is_answered_when_its_access_record_cannot_be_sealed() {
+        let (open, _d1) = api(&[token(10.0, 10)], true);
+        assert_eq!(call(&open).await.status(), StatusCode::OK);
+        let (closed, _d2) = api(&[token(10.0, 10)], false);
+        let response = call(&closed).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert!(body.get("entries").is_none(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_is_429_with_retry_after_in_whole_seconds() {
+        let (app, _d) = api(&[token(0.25, 1)], true);
+        assert_eq!(call(&app).await.status(), StatusCode::OK);
+        let response = call(&app).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "4");
+    }
+
     #[test]
     fn bearer_tokens_are_read_from_either_case_of_the_scheme() {
         assert_eq!(bearer_token("Bearer abc"), Some("abc"));
