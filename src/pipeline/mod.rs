@@ -168,7 +168,16 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             exporters,
         });
     }
-    if config.service.api.as_ref().is_some_and(|api| api.is_on()) {
+    if let Some(api) = config.service.api.as_ref().filter(|api| api.is_on()) {
+        let known: Vec<(&str, &str)> = pipelines
+            .iter()
+            .map(|p| (p.id.as_str(), p.stream.as_str()))
+            .collect();
+        problems.extend(
+            crate::query::auth::unknown_scope_names(&api.tokens(), &known)
+                .into_iter()
+                .map(|(path, m)| format!("service.api.{path}: {m}")),
+        );
         let like = pipelines.iter().find_map(|p| p.chain.as_ref());
         match access::pipeline_plan(&config.service.storage.directory, like) {
             Ok(p) => pipelines.push(p),

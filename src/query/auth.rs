@@ -153,6 +153,41 @@ pub fn duplicate_problems(tokens: &[TokenConfig]) -> Vec<(String, String)> {
     out
 }
 
+/// Scope names that match no pipeline or stream of `known` (id, stream): a typo would
+/// otherwise leave the token reading nothing, with only 403s to show for it.
+pub fn unknown_scope_names(
+    tokens: &[TokenConfig],
+    known: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let special = |n: &str| n == EVERY_PIPELINE || n == ACCESS_STREAM;
+    for t in tokens {
+        for n in t.pipelines.iter().filter(|n| !special(n)) {
+            if !known.iter().any(|(id, _)| id == n) {
+                out.push((
+                    "auth.tokens".to_string(),
+                    format!(
+                        "token `{}` lists pipeline `{n}`, which is not configured",
+                        t.name
+                    ),
+                ));
+            }
+        }
+        for n in t.streams.iter().filter(|n| !special(n)) {
+            if !known.iter().any(|(_, stream)| stream == n) {
+                out.push((
+                    "auth.tokens".to_string(),
+                    format!(
+                        "token `{}` lists stream `{n}`, which no pipeline writes",
+                        t.name
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -250,6 +285,36 @@ mod tests {
         assert!(access.allows(ACCESS_STREAM, ACCESS_STREAM));
         assert!(!access.allows("logs/a", "logs/a"));
         assert!(!Scope::default().allows("logs/a", "logs/a"));
+    }
+
+    #[test]
+    fn scope_names_that_match_nothing_are_problems() {
+        let tokens = [
+            token(
+                "a",
+                "aaaaaaaaaaaaaaaaaaaa",
+                &["*", "logs/a", "logs/typo"],
+                &[],
+            ),
+            token(
+                "b",
+                "bbbbbbbbbbbbbbbbbbbb",
+                &[],
+                &["s", ACCESS_STREAM, "nope"],
+            ),
+        ];
+        let known = [("logs/a", "s")];
+        let messages: Vec<String> = unknown_scope_names(&tokens, &known)
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "token `a` lists pipeline `logs/typo`, which is not configured",
+                "token `b` lists stream `nope`, which no pipeline writes",
+            ]
+        );
     }
 
     #[test]
