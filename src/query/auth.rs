@@ -23,9 +23,10 @@
 //! | `vellum/access` in `pipelines` or `streams` | the access stream ([`super::access`]) |
 //! | neither, or both empty | nothing: `validate` refuses such a token |
 //!
-//! A scope is an allow list: what it does not name, the token cannot read, and a name
-//! that matches no running pipeline reads nothing. The access stream is never reached
-//! through `*`, so reading who queried what is always a deliberate grant.
+//! A scope is an allow list: what it does not name, the token cannot read; a name that
+//! matches no configured pipeline or stream is refused by `validate` (a typo would leave
+//! the token with only 403s). The access stream is never reached through `*`, so
+//! reading who queried what is always a deliberate grant.
 //!
 //! The single `token:` of earlier versions keeps working: it is a token named `default`
 //! with `pipelines: ["*"]` and the default rate limit. `token` and `auth` together are
