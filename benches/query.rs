@@ -151,6 +151,7 @@ fn fields(i: u64) -> EntryFields {
         action: Some(format!("action.{}", (r >> 28) % 60)),
         status: Some(status.to_string()),
         ip,
+        identity: Some(format!("spiffe://example.org/gateway-{}", user % 8)),
     }
 }
 

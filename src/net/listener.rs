@@ -230,7 +230,11 @@ async fn serve_connection(
         let app = app.clone();
         async move {
             state.set_phase(Phase::Body);
-            let request = request.map(|body| Body::new(TimedBody::new(body, state.clone())));
+            let mut request = request.map(|body| Body::new(TimedBody::new(body, state.clone())));
+            // Handlers that record who called (the query API's access stream) read it here.
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let response = app.oneshot(request).await;
             let response = if state.body_timed_out.load(Ordering::Relaxed) {
                 request_timeout()

@@ -38,6 +38,7 @@ use crate::exporters::{EvidenceStore, ExporterConfig, ExporterContext};
 use crate::paths::stream_folder;
 use crate::journal::{self, Journal, JournalOptions, JournalWriter};
 use crate::processors::Stage;
+use crate::query::access::{self, ACCESS_STREAM};
 use crate::processors::hash_chain::{HashChainConfig, SigningKey};
 use crate::receivers::{Limits, ReceiverConfig};
 use crate::telemetry::status::{
@@ -97,6 +98,11 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             .as_ref()
             .and_then(|c| c.stream.clone())
             .unwrap_or_else(|| id.clone());
+        if id == ACCESS_STREAM || stream == ACCESS_STREAM {
+            problems.push(format!(
+                "service.pipelines.{id}: `{ACCESS_STREAM}` is the query API's access stream, which the daemon writes itself; choose another name"
+            ));
+        }
         if let Some(other) = streams.insert(stream.clone(), id.clone()) {
             problems.push(format!(
                 "service.pipelines.{id}: stream `{stream}` is also written by pipeline `{other}`; a stream has one writer (set `stream:` under `hash_chain`)"
@@ -161,6 +167,22 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             keys,
             exporters,
         });
+    }
+    if let Some(api) = config.service.api.as_ref().filter(|api| api.is_on()) {
+        let known: Vec<(&str, &str)> = pipelines
+            .iter()
+            .map(|p| (p.id.as_str(), p.stream.as_str()))
+            .collect();
+        problems.extend(
+            crate::query::auth::unknown_scope_names(&api.tokens(), &known)
+                .into_iter()
+                .map(|(path, m)| format!("service.api.{path}: {m}")),
+        );
+        let like = pipelines.iter().find_map(|p| p.chain.as_ref());
+        match access::pipeline_plan(&config.service.storage.directory, like) {
+            Ok(p) => pipelines.push(p),
+            Err(e) => problems.push(format!("service.api: {e}")),
+        }
     }
     if config.service.storage.retention_check_interval < Duration::from_secs(1) {
         problems.push("service.storage.retention_check_interval: must be at least 1s".into());
@@ -549,7 +571,12 @@ impl Service {
                 keys: p.keys.clone(),
             })
             .collect();
-        self.query = crate::query::start(config.service.api.as_ref(), sources).await?;
+        let access = self
+            .pipelines
+            .iter()
+            .find(|p| p.id == ACCESS_STREAM)
+            .map(|p| p.intake.clone());
+        self.query = crate::query::start(config.service.api.as_ref(), sources, access).await?;
         Ok(())
     }
 }

@@ -13,14 +13,25 @@
 //!
 //! `complete` says whether the index had read everything the journal had committed when
 //! the query ran (it is false while the index is built at start). Errors are JSON
-//! `{"error": "…", "parameter": "limit"}` with 400 (a parameter), 401 (the token, with
-//! `WWW-Authenticate: Bearer`), 413 (a body over 64 KiB) or 500 (the journal unreadable).
+//! `{"error": "…", "parameter": "limit"}`:
+//!
+//! | status | when |
+//! |---|---|
+//! | 400 | a parameter cannot be used (`parameter` names it) |
+//! | 401 | no token, or not one of the configured tokens (`WWW-Authenticate: Bearer`) |
+//! | 403 | `pipeline` names a pipeline outside the token's scope (or none runs by that name), or the token may read none that runs |
+//! | 413 | a body over 64 KiB |
+//! | 429 | the token's rate limit is spent (`Retry-After` in seconds) |
+//! | 500 | the journal is unreadable |
+//! | 503 | the query's access record could not be sealed: nothing is answered unaudited |
+//!
+//! Refusals name the parameter or the pipeline asked for, never a token.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -31,8 +42,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use super::access::{Access, AccessLog};
+use super::auth::{Caller, Scope, identify};
 use super::fields::MAX_VALUE_BYTES;
 use super::index::{Filter, IpRange, Order, PageRequest, SharedIndex};
 use crate::event::{Severity, parse_time};
@@ -62,9 +74,17 @@ pub struct Source {
 
 #[derive(Clone)]
 pub struct ApiState {
-    /// SHA-256 of the token: comparing digests takes the same time whatever the lengths.
-    pub token_digest: [u8; 32],
+    pub callers: Arc<Vec<Caller>>,
     pub sources: Arc<Vec<Source>>,
+    pub access: AccessLog,
+}
+
+/// The caller of a request that passed authentication and its rate limit.
+#[derive(Clone, Copy)]
+struct Who {
+    /// Its index in [`ApiState::callers`].
+    caller: usize,
+    peer: Option<std::net::SocketAddr>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -90,7 +110,7 @@ fn refuse(status: StatusCode, parameter: Option<&str>, message: impl Into<String
 
 async fn authorize(
     State(state): State<ApiState>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: Next,
 ) -> Response {
     let given = request
@@ -98,17 +118,22 @@ async fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token);
-    let (message, challenge) = match given {
-        Some(token) => {
-            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-            if bool::from(digest.ct_eq(&state.token_digest)) {
-                return next.run(request).await;
+    let (message, challenge) = match given.map(|t| identify(&state.callers, t)) {
+        Some(Some(caller)) => {
+            if let Err(wait) = state.callers[caller].admit(std::time::Instant::now()) {
+                return rate_limited(&state.callers[caller], wait);
             }
-            (
-                "wrong bearer token",
-                r#"Bearer realm="vellum", error="invalid_token""#,
-            )
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0);
+            request.extensions_mut().insert(Who { caller, peer });
+            return next.run(request).await;
         }
+        Some(None) => (
+            "wrong bearer token",
+            r#"Bearer realm="vellum", error="invalid_token""#,
+        ),
         None => (
             "this API needs `Authorization: Bearer <token>`",
             r#"Bearer realm="vellum""#,
@@ -123,6 +148,23 @@ async fn authorize(
     response
 }
 
+/// 429 for a token whose budget is spent, counted under its name.
+fn rate_limited(caller: &Caller, wait: std::time::Duration) -> Response {
+    count("rate_limited");
+    metrics::counter!("vellum_query_rate_limited_total", "token" => caller.name.clone())
+        .increment(1);
+    let seconds = super::rate::retry_after_seconds(wait);
+    let mut response = refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        format!("this token's rate limit is spent; retry after {seconds} s"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 /// The token of an `Authorization` value of the `Bearer` scheme (named in any case).
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
@@ -134,27 +176,34 @@ fn bearer_token(value: &str) -> Option<&str> {
 
 async fn get_audit(
     State(state): State<ApiState>,
+    Extension(who): Extension<Who>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    let pairs = match query {
-        Ok(Query(pairs)) => pairs,
+    let (filters, answer) = match query {
+        Ok(Query(pairs)) => {
+            let filters = pairs_as_json(&pairs);
+            let answer = match RawRequest::from_pairs(pairs) {
+                Ok(raw) => answer(&state, who, raw).await,
+                Err(bad) => Answer::refused(bad.response(), None),
+            };
+            (filters, answer)
+        }
         Err(e) => {
             count("bad_request");
-            return refuse(
+            let response = refuse(
                 StatusCode::BAD_REQUEST,
                 None,
                 format!("the query string cannot be read: {e}"),
             );
+            (Value::Null, Answer::refused(response, None))
         }
     };
-    match RawRequest::from_pairs(pairs) {
-        Ok(raw) => answer(state, raw).await,
-        Err(bad) => bad.response(),
-    }
+    audited(&state, who, "GET", filters, answer).await
 }
 
 async fn post_query(
     State(state): State<ApiState>,
+    Extension(who): Extension<Who>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
@@ -171,44 +220,177 @@ async fn post_query(
             } else {
                 e.body_text()
             };
-            return refuse(status, None, message);
+            let answer = Answer::refused(refuse(status, None, message), None);
+            return audited(&state, who, "POST", Value::Null, answer).await;
         }
     };
-    match RawRequest::from_json(&body) {
-        Ok(raw) => answer(state, raw).await,
-        Err(bad) => bad.response(),
+    let filters = serde_json::from_slice::<Value>(&body)
+        .unwrap_or_else(|_| json!({ "unreadable_body_bytes": body.len() }));
+    let answer = match RawRequest::from_json(&body) {
+        Ok(raw) => answer(&state, who, raw).await,
+        Err(bad) => Answer::refused(bad.response(), None),
+    };
+    audited(&state, who, "POST", filters, answer).await
+}
+
+/// A query string's parameters as the access stream records them: each name with its
+/// values in the order given.
+fn pairs_as_json(pairs: &[(String, String)]) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, value) in pairs {
+        match out.get_mut(name) {
+            Some(Value::Array(values)) => values.push(json!(value)),
+            _ => {
+                out.insert(name.clone(), json!([value]));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// The response to a request, and what the access stream records of it.
+struct Answer {
+    response: Response,
+    pipeline: Option<String>,
+    returned: usize,
+}
+
+impl Answer {
+    fn refused(response: Response, pipeline: Option<String>) -> Answer {
+        Answer {
+            response,
+            pipeline,
+            returned: 0,
+        }
     }
 }
 
-async fn answer(state: ApiState, raw: RawRequest) -> Response {
-    let request = match raw.validate(&state.sources) {
+/// Seals the request in the access stream, then lets the answer out; if the record
+/// cannot be made durable, the caller gets 503 instead.
+async fn audited(
+    state: &ApiState,
+    who: Who,
+    method: &'static str,
+    filters: Value,
+    answer: Answer,
+) -> Response {
+    let access = Access {
+        token: state.callers[who.caller].name.clone(),
+        peer: who.peer,
+        method,
+        pipeline: answer.pipeline,
+        filters,
+        status: answer.response.status().as_u16(),
+        returned: answer.returned,
+    };
+    match state.access.seal(access).await {
+        Ok(()) => answer.response,
+        Err(e) => {
+            count("unaudited");
+            tracing::error!(error = %e, "query API: the access record could not be sealed; the query is not answered");
+            let mut response = refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "the access record of this query could not be sealed, and no query is answered unaudited; retry later",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+async fn answer(state: &ApiState, who: Who, raw: RawRequest) -> Answer {
+    let scope = &state.callers[who.caller].scope;
+    let source = match pick_source(raw.pipeline.as_deref(), &state.sources, scope) {
+        Ok(i) => i,
+        Err(bad) => return Answer::refused(bad.response(), raw.pipeline.clone()),
+    };
+    let pipeline = Some(state.sources[source].pipeline.clone());
+    let request = match raw.validate(&state.sources, source) {
         Ok(r) => r,
-        Err(bad) => return bad.response(),
+        Err(bad) => return Answer::refused(bad.response(), pipeline),
     };
     let sources = state.sources.clone();
-    match tokio::task::spawn_blocking(move || run(&sources[request.source], &request)).await {
-        Ok(Ok(page)) => {
-            count("ok");
-            (StatusCode::OK, axum::Json(page)).into_response()
+    let response =
+        match tokio::task::spawn_blocking(move || run(&sources[request.source], &request)).await {
+            Ok(Ok(page)) => {
+                count("ok");
+                let returned = page.count;
+                let response = (StatusCode::OK, axum::Json(page)).into_response();
+                return Answer {
+                    response,
+                    pipeline,
+                    returned,
+                };
+            }
+            Ok(Err(e)) => {
+                count("error");
+                tracing::error!(error = %e, "query API: cannot read the journal");
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    "cannot read the journal; see the daemon's log",
+                )
+            }
+            Err(e) => {
+                count("error");
+                tracing::error!(error = %e, "query API: the query task failed");
+                refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    "the query failed; see the daemon's log",
+                )
+            }
+        };
+    Answer::refused(response, pipeline)
+}
+
+/// The source a request searches: the pipeline it names if the token may read it, or
+/// the only one the token may read.
+fn pick_source(
+    pipeline: Option<&str>,
+    sources: &[Source],
+    scope: &Scope,
+) -> Result<usize, BadParameter> {
+    let visible: Vec<usize> = (0..sources.len())
+        .filter(|&i| scope.allows(&sources[i].pipeline, &sources[i].stream))
+        .collect();
+    let names = || {
+        let names: Vec<&str> = visible
+            .iter()
+            .map(|&i| sources[i].pipeline.as_str())
+            .collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
         }
-        Ok(Err(e)) => {
-            count("error");
-            tracing::error!(error = %e, "query API: cannot read the journal");
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                "cannot read the journal; see the daemon's log",
-            )
-        }
-        Err(e) => {
-            count("error");
-            tracing::error!(error = %e, "query API: the query task failed");
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                None,
-                "the query failed; see the daemon's log",
-            )
-        }
+    };
+    match (pipeline, visible.as_slice()) {
+        (Some(id), _) => visible
+            .iter()
+            .copied()
+            .find(|&i| sources[i].pipeline == id)
+            .ok_or_else(|| {
+                BadParameter::forbidden(format!(
+                    "this token may not read a pipeline `{}`; it may read: {}",
+                    shown(id),
+                    names()
+                ))
+            }),
+        (None, [one]) => Ok(*one),
+        (None, []) => Err(BadParameter::forbidden(
+            "this token may read none of the pipelines that run".into(),
+        )),
+        (None, _) => Err(BadParameter::new(
+            "pipeline",
+            format!(
+                "this token may read several pipelines; name one of: {}",
+                names()
+            ),
+        )),
     }
 }
 
@@ -217,6 +399,8 @@ async fn answer(state: ApiState, raw: RawRequest) -> Response {
 pub struct BadParameter {
     pub parameter: String,
     pub message: String,
+    /// 400, or 403 for a pipeline outside the token's scope.
+    pub status: StatusCode,
 }
 
 impl BadParameter {
@@ -224,13 +408,26 @@ impl BadParameter {
         BadParameter {
             parameter: parameter.to_string(),
             message: message.into(),
+            status: StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn forbidden(message: String) -> BadParameter {
+        BadParameter {
+            parameter: "pipeline".into(),
+            message,
+            status: StatusCode::FORBIDDEN,
         }
     }
 
     fn response(&self) -> Response {
-        count("bad_request");
+        count(if self.status == StatusCode::FORBIDDEN {
+            "forbidden"
+        } else {
+            "bad_request"
+        });
         refuse(
-            StatusCode::BAD_REQUEST,
+            self.status,
             Some(&self.parameter),
             format!("`{}`: {}", self.parameter, self.message),
         )
@@ -292,14 +489,15 @@ struct RawRequest {
     status: Values,
     #[serde(default)]
     ip: Values,
+    #[serde(default)]
+    identity: Values,
     pipeline: Option<String>,
     order: Option<String>,
     limit: Option<u64>,
     cursor: Option<String>,
 }
 
-const PARAMETERS: &str =
-    "start, end, event_type, severity, user_id, action, status, ip, pipeline, order, limit, cursor";
+const PARAMETERS: &str = "start, end, event_type, severity, user_id, action, status, ip, identity, pipeline, order, limit, cursor";
 
 impl RawRequest {
     /// From a query string's pairs: a filter named again adds a value (any of them
@@ -340,6 +538,7 @@ impl RawRequest {
                 "action" => raw.action.0.push(value),
                 "status" => raw.status.0.push(value),
                 "ip" => raw.ip.0.push(value),
+                "identity" => raw.identity.0.push(value),
                 other => {
                     return Err(BadParameter::new(
                         other,
@@ -383,32 +582,8 @@ impl RawRequest {
         Ok(raw)
     }
 
-    fn validate(self, sources: &[Source]) -> Result<Request, BadParameter> {
-        let source = match &self.pipeline {
-            Some(id) => sources
-                .iter()
-                .position(|s| &s.pipeline == id)
-                .ok_or_else(|| {
-                    BadParameter::new(
-                        "pipeline",
-                        format!(
-                            "no pipeline `{}`; there are: {}",
-                            shown(id),
-                            pipeline_list(sources)
-                        ),
-                    )
-                })?,
-            None if sources.len() == 1 => 0,
-            None => {
-                return Err(BadParameter::new(
-                    "pipeline",
-                    format!(
-                        "several pipelines run; name one of: {}",
-                        pipeline_list(sources)
-                    ),
-                ));
-            }
-        };
+    /// Checks the parameters of a request that searches `sources[source]`.
+    fn validate(self, sources: &[Source], source: usize) -> Result<Request, BadParameter> {
         let time = |name: &str, value: &Option<String>| {
             value
                 .as_deref()
@@ -441,6 +616,7 @@ impl RawRequest {
             action: strings("action", self.action)?,
             status: strings("status", self.status)?,
             ip: ip_ranges(self.ip)?,
+            identity: strings("identity", self.identity)?,
         };
         filter.severity.sort();
         filter.severity.dedup();
@@ -485,14 +661,6 @@ impl RawRequest {
 fn unknown_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     Some(rest[..rest.find('`')?].to_string())
-}
-
-fn pipeline_list(sources: &[Source]) -> String {
-    sources
-        .iter()
-        .map(|s| s.pipeline.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn strings(name: &str, values: Values) -> Result<Vec<String>, BadParameter> {
@@ -586,7 +754,8 @@ fn fingerprint(pipeline: &str, f: &Filter) -> [u8; 8] {
         f.user_id,
         f.action,
         f.status,
-        ips
+        ips,
+        f.identity
     ]);
     let digest = Sha256::digest(normal.to_string().as_bytes());
     let mut out = [0u8; 8];
@@ -800,7 +969,9 @@ mod tests {
             keys: None,
             index: SharedIndex::default(),
         }];
-        raw.validate(&sources)
+        let every = Scope::new(&["*".into()], &[]);
+        let source = pick_source(raw.pipeline.as_deref(), &sources, &every)?;
+        raw.validate(&sources, source)
     }
 
     fn bad_get(q: &[(&str, &str)]) -> String {
@@ -921,6 +1092,92 @@ mod tests {
             (v.hash, v.hash_valid, v.mac_valid),
             (None, false, Some(false))
         );
+    }
+
+    /// A router over one empty pipeline, with one token per config, whose access records
+    /// go to an intake that is `open` or closed (as it is while the daemon shuts down).
+    fn api(tokens: &[super::super::auth::TokenConfig], open: bool) -> (Router, tempfile::TempDir) {
+        use crate::pipeline::intake::PipelineIntake;
+        let dir = tempfile::tempdir().unwrap();
+        let (_w, journal, _) =
+            crate::journal::open(&dir.path().join("a"), Default::default()).unwrap();
+        let (_w2, access_journal, _) =
+            crate::journal::open(&dir.path().join("b"), Default::default()).unwrap();
+        let (queue, requests) = std::sync::mpsc::channel::<crate::pipeline::writer::WriteRequest>();
+        // Stands in for the writer: every record is durable at once.
+        std::thread::spawn(move || {
+            for r in requests {
+                let _ = r.done.send(Ok(()));
+            }
+        });
+        let intake = Arc::new(PipelineIntake::new(
+            "vellum/access".into(),
+            Vec::new(),
+            queue,
+            access_journal,
+            Vec::new(),
+            u64::MAX,
+        ));
+        if !open {
+            intake.close();
+        }
+        let state = ApiState {
+            callers: Arc::new(tokens.iter().map(Caller::new).collect()),
+            sources: Arc::new(vec![Source {
+                pipeline: "logs/a".into(),
+                stream: "logs/a".into(),
+                journal,
+                keys: None,
+                index: SharedIndex::default(),
+            }]),
+            access: AccessLog::new(intake),
+        };
+        (router(state), dir)
+    }
+
+    fn token(rate: f64, burst: u32) -> super::super::auth::TokenConfig {
+        super::super::auth::TokenConfig {
+            name: "t".into(),
+            token: crate::config::Secret::new("0123456789abcdef-t"),
+            pipelines: vec!["*".into()],
+            streams: Vec::new(),
+            rate_limit: super::super::rate::RateLimit {
+                requests_per_second: rate,
+                burst,
+            },
+        }
+    }
+
+    async fn call(app: &Router) -> Response {
+        use tower::ServiceExt;
+        let request = axum::http::Request::get(GET_PATH)
+            .header("authorization", "Bearer 0123456789abcdef-t")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.clone().oneshot(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn nothing_is_answered_when_its_access_record_cannot_be_sealed() {
+        let (open, _d1) = api(&[token(10.0, 10)], true);
+        assert_eq!(call(&open).await.status(), StatusCode::OK);
+        let (closed, _d2) = api(&[token(10.0, 10)], false);
+        let response = call(&closed).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert!(body.get("entries").is_none(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_is_429_with_retry_after_in_whole_seconds() {
+        let (app, _d) = api(&[token(0.25, 1)], true);
+        assert_eq!(call(&app).await.status(), StatusCode::OK);
+        let response = call(&app).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "4");
     }
 
     #[test]

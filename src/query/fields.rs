@@ -12,6 +12,7 @@
 //! | `user_id` | `attributes.user_id`, `attributes.actor.session.user.id`, `attributes.user.id`, `attributes.enduser.id`, `attributes.user.name`, `attributes.user`, `attributes.username`, `attributes.email`, `attributes.metadata.user_api_key_user_id`, `attributes.consumer.username` |
 //! | `action` | `attributes.action`, `attributes.type`, `attributes.event.action`, `attributes.event.name` |
 //! | `status` | `attributes.status`, `attributes.outcome`, `attributes.event.outcome`, `attributes.response_status_code`, `attributes.http.response.status_code`, `attributes.status_code` |
+//! | `identity` | `attributes["vellum.client.identity"]`: who the receiver authenticated (a certificate's SAN or CN, or a token's name) |
 //! | `ip` | `attributes.ip`, `attributes.client_ip`, `attributes.ip_address`, `attributes.source.ip`, `attributes.client.address`, `attributes.actor.session.ip_address` |
 //!
 //! A value is indexed when it is a non-empty string of at most [`MAX_VALUE_BYTES`] bytes
@@ -71,6 +72,8 @@ pub const STATUS_PATHS: &[&str] = &[
     "status_code",
     "http.response.status_code",
 ];
+/// Where the receiver seals who sent a record: the identity it authenticated.
+pub const IDENTITY_PATH: &str = "vellum.client.identity";
 pub const IP_PATHS: &[&str] = &[
     "ip",
     "client_ip",
@@ -92,6 +95,7 @@ pub struct EntryFields {
     pub action: Option<String>,
     pub status: Option<String>,
     pub ip: Option<IpAddr>,
+    pub identity: Option<String>,
 }
 
 /// The members of an entry the index reads; everything else is skipped unparsed.
@@ -174,6 +178,7 @@ impl EntryFields {
             user_id: first(USER_ID_PATHS),
             action: first(ACTION_PATHS),
             status: first(STATUS_PATHS),
+            identity: first(&[IDENTITY_PATH]),
             ip: attributes.and_then(|a| {
                 IP_PATHS
                     .iter()
@@ -225,7 +230,8 @@ mod tests {
     #[test]
     fn a_gateway_event_maps_onto_every_field() {
         let f = EntryFields::from_line(&line(
-            json!({"action": "login.failed", "user_id": "u1", "ip": "10.0.0.7", "outcome": "failure"}),
+            json!({"action": "login.failed", "user_id": "u1", "ip": "10.0.0.7", "outcome": "failure",
+                   "vellum.client.identity": "spiffe://example.org/gw"}),
         ))
         .unwrap();
         assert_eq!(
@@ -238,6 +244,7 @@ mod tests {
                 action: Some("login.failed".into()),
                 status: Some("failure".into()),
                 ip: Some("10.0.0.7".parse().unwrap()),
+                identity: Some("spiffe://example.org/gw".into()),
             }
         );
     }

@@ -60,6 +60,7 @@ pub struct Filter {
     pub action: Vec<String>,
     pub status: Vec<String>,
     pub ip: Vec<IpRange>,
+    pub identity: Vec<String>,
 }
 
 /// An inclusive range of addresses of one family (a CIDR block, or one address).
@@ -244,6 +245,7 @@ pub struct Index {
     user_id: Postings,
     action: Postings,
     status: Postings,
+    identity: Postings,
     ipv4: BTreeMap<u32, Posting>,
     /// Per IPv4 /16.
     ipv4_wide: BTreeMap<u16, Posting>,
@@ -389,6 +391,7 @@ impl Index {
             (&mut self.user_id, f.user_id),
             (&mut self.action, f.action),
             (&mut self.status, f.status),
+            (&mut self.identity, f.identity),
         ] {
             if let Some(v) = value {
                 match postings.get_mut(v.as_str()) {
@@ -431,6 +434,7 @@ impl Index {
                 &mut self.user_id,
                 &mut self.action,
                 &mut self.status,
+                &mut self.identity,
             ] {
                 postings.retain(|_, p| p.keep_from(row));
             }
@@ -532,6 +536,7 @@ impl Index {
             (&self.user_id, &f.user_id),
             (&self.action, &f.action),
             (&self.status, &f.status),
+            (&self.identity, &f.identity),
         ] {
             if !wanted.is_empty() {
                 sets.push(union(
@@ -824,6 +829,7 @@ mod tests {
                     .parse()
                     .unwrap()
             }),
+            identity: (!h.is_multiple_of(5)).then(|| format!("spiffe://t/gw{}", h % 3)),
         }
     }
 
@@ -863,6 +869,7 @@ mod tests {
                     && any(&f.user_id, &e.user_id)
                     && any(&f.action, &e.action)
                     && any(&f.status, &e.status)
+                    && any(&f.identity, &e.identity)
                     && (f.severity.is_empty()
                         || e.severity.is_some_and(|s| f.severity.contains(&s)))
                     && (f.ip.is_empty()
@@ -947,6 +954,11 @@ mod tests {
             },
             Filter {
                 user_id: vec!["nobody".into()],
+                ..Filter::default()
+            },
+            Filter {
+                identity: vec!["spiffe://t/gw1".into(), "spiffe://t/gw2".into()],
+                status: vec!["failure".into()],
                 ..Filter::default()
             },
             Filter {

@@ -4,12 +4,20 @@
 //! service:
 //!   api:
 //!     endpoint: 127.0.0.1:8090              # the default
-//!     token: ${env:VELLUM_API_TOKEN}        # at least 16 characters; without one the API is off
+//!     auth:
+//!       tokens:
+//!         - name: auditor                   # who asked, in the access stream
+//!           token: ${env:VELLUM_API_TOKEN}  # at least 16 characters
+//!           pipelines: ["*"]                # what it may read; see `auth`
 //! ```
 //!
-//! Without an `api` section, or with an empty `token` (`${env:VELLUM_API_TOKEN:-}` with
-//! the variable unset), nothing listens. Every request needs
-//! `Authorization: Bearer <token>`; the token is compared in constant time.
+//! Without an `api` section, or when no token has a value (`${env:VELLUM_API_TOKEN:-}`
+//! with the variable unset), nothing listens. Every request needs
+//! `Authorization: Bearer <token>`; tokens are compared in constant time. Each token
+//! reads only the pipelines its scope names and has its own rate limit ([`auth`],
+//! [`rate`]); every request it makes is sealed in the access stream before it is
+//! answered ([`access`]). The single `token:` of earlier versions still works (a token
+//! named `default` that reads every pipeline but the access stream).
 //!
 //! ```text
 //! GET  /api/v1/audit?start=…&end=…&event_type=…&severity=…&user_id=…&action=…&status=…&ip=…&limit=…&cursor=…
@@ -20,9 +28,10 @@
 //! |---|---|
 //! | `start`, `end` | RFC 3339 times; entries whose time is at or after `start` and before `end` |
 //! | `event_type`, `user_id`, `action`, `status` | exact values (see [`fields`] for where each is read from an entry) |
+//! | `identity` | the authenticated sender: `attributes["vellum.client.identity"]`, exact |
 //! | `severity` | `info`, `low`, `medium`, `high`, `critical`, or `>=high` for that grade and above |
 //! | `ip` | an address or a CIDR block, IPv4 or IPv6 |
-//! | `pipeline` | the pipeline whose journal is searched; needed only when several run |
+//! | `pipeline` | the pipeline whose journal is searched; needed only when the token may read several |
 //! | `order` | `newest_first` (the default; also `desc`) or `oldest_first` (`asc`), in journal order |
 //! | `limit` | entries per page, 1 to 1000, default 100 |
 //! | `cursor` | `next_cursor` of the previous page, with the same filters and order |
@@ -40,24 +49,28 @@
 //! first record (answers say `"complete": false` until it has caught up), then follows
 //! every commit.
 
+pub mod access;
 pub mod api;
+pub mod auth;
 pub mod fields;
 pub mod index;
+pub mod rate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Endpoint, Secret};
 use crate::evidence::hmac::KeyRing;
 use crate::journal::Journal;
+use crate::pipeline::intake::PipelineIntake;
+use access::AccessLog;
+use auth::{AuthConfig, Caller, TokenConfig};
 use index::{Index, SharedIndex};
 
-/// The shortest token taken: anything shorter is guessable.
-pub const MIN_TOKEN_CHARS: usize = 16;
+pub use auth::MIN_TOKEN_CHARS;
 
 /// `service.api`.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,8 +78,11 @@ pub const MIN_TOKEN_CHARS: usize = 16;
 pub struct ApiConfig {
     #[serde(default = "default_endpoint")]
     pub endpoint: Endpoint,
+    /// The single token of earlier versions: see [`TokenConfig::legacy`].
     #[serde(default)]
     pub token: Option<ApiToken>,
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
 
 fn default_endpoint() -> Endpoint {
@@ -76,18 +92,44 @@ fn default_endpoint() -> Endpoint {
 impl ApiConfig {
     /// Problems serde cannot see, as (path inside `service.api`, message).
     pub fn problems(&self) -> Vec<(String, String)> {
-        match &self.token {
-            Some(t) if !t.expose().is_empty() && t.expose().chars().count() < MIN_TOKEN_CHARS => {
-                vec![(
+        let mut out = Vec::new();
+        if let Some(t) = &self.token {
+            let legacy = TokenConfig::legacy(t.clone());
+            out.extend(
+                legacy
+                    .problems()
+                    .into_iter()
+                    .filter(|(path, _)| path == "token"),
+            );
+            if self.auth.is_some() {
+                out.push((
                     "token".into(),
-                    format!(
-                        "the token has {} characters; at least {MIN_TOKEN_CHARS} are required",
-                        t.expose().chars().count()
-                    ),
-                )]
+                    "give either `token` or `auth.tokens`, not both: move this token into `auth.tokens` with a name".into(),
+                ));
             }
-            _ => Vec::new(),
         }
+        if let Some(auth) = &self.auth {
+            for (i, t) in auth.tokens.iter().enumerate() {
+                out.extend(
+                    t.problems()
+                        .into_iter()
+                        .map(|(path, m)| (format!("auth.tokens[{i}].{path}"), m)),
+                );
+            }
+            out.extend(auth::duplicate_problems(&auth.tokens));
+        }
+        out
+    }
+
+    /// The tokens that have a value: the API listens when there is one.
+    pub fn tokens(&self) -> Vec<TokenConfig> {
+        let legacy = self.token.iter().cloned().map(TokenConfig::legacy);
+        let named = self.auth.iter().flat_map(|a| a.tokens.iter().cloned());
+        legacy.chain(named).filter(TokenConfig::is_on).collect()
+    }
+
+    pub fn is_on(&self) -> bool {
+        !self.tokens().is_empty()
     }
 }
 
@@ -111,16 +153,24 @@ pub struct QueryApi {
     followers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts the API when `config` has a token; `Ok(None)` when it is off.
+/// Starts the API when `config` has a token; `Ok(None)` when it is off. Every request
+/// is sealed through `access` (the intake of the access stream) before it is answered.
 pub async fn start(
     config: Option<&ApiConfig>,
     sources: Vec<QuerySource>,
+    access: Option<Arc<PipelineIntake>>,
 ) -> std::io::Result<Option<QueryApi>> {
-    let Some((config, token)) =
-        config.and_then(|c| Some((c, c.token.as_ref().filter(|t| !t.expose().is_empty())?)))
+    let Some((config, tokens)) = config
+        .map(|c| (c, c.tokens()))
+        .filter(|(_, tokens)| !tokens.is_empty())
     else {
-        tracing::info!("query API is off: no `service.api.token` is configured");
+        tracing::info!("query API is off: no token is configured under `service.api`");
         return Ok(None);
+    };
+    let Some(access) = access else {
+        return Err(std::io::Error::other(
+            "the access stream is not running, and the query API does not answer unaudited",
+        ));
     };
     let listener = crate::net::bind("query API", config.endpoint.as_str()).await?;
     let local_addr = listener.local_addr()?;
@@ -144,8 +194,9 @@ pub async fn start(
         });
     }
     let state = api::ApiState {
-        token_digest: Sha256::digest(token.expose().as_bytes()).into(),
+        callers: Arc::new(tokens.iter().map(Caller::new).collect()),
         sources: Arc::new(api_sources),
+        access: AccessLog::new(access),
     };
     let app = api::router(state);
     let shutdown = stop.clone();
@@ -156,7 +207,8 @@ pub async fn start(
         crate::net::listener::ListenerLimits::default(),
         shutdown,
     );
-    tracing::info!(addr = %local_addr, "query API listening");
+    let names: Vec<&str> = tokens.iter().map(|t| t.name.as_str()).collect();
+    tracing::info!(addr = %local_addr, tokens = ?names, "query API listening");
     Ok(Some(QueryApi {
         local_addr,
         stop,
@@ -209,6 +261,21 @@ mod tests {
         assert!(none.token.is_none());
         let wrong = decode(serde_json::json!({"token": 1234567890123456789u64})).unwrap_err();
         assert!(!wrong.contains("1234567890123456789"), "{wrong}");
+        let both = decode(serde_json::json!({"token": "0123456789abcdef",
+            "auth": {"tokens": [{"name": "a", "token": "fedcba9876543210", "streams": ["s"]}]}}))
+        .unwrap();
+        let problems = both.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].1.contains("either `token` or `auth.tokens`"));
+        let named = decode(serde_json::json!({"auth": {"tokens": [
+            {"name": "a", "token": "fedcba9876543210", "pipelines": ["*"]},
+            {"name": "b", "token": "", "pipelines": ["*"]},
+            {"name": "c", "token": "short", "pipelines": []}]}}))
+        .unwrap();
+        let paths: Vec<String> = named.problems().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["auth.tokens[2].token", "auth.tokens[2].pipelines"]);
+        let on: Vec<String> = named.tokens().into_iter().map(|t| t.name).collect();
+        assert_eq!(on, ["a", "c"], "an empty token is off");
         let shown = format!(
             "{:?}",
             decode(serde_json::json!({"token": "0123456789abcdef"})).unwrap()
@@ -224,9 +291,21 @@ mod tests {
         let off = ApiConfig {
             endpoint: Endpoint("127.0.0.1:0".into()),
             token: None,
+            auth: None,
         };
-        assert!(start(Some(&off), Vec::new()).await.unwrap().is_none());
-        assert!(start(None, Vec::new()).await.unwrap().is_none());
+        assert!(start(Some(&off), Vec::new(), None).await.unwrap().is_none());
+        assert!(start(None, Vec::new(), None).await.unwrap().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let (_writer, journal, _) = crate::journal::open(dir.path(), Default::default()).unwrap();
+        let (queue, _requests) = std::sync::mpsc::channel();
+        let access = Arc::new(PipelineIntake::new(
+            access::ACCESS_STREAM.into(),
+            Vec::new(),
+            queue,
+            journal,
+            Vec::new(),
+            u64::MAX,
+        ));
 
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -236,9 +315,17 @@ mod tests {
         let on = ApiConfig {
             endpoint: Endpoint(format!("127.0.0.1:{port}")),
             token: Some(Secret::new("0123456789abcdef")),
+            auth: None,
         };
+        assert!(
+            start(Some(&on), Vec::new(), None).await.is_err(),
+            "never unaudited"
+        );
         for _ in 0..2 {
-            let api = start(Some(&on), Vec::new()).await.unwrap().unwrap();
+            let api = start(Some(&on), Vec::new(), Some(access.clone()))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(api.local_addr().port(), port);
             assert!(
                 tokio::net::TcpStream::connect(api.local_addr())

@@ -261,6 +261,17 @@ fn counts(data: &ReportData) -> Markup {
                     }
                 }
             }
+            @if !data.by_identity.is_empty() {
+                h3 { "By identity" }
+                table {
+                    thead { tr { th { "Sender identity" } th.num { "records" } } }
+                    tbody {
+                        @for (identity, n) in &data.by_identity {
+                            tr { td { (identity) } td.num { (n) } }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -676,8 +687,11 @@ fn footer(data: &ReportData) -> Markup {
 
 #[cfg(test)]
 mod tests {
+    use super::super::collect::Collector;
     use super::super::*;
     use super::*;
+    use crate::evidence::verify::Options;
+    use std::path::Path;
 
     fn hostile_row() -> Row {
         Row {
