@@ -23,10 +23,23 @@
 //! Component ids are `type` or `type/name`. Loading parses the YAML into located nodes,
 //! expands `${env:…}`/`${file:…}` (see [`expand`]), decodes each component with its own
 //! typed config (unknown keys are errors) and then checks the graph. Every problem found
-//! is reported at once, each with its YAML path and position.
+//! is reported at once, each with its YAML path and position:
+//!
+//! | stage | what it finds | where reported |
+//! |---|---|---|
+//! | YAML and `${…}` expansion | syntax, unset variables, unreadable files | the scalar |
+//! | decoding, per component and per `service` part | unknown keys (at the key), wrong types, missing keys | the value |
+//! | each component's `problems()` | what its constructor would refuse: patterns, conditions, keys, ranges | the setting inside the component |
+//! | the graph | undefined or unused ids, processor order, `when:` syntax | the pipeline's list entry |
+//! | pipeline needs ([`pipelines`]) | a chain where an exporter needs one, `when:` where refused, one writer per stream, a key named for its stream | the list entry or the key |
+//!
+//! A value that fails to decode is set aside and decoding goes on, so a broken key in
+//! `service.telemetry` still lets the pipelines be checked; a pipeline set aside turns
+//! off the "defined but unused" check, whose answer would then be wrong.
 
 pub mod component;
 pub mod expand;
+pub mod pipelines;
 pub mod secret;
 pub mod yaml;
 
@@ -147,6 +160,17 @@ pub struct StorageConfig {
     /// How often retention looks for what it may purge (journal and evidence files).
     #[serde(default = "default_retention_check_interval", with = "humantime_serde")]
     pub retention_check_interval: std::time::Duration,
+}
+
+impl StorageConfig {
+    /// Problems serde cannot see, as (path inside `service.storage`, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.retention_check_interval < std::time::Duration::from_secs(1) {
+            out.push(("retention_check_interval".into(), "must be at least 1s".into()));
+        }
+        out
+    }
 }
 
 impl Default for StorageConfig {
@@ -324,6 +348,27 @@ impl Config {
     }
 }
 
+/// `path.inner`, or `path` for the component's own root.
+fn join_path(path: &str, inner: &str) -> String {
+    if inner.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}.{inner}")
+    }
+}
+
+/// Whether a decoding problem at `inner` only follows from values already set aside:
+/// a required key that was one of them, or a container that no longer fits its type.
+fn follows_from(set_aside: &[String], inner: &str, message: &str) -> bool {
+    match message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        Some((field, _)) => set_aside.contains(&join_path(inner, field)),
+        None => set_aside.iter().any(|gone| yaml::path_within(gone, inner)),
+    }
+}
+
 struct Loader {
     problems: Vec<Problem>,
     /// Where each component's key stands, `section.id` → position, for graph errors.
@@ -377,7 +422,17 @@ impl Loader {
         };
         if let Some(service) = &service {
             let service_node = root.get("service").unwrap_or(root);
-            self.check_graph(service, service_node, &receivers, &processors, &exporters);
+            // A pipeline set aside while decoding would make its components look unused.
+            let pipelines_whole = !self
+                .problems
+                .iter()
+                .any(|p| yaml::path_within(&p.path, "service.pipelines"));
+            self.check_graph(service, service_node, &receivers, &processors, &exporters, pipelines_whole);
+            self.check_pipeline_needs(root, service, service_node, &processors, &exporters);
+            for (inner, message) in service.storage.problems() {
+                let pos = service_node.locate(&format!("storage.{inner}"));
+                self.problem(format!("service.storage.{inner}"), pos, message);
+            }
             // Ids as written, so that one broken extension does not hide the others.
             let defined: Vec<String> = root
                 .get("extensions")
@@ -408,21 +463,16 @@ impl Loader {
     fn decode_expanded<T>(
         &self,
         path: &str,
-        node: &Node,
-        decode: impl Fn(serde_json::Value) -> Result<T, DecodeError>,
+        mut json: serde_json::Value,
+        decode: &impl Fn(serde_json::Value) -> Result<T, DecodeError>,
     ) -> Result<T, DecodeError> {
-        let mut json = node.to_json();
         let mut retyped = BTreeSet::new();
         loop {
             let (inner, message) = match decode(json.clone()) {
                 Err(DecodeError::Invalid { path, message }) => (path, message),
                 other => return other,
             };
-            let full = if inner.is_empty() {
-                path.to_string()
-            } else {
-                format!("{path}.{inner}")
-            };
+            let full = join_path(path, &inner);
             let typed = self.expansions.get(&full).and_then(|e| e.typed.as_ref());
             match (typed, yaml::json_at_mut(&mut json, &inner)) {
                 (Some(typed), Some(slot)) if retyped.insert(full) => *slot = typed.to_json(),
@@ -434,6 +484,47 @@ impl Loader {
                 }
             }
         }
+    }
+
+    /// Decodes the settings at `path` (`node`), reporting every problem: after each, the
+    /// value at fault is set aside and decoding goes on, so one bad key hides neither the
+    /// next nor the problems only the decoded settings can tell. What setting a value
+    /// aside causes in turn (a required key now missing) is not reported again.
+    /// `Ok(None)` when the settings are lost whole; `Err` for an unknown component type.
+    fn decode_all<T>(
+        &mut self,
+        path: &str,
+        node: &Node,
+        decode: impl Fn(serde_json::Value) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, &'static [&'static str]> {
+        // Each round removes one value, so this only bounds a pathological document.
+        const MAX_ROUNDS: usize = 64;
+        let mut json = if node.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            node.to_json()
+        };
+        let mut set_aside: Vec<String> = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            let (inner, message) = match self.decode_expanded(path, json.clone(), &decode) {
+                Ok(settings) => return Ok(Some(settings)),
+                Err(DecodeError::UnknownType(known)) => return Err(known),
+                Err(DecodeError::Invalid { path, message }) => (path, message),
+            };
+            if !follows_from(&set_aside, &inner, &message) {
+                let pos = if message.starts_with("unknown field") {
+                    node.locate_key(&inner)
+                } else {
+                    node.locate(&inner)
+                };
+                self.problem(join_path(path, &inner), pos, message);
+            }
+            match yaml::remove_json_at(&mut json, &inner) {
+                Some(gone) => set_aside.push(gone),
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// Decodes one section's components: id, known type, typed config.
@@ -463,19 +554,15 @@ impl Loader {
                     continue;
                 }
             };
-            let decoded = if body.is_null() {
-                T::decode(&id, serde_json::Value::Object(Default::default()))
-            } else {
-                self.decode_expanded(&path, body, |json| T::decode(&id, json))
-            };
-            match decoded {
-                Ok(config) => {
+            match self.decode_all(&path, body, |json| T::decode(&id, json)) {
+                Ok(Some(config)) => {
                     for (inner, message) in config.problems() {
-                        self.problem(format!("{path}.{inner}"), body.locate(&inner), message);
+                        self.problem(join_path(&path, &inner), body.locate(&inner), message);
                     }
                     out.insert(id, config);
                 }
-                Err(DecodeError::UnknownType(known)) => self.problem(
+                Ok(None) => {}
+                Err(known) => self.problem(
                     path,
                     *key_pos,
                     format!(
@@ -485,39 +572,13 @@ impl Loader {
                         known.join(", ")
                     ),
                 ),
-                Err(DecodeError::Invalid {
-                    path: inner,
-                    message,
-                }) => {
-                    let full = if inner.is_empty() {
-                        path.clone()
-                    } else {
-                        format!("{path}.{inner}")
-                    };
-                    self.problem(full, body.locate(&inner), message)
-                }
             }
         }
         out
     }
 
     fn typed<T: serde::de::DeserializeOwned>(&mut self, path: &str, node: &Node) -> Option<T> {
-        match self.decode_expanded(path, node, decode_json::<T>) {
-            Ok(v) => Some(v),
-            Err(DecodeError::Invalid {
-                path: inner,
-                message,
-            }) => {
-                let full = if inner.is_empty() {
-                    path.to_string()
-                } else {
-                    format!("{path}.{inner}")
-                };
-                self.problem(full, node.locate(&inner), message);
-                None
-            }
-            Err(DecodeError::UnknownType(_)) => None,
-        }
+        self.decode_all(path, node, decode_json::<T>).ok().flatten()
     }
 
     /// Every id in `service.extensions` names a defined extension, once.
@@ -545,6 +606,7 @@ impl Loader {
         receivers: &BTreeMap<ComponentId, ReceiverConfig>,
         processors: &BTreeMap<ComponentId, ProcessorConfig>,
         exporters: &BTreeMap<ComponentId, ExporterConfig>,
+        pipelines_whole: bool,
     ) {
         let mut used = BTreeSet::new();
         let pipelines_node = node.get("pipelines");
@@ -626,6 +688,9 @@ impl Loader {
                 let pos = pnode.locate(&format!("processors[{i}]"));
                 self.problem(format!("{base}.processors[{i}]"), pos, message);
             }
+        }
+        if !pipelines_whole {
+            return;
         }
         let sections: [(&str, Vec<&ComponentId>); 3] = [
             ("receivers", receivers.keys().collect()),

@@ -899,6 +899,10 @@ impl<'de> Deserialize<'de> for KeyPaths {
 }
 
 impl super::ProcessorSettings for ClassifyConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        ClassifyConfig::problems(self)
+    }
+
     fn build(&self, id: &str) -> Result<super::Stage, String> {
         Classifier::new(id, self)
             .map(|p| super::Stage::Process(std::sync::Arc::new(p)))

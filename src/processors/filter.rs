@@ -333,6 +333,10 @@ impl<'de> Deserialize<'de> for RuleEntry {
 }
 
 impl super::ProcessorSettings for FilterConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        FilterConfig::problems(self)
+    }
+
     fn capabilities(&self) -> super::ProcessorCapabilities {
         super::ProcessorCapabilities {
             drops_records: true,

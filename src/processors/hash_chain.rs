@@ -156,12 +156,53 @@ impl HashChainConfig {
         if self.checkpoint.every.is_zero() {
             out.push(("checkpoint.every".into(), "must be longer than 0s".into()));
         }
+        if let Some(Err(problem)) = self.signer() {
+            out.push(("signing_key".into(), problem));
+        }
         out
+    }
+
+    /// The checkpoint signer when the key is given (`None` for `auto`); the error never
+    /// quotes the key.
+    pub fn signer(&self) -> Option<Result<crate::evidence::note::NoteSigner, String>> {
+        match &self.signing_key {
+            SigningKey::Auto => None,
+            SigningKey::Given(text) => Some(
+                crate::evidence::note::NoteSigner::parse(text.expose()).map_err(|e| e.to_string()),
+            ),
+        }
+    }
+
+    /// The stream a pipeline writes: its chain's `stream`, or else the pipeline's id.
+    pub fn stream_of(chain: Option<&HashChainConfig>, pipeline: &str) -> String {
+        chain
+            .and_then(|c| c.stream.clone())
+            .unwrap_or_else(|| pipeline.to_string())
     }
 
     /// The checkpoint origin line for a stream.
     pub fn origin_line(&self, stream: &str) -> String {
         format!("{}/{stream}", self.origin)
+    }
+
+    /// The signer of `stream`'s checkpoints when the key is given (`None` for `auto`):
+    /// its name must be the stream's origin line. The error never quotes the key.
+    pub fn signer_for(
+        &self,
+        stream: &str,
+    ) -> Result<Option<crate::evidence::note::NoteSigner>, String> {
+        let Some(signer) = self.signer().transpose()? else {
+            return Ok(None);
+        };
+        let origin = self.origin_line(stream);
+        if signer.name() != origin {
+            return Err(format!(
+                "the key is named `{}` but this pipeline's checkpoint origin is `{origin}`; \
+                 make one with `vellum keygen --name {origin}`",
+                signer.name()
+            ));
+        }
+        Ok(Some(signer))
     }
 }
 

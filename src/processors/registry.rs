@@ -32,10 +32,9 @@ pub static PROCESSORS: &[ProcessorFactory] = &[
 
 /// A processor's own settings, decoded: what the core may ask of any processor.
 pub trait ProcessorSettings: std::fmt::Debug + Send + Sync + 'static {
-    /// Problems serde cannot see, as (path inside the component, message).
-    fn problems(&self) -> Vec<(String, String)> {
-        Vec::new()
-    }
+    /// Everything `build` would refuse, as (path inside the component, message), so
+    /// that validation reports it with its YAML position before anything starts.
+    fn problems(&self) -> Vec<(String, String)>;
     fn capabilities(&self) -> ProcessorCapabilities {
         ProcessorCapabilities::default()
     }

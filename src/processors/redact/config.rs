@@ -187,3 +187,51 @@ pub enum RedactConfigError {
     #[error("redact processor `{id}`: the detectors' patterns cannot be combined: {reason}")]
     Prefilter { id: String, reason: String },
 }
+
+impl RedactConfigError {
+    /// Where in `cfg` the problem is, as a path inside the component (`custom[1].pattern`,
+    /// `detectors[0]`), for the loader to locate in the YAML.
+    pub fn path_in(&self, cfg: &RedactConfig) -> String {
+        use RedactConfigError as E;
+        let custom = |name: &str, key: &str| match cfg.custom.iter().position(|c| c.name == name) {
+            Some(i) => format!("custom[{i}].{key}"),
+            None => "custom".into(),
+        };
+        let detector = |name: &str| {
+            let listed: Vec<&String> = cfg.detectors.iter().flatten().collect();
+            // The last one: for a name listed twice, the second is the problem.
+            match listed.iter().rposition(|d| *d == name) {
+                Some(i) => format!("detectors[{i}]"),
+                None => "detectors".into(),
+            }
+        };
+        let field = |path: &str| {
+            let at = |list: &[String], key: &str| {
+                list.iter()
+                    .position(|p| p == path)
+                    .map(|i| format!("fields.{key}[{i}]"))
+            };
+            at(&cfg.fields.never_scan, "never_scan")
+                .or_else(|| at(&cfg.fields.always_redact, "always_redact"))
+                .unwrap_or_else(|| "fields".into())
+        };
+        match self {
+            E::UnknownDetector { name, .. } | E::DuplicateDetector { name, .. } => detector(name),
+            E::InvalidCustomName { name, .. } => custom(name, "name"),
+            E::InvalidPattern { name, .. } | E::EmptyMatch { name, .. } => {
+                if cfg.custom.iter().any(|c| &c.name == name) {
+                    custom(name, "pattern")
+                } else {
+                    "fields.sensitive_keys".into()
+                }
+            }
+            E::TooManyCustomDetectors { .. } => "custom".into(),
+            E::MissingHashKey { .. } | E::InvalidHashKey { .. } => "hash_key".into(),
+            E::PolicyForUnknownDetector { name, .. } => format!("policy.{name}"),
+            E::PolicyGivenTwice { name, .. } => custom(name, "policy"),
+            E::InvalidFieldPath { path, .. } | E::ConflictingFieldPath { path, .. } => field(path),
+            E::EmptySensitiveKey { .. } => "fields.sensitive_keys".into(),
+            E::Prefilter { .. } => String::new(),
+        }
+    }
+}

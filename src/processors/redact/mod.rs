@@ -1380,6 +1380,20 @@ fn looks_like_json(text: &str) -> bool {
 }
 
 impl crate::processors::ProcessorSettings for RedactConfig {
+    /// The constructor's refusal, located: it compiles every pattern, as `build` will.
+    fn problems(&self) -> Vec<(String, String)> {
+        const ID: &str = "-";
+        match Redactor::new(ID, self) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                let text = e.to_string();
+                let prefix = format!("redact processor `{ID}`: ");
+                let message = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
+                vec![(e.path_in(self), message)]
+            }
+        }
+    }
+
     fn build(&self, id: &str) -> Result<crate::processors::Stage, String> {
         Redactor::new(id, self)
             .map(|p| crate::processors::Stage::Process(std::sync::Arc::new(p)))
