@@ -8,9 +8,13 @@
 //! `GET` by a 302 would lose the batch. Proxies from `HTTPS_PROXY`/`HTTP_PROXY` apply.
 //!
 //! ```yaml
-//! tls:
-//!   ca_file: /etc/vellum/splunk-ca.pem   # PEM bundle trusted besides the system roots
-//!   insecure_skip_verify: false          # never verify the server's certificate (tests only)
+//! exporters:
+//!   splunk_hec/siem:
+//!     endpoint: https://splunk.example.com:8088
+//!     token: "${env:SPLUNK_HEC_TOKEN}"
+//!     tls:
+//!       ca_file: /etc/vellum/splunk-ca.pem   # PEM bundle trusted besides the system roots
+//!       insecure_skip_verify: false          # never verify the server's certificate (tests only)
 //! ```
 //!
 //! One table decides every HTTP answer unless an exporter knows its sink better (Splunk's

@@ -39,6 +39,8 @@ pub struct ExporterConfig {
 /// ```yaml
 /// exporters:
 ///   splunk_hec/siem:
+///     endpoint: https://splunk.example.com:8088
+///     token: "${env:SPLUNK_HEC_TOKEN}"
 ///     batch: { max_records: 2048, max_bytes: 4MiB, max_age: 200ms }   # the defaults
 ///     retry_on_failure:                    # the OpenTelemetry Collector's keys
 ///       enabled: true

@@ -4,8 +4,8 @@
 //! processors:
 //!   hmac_sign:
 //!     keys:                  # a key ring; the first key signs, all of them verify
-//!       - { id: k2026, key: ${env:AUDIT_HMAC_KEY} }
-//!       - { id: k2025, key: ${file:/etc/vellum/hmac-2025.key} }
+//!       - { id: k2026, key: "${env:AUDIT_HMAC_KEY}" }
+//!       - { id: k2025, key: "${file:/etc/vellum/hmac-2025.key}" }
 //! ```
 //!
 //! `mac = HMAC-SHA256(key, leaf)` over the 32-byte leaf hash (evidence format §1). A key
