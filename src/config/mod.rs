@@ -39,6 +39,8 @@
 
 pub mod component;
 pub mod expand;
+pub mod reference;
+pub mod schema;
 pub mod pipelines;
 pub mod secret;
 pub mod yaml;
@@ -118,7 +120,7 @@ pub struct Config {
     pub extensions: crate::telemetry::ExtensionsConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Absent (as in a Collector configuration): every default, see [`StorageConfig`].
@@ -136,15 +138,17 @@ pub struct ServiceConfig {
 }
 
 /// `service.storage`: the journal and every other piece of persistent state.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Default: `$VELLUM_DATA/state`, or `./data/state` without `VELLUM_DATA`, as the
     /// shipped pipelines have it.
     #[serde(default = "default_storage_directory")]
+    #[schemars(extend("default" = "$VELLUM_DATA/state"))]
     pub directory: PathBuf,
     /// Size at which a journal segment is closed and a new one started.
     #[serde(default = "default_segment_size")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub segment_size: bytesize::ByteSize,
     /// Records accepted but not yet delivered by the slowest exporter, past which receivers
     /// push back (gRPC RESOURCE_EXHAUSTED, HTTP 429/503 with Retry-After).
@@ -152,12 +156,14 @@ pub struct StorageConfig {
     pub max_backlog_records: u64,
     /// The largest record, sealed, that the journal takes.
     #[serde(default = "default_max_record_size")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub max_record_size: bytesize::ByteSize,
     /// Days journal records are kept; past that, segments every exporter has delivered
     /// are purged. 0 keeps them forever (the query API reads the journal).
     #[serde(default)]
     pub retention_days: u32,
     /// How often retention looks for what it may purge (journal and evidence files).
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_retention_check_interval", with = "humantime_serde")]
     pub retention_check_interval: std::time::Duration,
 }
@@ -207,7 +213,7 @@ fn default_max_record_size() -> bytesize::ByteSize {
     bytesize::ByteSize::mib(4)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     #[serde(default)]
@@ -217,7 +223,7 @@ pub struct TelemetryConfig {
     pub metrics: crate::telemetry::MetricsConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogsConfig {
     /// A `tracing` filter: `info`, `debug`, `vellum=debug,info`; `RUST_LOG` wins when set.
@@ -241,7 +247,7 @@ fn default_log_level() -> String {
     "info".into()
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines; `console` in the Collector's words.
@@ -251,7 +257,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub receivers: Vec<String>,
@@ -261,7 +267,7 @@ pub struct PipelineConfig {
 }
 
 /// An exporter in a pipeline: its id, or `{ id, when }` to route only matching records.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ExporterRef {
     Id(String),

@@ -58,7 +58,7 @@ use crate::config::secret::redact_url;
 
 /// Extra headers from the configuration. Their values may be credentials, so `Debug`
 /// shows the names only and every value is marked sensitive on the wire.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Headers(pub BTreeMap<String, Secret>);
 
@@ -115,7 +115,7 @@ pub fn sensitive(value: &str) -> Result<HeaderValue, ExportError> {
     Ok(v)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// A PEM bundle of CA certificates trusted besides the system's roots.
@@ -128,7 +128,7 @@ pub struct TlsConfig {
 }
 
 /// Whether request bodies are gzip-compressed (`Content-Encoding: gzip`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     #[default]

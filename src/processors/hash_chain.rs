@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use crate::config::secret::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HashChainConfig {
     pub origin: String,
@@ -34,11 +34,12 @@ pub struct HashChainConfig {
     pub signing_key: SigningKey,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointConfig {
     #[serde(default = "default_every_records")]
     pub every_records: u64,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_every", with = "humantime_serde")]
     pub every: Duration,
 }
@@ -225,6 +226,22 @@ impl super::ProcessorSettings for HashChainConfig {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+impl schemars::JsonSchema for SigningKey {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "signing_key".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::config::schema::text(
+            "secret",
+            "`auto` (generated on first start, kept in the storage directory), or a \
+             private key as `vellum keygen` prints it; never logged",
+        )
     }
 }
 

@@ -77,15 +77,18 @@ pub enum Stage {
 pub struct ProcessorFactory {
     pub type_name: &'static str,
     pub decode: fn(serde_json::Value) -> Result<Arc<dyn ProcessorSettings>, DecodeError>,
+    /// The JSON schema of its settings, for the configuration reference.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 impl ProcessorFactory {
-    pub const fn of<T: ProcessorSettings + DeserializeOwned>(
+    pub const fn of<T: ProcessorSettings + DeserializeOwned + schemars::JsonSchema>(
         type_name: &'static str,
     ) -> ProcessorFactory {
         ProcessorFactory {
             type_name,
             decode: decode_as::<T>,
+            schema: T::json_schema,
         }
     }
 }

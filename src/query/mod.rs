@@ -60,7 +60,7 @@ use index::{Index, SharedIndex};
 pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// `service.api`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     #[serde(default = "default_endpoint")]

@@ -62,12 +62,14 @@ use crate::paths::stream_folder;
 mod prune;
 pub use prune::{PruneError, PrunePlan, apply_prune, legal_hold, plan_prune};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub directory: PathBuf,
     #[serde(default = "default_max_file_size")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub max_file_size: bytesize::ByteSize,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_max_file_age", with = "humantime_serde")]
     pub max_file_age: Duration,
     #[serde(default)]

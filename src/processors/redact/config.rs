@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// What happens to a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Replace it with `[REDACTED:<detector>]`.
@@ -80,7 +80,7 @@ impl<'de> Deserialize<'de> for PolicyConfig {
 /// Field-level rules. Paths are dotted and start at `body` or `attributes`
 /// (`attributes.password`, `body.user.ssn`, `body.messages.*.content`); `*` matches any key
 /// or array index; a path continues into JSON embedded in a string.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldsConfig {
     /// Replaced whole, whatever the value looks like.
@@ -97,7 +97,7 @@ pub struct FieldsConfig {
 
 /// A detector defined by a regular expression (Rust `regex` syntax), matched against each
 /// string; every match is a finding.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomDetectorConfig {
     pub name: String,
@@ -106,7 +106,7 @@ pub struct CustomDetectorConfig {
     pub policy: Option<Policy>,
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedactConfig {
     #[serde(default)]
@@ -233,5 +233,21 @@ impl RedactConfigError {
             E::EmptySensitiveKey { .. } => "fields.sensitive_keys".into(),
             E::Prefilter { .. } => String::new(),
         }
+    }
+}
+
+impl schemars::JsonSchema for PolicyConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "redact_policy".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let policy = g.subschema_for::<Policy>();
+        schemars::json_schema!({
+            "description": "one policy for every detector, or a map from detector name (or `default`) to a policy",
+            "anyOf": [policy, { "type": "object", "additionalProperties": policy }]
+        })
     }
 }
