@@ -54,7 +54,11 @@ struct Block {
 /// module docs, nothing in Markdown); opted-out blocks go to `skipped`.
 fn blocks_in(file: &Path, prefix: &str, skipped: &mut Vec<String>) -> Vec<Block> {
     let text = std::fs::read_to_string(file).unwrap();
-    let name = file.strip_prefix(ROOT).unwrap_or(file).display().to_string();
+    let name = file
+        .strip_prefix(ROOT)
+        .unwrap_or(file)
+        .display()
+        .to_string();
     let mut out = Vec::new();
     let mut open: Option<(usize, bool, String)> = None;
     for (i, raw) in text.lines().enumerate() {
@@ -160,7 +164,10 @@ fn used(config: &Value, section: &str) -> BTreeSet<String> {
 /// What the block defines in `section` and no pipeline uses, in its order.
 fn unused(config: &Value, section: &str) -> Vec<String> {
     let used = used(config, section);
-    let defined = config[section].as_object().into_iter().flat_map(|m| m.keys());
+    let defined = config[section]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys());
     defined.filter(|id| !used.contains(*id)).cloned().collect()
 }
 
@@ -173,18 +180,31 @@ fn complete(fragment: Value) -> Value {
     for pipeline in pipelines.values_mut() {
         let pipeline = map(pipeline);
         pipeline.entry("receivers").or_insert(json!(["otlp"]));
-        pipeline.entry("exporters").or_insert(json!(["file/evidence"]));
+        pipeline
+            .entry("exporters")
+            .or_insert(json!(["file/evidence"]));
     }
     let [receivers, processors, exporters] = SECTIONS.map(|s| unused(&config, s));
-    let no_pipeline = config["service"]["pipelines"].as_object().is_none_or(Map::is_empty);
+    let no_pipeline = config["service"]["pipelines"]
+        .as_object()
+        .is_none_or(Map::is_empty);
     if no_pipeline || !receivers.is_empty() || !processors.is_empty() || !exporters.is_empty() {
         let seals = |id: &String| id.starts_with("hash_chain") || id.starts_with("hmac_sign");
         let mut chain: Vec<String> = processors.iter().filter(|p| !seals(p)).cloned().collect();
         let own_chain = processors.iter().find(|p| p.starts_with("hash_chain"));
         chain.push(own_chain.cloned().unwrap_or_else(|| "hash_chain".into()));
-        chain.extend(processors.iter().filter(|p| p.starts_with("hmac_sign")).cloned());
+        chain.extend(
+            processors
+                .iter()
+                .filter(|p| p.starts_with("hmac_sign"))
+                .cloned(),
+        );
         let or = |ids: Vec<String>, default: &str| {
-            if ids.is_empty() { vec![default.to_string()] } else { ids }
+            if ids.is_empty() {
+                vec![default.to_string()]
+            } else {
+                ids
+            }
         };
         config["service"]["pipelines"]["logs/docs"] = json!({
             "receivers": or(receivers, "otlp"),
@@ -243,12 +263,18 @@ fn check(block: &Block, tmp: &Path) -> Result<(), String> {
     let mut text = serde_json::to_string_pretty(&complete(fragment)).unwrap();
     for path in references(&text.clone(), "file") {
         let content = placeholder_file(path).ok_or_else(|| {
-            format!("{}: no placeholder for `${{file:{path}}}`; add one to placeholder_file", block.origin)
+            format!(
+                "{}: no placeholder for `${{file:{path}}}`; add one to placeholder_file",
+                block.origin
+            )
         })?;
         let local = tmp.join(path.trim_start_matches('/'));
         std::fs::create_dir_all(local.parent().unwrap()).unwrap();
         std::fs::write(&local, content).unwrap();
-        text = text.replace(&format!("${{file:{path}}}"), &format!("${{file:{}}}", local.display()));
+        text = text.replace(
+            &format!("${{file:{path}}}"),
+            &format!("${{file:{}}}", local.display()),
+        );
     }
     let config = tmp.join("config.yaml");
     std::fs::write(&config, &text).unwrap();
@@ -273,7 +299,13 @@ fn check(block: &Block, tmp: &Path) -> Result<(), String> {
 fn every_yaml_block_in_the_docs_validates() {
     let (blocks, skipped) = every_block();
     let origins: Vec<&str> = blocks.iter().map(|b| b.origin.as_str()).collect();
-    for expected in ["README.md:", "docs/conditions.md:", "docs/retention.md:", "src/processors/redact/mod.rs:", "pipelines/default.yaml"] {
+    for expected in [
+        "README.md:",
+        "docs/conditions.md:",
+        "docs/retention.md:",
+        "src/processors/redact/mod.rs:",
+        "pipelines/default.yaml",
+    ] {
         assert!(
             origins.iter().any(|o| o.starts_with(expected)),
             "no block found in {expected}: {origins:?}"

@@ -19,7 +19,10 @@ fn the_configuration_reference_is_up_to_date() {
             .lines()
             .zip(generated.lines())
             .position(|(a, b)| a != b)
-            .map_or(committed.lines().count().min(generated.lines().count()), |i| i)
+            .map_or(
+                committed.lines().count().min(generated.lines().count()),
+                |i| i,
+            )
             + 1;
         panic!(
             "docs/reference.md is stale (first difference at line {line}); regenerate it with\n\n    {REGENERATE}\n"
@@ -35,7 +38,10 @@ fn every_registered_component_and_key_appears_in_the_reference() {
         .chain(vellum::processors::registry::type_names())
         .chain(vellum::exporters::registry::type_names())
     {
-        assert!(text.contains(&format!("### `{type_name}`\n")), "{type_name} is missing");
+        assert!(
+            text.contains(&format!("### `{type_name}`\n")),
+            "{type_name} is missing"
+        );
     }
     // Keys as the loader reads them, nested ones dotted, with defaults and doc comments.
     for row in [

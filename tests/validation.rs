@@ -72,7 +72,11 @@ fn assert_reported(yaml: &str, expected: &[(&str, &str, (usize, usize))]) {
         let Some(r) = found else {
             panic!("no problem at `{path}`:\n{stderr}");
         };
-        assert!(r.message.contains(text), "`{path}`: {}\n{stderr}", r.message);
+        assert!(
+            r.message.contains(text),
+            "`{path}`: {}\n{stderr}",
+            r.message
+        );
         assert_eq!((r.line, r.column), (*line, *column), "`{path}`:\n{stderr}");
     }
     assert_eq!(reported.len(), expected.len(), "{stderr}");

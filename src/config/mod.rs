@@ -39,9 +39,9 @@
 
 pub mod component;
 pub mod expand;
+pub mod pipelines;
 pub mod reference;
 pub mod schema;
-pub mod pipelines;
 pub mod secret;
 pub mod yaml;
 
@@ -173,7 +173,10 @@ impl StorageConfig {
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if self.retention_check_interval < std::time::Duration::from_secs(1) {
-            out.push(("retention_check_interval".into(), "must be at least 1s".into()));
+            out.push((
+                "retention_check_interval".into(),
+                "must be at least 1s".into(),
+            ));
         }
         out
     }
@@ -433,7 +436,14 @@ impl Loader {
                 .problems
                 .iter()
                 .any(|p| yaml::path_within(&p.path, "service.pipelines"));
-            self.check_graph(service, service_node, &receivers, &processors, &exporters, pipelines_whole);
+            self.check_graph(
+                service,
+                service_node,
+                &receivers,
+                &processors,
+                &exporters,
+                pipelines_whole,
+            );
             self.check_pipeline_needs(root, service, service_node, &processors, &exporters);
             for (inner, message) in service.storage.problems() {
                 let pos = service_node.locate(&format!("storage.{inner}"));

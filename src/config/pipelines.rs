@@ -28,7 +28,10 @@ impl Loader {
         let mut streams: BTreeMap<String, &str> = BTreeMap::new();
         for (name, pipeline) in &service.pipelines {
             let base = format!("service.pipelines.{name}");
-            let pnode = node.get("pipelines").and_then(|n| n.get(name)).unwrap_or(node);
+            let pnode = node
+                .get("pipelines")
+                .and_then(|n| n.get(name))
+                .unwrap_or(node);
             let chain = pipeline
                 .processors
                 .iter()
@@ -64,7 +67,10 @@ impl Loader {
                     self.problem(
                         format!("{base}.{at}"),
                         pnode.locate(&at),
-                        format!("`{}` {why}; add `hash_chain` to this pipeline's processors", exporter.id()),
+                        format!(
+                            "`{}` {why}; add `hash_chain` to this pipeline's processors",
+                            exporter.id()
+                        ),
                     );
                 }
                 if !caps.accepts_when && exporter.when().is_some() {
@@ -72,7 +78,10 @@ impl Loader {
                     self.problem(
                         format!("{base}.{at}"),
                         pnode.locate(&at),
-                        format!("`{}` cannot take `when:`: evidence must join without gaps", exporter.id()),
+                        format!(
+                            "`{}` cannot take `when:`: evidence must join without gaps",
+                            exporter.id()
+                        ),
                     );
                 }
             }
@@ -85,7 +94,9 @@ fn chain_of<'a>(
     pid: &'a str,
     processors: &BTreeMap<ComponentId, ProcessorConfig>,
 ) -> Option<(&'a str, HashChainConfig)> {
-    let cfg = ComponentId::parse(pid).ok().and_then(|c| processors.get(&c))?;
+    let cfg = ComponentId::parse(pid)
+        .ok()
+        .and_then(|c| processors.get(&c))?;
     if cfg.capabilities().seals != Some(Seal::Chain) {
         return None;
     }

@@ -28,15 +28,24 @@ pub fn markdown() -> String {
     let sections: [(&str, Vec<(&str, Schema)>); 3] = [
         (
             "receivers",
-            RECEIVERS.iter().map(|f| (f.type_name, (f.schema)(&mut g))).collect(),
+            RECEIVERS
+                .iter()
+                .map(|f| (f.type_name, (f.schema)(&mut g)))
+                .collect(),
         ),
         (
             "processors",
-            PROCESSORS.iter().map(|f| (f.type_name, (f.schema)(&mut g))).collect(),
+            PROCESSORS
+                .iter()
+                .map(|f| (f.type_name, (f.schema)(&mut g)))
+                .collect(),
         ),
         (
             "exporters",
-            EXPORTERS.iter().map(|f| (f.type_name, (f.schema)(&mut g))).collect(),
+            EXPORTERS
+                .iter()
+                .map(|f| (f.type_name, (f.schema)(&mut g)))
+                .collect(),
         ),
     ];
     let delivery = g.subschema_for::<crate::exporters::DeliverySettings>();
@@ -180,19 +189,29 @@ fn non_null<'a>(schema: &'a Value, defs: &'a Map<String, Value>) -> &'a Value {
 /// The type as the reference names it.
 fn kind(schema: &Value, defs: &Map<String, Value>) -> String {
     let schema = resolve(schema, defs);
-    if let Some(format) = schema.get("format").and_then(Value::as_str) {
-        if !format.starts_with("int") && !format.starts_with("uint") && format != "double" {
-            return format.to_string();
-        }
+    // Number formats (`uint32`, `double`) add nothing to `integer` and `number`.
+    if let Some(format) = schema.get("format").and_then(Value::as_str)
+        && !format.starts_with("int")
+        && !format.starts_with("uint")
+        && format != "double"
+    {
+        return format.to_string();
     }
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        return values.iter().map(default_text).collect::<Vec<_>>().join(" \\| ");
+        return values
+            .iter()
+            .map(default_text)
+            .collect::<Vec<_>>()
+            .join(" \\| ");
     }
     if let Some(value) = schema.get("const") {
         return default_text(value);
     }
     // A tagged enum's variant: `{ type: bearer, … }`.
-    if let Some(tag) = schema.pointer("/properties/type/const").and_then(Value::as_str) {
+    if let Some(tag) = schema
+        .pointer("/properties/type/const")
+        .and_then(Value::as_str)
+    {
         return format!("`{{ type: {tag}, … }}`");
     }
     for key in ["oneOf", "anyOf"] {

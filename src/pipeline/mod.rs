@@ -35,8 +35,8 @@ use crate::config::{ComponentId, Config, ExporterRef, StorageConfig};
 use crate::evidence::hmac::KeyRing;
 use crate::evidence::note::{self, NoteSigner};
 use crate::exporters::{EvidenceStore, ExporterConfig, ExporterContext};
-use crate::paths::stream_folder;
 use crate::journal::{self, Journal, JournalOptions, JournalWriter};
+use crate::paths::stream_folder;
 use crate::processors::Stage;
 use crate::processors::hash_chain::HashChainConfig;
 use crate::receivers::{Limits, ReceiverConfig};
@@ -899,8 +899,9 @@ service:
         );
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
-            p[0].starts_with("service.pipelines.logs/b: stream `shared` is also written by pipeline `logs/a`")
-                && p[0].ends_with("@11"),
+            p[0].starts_with(
+                "service.pipelines.logs/b: stream `shared` is also written by pipeline `logs/a`"
+            ) && p[0].ends_with("@11"),
             "{p:?}"
         );
     }

@@ -756,9 +756,12 @@ service:
         .unwrap_err()
         .problems;
         assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems.iter().any(|p| p.path
-            == "service.pipelines.logs/audit.exporters[0]"
-            && p.message.contains("`file/evidence` has `retention_days`")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "service.pipelines.logs/audit.exporters[0]"
+                    && p.message.contains("`file/evidence` has `retention_days`"))
+        );
         assert!(
             problems
                 .iter()
