@@ -97,16 +97,21 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyConfig {
+    /// `builtin` (the AI-gateway pack, the default) or a list of rules.
     #[serde(default)]
     pub rules: Pack<RuleConfig>,
+    /// Rules tried before `rules`: refine or override the pack.
     #[serde(default)]
     pub extra_rules: Vec<RuleConfig>,
     #[serde(default)]
     pub default: DefaultConfig,
+    /// Whether rules replace an `event_type` or `severity` the record already has.
     #[serde(default)]
     pub overwrite: bool,
+    /// Windows that escalate bursts: `builtin` (the default), `[]` for none, or a list.
     #[serde(default)]
     pub windows: Pack<WindowConfig>,
+    /// The most keys each window remembers.
     #[serde(default = "default_max_tracked_keys")]
     pub max_tracked_keys: usize,
 }

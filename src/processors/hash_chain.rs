@@ -25,9 +25,14 @@ use crate::config::secret::Secret;
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HashChainConfig {
+    /// The checkpoint origin prefix, a schema-less URL: checkpoints are signed for
+    /// `<origin>/<stream>`.
     pub origin: String,
+    /// The stream this pipeline's records are chained in; default: the pipeline's id.
+    /// Parts of letters, digits, `.`, `_` and `-` joined by `/`.
     #[serde(default)]
     pub stream: Option<String>,
+    /// When a signed checkpoint is written: whichever comes first.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
     #[serde(default)]
@@ -37,8 +42,10 @@ pub struct HashChainConfig {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointConfig {
+    /// A checkpoint after this many records.
     #[serde(default = "default_every_records")]
     pub every_records: u64,
+    /// A checkpoint after this long.
     #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_every", with = "humantime_serde")]
     pub every: Duration,

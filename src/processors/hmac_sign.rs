@@ -20,13 +20,16 @@ use crate::config::secret::Secret;
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HmacSignConfig {
+    /// The key ring, `{ id, key }` each: the first key signs, all of them verify.
     pub keys: Vec<KeyEntry>,
 }
 
 #[derive(Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyEntry {
+    /// The key's name, written as `kid` in each entry it signs.
     pub id: String,
+    /// At least 32 bytes: its UTF-8 text, or binary as `hex:…` / `base64:…`.
     pub key: Secret,
 }
 
