@@ -227,7 +227,7 @@ service:
             (
                 "service.storage.retention_check_interval",
                 "at least 1s",
-                place_of(&yaml, "0s", 0),
+                place_of(&yaml, "0s }", 0),
             ),
             (
                 "service.pipelines.logs/b.exporters[0]",
