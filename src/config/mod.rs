@@ -373,7 +373,8 @@ fn follows_from(set_aside: &[String], inner: &str, message: &str) -> bool {
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split_once('`'))
     {
-        Some((field, _)) => set_aside.contains(&join_path(inner, field)),
+        Some((field, _)) if inner.is_empty() => set_aside.iter().any(|gone| gone == field),
+        Some((field, _)) => set_aside.contains(&format!("{inner}.{field}")),
         None => set_aside.iter().any(|gone| yaml::path_within(gone, inner)),
     }
 }
@@ -855,6 +856,46 @@ connectors: {}
             text("service.pipelines.logs/audit.receivers[2]").contains("`nothere` is not defined")
         );
         assert!(text("service.pipelines.logs/audit.processors[0]").contains("after `hash_chain`"));
+    }
+
+    #[test]
+    fn a_broken_section_hides_no_problem_elsewhere() {
+        let yaml = "
+receivers:
+  otlp: { protocols: { grpc: { endpoint: 127.0.0.1:4317 } } }
+  http: { endpoint: 127.0.0.1:8088, typo: 1, max_connections: 0 }
+exporters:
+  file: { directory: /tmp/evidence }
+service:
+  storage: 5
+  telemetry: { logs: { level: [debug] } }
+  pipelines:
+    logs/a: { receivers: [otlp, nothere], exporters: [file] }
+    logs/b: { receivers: otlp, exporters: [file] }
+";
+        let problems = load(yaml).unwrap_err();
+        assert_eq!(
+            places(&problems),
+            vec![
+                ("receivers.http.typo", 4),
+                ("receivers.http.max_connections", 4),
+                ("service.storage", 8),
+                ("service.telemetry.logs.level", 9),
+                ("service.pipelines.logs/a.receivers[1]", 11),
+                ("service.pipelines.logs/b.receivers", 12),
+            ],
+            "{problems:#?}"
+        );
+        // `logs/b` set aside: its missing `receivers` is not reported again, and `http`,
+        // which it might have used, is not called unused.
+        assert!(!problems.iter().any(|p| p.message.contains("missing field")));
+        assert!(!problems.iter().any(|p| p.message.contains("no pipeline uses")));
+        let no_service = load("receivers:\n  http: { endpoint: nowhere }\n").unwrap_err();
+        assert_eq!(
+            places(&no_service),
+            vec![("service", 1), ("receivers.http.endpoint", 2)],
+            "{no_service:#?}"
+        );
     }
 
     #[test]
