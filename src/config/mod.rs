@@ -889,7 +889,11 @@ service:
         // `logs/b` set aside: its missing `receivers` is not reported again, and `http`,
         // which it might have used, is not called unused.
         assert!(!problems.iter().any(|p| p.message.contains("missing field")));
-        assert!(!problems.iter().any(|p| p.message.contains("no pipeline uses")));
+        assert!(
+            !problems
+                .iter()
+                .any(|p| p.message.contains("no pipeline uses"))
+        );
         let no_service = load("receivers:\n  http: { endpoint: nowhere }\n").unwrap_err();
         assert_eq!(
             places(&no_service),
