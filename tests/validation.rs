@@ -161,7 +161,7 @@ service:
         &[
             (
                 "processors.redact.custom[0].pattern",
-                "custom detector `ticket` has an invalid pattern",
+                "column 5 of the pattern: unclosed character class",
                 place_of(&yaml, "\"TKT-", 0),
             ),
             (
