@@ -14,8 +14,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use common::pii_corpus::{Content, Rng, compact_event};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use vellum::component::Processor;
 use vellum::event::Record;
 use vellum::processors::redact::{RedactConfig, Redactor};

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use common::*;
 use common::peers;
+use common::*;
 use peers::http_faults::{Fault, Server};
 use serde_json::Value;
 

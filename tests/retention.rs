@@ -13,8 +13,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use common::peers;
+use common::*;
 use peers::http_faults::Server;
 use peers::webhook::{Auth, Receiver};
 use serde_json::Value;

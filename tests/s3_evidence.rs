@@ -25,8 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use common::*;
 use common::peers;
+use common::*;
 use peers::moto::{Moto, connection, create_locked_bucket, objects};
 
 const PREFIX: &str = "evidence/%Y/%m/%d/";

@@ -127,3 +127,15 @@ impl Endpoint {
         &self.0
     }
 }
+
+impl schemars::JsonSchema for Endpoint {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "endpoint".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        super::schema::text("endpoint", "`host:port`, e.g. `127.0.0.1:4317`")
+    }
+}

@@ -23,10 +23,25 @@
 //! Component ids are `type` or `type/name`. Loading parses the YAML into located nodes,
 //! expands `${env:…}`/`${file:…}` (see [`expand`]), decodes each component with its own
 //! typed config (unknown keys are errors) and then checks the graph. Every problem found
-//! is reported at once, each with its YAML path and position.
+//! is reported at once, each with its YAML path and position:
+//!
+//! | stage | what it finds | where reported |
+//! |---|---|---|
+//! | YAML and `${…}` expansion | syntax, unset variables, unreadable files | the scalar |
+//! | decoding, per component and per `service` part | unknown keys (at the key), wrong types, missing keys | the value |
+//! | each component's `problems()` | what its constructor would refuse: patterns, conditions, keys, ranges | the setting inside the component |
+//! | the graph | undefined or unused ids, processor order, `when:` syntax | the pipeline's list entry |
+//! | pipeline needs ([`pipelines`]) | a chain where an exporter needs one, `when:` where refused, one writer per stream, a key named for its stream | the list entry or the key |
+//!
+//! A value that fails to decode is set aside and decoding goes on, so a broken key in
+//! `service.telemetry` still lets the pipelines be checked; a pipeline set aside turns
+//! off the "defined but unused" check, whose answer would then be wrong.
 
 pub mod component;
 pub mod expand;
+pub mod pipelines;
+pub mod reference;
+pub mod schema;
 pub mod secret;
 pub mod yaml;
 
@@ -105,7 +120,7 @@ pub struct Config {
     pub extensions: crate::telemetry::ExtensionsConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Absent (as in a Collector configuration): every default, see [`StorageConfig`].
@@ -123,15 +138,17 @@ pub struct ServiceConfig {
 }
 
 /// `service.storage`: the journal and every other piece of persistent state.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Default: `$VELLUM_DATA/state`, or `./data/state` without `VELLUM_DATA`, as the
     /// shipped pipelines have it.
     #[serde(default = "default_storage_directory")]
+    #[schemars(extend("default" = "$VELLUM_DATA/state"))]
     pub directory: PathBuf,
     /// Size at which a journal segment is closed and a new one started.
     #[serde(default = "default_segment_size")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub segment_size: bytesize::ByteSize,
     /// Records accepted but not yet delivered by the slowest exporter, past which receivers
     /// push back (gRPC RESOURCE_EXHAUSTED, HTTP 429/503 with Retry-After).
@@ -139,14 +156,30 @@ pub struct StorageConfig {
     pub max_backlog_records: u64,
     /// The largest record, sealed, that the journal takes.
     #[serde(default = "default_max_record_size")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub max_record_size: bytesize::ByteSize,
     /// Days journal records are kept; past that, segments every exporter has delivered
     /// are purged. 0 keeps them forever (the query API reads the journal).
     #[serde(default)]
     pub retention_days: u32,
     /// How often retention looks for what it may purge (journal and evidence files).
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_retention_check_interval", with = "humantime_serde")]
     pub retention_check_interval: std::time::Duration,
+}
+
+impl StorageConfig {
+    /// Problems serde cannot see, as (path inside `service.storage`, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.retention_check_interval < std::time::Duration::from_secs(1) {
+            out.push((
+                "retention_check_interval".into(),
+                "must be at least 1s".into(),
+            ));
+        }
+        out
+    }
 }
 
 impl Default for StorageConfig {
@@ -183,7 +216,7 @@ fn default_max_record_size() -> bytesize::ByteSize {
     bytesize::ByteSize::mib(4)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     #[serde(default)]
@@ -193,7 +226,7 @@ pub struct TelemetryConfig {
     pub metrics: crate::telemetry::MetricsConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogsConfig {
     /// A `tracing` filter: `info`, `debug`, `vellum=debug,info`; `RUST_LOG` wins when set.
@@ -217,7 +250,7 @@ fn default_log_level() -> String {
     "info".into()
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines; `console` in the Collector's words.
@@ -227,7 +260,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub receivers: Vec<String>,
@@ -237,7 +270,7 @@ pub struct PipelineConfig {
 }
 
 /// An exporter in a pipeline: its id, or `{ id, when }` to route only matching records.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ExporterRef {
     Id(String),
@@ -324,6 +357,28 @@ impl Config {
     }
 }
 
+/// `path.inner`, or `path` for the component's own root.
+fn join_path(path: &str, inner: &str) -> String {
+    if inner.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}.{inner}")
+    }
+}
+
+/// Whether a decoding problem at `inner` only follows from values already set aside:
+/// a required key that was one of them, or a container that no longer fits its type.
+fn follows_from(set_aside: &[String], inner: &str, message: &str) -> bool {
+    match message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        Some((field, _)) if inner.is_empty() => set_aside.iter().any(|gone| gone == field),
+        Some((field, _)) => set_aside.contains(&format!("{inner}.{field}")),
+        None => set_aside.iter().any(|gone| yaml::path_within(gone, inner)),
+    }
+}
+
 struct Loader {
     problems: Vec<Problem>,
     /// Where each component's key stands, `section.id` → position, for graph errors.
@@ -377,7 +432,24 @@ impl Loader {
         };
         if let Some(service) = &service {
             let service_node = root.get("service").unwrap_or(root);
-            self.check_graph(service, service_node, &receivers, &processors, &exporters);
+            // A pipeline set aside while decoding would make its components look unused.
+            let pipelines_whole = !self
+                .problems
+                .iter()
+                .any(|p| yaml::path_within(&p.path, "service.pipelines"));
+            self.check_graph(
+                service,
+                service_node,
+                &receivers,
+                &processors,
+                &exporters,
+                pipelines_whole,
+            );
+            self.check_pipeline_needs(root, service, service_node, &processors, &exporters);
+            for (inner, message) in service.storage.problems() {
+                let pos = service_node.locate(&format!("storage.{inner}"));
+                self.problem(format!("service.storage.{inner}"), pos, message);
+            }
             // Ids as written, so that one broken extension does not hide the others.
             let defined: Vec<String> = root
                 .get("extensions")
@@ -408,21 +480,16 @@ impl Loader {
     fn decode_expanded<T>(
         &self,
         path: &str,
-        node: &Node,
-        decode: impl Fn(serde_json::Value) -> Result<T, DecodeError>,
+        mut json: serde_json::Value,
+        decode: &impl Fn(serde_json::Value) -> Result<T, DecodeError>,
     ) -> Result<T, DecodeError> {
-        let mut json = node.to_json();
         let mut retyped = BTreeSet::new();
         loop {
             let (inner, message) = match decode(json.clone()) {
                 Err(DecodeError::Invalid { path, message }) => (path, message),
                 other => return other,
             };
-            let full = if inner.is_empty() {
-                path.to_string()
-            } else {
-                format!("{path}.{inner}")
-            };
+            let full = join_path(path, &inner);
             let typed = self.expansions.get(&full).and_then(|e| e.typed.as_ref());
             match (typed, yaml::json_at_mut(&mut json, &inner)) {
                 (Some(typed), Some(slot)) if retyped.insert(full) => *slot = typed.to_json(),
@@ -434,6 +501,47 @@ impl Loader {
                 }
             }
         }
+    }
+
+    /// Decodes the settings at `path` (`node`), reporting every problem: after each, the
+    /// value at fault is set aside and decoding goes on, so one bad key hides neither the
+    /// next nor the problems only the decoded settings can tell. What setting a value
+    /// aside causes in turn (a required key now missing) is not reported again.
+    /// `Ok(None)` when the settings are lost whole; `Err` for an unknown component type.
+    fn decode_all<T>(
+        &mut self,
+        path: &str,
+        node: &Node,
+        decode: impl Fn(serde_json::Value) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, &'static [&'static str]> {
+        // Each round removes one value, so this only bounds a pathological document.
+        const MAX_ROUNDS: usize = 64;
+        let mut json = if node.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            node.to_json()
+        };
+        let mut set_aside: Vec<String> = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            let (inner, message) = match self.decode_expanded(path, json.clone(), &decode) {
+                Ok(settings) => return Ok(Some(settings)),
+                Err(DecodeError::UnknownType(known)) => return Err(known),
+                Err(DecodeError::Invalid { path, message }) => (path, message),
+            };
+            if !follows_from(&set_aside, &inner, &message) {
+                let pos = if message.starts_with("unknown field") {
+                    node.locate_key(&inner)
+                } else {
+                    node.locate(&inner)
+                };
+                self.problem(join_path(path, &inner), pos, message);
+            }
+            match yaml::remove_json_at(&mut json, &inner) {
+                Some(gone) => set_aside.push(gone),
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// Decodes one section's components: id, known type, typed config.
@@ -463,19 +571,15 @@ impl Loader {
                     continue;
                 }
             };
-            let decoded = if body.is_null() {
-                T::decode(&id, serde_json::Value::Object(Default::default()))
-            } else {
-                self.decode_expanded(&path, body, |json| T::decode(&id, json))
-            };
-            match decoded {
-                Ok(config) => {
+            match self.decode_all(&path, body, |json| T::decode(&id, json)) {
+                Ok(Some(config)) => {
                     for (inner, message) in config.problems() {
-                        self.problem(format!("{path}.{inner}"), body.locate(&inner), message);
+                        self.problem(join_path(&path, &inner), body.locate(&inner), message);
                     }
                     out.insert(id, config);
                 }
-                Err(DecodeError::UnknownType(known)) => self.problem(
+                Ok(None) => {}
+                Err(known) => self.problem(
                     path,
                     *key_pos,
                     format!(
@@ -485,39 +589,13 @@ impl Loader {
                         known.join(", ")
                     ),
                 ),
-                Err(DecodeError::Invalid {
-                    path: inner,
-                    message,
-                }) => {
-                    let full = if inner.is_empty() {
-                        path.clone()
-                    } else {
-                        format!("{path}.{inner}")
-                    };
-                    self.problem(full, body.locate(&inner), message)
-                }
             }
         }
         out
     }
 
     fn typed<T: serde::de::DeserializeOwned>(&mut self, path: &str, node: &Node) -> Option<T> {
-        match self.decode_expanded(path, node, decode_json::<T>) {
-            Ok(v) => Some(v),
-            Err(DecodeError::Invalid {
-                path: inner,
-                message,
-            }) => {
-                let full = if inner.is_empty() {
-                    path.to_string()
-                } else {
-                    format!("{path}.{inner}")
-                };
-                self.problem(full, node.locate(&inner), message);
-                None
-            }
-            Err(DecodeError::UnknownType(_)) => None,
-        }
+        self.decode_all(path, node, decode_json::<T>).ok().flatten()
     }
 
     /// Every id in `service.extensions` names a defined extension, once.
@@ -545,6 +623,7 @@ impl Loader {
         receivers: &BTreeMap<ComponentId, ReceiverConfig>,
         processors: &BTreeMap<ComponentId, ProcessorConfig>,
         exporters: &BTreeMap<ComponentId, ExporterConfig>,
+        pipelines_whole: bool,
     ) {
         let mut used = BTreeSet::new();
         let pipelines_node = node.get("pipelines");
@@ -626,6 +705,9 @@ impl Loader {
                 let pos = pnode.locate(&format!("processors[{i}]"));
                 self.problem(format!("{base}.processors[{i}]"), pos, message);
             }
+        }
+        if !pipelines_whole {
+            return;
         }
         let sections: [(&str, Vec<&ComponentId>); 3] = [
             ("receivers", receivers.keys().collect()),
@@ -774,6 +856,50 @@ connectors: {}
             text("service.pipelines.logs/audit.receivers[2]").contains("`nothere` is not defined")
         );
         assert!(text("service.pipelines.logs/audit.processors[0]").contains("after `hash_chain`"));
+    }
+
+    #[test]
+    fn a_broken_section_hides_no_problem_elsewhere() {
+        let yaml = "
+receivers:
+  otlp: { protocols: { grpc: { endpoint: 127.0.0.1:4317 } } }
+  http: { endpoint: 127.0.0.1:8088, typo: 1, max_connections: 0 }
+exporters:
+  file: { directory: /tmp/evidence }
+service:
+  storage: 5
+  telemetry: { logs: { level: [debug] } }
+  pipelines:
+    logs/a: { receivers: [otlp, nothere], exporters: [file] }
+    logs/b: { receivers: otlp, exporters: [file] }
+";
+        let problems = load(yaml).unwrap_err();
+        assert_eq!(
+            places(&problems),
+            vec![
+                ("receivers.http.typo", 4),
+                ("receivers.http.max_connections", 4),
+                ("service.storage", 8),
+                ("service.telemetry.logs.level", 9),
+                ("service.pipelines.logs/a.receivers[1]", 11),
+                ("service.pipelines.logs/b.receivers", 12),
+            ],
+            "{problems:#?}"
+        );
+        // `logs/b` set aside: its missing `receivers` is not reported again, and `http`,
+        // which it might have used, is not called unused.
+        assert!(!problems.iter().any(|p| p.message.contains("missing field")));
+        assert!(
+            !problems
+                .iter()
+                .any(|p| p.message.contains("no pipeline uses"))
+        );
+        let no_service = load("receivers:\n  http: { endpoint: nowhere }\n").unwrap_err();
+        assert_eq!(
+            places(&no_service),
+            vec![("service", 1), ("receivers.http.endpoint", 2)],
+            "{no_service:#?}"
+        );
     }
 
     #[test]

@@ -323,3 +323,18 @@ service:
         assert!(!text.contains("77777"), "{text}");
     }
 }
+
+impl schemars::JsonSchema for Secret {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "secret".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        super::schema::text(
+            "secret",
+            "a secret string, best given as `${env:NAME}` or `${file:/path}`; never logged",
+        )
+    }
+}

@@ -59,6 +59,36 @@ pub fn json_at_mut<'a>(json: &'a mut Value, path: &str) -> Option<&'a mut Value>
     Some(at)
 }
 
+/// Removes from `json` the map entry a serde path names, or, for a path ending in list
+/// indexes, the whole list (dropping one item would renumber the next ones' problems).
+/// Returns the path removed; `None` when nothing could be (the path names the root).
+pub fn remove_json_at(json: &mut Value, path: &str) -> Option<String> {
+    let mut target = path;
+    while target.ends_with(']') {
+        target = &target[..target.rfind('[')?];
+    }
+    let (parent, key) = match target.rfind('.') {
+        Some(dot) => (&target[..dot], &target[dot + 1..]),
+        None => ("", target),
+    };
+    if key.is_empty() {
+        return None;
+    }
+    match json_at_mut(json, parent)? {
+        Value::Object(map) => map.remove(key).map(|_| target.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether serde path `inner` is `outer` or lies below it (`a.b` holds `a.b.c`, `a.b[0]`).
+pub fn path_within(inner: &str, outer: &str) -> bool {
+    outer.is_empty()
+        || inner == outer
+        || inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeKind {
     Scalar(Scalar),
@@ -116,6 +146,31 @@ impl Node {
             }
         }
         node.pos
+    }
+
+    /// The position of the key a serde path ends in (`telemetry.log` → where `log:` is
+    /// written), for problems with the key itself; the value's position otherwise.
+    pub fn locate_key(&self, path: &str) -> Pos {
+        let (parent, key) = match path.rfind('.') {
+            Some(dot) => (&path[..dot], &path[dot + 1..]),
+            None => ("", path),
+        };
+        let mut node = self;
+        for segment in split_path(parent) {
+            let next = match (&node.kind, segment) {
+                (NodeKind::Map(_), PathSegment::Key(k)) => node.get(k),
+                (NodeKind::Seq(items), PathSegment::Index(i)) => items.get(i),
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => return self.locate(path),
+            }
+        }
+        node.entries()
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map_or_else(|| self.locate(path), |(_, pos, _)| *pos)
     }
 
     /// The node as a JSON value, the form serde deserializes component configs from.

@@ -73,7 +73,7 @@ pub const MAX_LOG_BYTES: usize = 1_000_000;
 /// How old a timestamp Datadog still ingests.
 const INGESTION_WINDOW: Duration = Duration::from_secs(18 * 3600);
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatadogConfig {
     pub api_key: Secret,

@@ -8,9 +8,13 @@
 //! `GET` by a 302 would lose the batch. Proxies from `HTTPS_PROXY`/`HTTP_PROXY` apply.
 //!
 //! ```yaml
-//! tls:
-//!   ca_file: /etc/vellum/splunk-ca.pem   # PEM bundle trusted besides the system roots
-//!   insecure_skip_verify: false          # never verify the server's certificate (tests only)
+//! exporters:
+//!   splunk_hec/siem:
+//!     endpoint: https://splunk.example.com:8088
+//!     token: "${env:SPLUNK_HEC_TOKEN}"
+//!     tls:
+//!       ca_file: /etc/vellum/splunk-ca.pem   # PEM bundle trusted besides the system roots
+//!       insecure_skip_verify: false          # never verify the server's certificate (tests only)
 //! ```
 //!
 //! One table decides every HTTP answer unless an exporter knows its sink better (Splunk's
@@ -54,7 +58,7 @@ use crate::config::secret::redact_url;
 
 /// Extra headers from the configuration. Their values may be credentials, so `Debug`
 /// shows the names only and every value is marked sensitive on the wire.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Headers(pub BTreeMap<String, Secret>);
 
@@ -111,7 +115,7 @@ pub fn sensitive(value: &str) -> Result<HeaderValue, ExportError> {
     Ok(v)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// A PEM bundle of CA certificates trusted besides the system's roots.
@@ -124,7 +128,7 @@ pub struct TlsConfig {
 }
 
 /// Whether request bodies are gzip-compressed (`Content-Encoding: gzip`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     #[default]

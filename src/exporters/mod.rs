@@ -39,6 +39,8 @@ pub struct ExporterConfig {
 /// ```yaml
 /// exporters:
 ///   splunk_hec/siem:
+///     endpoint: https://splunk.example.com:8088
+///     token: "${env:SPLUNK_HEC_TOKEN}"
 ///     batch: { max_records: 2048, max_bytes: 4MiB, max_age: 200ms }   # the defaults
 ///     retry_on_failure:                    # the OpenTelemetry Collector's keys
 ///       enabled: true
@@ -63,7 +65,7 @@ pub struct ExporterConfig {
 /// `max_elapsed_time` gives a request up after that long: what fails then goes to the
 /// dead-letter file rather than being lost. The evidence exporters (`file`, `s3`) never
 /// give up, and refuse both settings.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverySettings {
     #[serde(default)]
@@ -71,6 +73,7 @@ pub struct DeliverySettings {
     #[serde(default)]
     pub retry_on_failure: RetrySettings,
     /// How long one request may take before it counts as a retryable failure.
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -80,7 +83,7 @@ fn default_timeout() -> Duration {
 }
 
 /// How the driver cuts an exporter's batches.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSettings {
     /// At most this many journal items (entries and checkpoints) per batch.
@@ -88,10 +91,12 @@ pub struct BatchSettings {
     pub max_records: usize,
     /// A batch is cut once its entries reach this many bytes.
     #[serde(default = "default_max_bytes")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub max_bytes: bytesize::ByteSize,
     /// How long the first record of a batch may wait for the batch to fill; 0 sends what
     /// there is at once. Clients are answered when the journal has their records, so this
     /// only trades export delay for fewer, larger deliveries (and fsyncs).
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: Duration,
 }
@@ -118,19 +123,22 @@ fn default_max_bytes() -> bytesize::ByteSize {
 }
 
 /// How a failed request is retried, under the OpenTelemetry Collector's names.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySettings {
     /// false: every request is sent once; what fails goes to the dead-letter file.
     #[serde(default = "default_enabled")]
     pub enabled: bool,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_initial_interval", with = "humantime_serde")]
     pub initial_interval: Duration,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_max_interval", with = "humantime_serde")]
     pub max_interval: Duration,
     /// How long one request is retried before it goes to the dead-letter file; 0 (the
     /// default, unlike the Collector's 5 minutes) retries for as long as it takes, so a
     /// sink that is down loses nothing.
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default, with = "humantime_serde")]
     pub max_elapsed_time: Duration,
 }

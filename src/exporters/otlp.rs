@@ -68,7 +68,7 @@ use crate::event::Record;
 /// The integrity fields of an entry, forwarded as `vellum.<name>` attributes.
 pub const INTEGRITY_FIELDS: [&str; 7] = ["v", "stream", "seq", "prev", "hash", "kid", "mac"];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     pub endpoint: String,
@@ -82,7 +82,7 @@ pub struct OtlpConfig {
     pub tls: TlsConfig,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]

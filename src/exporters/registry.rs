@@ -100,15 +100,18 @@ pub struct RetentionSetting {
 pub struct ExporterFactory {
     pub type_name: &'static str,
     pub decode: fn(serde_json::Value) -> Result<Arc<dyn ExporterSettings>, DecodeError>,
+    /// The JSON schema of its settings, for the configuration reference.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 impl ExporterFactory {
-    pub const fn of<T: ExporterSettings + DeserializeOwned>(
+    pub const fn of<T: ExporterSettings + DeserializeOwned + schemars::JsonSchema>(
         type_name: &'static str,
     ) -> ExporterFactory {
         ExporterFactory {
             type_name,
             decode: decode_as::<T>,
+            schema: T::json_schema,
         }
     }
 }

@@ -93,7 +93,7 @@ use super::{ExportError, Exporter, ExporterContext, Item};
 
 const CHANNEL_HEADER: &str = "x-splunk-request-channel";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplunkHecConfig {
     /// The HEC base URL, `https://host:8088`; `/services/collector/…` is added.
@@ -111,9 +111,11 @@ pub struct SplunkHecConfig {
     pub compression: Compression,
     #[serde(default)]
     pub indexer_ack: bool,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_ack_poll_interval", with = "humantime_serde")]
     pub ack_poll_interval: Duration,
     #[serde(default = "default_max_request_size")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub max_request_size: bytesize::ByteSize,
     #[serde(default)]
     pub tls: TlsConfig,

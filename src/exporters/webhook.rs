@@ -72,7 +72,7 @@ const RESERVED: [&str; 7] = [
     TIMESTAMP_HEADER,
 ];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
@@ -90,7 +90,7 @@ fn no_compression() -> Compression {
     Compression::None
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum WebhookAuth {
     Bearer { token: Secret },

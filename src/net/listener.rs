@@ -53,15 +53,19 @@ const BODY_GRACE: Duration = Duration::from_secs(5);
 
 /// The limits of one HTTP listener (see the module table). Receivers take them as
 /// settings in the Collector's names; the query API and telemetry use the defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerLimits {
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_read_header_timeout", with = "humantime_serde")]
     pub read_header_timeout: Duration,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_read_timeout", with = "humantime_serde")]
     pub read_timeout: Duration,
     #[serde(default = "default_min_body_rate")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub min_body_rate: bytesize::ByteSize,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
     #[serde(default = "default_max_connections")]

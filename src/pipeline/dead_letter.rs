@@ -34,8 +34,8 @@ use serde::Deserialize;
 
 use crate::config::{ComponentId, Config};
 use crate::durable;
-use crate::paths::stream_folder;
 use crate::exporters::{ExportError, Exporter, ExporterConfig, ExporterContext, Item};
+use crate::paths::stream_folder;
 
 /// The folder of an exporter's dead letters, under its state directory.
 pub const DIR: &str = "dead-letter";

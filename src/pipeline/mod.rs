@@ -35,11 +35,11 @@ use crate::config::{ComponentId, Config, ExporterRef, StorageConfig};
 use crate::evidence::hmac::KeyRing;
 use crate::evidence::note::{self, NoteSigner};
 use crate::exporters::{EvidenceStore, ExporterConfig, ExporterContext};
-use crate::paths::stream_folder;
 use crate::journal::{self, Journal, JournalOptions, JournalWriter};
+use crate::paths::stream_folder;
 use crate::processors::Stage;
+use crate::processors::hash_chain::HashChainConfig;
 use crate::query::access::{self, ACCESS_STREAM};
-use crate::processors::hash_chain::{HashChainConfig, SigningKey};
 use crate::receivers::{Limits, ReceiverConfig};
 use crate::telemetry::status::{
     ExporterHealth, ExporterStatus, PipelineStatus, ReceiverStatus, ServiceStatus, Status,
@@ -67,11 +67,12 @@ pub struct Plan {
     pub receivers: Vec<(ComponentId, ReceiverConfig, Vec<usize>)>,
 }
 
-/// Resolves a validated configuration; the messages name the component at fault.
+/// Resolves a configuration [`Config::from_yaml`] has validated: what could be wrong
+/// (constructors' refusals, chains, routes, streams, keys) was reported there with its
+/// YAML position, so a problem here means a check is missing from the loader.
 pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
     let mut problems = Vec::new();
     let mut pipelines = Vec::new();
-    let mut streams: BTreeMap<String, String> = BTreeMap::new();
     for (id, p) in &config.service.pipelines {
         let mut processors: Vec<Arc<dyn Processor>> = Vec::new();
         let mut chain = None;
@@ -94,35 +95,21 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
                 Err(e) => problems.push(format!("processors.{pid}: {e}")),
             }
         }
-        let stream = chain
-            .as_ref()
-            .and_then(|c| c.stream.clone())
-            .unwrap_or_else(|| id.clone());
+        let stream = HashChainConfig::stream_of(chain.as_ref(), id);
+        // The loader has checked the key against the stream; this is the same helper.
         if id == ACCESS_STREAM || stream == ACCESS_STREAM {
             problems.push(format!(
                 "service.pipelines.{id}: `{ACCESS_STREAM}` is the query API's access stream, which the daemon writes itself; choose another name"
             ));
         }
-        if let Some(other) = streams.insert(stream.clone(), id.clone()) {
-            problems.push(format!(
-                "service.pipelines.{id}: stream `{stream}` is also written by pipeline `{other}`; a stream has one writer (set `stream:` under `hash_chain`)"
-            ));
-        }
-        let mut signer = None;
-        if let Some(c) = &chain
-            && let SigningKey::Given(text) = &c.signing_key
-        {
-            let origin = c.origin_line(&stream);
-            match NoteSigner::parse(text.expose()) {
-                    Ok(s) if s.name() == origin => signer = Some(s),
-                    Ok(s) => problems.push(format!(
-                        "processors.{chain_id}.signing_key: the key is named `{}` but this pipeline's checkpoint origin is `{origin}`; \
-                         make one with `vellum keygen --name {origin}`",
-                        s.name()
-                    )),
-                    Err(e) => problems.push(format!("processors.{chain_id}.signing_key: {e}")),
-                }
-        }
+        let signer = match chain.as_ref().map(|c| c.signer_for(&stream)) {
+            Some(Ok(signer)) => signer,
+            Some(Err(e)) => {
+                problems.push(format!("processors.{chain_id}.signing_key: {e}"));
+                None
+            }
+            None => None,
+        };
         let mut exporters = Vec::new();
         for r in &p.exporters {
             let Some((eid, cfg)) = ComponentId::parse(r.id())
@@ -143,19 +130,6 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
                 },
                 _ => None,
             };
-            let caps = cfg.capabilities();
-            if let Some(why) = caps.needs_chain
-                && chain.is_none()
-            {
-                problems.push(format!(
-                    "service.pipelines.{id}.exporters: `{eid}` {why}; add `hash_chain` to this pipeline's processors"
-                ));
-            }
-            if !caps.accepts_when && route.is_some() {
-                problems.push(format!(
-                    "service.pipelines.{id}.exporters: `{eid}` cannot take `when:`: evidence must join without gaps"
-                ));
-            }
             exporters.push((eid.clone(), cfg.clone(), route));
         }
         pipelines.push(PipelinePlan {
@@ -183,9 +157,6 @@ pub fn plan(config: &Config) -> Result<Plan, Vec<String>> {
             Ok(p) => pipelines.push(p),
             Err(e) => problems.push(format!("service.api: {e}")),
         }
-    }
-    if config.service.storage.retention_check_interval < Duration::from_secs(1) {
-        problems.push("service.storage.retention_check_interval: must be at least 1s".into());
     }
     let mut receivers = Vec::new();
     for (rid, cfg) in &config.receivers {
@@ -867,14 +838,18 @@ fn launch_driver(
 
 #[cfg(test)]
 mod tests {
+    /// The loader's problems, as `path: message`; `plan` has none left to find.
     fn problems(yaml: &str) -> Vec<String> {
-        let config = crate::config::Config::from_yaml(
+        let e = crate::config::Config::from_yaml(
             yaml,
             "test.yaml",
             &crate::config::expand::SystemSource,
         )
-        .unwrap();
-        super::plan(&config).err().unwrap_or_default()
+        .unwrap_err();
+        e.problems
+            .iter()
+            .map(|p| format!("{}: {} @{}", p.path, p.message, p.pos.line))
+            .collect()
     }
 
     #[test]
@@ -895,12 +870,16 @@ service:
         );
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(
-            p[0].contains(
-                "`s3/archive` writes bundles that end at signed checkpoints; add `hash_chain`"
+            p[0].starts_with("service.pipelines.logs/audit.exporters[0]: `s3/archive` writes bundles that end at signed checkpoints; add `hash_chain`")
+                && p[0].ends_with("@11"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with(
+                "service.pipelines.logs/audit.exporters[0].when: `s3/archive` cannot take `when:`"
             ),
             "{p:?}"
         );
-        assert!(p[1].contains("`s3/archive` cannot take `when:`"), "{p:?}");
     }
 
     #[test]
@@ -924,7 +903,32 @@ service:
         assert!(
             p[0].starts_with(
                 "processors.hash_chain/x.signing_key: the key is named `elsewhere.example`"
-            ),
+            ) && p[0].ends_with("@5"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn two_pipelines_writing_one_stream_are_refused_at_the_second() {
+        let p = problems(
+            r#"
+receivers:
+  http: { endpoint: 127.0.0.1:0 }
+processors:
+  hash_chain: { origin: audit.example, stream: shared }
+exporters:
+  file/evidence: { directory: /tmp/evidence }
+service:
+  pipelines:
+    logs/a: { receivers: [http], processors: [hash_chain], exporters: [file/evidence] }
+    logs/b: { receivers: [http], processors: [hash_chain], exporters: [file/evidence] }
+"#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with(
+                "service.pipelines.logs/b: stream `shared` is also written by pipeline `logs/a`"
+            ) && p[0].ends_with("@11"),
             "{p:?}"
         );
     }

@@ -748,23 +748,24 @@ service:
   pipelines:
     logs/audit: { receivers: [http], exporters: [file/evidence] }
 "#;
-        let config = crate::config::Config::from_yaml(
+        let problems = crate::config::Config::from_yaml(
             yaml,
             "test.yaml",
             &crate::config::expand::SystemSource,
         )
-        .unwrap();
-        let problems = crate::pipeline::plan(&config).err().unwrap();
+        .unwrap_err()
+        .problems;
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
             problems
                 .iter()
-                .any(|p| p.contains("`file/evidence` has `retention_days`"))
+                .any(|p| p.path == "service.pipelines.logs/audit.exporters[0]"
+                    && p.message.contains("`file/evidence` has `retention_days`"))
         );
         assert!(
             problems
                 .iter()
-                .any(|p| p.contains("retention_check_interval"))
+                .any(|p| p.path == "service.storage.retention_check_interval" && p.pos.line == 7)
         );
     }
 

@@ -11,8 +11,8 @@
 //! routed without rewriting anything. A record the condition does not match is skipped
 //! for that exporter only.
 
-use crate::event::Record;
 use crate::conditions::Condition;
+use crate::event::Record;
 
 pub struct Route {
     condition: Condition,

@@ -65,8 +65,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 use crate::component::Processor;
-use crate::event::{Record, Severity};
 use crate::conditions::{AttributeIndex, Condition, FieldPath};
+use crate::event::{Record, Severity};
 
 /// The built-in rules and windows, as YAML.
 pub const BUILTIN_PACK: &str = include_str!("classify_builtin.yaml");
@@ -94,19 +94,24 @@ pub fn window_bound(max_keys: usize, threshold: u32) -> u64 {
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The `classify` processor's settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyConfig {
+    /// `builtin` (the AI-gateway pack, the default) or a list of rules.
     #[serde(default)]
     pub rules: Pack<RuleConfig>,
+    /// Rules tried before `rules`: refine or override the pack.
     #[serde(default)]
     pub extra_rules: Vec<RuleConfig>,
     #[serde(default)]
     pub default: DefaultConfig,
+    /// Whether rules replace an `event_type` or `severity` the record already has.
     #[serde(default)]
     pub overwrite: bool,
+    /// Windows that escalate bursts: `builtin` (the default), `[]` for none, or a list.
     #[serde(default)]
     pub windows: Pack<WindowConfig>,
+    /// The most keys each window remembers.
     #[serde(default = "default_max_tracked_keys")]
     pub max_tracked_keys: usize,
 }
@@ -137,7 +142,7 @@ pub enum Pack<T> {
 }
 
 /// One classification rule.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// For people reading the configuration and its errors.
@@ -151,7 +156,7 @@ pub struct RuleConfig {
 }
 
 /// What a record gets when no rule sets a field.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefaultConfig {
     #[serde(default = "default_event_type")]
@@ -177,13 +182,14 @@ impl Default for DefaultConfig {
 }
 
 /// A windowed escalation rule: `threshold` matching records of one key within `within`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
     pub name: String,
     pub when: String,
     pub key: KeyPaths,
     pub threshold: u32,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(with = "humantime_serde")]
     pub within: Duration,
     #[serde(default, deserialize_with = "some_severity")]
@@ -899,6 +905,10 @@ impl<'de> Deserialize<'de> for KeyPaths {
 }
 
 impl super::ProcessorSettings for ClassifyConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        ClassifyConfig::problems(self)
+    }
+
     fn build(&self, id: &str) -> Result<super::Stage, String> {
         Classifier::new(id, self)
             .map(|p| super::Stage::Process(std::sync::Arc::new(p)))
@@ -907,6 +917,36 @@ impl super::ProcessorSettings for ClassifyConfig {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Pack<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("pack_of_{}", T::schema_name()).into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let item = g.subschema_for::<T>();
+        schemars::json_schema!({
+            "anyOf": [{ "const": "builtin" }, { "type": "array", "items": item }]
+        })
+    }
+}
+
+impl schemars::JsonSchema for KeyPaths {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "key_paths".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "a field path, or a list of them: the first one present is used",
+            "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }]
+        })
     }
 }
 

@@ -30,14 +30,14 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::component::Processor;
-use crate::event::Record;
 use crate::conditions::Condition;
+use crate::event::Record;
 
 /// The metric label of records dropped for matching no `keep` entry.
 pub const KEEP_LABEL: &str = "keep";
 
 /// The `filter` processor's settings.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     #[serde(default)]
@@ -55,7 +55,7 @@ pub struct FilterRules {
 }
 
 /// A condition, optionally named for the `rule` label of the drop counter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterRule {
     #[serde(default)]
@@ -333,6 +333,10 @@ impl<'de> Deserialize<'de> for RuleEntry {
 }
 
 impl super::ProcessorSettings for FilterConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        FilterConfig::problems(self)
+    }
+
     fn capabilities(&self) -> super::ProcessorCapabilities {
         super::ProcessorCapabilities {
             drops_records: true,
@@ -348,6 +352,26 @@ impl super::ProcessorSettings for FilterConfig {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+impl schemars::JsonSchema for FilterRules {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "filter_rules".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let rule = g.subschema_for::<FilterRule>();
+        schemars::json_schema!({
+            "description": "a condition, `{ name, when }`, or a list of them",
+            "anyOf": [
+                { "type": "string", "format": "condition" },
+                rule,
+                { "type": "array", "items": { "anyOf": [{ "type": "string", "format": "condition" }, rule] } },
+            ]
+        })
     }
 }
 

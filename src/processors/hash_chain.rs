@@ -22,23 +22,31 @@ use serde::Deserialize;
 
 use crate::config::secret::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HashChainConfig {
+    /// The checkpoint origin prefix, a schema-less URL: checkpoints are signed for
+    /// `<origin>/<stream>`.
     pub origin: String,
+    /// The stream this pipeline's records are chained in; default: the pipeline's id.
+    /// Parts of letters, digits, `.`, `_` and `-` joined by `/`.
     #[serde(default)]
     pub stream: Option<String>,
+    /// When a signed checkpoint is written: whichever comes first.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
     #[serde(default)]
     pub signing_key: SigningKey,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointConfig {
+    /// A checkpoint after this many records.
     #[serde(default = "default_every_records")]
     pub every_records: u64,
+    /// A checkpoint after this long.
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_every", with = "humantime_serde")]
     pub every: Duration,
 }
@@ -156,12 +164,53 @@ impl HashChainConfig {
         if self.checkpoint.every.is_zero() {
             out.push(("checkpoint.every".into(), "must be longer than 0s".into()));
         }
+        if let Some(Err(problem)) = self.signer() {
+            out.push(("signing_key".into(), problem));
+        }
         out
+    }
+
+    /// The checkpoint signer when the key is given (`None` for `auto`); the error never
+    /// quotes the key.
+    pub fn signer(&self) -> Option<Result<crate::evidence::note::NoteSigner, String>> {
+        match &self.signing_key {
+            SigningKey::Auto => None,
+            SigningKey::Given(text) => Some(
+                crate::evidence::note::NoteSigner::parse(text.expose()).map_err(|e| e.to_string()),
+            ),
+        }
+    }
+
+    /// The stream a pipeline writes: its chain's `stream`, or else the pipeline's id.
+    pub fn stream_of(chain: Option<&HashChainConfig>, pipeline: &str) -> String {
+        chain
+            .and_then(|c| c.stream.clone())
+            .unwrap_or_else(|| pipeline.to_string())
     }
 
     /// The checkpoint origin line for a stream.
     pub fn origin_line(&self, stream: &str) -> String {
         format!("{}/{stream}", self.origin)
+    }
+
+    /// The signer of `stream`'s checkpoints when the key is given (`None` for `auto`):
+    /// its name must be the stream's origin line. The error never quotes the key.
+    pub fn signer_for(
+        &self,
+        stream: &str,
+    ) -> Result<Option<crate::evidence::note::NoteSigner>, String> {
+        let Some(signer) = self.signer().transpose()? else {
+            return Ok(None);
+        };
+        let origin = self.origin_line(stream);
+        if signer.name() != origin {
+            return Err(format!(
+                "the key is named `{}` but this pipeline's checkpoint origin is `{origin}`; \
+                 make one with `vellum keygen --name {origin}`",
+                signer.name()
+            ));
+        }
+        Ok(Some(signer))
     }
 }
 
@@ -184,6 +233,22 @@ impl super::ProcessorSettings for HashChainConfig {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+impl schemars::JsonSchema for SigningKey {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "signing_key".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::config::schema::text(
+            "secret",
+            "`auto` (generated on first start, kept in the storage directory), or a \
+             private key as `vellum keygen` prints it; never logged",
+        )
     }
 }
 

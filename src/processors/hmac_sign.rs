@@ -4,8 +4,8 @@
 //! processors:
 //!   hmac_sign:
 //!     keys:                  # a key ring; the first key signs, all of them verify
-//!       - { id: k2026, key: ${env:AUDIT_HMAC_KEY} }
-//!       - { id: k2025, key: ${file:/etc/vellum/hmac-2025.key} }
+//!       - { id: k2026, key: "${env:AUDIT_HMAC_KEY}" }
+//!       - { id: k2025, key: "${file:/etc/vellum/hmac-2025.key}" }
 //! ```
 //!
 //! `mac = HMAC-SHA256(key, leaf)` over the 32-byte leaf hash (evidence format §1). A key
@@ -17,16 +17,19 @@ use serde::Deserialize;
 
 use crate::config::secret::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HmacSignConfig {
+    /// The key ring, `{ id, key }` each: the first key signs, all of them verify.
     pub keys: Vec<KeyEntry>,
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyEntry {
+    /// The key's name, written as `kid` in each entry it signs.
     pub id: String,
+    /// At least 32 bytes: its UTF-8 text, or binary as `hex:…` / `base64:…`.
     pub key: Secret,
 }
 

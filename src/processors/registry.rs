@@ -32,10 +32,9 @@ pub static PROCESSORS: &[ProcessorFactory] = &[
 
 /// A processor's own settings, decoded: what the core may ask of any processor.
 pub trait ProcessorSettings: std::fmt::Debug + Send + Sync + 'static {
-    /// Problems serde cannot see, as (path inside the component, message).
-    fn problems(&self) -> Vec<(String, String)> {
-        Vec::new()
-    }
+    /// Everything `build` would refuse, as (path inside the component, message), so
+    /// that validation reports it with its YAML position before anything starts.
+    fn problems(&self) -> Vec<(String, String)>;
     fn capabilities(&self) -> ProcessorCapabilities {
         ProcessorCapabilities::default()
     }
@@ -78,15 +77,18 @@ pub enum Stage {
 pub struct ProcessorFactory {
     pub type_name: &'static str,
     pub decode: fn(serde_json::Value) -> Result<Arc<dyn ProcessorSettings>, DecodeError>,
+    /// The JSON schema of its settings, for the configuration reference.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 impl ProcessorFactory {
-    pub const fn of<T: ProcessorSettings + DeserializeOwned>(
+    pub const fn of<T: ProcessorSettings + DeserializeOwned + schemars::JsonSchema>(
         type_name: &'static str,
     ) -> ProcessorFactory {
         ProcessorFactory {
             type_name,
             decode: decode_as::<T>,
+            schema: T::json_schema,
         }
     }
 }

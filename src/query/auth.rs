@@ -55,14 +55,14 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const EVERY_PIPELINE: &str = "*";
 
 /// `service.api.auth`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     pub tokens: Vec<TokenConfig>,
 }
 
 /// One entry of `service.api.auth.tokens`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub name: String,

@@ -73,7 +73,7 @@ use index::{Index, SharedIndex};
 pub use auth::MIN_TOKEN_CHARS;
 
 /// `service.api`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     #[serde(default = "default_endpoint")]

@@ -1,7 +1,14 @@
 //! A token bucket per query token.
 //!
 //! ```yaml
-//! rate_limit: { requests_per_second: 50, burst: 500 }   # the default
+//! service:
+//!   api:
+//!     auth:
+//!       tokens:
+//!         - name: auditor
+//!           token: ${env:VELLUM_AUDITOR_TOKEN}
+//!           pipelines: ["*"]
+//!           rate_limit: { requests_per_second: 50, burst: 500 }   # the default
 //! ```
 //!
 //! The bucket holds up to `burst` requests and refills at `requests_per_second`; a
@@ -14,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 /// `rate_limit` of a query token.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     #[serde(default = "default_rate")]

@@ -52,30 +52,35 @@ use crate::config::{component::Endpoint, secret::Secret};
 use crate::event::{Record, json_safe, now_unix_nano, parse_time};
 use crate::net::listener::ListenerLimits;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub endpoint: Endpoint,
     #[serde(default = "default_path")]
     pub path: String,
     #[serde(default = "default_max_size")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub max_request_body_size: bytesize::ByteSize,
     #[serde(default = "super::default_max_records_per_request")]
     pub max_records_per_request: usize,
     #[serde(default)]
     pub bearer_token: Option<Secret>,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(
         default = "crate::net::listener::default_read_header_timeout",
         with = "humantime_serde"
     )]
     pub read_header_timeout: std::time::Duration,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(
         default = "crate::net::listener::default_read_timeout",
         with = "humantime_serde"
     )]
     pub read_timeout: std::time::Duration,
     #[serde(default = "crate::net::listener::default_min_body_rate")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub min_body_rate: bytesize::ByteSize,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(
         default = "crate::net::listener::default_idle_timeout",
         with = "humantime_serde"
@@ -166,7 +171,8 @@ pub async fn start(
         .route(&cfg.path, axum::routing::post(receive))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state);
-    let task = crate::net::listener::serve(id.clone(), listener, app, cfg.listener_limits(), shutdown);
+    let task =
+        crate::net::listener::serve(id.clone(), listener, app, cfg.listener_limits(), shutdown);
     tracing::info!(receiver = %id, %addr, path = %cfg.path, "HTTP JSON receiver listening");
     Ok(ReceiverHandle {
         id,

@@ -67,41 +67,45 @@ use crate::component::{Intake, ReceiverHandle, SubmitError};
 use crate::config::component::Endpoint;
 use crate::event::{Record, float_value, int_value, now_unix_nano};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     #[serde(default)]
     pub protocols: Protocols,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Protocols {
     pub grpc: Option<GrpcConfig>,
     pub http: Option<HttpConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrpcConfig {
     #[serde(default = "default_grpc_endpoint")]
     pub endpoint: Endpoint,
     #[serde(default = "default_max_size")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub max_recv_msg_size: bytesize::ByteSize,
     #[serde(default = "super::default_max_records_per_request")]
     pub max_records_per_request: usize,
     #[serde(default = "crate::net::listener::default_max_connections")]
     pub max_connections: usize,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(
         default = "crate::net::listener::default_read_header_timeout",
         with = "humantime_serde"
     )]
     pub read_header_timeout: Duration,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(
         default = "crate::net::listener::default_read_timeout",
         with = "humantime_serde"
     )]
     pub read_timeout: Duration,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(
         default = "crate::net::listener::default_idle_timeout",
         with = "humantime_serde"
@@ -111,27 +115,32 @@ pub struct GrpcConfig {
     pub max_concurrent_streams: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     #[serde(default = "default_http_endpoint")]
     pub endpoint: Endpoint,
     #[serde(default = "default_max_size")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub max_request_body_size: bytesize::ByteSize,
     #[serde(default = "super::default_max_records_per_request")]
     pub max_records_per_request: usize,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(
         default = "crate::net::listener::default_read_header_timeout",
         with = "humantime_serde"
     )]
     pub read_header_timeout: Duration,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(
         default = "crate::net::listener::default_read_timeout",
         with = "humantime_serde"
     )]
     pub read_timeout: Duration,
     #[serde(default = "crate::net::listener::default_min_body_rate")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub min_body_rate: bytesize::ByteSize,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(
         default = "crate::net::listener::default_idle_timeout",
         with = "humantime_serde"

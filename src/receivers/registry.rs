@@ -40,15 +40,18 @@ pub trait ReceiverSettings: std::fmt::Debug + Send + Sync + 'static {
 pub struct ReceiverFactory {
     pub type_name: &'static str,
     pub decode: fn(serde_json::Value) -> Result<Arc<dyn ReceiverSettings>, DecodeError>,
+    /// The JSON schema of its settings, for the configuration reference.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 impl ReceiverFactory {
-    pub const fn of<T: ReceiverSettings + DeserializeOwned>(
+    pub const fn of<T: ReceiverSettings + DeserializeOwned + schemars::JsonSchema>(
         type_name: &'static str,
     ) -> ReceiverFactory {
         ReceiverFactory {
             type_name,
             decode: decode_as::<T>,
+            schema: T::json_schema,
         }
     }
 }

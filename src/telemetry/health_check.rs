@@ -38,7 +38,7 @@ use super::status::Status;
 use crate::config::Endpoint;
 
 /// The top-level `extensions` section: each extension Vellum knows, by its type name.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtensionsConfig {
     #[serde(default)]
@@ -46,7 +46,7 @@ pub struct ExtensionsConfig {
 }
 
 /// `extensions.health_check`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
     #[serde(default = "default_endpoint")]

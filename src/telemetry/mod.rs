@@ -96,7 +96,7 @@ pub use server::{TelemetryServer, serve};
 pub use status::Status;
 
 /// `service.telemetry.metrics`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` are served; absent: nowhere.
@@ -107,11 +107,12 @@ pub struct MetricsConfig {
 }
 
 /// `service.telemetry.metrics.readiness`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadinessConfig {
     /// How long an exporter may fail without delivering, while records wait for it,
     /// before `/readyz` reports the daemon not ready.
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_stuck_after", with = "humantime_serde")]
     pub exporter_stuck_after: Duration,
 }

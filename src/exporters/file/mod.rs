@@ -62,20 +62,29 @@ use crate::paths::stream_folder;
 mod prune;
 pub use prune::{PruneError, PrunePlan, apply_prune, legal_hold, plan_prune};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// Where evidence files are written, one folder per stream.
     pub directory: PathBuf,
+    /// A file is sealed and a new one started at this size.
     #[serde(default = "default_max_file_size")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub max_file_size: bytesize::ByteSize,
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_max_file_age", with = "humantime_serde")]
+    /// A file is sealed and a new one started after this long.
     pub max_file_age: Duration,
+    /// Gzip sealed files to `.jsonl.gz`.
     #[serde(default)]
     pub compress: bool,
+    /// Also set the Linux immutable attribute on sealed files, where allowed.
     #[serde(default)]
     pub immutable: bool,
+    /// Fsync each batch before the cursor moves past it.
     #[serde(default = "default_true")]
     pub fsync: bool,
+    /// Days sealed files are kept; 0 keeps them forever (docs/retention.md).
     #[serde(default)]
     pub retention_days: u32,
     /// Keeps every file whatever `retention_days` says, as a `LEGAL_HOLD` file does.

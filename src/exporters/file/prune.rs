@@ -228,4 +228,3 @@ fn first_seq_in(path: &Path) -> Result<Option<u64>, PruneError> {
         .ok()
         .and_then(|s| s.seq))
 }
-

@@ -65,7 +65,7 @@ use self::client::{Connection, StaticCredentials, classify, status_of};
 use super::{ExportError, Exporter, ExporterContext, Item};
 use crate::config::secret::Secret;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     pub bucket: String,
@@ -87,7 +87,7 @@ pub struct S3Config {
     pub object_lock: Option<ObjectLockConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectLockConfig {
     pub mode: LockMode,
@@ -95,7 +95,7 @@ pub struct ObjectLockConfig {
     pub retain_days: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 pub enum LockMode {
     #[serde(rename = "COMPLIANCE")]
     Compliance,

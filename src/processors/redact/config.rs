@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// What happens to a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Replace it with `[REDACTED:<detector>]`.
@@ -80,7 +80,7 @@ impl<'de> Deserialize<'de> for PolicyConfig {
 /// Field-level rules. Paths are dotted and start at `body` or `attributes`
 /// (`attributes.password`, `body.user.ssn`, `body.messages.*.content`); `*` matches any key
 /// or array index; a path continues into JSON embedded in a string.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldsConfig {
     /// Replaced whole, whatever the value looks like.
@@ -97,7 +97,7 @@ pub struct FieldsConfig {
 
 /// A detector defined by a regular expression (Rust `regex` syntax), matched against each
 /// string; every match is a finding.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomDetectorConfig {
     pub name: String,
@@ -106,7 +106,7 @@ pub struct CustomDetectorConfig {
     pub policy: Option<Policy>,
 }
 
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedactConfig {
     #[serde(default)]
@@ -186,4 +186,68 @@ pub enum RedactConfigError {
     EmptySensitiveKey { id: String },
     #[error("redact processor `{id}`: the detectors' patterns cannot be combined: {reason}")]
     Prefilter { id: String, reason: String },
+}
+
+impl RedactConfigError {
+    /// Where in `cfg` the problem is, as a path inside the component (`custom[1].pattern`,
+    /// `detectors[0]`), for the loader to locate in the YAML.
+    pub fn path_in(&self, cfg: &RedactConfig) -> String {
+        use RedactConfigError as E;
+        let custom = |name: &str, key: &str| match cfg.custom.iter().position(|c| c.name == name) {
+            Some(i) => format!("custom[{i}].{key}"),
+            None => "custom".into(),
+        };
+        let detector = |name: &str| {
+            let listed: Vec<&String> = cfg.detectors.iter().flatten().collect();
+            // The last one: for a name listed twice, the second is the problem.
+            match listed.iter().rposition(|d| *d == name) {
+                Some(i) => format!("detectors[{i}]"),
+                None => "detectors".into(),
+            }
+        };
+        let field = |path: &str| {
+            let at = |list: &[String], key: &str| {
+                list.iter()
+                    .position(|p| p == path)
+                    .map(|i| format!("fields.{key}[{i}]"))
+            };
+            at(&cfg.fields.never_scan, "never_scan")
+                .or_else(|| at(&cfg.fields.always_redact, "always_redact"))
+                .unwrap_or_else(|| "fields".into())
+        };
+        match self {
+            E::UnknownDetector { name, .. } | E::DuplicateDetector { name, .. } => detector(name),
+            E::InvalidCustomName { name, .. } => custom(name, "name"),
+            E::InvalidPattern { name, .. } | E::EmptyMatch { name, .. } => {
+                if cfg.custom.iter().any(|c| &c.name == name) {
+                    custom(name, "pattern")
+                } else {
+                    "fields.sensitive_keys".into()
+                }
+            }
+            E::TooManyCustomDetectors { .. } => "custom".into(),
+            E::MissingHashKey { .. } | E::InvalidHashKey { .. } => "hash_key".into(),
+            E::PolicyForUnknownDetector { name, .. } => format!("policy.{name}"),
+            E::PolicyGivenTwice { name, .. } => custom(name, "policy"),
+            E::InvalidFieldPath { path, .. } | E::ConflictingFieldPath { path, .. } => field(path),
+            E::EmptySensitiveKey { .. } => "fields.sensitive_keys".into(),
+            E::Prefilter { .. } => String::new(),
+        }
+    }
+}
+
+impl schemars::JsonSchema for PolicyConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "redact_policy".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let policy = g.subschema_for::<Policy>();
+        schemars::json_schema!({
+            "description": "one policy for every detector, or a map from detector name (or `default`) to a policy",
+            "anyOf": [policy, { "type": "object", "additionalProperties": policy }]
+        })
+    }
 }

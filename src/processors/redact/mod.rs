@@ -1380,6 +1380,38 @@ fn looks_like_json(text: &str) -> bool {
 }
 
 impl crate::processors::ProcessorSettings for RedactConfig {
+    /// The constructor's refusal, located: it compiles every pattern, as `build` will.
+    fn problems(&self) -> Vec<(String, String)> {
+        // Every pattern's syntax first, each with its column: the constructor stops at
+        // the first refusal and the regex engine's message does not say where.
+        let syntax: Vec<(String, String)> = self
+            .custom
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let e = regex_syntax::ast::parse::Parser::new()
+                    .parse(&c.pattern)
+                    .err()?;
+                let column = e.span().start.column;
+                let message = format!("column {column} of the pattern: {}", e.kind());
+                Some((format!("custom[{i}].pattern"), message))
+            })
+            .collect();
+        if !syntax.is_empty() {
+            return syntax;
+        }
+        const ID: &str = "-";
+        match Redactor::new(ID, self) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                let text = e.to_string();
+                let prefix = format!("redact processor `{ID}`: ");
+                let message = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
+                vec![(e.path_in(self), message)]
+            }
+        }
+    }
+
     fn build(&self, id: &str) -> Result<crate::processors::Stage, String> {
         Redactor::new(id, self)
             .map(|p| crate::processors::Stage::Process(std::sync::Arc::new(p)))

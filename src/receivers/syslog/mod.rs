@@ -101,7 +101,7 @@ pub use framing::{Frame, FrameDecoder, FramingError};
 use parse::{Message, ParseError};
 
 /// Settings of a `syslog` receiver.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogConfig {
     pub protocol: Protocol,
@@ -111,14 +111,17 @@ pub struct SyslogConfig {
     pub format: Format,
     /// The largest message kept whole; longer ones are truncated and marked.
     #[serde(default = "default_max_message_bytes")]
+    #[schemars(with = "crate::config::schema::Size")]
     pub max_message_bytes: bytesize::ByteSize,
     /// TCP connections served at once; further ones are closed on arrival.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// A TCP connection that completes no message for this long is closed.
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// A TCP message begun must be complete within this; its connection is closed if not.
+    #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_read_timeout", with = "humantime_serde")]
     pub read_timeout: Duration,
     /// The IANA time zone RFC 3164 timestamps are read in.
@@ -126,14 +129,14 @@ pub struct SyslogConfig {
     pub location: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
     Udp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     #[default]
