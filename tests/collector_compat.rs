@@ -9,8 +9,10 @@ use std::process::Command;
 
 use common::*;
 
-/// A Collector configuration as its users write it: the `otlp` receiver and exporter,
-/// the `health_check` extension, the Collector's log `encoding`, no `service.storage`.
+/// A Collector configuration as its users write it: the `otlp` receiver and exporter
+/// (`host:port` with `tls.insecure`), `otlphttp` with `headers`, `retry_on_failure`,
+/// `sending_queue` and `timeout`, the `health_check` extension, the Collector's log
+/// `encoding`, no `service.storage`.
 const COLLECTOR_CONFIG: &str = r#"
 extensions:
   health_check:
@@ -27,6 +29,26 @@ receivers:
 exporters:
   otlp:
     endpoint: https://collector.example.com:4317
+  otlp/gateway:
+    endpoint: gateway.example.com:4317
+    tls:
+      insecure: true
+  otlphttp:
+    endpoint: http://collector.example.com:4318
+    headers:
+      X-Scope-OrgID: tenant-a
+    tls:
+      insecure: true
+    retry_on_failure:
+      enabled: true
+      initial_interval: 5s
+      max_interval: 30s
+      max_elapsed_time: 300s
+    sending_queue:
+      enabled: true
+      num_consumers: 10
+      queue_size: 5000
+    timeout: 10s
 
 service:
   extensions: [health_check]
@@ -37,7 +59,7 @@ service:
   pipelines:
     logs:
       receivers: [otlp]
-      exporters: [otlp]
+      exporters: [otlp, otlp/gateway, otlphttp]
 "#;
 
 fn validate(path: &std::path::Path) -> (i32, String) {
@@ -72,6 +94,36 @@ fn a_collector_config_using_only_shared_components_validates_unchanged() {
         text.contains("service.extensions[0]: `health_check` is not defined under `extensions`"),
         "{text}"
     );
+}
+
+#[test]
+fn collector_exporter_keys_without_a_meaning_here_are_refused_where_they_stand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("otelcol.yaml");
+    let config = COLLECTOR_CONFIG
+        .replace(
+            "      queue_size: 5000\n",
+            "      queue_size: 5000\n      storage: file_storage/queue\n",
+        )
+        .replace(
+            "      X-Scope-OrgID: tenant-a\n",
+            "      X-Scope-OrgID: tenant-a\n      Content-Length: \"12\"\n",
+        )
+        .replace(
+            "    endpoint: http://collector.example.com:4318\n",
+            "    endpoint: https://collector.example.com:4318\n",
+        );
+    std::fs::write(&path, &config).unwrap();
+    let (code, text) = validate(&path);
+    assert_eq!(code, 2, "{text}");
+    for expected in [
+        "exporters.otlphttp.sending_queue.storage",
+        "the journal under service.storage is already this exporter's persistent queue",
+        "exporters.otlphttp.headers.Content-Length",
+        "exporters.otlphttp.tls.insecure",
+    ] {
+        assert!(text.contains(expected), "{expected} missing in:\n{text}");
+    }
 }
 
 #[test]

@@ -13,7 +13,8 @@
 //!     indexer_ack: true         # delivered only once Splunk says the events are indexed
 //!     ack_poll_interval: 1s
 //!     max_request_size: 1MiB    # uncompressed; a larger batch is posted in several requests
-//!     tls: { ca_file: /etc/vellum/splunk-ca.pem }
+//!     headers: { X-Forwarded-For-Tenant: acme }   # extra headers; values may be ${env:…}
+//!     tls: { ca_file: /etc/vellum/splunk-ca.pem, cert_file: /etc/vellum/agent.crt, key_file: /etc/vellum/agent.key }
 //!     timeout: 60s              # delivery setting; it also bounds the wait for the ack
 //! ```
 //!
@@ -84,11 +85,11 @@
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::http::{self, Answer, Compression, EntryHead, Secret, TlsConfig, push_json_str};
+use super::http::{self, Answer, ClientTls, Compression, EntryHead, Headers, Secret, push_json_str};
 use super::{ExportError, Exporter, ExporterContext, Item};
 
 const CHANNEL_HEADER: &str = "x-splunk-request-channel";
@@ -115,9 +116,23 @@ pub struct SplunkHecConfig {
     pub ack_poll_interval: Duration,
     #[serde(default = "default_max_request_size")]
     pub max_request_size: bytesize::ByteSize,
+    /// Extra headers; `Authorization`, the channel and the body's headers are the
+    /// exporter's own.
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub headers: Headers,
+    #[serde(default)]
+    pub tls: ClientTls,
 }
+
+/// The headers the exporter sets itself; configured `headers` may not override them.
+const RESERVED: [&str; 6] = [
+    "authorization",
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "host",
+    CHANNEL_HEADER,
+];
 
 fn default_sourcetype() -> String {
     "_json".into()
@@ -161,6 +176,8 @@ impl SplunkHecConfig {
         if self.max_request_size.as_u64() < 1024 {
             out.push(("max_request_size".into(), "must be at least 1KiB".into()));
         }
+        out.extend(self.headers.problems("headers", &RESERVED));
+        out.extend(self.tls.problems("tls", http::url_scheme(&self.endpoint)));
         out
     }
 }
@@ -334,6 +351,7 @@ pub struct SplunkHecExporter {
     event_url: reqwest::Url,
     ack_url: reqwest::Url,
     authorization: HeaderValue,
+    headers: HeaderMap,
     channel: HeaderValue,
     envelope: Envelope,
     compression: Compression,
@@ -357,6 +375,7 @@ impl SplunkHecExporter {
             event_url: http::parse_url(&format!("{base}/services/collector/event"))?,
             ack_url: http::parse_url(&format!("{base}/services/collector/ack"))?,
             authorization: http::sensitive(&format!("Splunk {}", cfg.token.expose()))?,
+            headers: cfg.headers.to_header_map()?,
             channel,
             envelope: Envelope::new(cfg, &context.stream),
             compression: cfg.compression,
@@ -394,6 +413,7 @@ impl SplunkHecExporter {
         let mut request = self
             .client
             .post(url.clone())
+            .headers(self.headers.clone())
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, "application/json");
         if self.indexer_ack {

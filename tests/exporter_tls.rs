@@ -1,0 +1,296 @@
+//! Client TLS on the exporters, against sinks behind rustls that the tests run with
+//! certificates they make: mTLS to a webhook, to Splunk HEC, to an OTLP collector over
+//! gRPC and over HTTP (`otlphttp`); a sink whose certificate comes from another CA is
+//! refused and its records wait in the journal until it is trusted; and
+//! `insecure_skip_verify` takes any certificate.
+
+mod common;
+mod peers {
+    pub mod http_faults;
+    pub mod otlp_sink;
+    pub mod splunk_hec;
+    pub mod tls_sink;
+    pub mod webhook;
+}
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use peers::tls_sink::{self, Ca, Leaf};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the sinks")
+}
+
+/// The gateway, the hash chain and `exporter` (YAML under `exporters:`, indented two
+/// spaces, with the id `id`) on the pipeline `logs/audit`.
+fn config(dir: &Path, gateway: u16, exporter: &str, id: &str) -> String {
+    format!(
+        r#"
+receivers:
+  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
+processors:
+  hash_chain:
+    origin: edge.vellum
+    checkpoint: {{ every_records: 1000, every: 1h }}
+exporters:
+{exporter}
+service:
+  storage: {{ directory: {state} }}
+  pipelines:
+    logs/audit:
+      receivers: [http/gateway]
+      processors: [hash_chain]
+      exporters: [{id}]
+"#,
+        state = dir.join("state").display(),
+    )
+}
+
+fn start(dir: &Path, gateway: u16, yaml: &str, env: &[(&str, &str)]) -> Daemon {
+    let path = dir.join("vellum.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    Daemon::launch(
+        dir,
+        &path,
+        &[SocketAddr::from(([127, 0, 0, 1], gateway))],
+        &[],
+        env,
+    )
+}
+
+/// Every seq of `0..n`, each at least once.
+fn all_of(seqs: &[u64], n: u64) -> bool {
+    (0..n).all(|s| seqs.contains(&s))
+}
+
+/// A CA, a sink certificate for `localhost` and 127.0.0.1, and a client certificate.
+struct Pki {
+    ca: Ca,
+    server: Leaf,
+    client: Leaf,
+}
+
+fn pki(dir: &Path) -> Pki {
+    let ca = Ca::new(dir, "sink-ca");
+    let server = ca.issue(dir, "sink", &["localhost", "127.0.0.1"]);
+    let client = ca.issue(dir, "agent", &["agent.vellum.test"]);
+    Pki { ca, server, client }
+}
+
+/// `tls:` with the CA and the client certificate, as flow YAML.
+fn mtls(p: &Pki) -> String {
+    format!(
+        "{{ ca_file: {}, cert_file: {}, key_file: {} }}",
+        p.ca.cert_file.display(),
+        p.client.cert_file.display(),
+        p.client.key_file.display()
+    )
+}
+
+#[test]
+fn webhook_over_mtls_delivers_every_record_with_its_headers() {
+    use peers::webhook::{Auth, Receiver};
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let p = pki(tmp.path());
+    let mut hook = Receiver::new("/hook", Auth::Bearer("hook-token-123".into()));
+    hook.required_headers = vec![("x-tenant".into(), "tenant-secret-7f3a".into())];
+    let hook = Arc::new(hook);
+    let sink = tls_sink::serve(rt.handle(), hook.router(), &p.server, Some(&p.ca));
+
+    let gateway = free_port();
+    let exporter = format!(
+        "  webhook/soc:\n    url: https://localhost:{}/hook\n    auth: {{ type: bearer, token: hook-token-123 }}\n    headers: {{ X-Tenant: \"${{env:TENANT_KEY}}\" }}\n    tls: {}\n",
+        sink.addr.port(),
+        mtls(&p)
+    );
+    let daemon = start(
+        tmp.path(),
+        gateway,
+        &config(tmp.path(), gateway, &exporter, "webhook/soc"),
+        &[("TENANT_KEY", "tenant-secret-7f3a")],
+    );
+    send_logins(gateway, 0, 50);
+    wait_until("the webhook has every record", WAIT, || all_of(&hook.seqs(), 50));
+    assert!(hook.refused.lock().unwrap().is_empty(), "{:?}", hook.refused.lock().unwrap());
+    let clients = sink.handshakes.clients.lock().unwrap().clone();
+    assert!(!clients.is_empty());
+    assert!(
+        clients.iter().all(|c| c.as_slice() == p.client.der.as_ref()),
+        "every connection showed the agent's certificate"
+    );
+    let log = daemon.log_text();
+    assert!(!log.contains("tenant-secret-7f3a"), "a header value was logged:\n{log}");
+}
+
+#[test]
+fn a_sink_certificate_from_another_ca_is_refused_and_its_records_wait_until_trusted() {
+    use peers::splunk_hec::Hec;
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let p = pki(tmp.path());
+    let other = Ca::new(tmp.path(), "other-ca");
+    let hec = Arc::new(Hec::new("8d1f2e3a-4b5c-4d6e-8f70-8192a3b4c5d6", false));
+    let sink = tls_sink::serve(rt.handle(), hec.router(), &p.server, Some(&p.ca));
+    let gateway = free_port();
+    let exporter = |ca: &Path| {
+        format!(
+            "  splunk_hec/siem:\n    endpoint: https://localhost:{}\n    token: 8d1f2e3a-4b5c-4d6e-8f70-8192a3b4c5d6\n    retry_on_failure: {{ initial_interval: 50ms, max_interval: 200ms }}\n    tls: {{ ca_file: {}, cert_file: {}, key_file: {} }}\n",
+            sink.addr.port(),
+            ca.display(),
+            p.client.cert_file.display(),
+            p.client.key_file.display()
+        )
+    };
+    let wrong = config(tmp.path(), gateway, &exporter(&other.cert_file), "splunk_hec/siem");
+    let mut daemon = start(tmp.path(), gateway, &wrong, &[]);
+    send_logins(gateway, 0, 30);
+    wait_until("a refused handshake on the sink", WAIT, || {
+        !sink.handshakes.failed.lock().unwrap().is_empty()
+    });
+    wait_until("the daemon names the certificate problem", WAIT, || {
+        daemon.log_text().contains("invalid peer certificate")
+    });
+    assert!(hec.seqs().is_empty(), "nothing may reach a sink that is not trusted");
+    let status = daemon.terminate();
+    assert!(status.success(), "{status}");
+
+    // Trusted now: the records the journal kept are delivered, none lost.
+    let right = config(tmp.path(), gateway, &exporter(&p.ca.cert_file), "splunk_hec/siem");
+    let _daemon = start(tmp.path(), gateway, &right, &[]);
+    wait_until("every record reaches Splunk once trusted", WAIT, || {
+        all_of(&hec.seqs(), 30)
+    });
+}
+
+#[test]
+fn insecure_skip_verify_delivers_to_a_sink_no_trusted_ca_signed() {
+    use peers::webhook::{Auth, Receiver};
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let p = pki(tmp.path());
+    let hook = Arc::new(Receiver::new("/hook", Auth::None));
+    let sink = tls_sink::serve(rt.handle(), hook.router(), &p.server, None);
+    let gateway = free_port();
+    let exporter = format!(
+        "  webhook/soc:\n    url: https://127.0.0.1:{}/hook\n    tls: {{ insecure_skip_verify: true }}\n",
+        sink.addr.port()
+    );
+    let daemon = start(
+        tmp.path(),
+        gateway,
+        &config(tmp.path(), gateway, &exporter, "webhook/soc"),
+        &[],
+    );
+    send_logins(gateway, 0, 20);
+    wait_until("the webhook has every record", WAIT, || all_of(&hook.seqs(), 20));
+    assert!(
+        daemon.log_text().contains("insecure_skip_verify"),
+        "the daemon warns that the sink is not verified"
+    );
+}
+
+#[test]
+fn otlp_grpc_over_mtls_delivers_to_a_tls_collector_named_without_a_scheme() {
+    use peers::otlp_sink::Collector;
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let p = pki(tmp.path());
+    let collector = Collector::new("x-tenant");
+    let sink = collector.serve_grpc(rt.handle(), &p.server, Some(&p.ca));
+    let gateway = free_port();
+    // The Collector's form: host:port, TLS implied.
+    let exporter = format!(
+        "  otlp/central:\n    endpoint: localhost:{}\n    headers: {{ x-tenant: acme }}\n    tls: {}\n",
+        sink.addr.port(),
+        mtls(&p)
+    );
+    let _daemon = start(
+        tmp.path(),
+        gateway,
+        &config(tmp.path(), gateway, &exporter, "otlp/central"),
+        &[],
+    );
+    send_logins(gateway, 0, 40);
+    wait_until("the collector has every record over gRPC", WAIT, || {
+        all_of(&collector.seqs(), 40)
+    });
+    assert!(
+        collector.header.lock().unwrap().iter().all(|h| h == "acme"),
+        "each request carried the configured metadata"
+    );
+    let clients = sink.handshakes.clients.lock().unwrap().clone();
+    assert!(clients.iter().all(|c| c.as_slice() == p.client.der.as_ref()));
+}
+
+#[test]
+fn otlphttp_over_mtls_posts_gzipped_protobuf_with_its_headers() {
+    use peers::otlp_sink::Collector;
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let p = pki(tmp.path());
+    let collector = Collector::new("x-tenant");
+    let sink = tls_sink::serve(
+        rt.handle(),
+        collector.http_router("/v1/logs"),
+        &p.server,
+        Some(&p.ca),
+    );
+    let gateway = free_port();
+    let exporter = format!(
+        "  otlphttp/central:\n    endpoint: https://localhost:{}\n    headers: {{ x-tenant: acme }}\n    tls: {}\n",
+        sink.addr.port(),
+        mtls(&p)
+    );
+    let _daemon = start(
+        tmp.path(),
+        gateway,
+        &config(tmp.path(), gateway, &exporter, "otlphttp/central"),
+        &[],
+    );
+    send_logins(gateway, 0, 40);
+    wait_until("the collector has every record over HTTP", WAIT, || {
+        all_of(&collector.seqs(), 40)
+    });
+    assert!(collector.header.lock().unwrap().iter().all(|h| h == "acme"));
+}
+
+#[test]
+fn a_client_without_the_sinks_required_certificate_is_refused_by_the_sink() {
+    use peers::webhook::{Auth, Receiver};
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let p = pki(tmp.path());
+    let hook = Arc::new(Receiver::new("/hook", Auth::None));
+    let sink = tls_sink::serve(rt.handle(), hook.router(), &p.server, Some(&p.ca));
+    let gateway = free_port();
+    let exporter = format!(
+        "  webhook/soc:\n    url: https://localhost:{}/hook\n    retry_on_failure: {{ initial_interval: 50ms, max_interval: 200ms }}\n    tls: {{ ca_file: {} }}\n",
+        sink.addr.port(),
+        p.ca.cert_file.display()
+    );
+    let daemon = start(
+        tmp.path(),
+        gateway,
+        &config(tmp.path(), gateway, &exporter, "webhook/soc"),
+        &[],
+    );
+    send_logins(gateway, 0, 5);
+    wait_until("the sink refuses a handshake without a client certificate", WAIT, || {
+        !sink.handshakes.failed.lock().unwrap().is_empty()
+    });
+    wait_until("the daemon logs the failed delivery", WAIT, || {
+        daemon.log_text().contains("webhook/soc")
+    });
+    assert!(hook.seqs().is_empty());
+}
