@@ -2,11 +2,13 @@
 //! certificates they make: mTLS to a webhook, to Splunk HEC, to an OTLP collector over
 //! gRPC and over HTTP (`otlphttp`); a sink whose certificate comes from another CA is
 //! refused and its records wait in the journal until it is trusted; and
-//! `insecure_skip_verify` takes any certificate.
+//! `insecure_skip_verify` takes any certificate; `s3` writes bundles to moto_server
+//! behind TLS with a private CA (moto cannot ask for a client certificate).
 
 mod common;
 mod peers {
     pub mod http_faults;
+    pub mod moto;
     pub mod otlp_sink;
     pub mod splunk_hec;
     pub mod tls_sink;
@@ -293,4 +295,80 @@ fn a_client_without_the_sinks_required_certificate_is_refused_by_the_sink() {
         daemon.log_text().contains("webhook/soc")
     });
     assert!(hook.seqs().is_empty());
+}
+
+/// `moto_server` over TLS with `server`'s certificate, stopped when dropped.
+struct TlsMoto(std::process::Child);
+
+impl Drop for TlsMoto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_tls_moto(dir: &Path, server: &Leaf) -> (TlsMoto, u16) {
+    let moto = peers::moto::Moto::server().expect(
+        "moto_server is missing: run scripts/test.sh, which installs moto[server] in the test venv",
+    );
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("moto.log")).unwrap();
+    let child = std::process::Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string(), "-s"])
+        .arg("-c")
+        .arg(&server.cert_file)
+        .arg("-k")
+        .arg(&server.key_file)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut moto = TlsMoto(child);
+    wait_until("moto_server to listen", WAIT, || {
+        assert!(matches!(moto.0.try_wait(), Ok(None)), "moto_server exited");
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (moto, port)
+}
+
+#[test]
+fn s3_writes_bundles_to_a_store_behind_tls_with_a_private_ca() {
+    use vellum::net::tls::client::ClientTls;
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let p = pki(tmp.path());
+    let (_moto, port) = start_tls_moto(tmp.path(), &p.server);
+    let url = format!("https://localhost:{port}");
+    let tls = ClientTls {
+        ca_file: Some(p.ca.cert_file.clone()),
+        ..ClientTls::default()
+    };
+    let rustls_config = tls.config().unwrap();
+    let connection = vellum::exporters::s3::client::Connection {
+        tls: Some(Arc::new(rustls_config)),
+        ..peers::moto::connection(&url)
+    };
+    let client = rt.block_on(connection.client());
+    rt.block_on(peers::moto::create_locked_bucket(&client, "tls-evidence"));
+
+    let gateway = free_port();
+    let exporter = format!(
+        "  s3/evidence:\n    bucket: tls-evidence\n    endpoint: {url}\n    region: us-east-1\n    force_path_style: true\n    access_key_id: testing\n    secret_access_key: testing\n    tls: {{ ca_file: {} }}\n",
+        p.ca.cert_file.display()
+    );
+    let yaml = config_with_checkpoints(&config(tmp.path(), gateway, &exporter, "s3/evidence"));
+    let _daemon = start(tmp.path(), gateway, &yaml, &[]);
+    send_logins(gateway, 0, 30);
+    wait_until("a bundle and its manifest in the bucket", WAIT, || {
+        let keys = rt.block_on(peers::moto::objects(&client, "tls-evidence"));
+        keys.iter().any(|k| k.contains("manifest"))
+    });
+}
+
+/// Checkpoints every second, as the `s3` exporter's bundles end at one.
+fn config_with_checkpoints(yaml: &str) -> String {
+    yaml.replace(
+        "checkpoint: { every_records: 1000, every: 1h }",
+        "checkpoint: { every_records: 10, every: 1s }",
+    )
 }

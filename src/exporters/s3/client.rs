@@ -133,8 +133,11 @@ impl RustlsClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        // hyper-rustls sets ALPN from the protocols enabled, and panics on one set before.
+        let mut config = config.clone();
+        config.alpn_protocols.clear();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config.clone())
+            .with_tls_config(config)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

@@ -192,11 +192,10 @@ impl S3Config {
         if self.tls == ClientTls::default() || self.tls.plaintext() {
             return Ok(None);
         }
-        let mut config = self
+        let config = self
             .tls
             .config()
             .map_err(|p| ExportError::Permanent(p.to_string()))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         crate::exporters::http::warn_if_unverified(&self.tls);
         Ok(Some(Arc::new(config)))
     }
