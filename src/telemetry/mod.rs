@@ -65,8 +65,8 @@
 //!
 //! | Name | Type | Labels | Meaning |
 //! |---|---|---|---|
-//! | `otelcol_receiver_accepted_log_records_total` | counter | `receiver` | As `vellum_receiver_accepted_records_total` |
-//! | `otelcol_receiver_refused_log_records_total` | counter | `receiver` | As `vellum_receiver_refused_records_total`, every reason |
+//! | `otelcol_receiver_accepted_log_records_total` | counter | `receiver`, `transport` (`grpc`, `http`, `tcp`, `udp`) | As `vellum_receiver_accepted_records_total` |
+//! | `otelcol_receiver_refused_log_records_total` | counter | `receiver`, `transport` | As `vellum_receiver_refused_records_total`, every reason |
 //! | `otelcol_exporter_sent_log_records_total` | counter | `exporter` | As `vellum_exporter_sent_records_total` |
 //! | `otelcol_exporter_send_failed_log_records_total` | counter | `exporter` | As `vellum_exporter_failed_records_total` |
 //! | `otelcol_exporter_queue_size` | gauge | `exporter` | As `vellum_exporter_lag_records`: the journal is the exporter's queue |
