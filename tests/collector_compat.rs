@@ -172,3 +172,52 @@ service:
     assert!(log.contains(" INFO "), "console lines, not JSON:\n{log}");
     assert!(!log.starts_with('{'), "console lines, not JSON:\n{log}");
 }
+
+#[test]
+fn a_sending_queue_size_makes_receivers_push_back_once_that_many_records_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (gateway, metrics, closed) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        r#"
+receivers:
+  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
+exporters:
+  otlphttp/down:
+    endpoint: http://127.0.0.1:{closed}
+    sending_queue: {{ enabled: true, num_consumers: 4, queue_size: 20 }}
+service:
+  storage: {{ directory: {state} }}
+  telemetry:
+    metrics: {{ address: 127.0.0.1:{metrics} }}
+  pipelines:
+    logs/audit:
+      receivers: [http/gateway]
+      exporters: [otlphttp/down]
+"#,
+        state = tmp.path().join("state").display(),
+    );
+    let ready: [SocketAddr; 2] = [
+        ([127, 0, 0, 1], gateway).into(),
+        ([127, 0, 0, 1], metrics).into(),
+    ];
+    let _daemon = Daemon::start(tmp.path(), &yaml, &ready);
+    let url = format!("http://127.0.0.1:{gateway}/v1/events");
+    let body = |from: usize| -> String {
+        (from..from + 15)
+            .map(|i| format!("{{\"action\":\"login\",\"user_id\":\"u{i}\"}}\n"))
+            .collect()
+    };
+    // 15 and 15 more: the second request still finds 15 waiting, within the 20 allowed.
+    assert_eq!(http_post(&url, None, body(0).as_bytes()).0, 200);
+    assert_eq!(http_post(&url, None, body(15).as_bytes()).0, 200);
+    // 30 now wait for a sink that is down: past the queue's size, receivers push back.
+    let (status, answer) = http_post(&url, None, body(30).as_bytes());
+    assert!(matches!(status, 429 | 503), "{status} {answer}");
+
+    let text = http_get(&format!("http://127.0.0.1:{metrics}/metrics")).1;
+    let capacity = text
+        .lines()
+        .find(|l| l.starts_with("otelcol_exporter_queue_capacity{") && l.contains("otlphttp/down"))
+        .unwrap_or_else(|| panic!("no queue capacity in:\n{text}"));
+    assert!(capacity.ends_with(" 20"), "{capacity}");
+}
