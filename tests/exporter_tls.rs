@@ -268,6 +268,83 @@ fn otlphttp_over_mtls_posts_gzipped_protobuf_with_its_headers() {
 }
 
 #[test]
+fn server_name_override_checks_the_sinks_certificate_against_the_configured_name() {
+    use peers::webhook::{Auth, Receiver};
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let ca = Ca::new(tmp.path(), "private-ca");
+    // The certificate names only sink.internal, which does not resolve here.
+    let server = ca.issue(tmp.path(), "sink", &["sink.internal"]);
+    let hook = Arc::new(Receiver::new("/hook", Auth::None));
+    let sink = tls_sink::serve(rt.handle(), hook.router(), &server, None);
+    let gateway = free_port();
+    let exporter = |override_line: &str| {
+        format!(
+            "  webhook/soc:\n    url: https://127.0.0.1:{}/hook\n    retry_on_failure: {{ initial_interval: 50ms, max_interval: 200ms }}\n    tls: {{ ca_file: {}{override_line} }}\n",
+            sink.addr.port(),
+            ca.cert_file.display()
+        )
+    };
+    let by_address = config(tmp.path(), gateway, &exporter(""), "webhook/soc");
+    let mut daemon = start(tmp.path(), gateway, &by_address, &[]);
+    send_logins(gateway, 0, 10);
+    wait_until("the address is refused: the certificate does not name it", WAIT, || {
+        daemon.log_text().contains("invalid peer certificate")
+    });
+    assert!(hook.seqs().is_empty());
+    assert!(daemon.terminate().success());
+
+    let named = config(
+        tmp.path(),
+        gateway,
+        &exporter(", server_name_override: sink.internal"),
+        "webhook/soc",
+    );
+    let _daemon = start(tmp.path(), gateway, &named, &[]);
+    wait_until("every record once the name is checked instead", WAIT, || {
+        all_of(&hook.seqs(), 10)
+    });
+}
+
+#[test]
+fn min_version_1_3_refuses_a_sink_that_speaks_only_tls_1_2() {
+    use peers::webhook::{Auth, Receiver};
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let p = pki(tmp.path());
+    let hook = Arc::new(Receiver::new("/hook", Auth::None));
+    let sink = tls_sink::serve_tls12_only(rt.handle(), hook.router(), &p.server);
+    let gateway = free_port();
+    let exporter = |min: &str| {
+        format!(
+            "  webhook/soc:\n    url: https://localhost:{}/hook\n    retry_on_failure: {{ initial_interval: 50ms, max_interval: 200ms }}\n    tls: {{ ca_file: {}, min_version: \"{min}\" }}\n",
+            sink.addr.port(),
+            p.ca.cert_file.display()
+        )
+    };
+    let mut daemon = start(
+        tmp.path(),
+        gateway,
+        &config(tmp.path(), gateway, &exporter("1.3"), "webhook/soc"),
+        &[],
+    );
+    send_logins(gateway, 0, 10);
+    wait_until("the sink sees a handshake it cannot meet", WAIT, || {
+        !sink.handshakes.failed.lock().unwrap().is_empty()
+    });
+    assert!(hook.seqs().is_empty());
+    assert!(daemon.terminate().success());
+    // The same sink with the default minimum, 1.2: delivered.
+    let _daemon = start(
+        tmp.path(),
+        gateway,
+        &config(tmp.path(), gateway, &exporter("1.2"), "webhook/soc"),
+        &[],
+    );
+    wait_until("every record over TLS 1.2", WAIT, || all_of(&hook.seqs(), 10));
+}
+
+#[test]
 fn a_client_without_the_sinks_required_certificate_is_refused_by_the_sink() {
     use peers::webhook::{Auth, Receiver};
     let tmp = tempfile::tempdir().unwrap();

@@ -780,4 +780,21 @@ mod tests {
         );
         assert!(unknown.is_err());
     }
+
+    #[test]
+    fn headers_may_not_replace_the_token_or_the_channel() {
+        let cfg = config(serde_json::json!({"headers": {
+            "Authorization": "Splunk forged", "X-Splunk-Request-Channel": "c", "X-Tenant": "acme"}}));
+        let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            ["headers.Authorization", "headers.X-Splunk-Request-Channel"]
+        );
+        let cfg = config(serde_json::json!({"headers": {"X-Tenant": "acme"}}));
+        let e = SplunkHecExporter::new(&cfg, &context()).unwrap();
+        let request = e.request(&e.event_url).build().unwrap();
+        assert_eq!(request.headers()["x-tenant"], "acme");
+        assert!(request.headers()["x-tenant"].is_sensitive());
+        assert!(request.headers()["authorization"].is_sensitive());
+    }
 }

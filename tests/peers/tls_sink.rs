@@ -118,6 +118,25 @@ pub fn serve(rt: &Handle, app: Router, server: &Leaf, client_ca: Option<&Ca>) ->
     sink
 }
 
+/// Serves `app` over TLS 1.2 only, without asking for a client certificate.
+pub fn serve_tls12_only(rt: &Handle, app: Router, server: &Leaf) -> TlsSink {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_der.clone()));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server.der.clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (sink, accepted) = listen(rt, config);
+    let addr = sink.addr;
+    rt.spawn(async move {
+        let _ = axum::serve(Handshaken { accepted, addr }, app).await;
+    });
+    sink
+}
+
 /// A loopback TLS listener with `config`: the connections whose handshake completed.
 pub fn listen(
     rt: &Handle,
