@@ -123,16 +123,27 @@ fn webhook_over_mtls_delivers_every_record_with_its_headers() {
         &[("TENANT_KEY", "tenant-secret-7f3a")],
     );
     send_logins(gateway, 0, 50);
-    wait_until("the webhook has every record", WAIT, || all_of(&hook.seqs(), 50));
-    assert!(hook.refused.lock().unwrap().is_empty(), "{:?}", hook.refused.lock().unwrap());
+    wait_until("the webhook has every record", WAIT, || {
+        all_of(&hook.seqs(), 50)
+    });
+    assert!(
+        hook.refused.lock().unwrap().is_empty(),
+        "{:?}",
+        hook.refused.lock().unwrap()
+    );
     let clients = sink.handshakes.clients.lock().unwrap().clone();
     assert!(!clients.is_empty());
     assert!(
-        clients.iter().all(|c| c.as_slice() == p.client.der.as_ref()),
+        clients
+            .iter()
+            .all(|c| c.as_slice() == p.client.der.as_ref()),
         "every connection showed the agent's certificate"
     );
     let log = daemon.log_text();
-    assert!(!log.contains("tenant-secret-7f3a"), "a header value was logged:\n{log}");
+    assert!(
+        !log.contains("tenant-secret-7f3a"),
+        "a header value was logged:\n{log}"
+    );
 }
 
 #[test]
@@ -154,7 +165,12 @@ fn a_sink_certificate_from_another_ca_is_refused_and_its_records_wait_until_trus
             p.client.key_file.display()
         )
     };
-    let wrong = config(tmp.path(), gateway, &exporter(&other.cert_file), "splunk_hec/siem");
+    let wrong = config(
+        tmp.path(),
+        gateway,
+        &exporter(&other.cert_file),
+        "splunk_hec/siem",
+    );
     let mut daemon = start(tmp.path(), gateway, &wrong, &[]);
     send_logins(gateway, 0, 30);
     wait_until("a refused handshake on the sink", WAIT, || {
@@ -163,12 +179,20 @@ fn a_sink_certificate_from_another_ca_is_refused_and_its_records_wait_until_trus
     wait_until("the daemon names the certificate problem", WAIT, || {
         daemon.log_text().contains("invalid peer certificate")
     });
-    assert!(hec.seqs().is_empty(), "nothing may reach a sink that is not trusted");
+    assert!(
+        hec.seqs().is_empty(),
+        "nothing may reach a sink that is not trusted"
+    );
     let status = daemon.terminate();
     assert!(status.success(), "{status}");
 
     // Trusted now: the records the journal kept are delivered, none lost.
-    let right = config(tmp.path(), gateway, &exporter(&p.ca.cert_file), "splunk_hec/siem");
+    let right = config(
+        tmp.path(),
+        gateway,
+        &exporter(&p.ca.cert_file),
+        "splunk_hec/siem",
+    );
     let _daemon = start(tmp.path(), gateway, &right, &[]);
     wait_until("every record reaches Splunk once trusted", WAIT, || {
         all_of(&hec.seqs(), 30)
@@ -195,7 +219,9 @@ fn insecure_skip_verify_delivers_to_a_sink_no_trusted_ca_signed() {
         &[],
     );
     send_logins(gateway, 0, 20);
-    wait_until("the webhook has every record", WAIT, || all_of(&hook.seqs(), 20));
+    wait_until("the webhook has every record", WAIT, || {
+        all_of(&hook.seqs(), 20)
+    });
     assert!(
         daemon.log_text().contains("insecure_skip_verify"),
         "the daemon warns that the sink is not verified"
@@ -232,7 +258,11 @@ fn otlp_grpc_over_mtls_delivers_to_a_tls_collector_named_without_a_scheme() {
         "each request carried the configured metadata"
     );
     let clients = sink.handshakes.clients.lock().unwrap().clone();
-    assert!(clients.iter().all(|c| c.as_slice() == p.client.der.as_ref()));
+    assert!(
+        clients
+            .iter()
+            .all(|c| c.as_slice() == p.client.der.as_ref())
+    );
 }
 
 #[test]
@@ -288,9 +318,11 @@ fn server_name_override_checks_the_sinks_certificate_against_the_configured_name
     let by_address = config(tmp.path(), gateway, &exporter(""), "webhook/soc");
     let mut daemon = start(tmp.path(), gateway, &by_address, &[]);
     send_logins(gateway, 0, 10);
-    wait_until("the address is refused: the certificate does not name it", WAIT, || {
-        daemon.log_text().contains("invalid peer certificate")
-    });
+    wait_until(
+        "the address is refused: the certificate does not name it",
+        WAIT,
+        || daemon.log_text().contains("invalid peer certificate"),
+    );
     assert!(hook.seqs().is_empty());
     assert!(daemon.terminate().success());
 
@@ -301,9 +333,11 @@ fn server_name_override_checks_the_sinks_certificate_against_the_configured_name
         "webhook/soc",
     );
     let _daemon = start(tmp.path(), gateway, &named, &[]);
-    wait_until("every record once the name is checked instead", WAIT, || {
-        all_of(&hook.seqs(), 10)
-    });
+    wait_until(
+        "every record once the name is checked instead",
+        WAIT,
+        || all_of(&hook.seqs(), 10),
+    );
 }
 
 #[test]
@@ -341,7 +375,9 @@ fn min_version_1_3_refuses_a_sink_that_speaks_only_tls_1_2() {
         &config(tmp.path(), gateway, &exporter("1.2"), "webhook/soc"),
         &[],
     );
-    wait_until("every record over TLS 1.2", WAIT, || all_of(&hook.seqs(), 10));
+    wait_until("every record over TLS 1.2", WAIT, || {
+        all_of(&hook.seqs(), 10)
+    });
 }
 
 #[test]
@@ -365,9 +401,11 @@ fn a_client_without_the_sinks_required_certificate_is_refused_by_the_sink() {
         &[],
     );
     send_logins(gateway, 0, 5);
-    wait_until("the sink refuses a handshake without a client certificate", WAIT, || {
-        !sink.handshakes.failed.lock().unwrap().is_empty()
-    });
+    wait_until(
+        "the sink refuses a handshake without a client certificate",
+        WAIT,
+        || !sink.handshakes.failed.lock().unwrap().is_empty(),
+    );
     wait_until("the daemon logs the failed delivery", WAIT, || {
         daemon.log_text().contains("webhook/soc")
     });

@@ -296,7 +296,8 @@ fn metrics_count_what_was_sent_in_a_scrape_prometheus_parses() {
     assert!(buckets > 10, "{buckets} buckets");
 
     // The same counts under the Collector's names and labels, for its stock dashboards.
-    let collector: [(&str, &[(&str, &str)], f64); 5] = [
+    type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+    let collector: [Expected; 5] = [
         (
             "otelcol_receiver_accepted_log_records_total",
             &[("receiver", "otlp"), ("transport", "grpc")],

@@ -63,7 +63,9 @@ use futures::future::BoxFuture;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::http::{self, Answer, ClientTls, Compression, EntryHead, Headers, Secret, push_json_str};
+use super::http::{
+    self, Answer, ClientTls, Compression, EntryHead, Headers, Secret, push_json_str,
+};
 use super::{ExportError, Exporter, ExporterContext, Item};
 
 /// Datadog's limits per request (decimal megabytes, the smaller reading of "MB").
@@ -155,7 +157,10 @@ impl DatadogConfig {
             }
         }
         out.extend(self.headers.problems("headers", &RESERVED));
-        out.extend(self.tls.problems("tls", http::url_scheme(&self.intake_url())));
+        out.extend(
+            self.tls
+                .problems("tls", http::url_scheme(&self.intake_url())),
+        );
         out
     }
 

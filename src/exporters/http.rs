@@ -160,7 +160,11 @@ pub fn parse_url(url: &str) -> Result<reqwest::Url, ExportError> {
 /// (`net::tls::client`), no redirects, bounded connection setup.
 pub fn client(tls: &ClientTls) -> Result<reqwest::Client, ExportError> {
     // An http:// sink never uses it; the defaults keep one code path.
-    let tls = if tls.plaintext() { &ClientTls::default() } else { tls };
+    let tls = if tls.plaintext() {
+        &ClientTls::default()
+    } else {
+        tls
+    };
     let mut config = tls
         .config()
         .map_err(|p| ExportError::Permanent(p.to_string()))?;

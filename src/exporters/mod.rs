@@ -122,10 +122,16 @@ impl SendingQueue {
             ));
         }
         if self.queue_size == Some(0) {
-            out.push(("sending_queue.queue_size".into(), "must be at least 1".into()));
+            out.push((
+                "sending_queue.queue_size".into(),
+                "must be at least 1".into(),
+            ));
         }
         if self.num_consumers == Some(0) {
-            out.push(("sending_queue.num_consumers".into(), "must be at least 1".into()));
+            out.push((
+                "sending_queue.num_consumers".into(),
+                "must be at least 1".into(),
+            ));
         }
         out
     }

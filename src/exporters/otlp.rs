@@ -79,9 +79,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::http::{self, ClientTls, Compression, Headers};
-use crate::net::tls::client::TlsConnector;
 use super::{ExportError, Exporter, ExporterContext, Item};
 use crate::event::Record;
+use crate::net::tls::client::TlsConnector;
 
 /// The integrity fields of an entry, forwarded as `vellum.<name>` attributes.
 pub const INTEGRITY_FIELDS: [&str; 7] = ["v", "stream", "seq", "prev", "hash", "kid", "mac"];
@@ -761,7 +761,10 @@ mod tests {
             json!({"endpoint": "https://c:4318", "protocol": "grpc"}),
         )
         .unwrap_err();
-        assert!(e.to_string().contains("otlphttp speaks OTLP/HTTP only"), "{e}");
+        assert!(
+            e.to_string().contains("otlphttp speaks OTLP/HTTP only"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -89,7 +89,9 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::http::{self, Answer, ClientTls, Compression, EntryHead, Headers, Secret, push_json_str};
+use super::http::{
+    self, Answer, ClientTls, Compression, EntryHead, Headers, Secret, push_json_str,
+};
 use super::{ExportError, Exporter, ExporterContext, Item};
 
 const CHANNEL_HEADER: &str = "x-splunk-request-channel";

@@ -55,7 +55,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::http::{self, Compression, Headers, Secret, ClientTls};
+use super::http::{self, ClientTls, Compression, Headers, Secret};
 use super::{ExportError, Exporter, ExporterContext, Item};
 
 pub const SIGNATURE_HEADER: &str = "x-vellum-signature";

@@ -671,7 +671,12 @@ impl Service {
         let positions: Vec<Arc<AtomicU64>> = exporters.iter().map(|e| e.position.clone()).collect();
         let queue_sizes: Vec<(Arc<AtomicU64>, u64)> = exporters
             .iter()
-            .filter_map(|e| Some((e.position.clone(), e.config.delivery.sending_queue.queue_size?)))
+            .filter_map(|e| {
+                Some((
+                    e.position.clone(),
+                    e.config.delivery.sending_queue.queue_size?,
+                ))
+            })
             .collect();
         let evidence_retention: Vec<retention::EvidenceRetention> = exporters
             .iter()
@@ -713,15 +718,17 @@ impl Service {
             .name(format!("writer {}", p.id))
             .spawn(move || writer.run(requests))
             .map_err(|e| fail(format!("cannot start the writer thread: {e}")))?;
-        let intake = Arc::new(PipelineIntake::new(
-            p.id.clone(),
-            p.processors,
-            queue,
-            journal.clone(),
-            positions.clone(),
-            self.storage_config.max_backlog_records,
-        )
-        .with_queue_sizes(queue_sizes));
+        let intake = Arc::new(
+            PipelineIntake::new(
+                p.id.clone(),
+                p.processors,
+                queue,
+                journal.clone(),
+                positions.clone(),
+                self.storage_config.max_backlog_records,
+            )
+            .with_queue_sizes(queue_sizes),
+        );
         let storage_config = &self.storage_config;
         let journal_purge = (storage_config.retention_days > 0).then(|| {
             retention::JournalRetention::new(

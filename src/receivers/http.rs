@@ -270,7 +270,12 @@ async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes
         } else {
             (StatusCode::BAD_REQUEST, "malformed", "malformed events")
         };
-        count_refused(id, Transport::Http, reason, records.len() + malformed + too_large);
+        count_refused(
+            id,
+            Transport::Http,
+            reason,
+            records.len() + malformed + too_large,
+        );
         return refuse(status, format!("{what}; nothing was kept"), problems);
     }
     let n = records.len();

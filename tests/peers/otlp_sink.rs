@@ -77,7 +77,12 @@ impl Collector {
 
     /// Serves the gRPC service over TLS (HTTP/2) with `server`'s certificate, requiring
     /// a client certificate from `client_ca` when given.
-    pub fn serve_grpc(self: &Arc<Collector>, rt: &Handle, server: &Leaf, client_ca: Option<&Ca>) -> TlsSink {
+    pub fn serve_grpc(
+        self: &Arc<Collector>,
+        rt: &Handle,
+        server: &Leaf,
+        client_ca: Option<&Ca>,
+    ) -> TlsSink {
         let config = tls_sink::server_config(server, client_ca, &[b"h2"]);
         let (sink, accepted) = tls_sink::listen(rt, config);
         let incoming = futures::stream::unfold(accepted, |mut rx| async move {
@@ -120,9 +125,16 @@ async fn http_export(
     body: Bytes,
 ) -> (StatusCode, Vec<u8>) {
     let mut raw = body.to_vec();
-    if headers.get("content-encoding").and_then(|v| v.to_str().ok()) == Some("gzip") {
+    if headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        == Some("gzip")
+    {
         let mut out = Vec::new();
-        if flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).is_err() {
+        if flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .is_err()
+        {
             return (StatusCode::BAD_REQUEST, b"bad gzip".to_vec());
         }
         raw = out;
@@ -131,7 +143,10 @@ async fn http_export(
         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
     }
     let Ok(request) = ExportLogsServiceRequest::decode(&raw[..]) else {
-        return (StatusCode::BAD_REQUEST, b"not an ExportLogsServiceRequest".to_vec());
+        return (
+            StatusCode::BAD_REQUEST,
+            b"not an ExportLogsServiceRequest".to_vec(),
+        );
     };
     let header = headers
         .get(collector.watch.as_str())

@@ -83,7 +83,11 @@ pub struct TlsSink {
 
 /// The rustls server configuration of a sink with `server`'s certificate, requiring a
 /// client certificate from `client_ca` when given.
-pub fn server_config(server: &Leaf, client_ca: Option<&Ca>, alpn: &[&[u8]]) -> rustls::ServerConfig {
+pub fn server_config(
+    server: &Leaf,
+    client_ca: Option<&Ca>,
+    alpn: &[&[u8]],
+) -> rustls::ServerConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -92,10 +96,12 @@ pub fn server_config(server: &Leaf, client_ca: Option<&Ca>, alpn: &[&[u8]]) -> r
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(ca.der()).unwrap();
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),

@@ -183,7 +183,10 @@ impl S3Config {
         }
         // Without an endpoint the SDK talks to AWS over https.
         let endpoint = self.endpoint.as_deref().unwrap_or("https://");
-        out.extend(self.tls.problems("tls", crate::exporters::http::url_scheme(endpoint)));
+        out.extend(
+            self.tls
+                .problems("tls", crate::exporters::http::url_scheme(endpoint)),
+        );
         out
     }
 

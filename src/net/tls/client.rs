@@ -87,10 +87,13 @@ impl ClientTls {
         let mut out: Vec<TlsProblem> = self.setting_problems(scheme);
         let names_files =
             self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some();
-        if out.is_empty() && names_files && !self.insecure && scheme == "https" {
-            if let Err(p) = self.config() {
-                out.push(p);
-            }
+        if out.is_empty()
+            && names_files
+            && !self.insecure
+            && scheme == "https"
+            && let Err(p) = self.config()
+        {
+            out.push(p);
         }
         out.into_iter()
             .map(|p| (format!("{key}.{}", p.key), p.message))
@@ -151,7 +154,10 @@ impl ClientTls {
     fn first_tls_setting(&self) -> Option<&'static str> {
         [
             ("ca_file", self.ca_file.is_some()),
-            ("include_system_ca_certs_pool", self.include_system_ca_certs_pool),
+            (
+                "include_system_ca_certs_pool",
+                self.include_system_ca_certs_pool,
+            ),
             ("cert_file", self.cert_file.is_some()),
             ("key_file", self.key_file.is_some()),
             ("server_name_override", self.server_name_override.is_some()),
@@ -213,7 +219,10 @@ impl ClientTls {
         }
     }
 
-    fn verifier(&self, provider: &Arc<CryptoProvider>) -> Result<Arc<dyn ServerCertVerifier>, TlsProblem> {
+    fn verifier(
+        &self,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<Arc<dyn ServerCertVerifier>, TlsProblem> {
         if self.insecure_skip_verify {
             return Ok(Arc::new(AnyCertificate(
                 provider.signature_verification_algorithms,
@@ -234,11 +243,18 @@ impl ClientTls {
             }
             None => roots.extend(system_roots().roots.iter().cloned()),
         }
+        if roots.is_empty() {
+            // Only a system without roots gets here (a ca_file holds at least one): an
+            // http:// sink still works, an https:// one fails its handshake saying why.
+            return Ok(Arc::new(NoRoots(
+                provider.signature_verification_algorithms,
+            )));
+        }
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| TlsProblem {
                 key: "ca_file",
-                message: format!("no CA to trust (the system has no roots): give tls.ca_file: {e}"),
+                message: format!("no CA to trust: {e}"),
             })?;
         Ok(match &self.server_name_override {
             None => webpki,
@@ -247,7 +263,10 @@ impl ClientTls {
                     key: "server_name_override",
                     message: "is not a DNS name or IP address".into(),
                 })?;
-                Arc::new(NameOverride { inner: webpki, name })
+                Arc::new(NameOverride {
+                    inner: webpki,
+                    name,
+                })
             }
         })
     }
@@ -274,18 +293,25 @@ impl tower::Service<http::Uri> for TlsConnector {
     type Error = std::io::Error;
     type Future = std::pin::Pin<Box<dyn Future<Output = std::io::Result<TlsIo>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let connector = self.0.clone();
         Box::pin(async move {
-            let invalid =
-                |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{uri}: {what}"));
+            let invalid = |what: &str| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{uri}: {what}"))
+            };
             let host = uri.host().ok_or_else(|| invalid("no host"))?;
             // An IPv6 literal comes bracketed.
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
             let port = uri.port_u16().unwrap_or(443);
             let name = ServerName::try_from(host.clone())
                 .map_err(|_| invalid("the host is not a DNS name or IP address"))?;
@@ -419,6 +445,49 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
+/// The verifier of a system without CA roots and no `ca_file`: every certificate is
+/// refused, with the fix in the error.
+#[derive(Debug)]
+struct NoRoots(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for NoRoots {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Err(rustls::Error::General(
+            "this system has no CA roots (install ca-certificates) and tls.ca_file names none"
+                .into(),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,16 +503,29 @@ mod tests {
     #[test]
     fn contradictions_are_refused_under_the_key_that_holds_them() {
         let t = tls(serde_json::json!({"insecure": true, "ca_file": "/x.pem"}));
-        assert_eq!(keys(&t.problems("tls", "https")), ["tls.insecure", "tls.insecure"]);
+        assert_eq!(
+            keys(&t.problems("tls", "https")),
+            ["tls.insecure", "tls.insecure"]
+        );
         let t = tls(serde_json::json!({"cert_file": "/c.pem"}));
         assert_eq!(keys(&t.problems("tls", "https")), ["tls.key_file"]);
         let t = tls(serde_json::json!({"min_version": "1.1"}));
         assert_eq!(keys(&t.problems("tls", "https")), ["tls.min_version"]);
         let t = tls(serde_json::json!({"server_name_override": "not a name"}));
-        assert_eq!(keys(&t.problems("tls", "https")), ["tls.server_name_override"]);
+        assert_eq!(
+            keys(&t.problems("tls", "https")),
+            ["tls.server_name_override"]
+        );
         let t = tls(serde_json::json!({"insecure_skip_verify": true}));
-        assert_eq!(keys(&t.problems("tls", "http")), ["tls.insecure_skip_verify"]);
-        assert!(tls(serde_json::json!({"insecure": true})).problems("tls", "http").is_empty());
+        assert_eq!(
+            keys(&t.problems("tls", "http")),
+            ["tls.insecure_skip_verify"]
+        );
+        assert!(
+            tls(serde_json::json!({"insecure": true}))
+                .problems("tls", "http")
+                .is_empty()
+        );
         assert!(ClientTls::default().problems("tls", "https").is_empty());
     }
 
