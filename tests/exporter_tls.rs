@@ -61,11 +61,12 @@ service:
 fn start(dir: &Path, gateway: u16, yaml: &str, env: &[(&str, &str)]) -> Daemon {
     let path = dir.join("vellum.yaml");
     std::fs::write(&path, yaml).unwrap();
+    // A sink that is refused holds its batch: stopping does not wait for it.
     Daemon::launch(
         dir,
         &path,
         &[SocketAddr::from(([127, 0, 0, 1], gateway))],
-        &[],
+        &["--drain-timeout", "1s"],
         env,
     )
 }
