@@ -488,3 +488,53 @@ fn config_with_checkpoints(yaml: &str) -> String {
         "checkpoint: { every_records: 10, every: 1s }",
     )
 }
+
+#[test]
+#[ignore = "a measurement: cargo test --test exporter_tls -- --ignored --nocapture"]
+fn otlp_grpc_exporter_drains_a_backlog_over_mtls_near_the_plaintext_rate() {
+    const N: u64 = 20_000;
+    let plain = drain_rate(false, N);
+    let mtls = drain_rate(true, N);
+    println!(
+        "otlp gRPC exporter, {N} records: plaintext {plain:.0} records/s, mTLS {mtls:.0} records/s ({:.0}%)",
+        100.0 * mtls / plain
+    );
+}
+
+/// Records per second the `otlp` exporter delivers from a backlog of `n` once its
+/// collector comes up, over mTLS or in clear text.
+fn drain_rate(tls: bool, n: u64) -> f64 {
+    use peers::otlp_sink::Collector;
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let p = pki(tmp.path());
+    let (gateway, port) = (free_port(), free_port());
+    let endpoint = if tls {
+        format!("localhost:{port}\n    tls: {}", mtls(&p))
+    } else {
+        format!("http://127.0.0.1:{port}")
+    };
+    let exporter = format!(
+        "  otlp/central:\n    retry_on_failure: {{ initial_interval: 10ms, max_interval: 20ms }}\n    endpoint: {endpoint}\n"
+    );
+    let _daemon = start(
+        tmp.path(),
+        gateway,
+        &config(tmp.path(), gateway, &exporter, "otlp/central"),
+        &[],
+    );
+    for from in (0..n).step_by(1000) {
+        send_logins(gateway, from as usize, 1000);
+    }
+    let collector = Collector::new("x-tenant");
+    let started = std::time::Instant::now();
+    if tls {
+        collector.serve_grpc_on(rt.handle(), &p.server, Some(&p.ca), port);
+    } else {
+        collector.serve_grpc_plain_on(rt.handle(), port);
+    }
+    wait_until("the backlog delivered", Duration::from_secs(300), || {
+        collector.seqs.lock().unwrap().len() as u64 >= n
+    });
+    n as f64 / started.elapsed().as_secs_f64()
+}

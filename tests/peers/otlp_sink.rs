@@ -83,8 +83,19 @@ impl Collector {
         server: &Leaf,
         client_ca: Option<&Ca>,
     ) -> TlsSink {
+        self.serve_grpc_on(rt, server, client_ca, 0)
+    }
+
+    /// As [`Collector::serve_grpc`], on loopback port `port` (0: any).
+    pub fn serve_grpc_on(
+        self: &Arc<Collector>,
+        rt: &Handle,
+        server: &Leaf,
+        client_ca: Option<&Ca>,
+        port: u16,
+    ) -> TlsSink {
         let config = tls_sink::server_config(server, client_ca, &[b"h2"]);
-        let (sink, accepted) = tls_sink::listen(rt, config);
+        let (sink, accepted) = tls_sink::listen_on(rt, config, port);
         let incoming = futures::stream::unfold(accepted, |mut rx| async move {
             let (io, _) = rx.recv().await?;
             Some((Ok::<_, std::io::Error>(io), rx))
@@ -98,6 +109,27 @@ impl Collector {
                 .await;
         });
         sink
+    }
+}
+
+impl Collector {
+    /// The gRPC service in clear text on loopback port `port`.
+    pub fn serve_grpc_plain_on(self: &Arc<Collector>, rt: &Handle, port: u16) {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .expect("bind the collector");
+        let incoming = futures::stream::unfold(listener, |l| async move {
+            let conn = l.accept().await.map(|(stream, _)| stream);
+            Some((conn, l))
+        });
+        let service = LogsServiceServer::new(Grpc(self.clone()))
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        rt.spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        });
     }
 }
 

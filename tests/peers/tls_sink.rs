@@ -148,8 +148,17 @@ pub fn listen(
     rt: &Handle,
     config: rustls::ServerConfig,
 ) -> (TlsSink, mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>) {
+    listen_on(rt, config, 0)
+}
+
+/// As [`listen`], on loopback port `port` (0: any).
+pub fn listen_on(
+    rt: &Handle,
+    config: rustls::ServerConfig,
+    port: u16,
+) -> (TlsSink, mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>) {
     let tcp = rt
-        .block_on(TcpListener::bind(("127.0.0.1", 0)))
+        .block_on(TcpListener::bind(("127.0.0.1", port)))
         .expect("bind the sink");
     let addr = tcp.local_addr().unwrap();
     let handshakes = Arc::new(Handshakes::default());
