@@ -267,6 +267,70 @@ fn otlp_grpc_over_mtls_delivers_to_a_tls_collector_named_without_a_scheme() {
 }
 
 #[test]
+fn otlp_grpc_to_a_collector_from_another_ca_is_refused_naming_the_certificate() {
+    use peers::otlp_sink::Collector;
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let p = pki(tmp.path());
+    let other = Ca::new(tmp.path(), "other-ca");
+    let collector = Collector::new("x-tenant");
+    let sink = collector.serve_grpc(rt.handle(), &p.server, Some(&p.ca));
+    let gateway = free_port();
+    let exporter = format!(
+        "  otlp/central:\n    endpoint: https://localhost:{}\n    retry_on_failure: {{ initial_interval: 50ms, max_interval: 200ms }}\n    tls: {{ ca_file: {}, cert_file: {}, key_file: {} }}\n",
+        sink.addr.port(),
+        other.cert_file.display(),
+        p.client.cert_file.display(),
+        p.client.key_file.display()
+    );
+    let daemon = start(
+        tmp.path(),
+        gateway,
+        &config(tmp.path(), gateway, &exporter, "otlp/central"),
+        &[],
+    );
+    send_logins(gateway, 0, 5);
+    wait_until("the daemon names the certificate problem", WAIT, || {
+        daemon.log_text().contains("invalid peer certificate")
+    });
+    assert!(collector.seqs().is_empty());
+}
+
+#[test]
+fn validate_names_a_mismatched_or_unreadable_key_file_without_printing_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = pki(tmp.path());
+    let junk = tmp.path().join("junk.key");
+    std::fs::write(&junk, "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n").unwrap();
+    let exporters = format!(
+        "  webhook/a:\n    url: https://localhost:1/hook\n    tls: {{ ca_file: {ca}, cert_file: {cert}, key_file: {other} }}\n  webhook/b:\n    url: https://localhost:1/hook\n    tls: {{ ca_file: {ca}, cert_file: {cert}, key_file: {junk} }}\n",
+        ca = p.ca.cert_file.display(),
+        cert = p.client.cert_file.display(),
+        other = p.server.key_file.display(),
+        junk = junk.display(),
+    );
+    let yaml = config(tmp.path(), free_port(), &exporters, "webhook/a, webhook/b");
+    let path = tmp.path().join("vellum.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("exporters.webhook/a.tls.key_file"), "{text}");
+    assert!(text.contains("does not fit cert_file"), "{text}");
+    assert!(text.contains("exporters.webhook/b.tls.key_file"), "{text}");
+    let key = std::fs::read_to_string(&p.server.key_file).unwrap();
+    let key_body = key.lines().nth(1).unwrap();
+    for secret in [key_body, "c2VjcmV0LWtleS1tYXRlcmlhbA", "secret-key-material"] {
+        assert!(!text.contains(secret), "key material printed:\n{text}");
+    }
+}
+
+#[test]
 fn otlphttp_over_mtls_posts_gzipped_protobuf_with_its_headers() {
     use peers::otlp_sink::Collector;
     let tmp = tempfile::tempdir().unwrap();
