@@ -301,7 +301,11 @@ fn validate_names_a_mismatched_or_unreadable_key_file_without_printing_it() {
     let tmp = tempfile::tempdir().unwrap();
     let p = pki(tmp.path());
     let junk = tmp.path().join("junk.key");
-    std::fs::write(&junk, "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n").unwrap();
+    std::fs::write(
+        &junk,
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n",
+    )
+    .unwrap();
     let exporters = format!(
         "  webhook/a:\n    url: https://localhost:1/hook\n    tls: {{ ca_file: {ca}, cert_file: {cert}, key_file: {other} }}\n  webhook/b:\n    url: https://localhost:1/hook\n    tls: {{ ca_file: {ca}, cert_file: {cert}, key_file: {junk} }}\n",
         ca = p.ca.cert_file.display(),
@@ -317,15 +321,19 @@ fn validate_names_a_mismatched_or_unreadable_key_file_without_printing_it() {
         .arg(&path)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("exporters.webhook/a.tls.key_file"), "{text}");
     assert!(text.contains("does not fit cert_file"), "{text}");
     assert!(text.contains("exporters.webhook/b.tls.key_file"), "{text}");
     let key = std::fs::read_to_string(&p.server.key_file).unwrap();
     let key_body = key.lines().nth(1).unwrap();
-    for secret in [key_body, "c2VjcmV0LWtleS1tYXRlcmlhbA", "secret-key-material"] {
+    for secret in [
+        key_body,
+        "c2VjcmV0LWtleS1tYXRlcmlhbA",
+        "secret-key-material",
+    ] {
         assert!(!text.contains(secret), "key material printed:\n{text}");
     }
 }
