@@ -6,6 +6,10 @@ COPY . .
 RUN cargo build --release --locked --bin vellum
 
 FROM debian:bookworm-slim
+# CA roots: https exporters trust the system's roots unless tls.ca_file names others.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /var/lib/vellum vellum \
     && mkdir -p /var/lib/vellum /etc/vellum && chown vellum /var/lib/vellum
 COPY --from=build /src/target/release/vellum /usr/local/bin/vellum

@@ -9,8 +9,10 @@ use std::process::Command;
 
 use common::*;
 
-/// A Collector configuration as its users write it: the `otlp` receiver and exporter,
-/// the `health_check` extension, the Collector's log `encoding`, no `service.storage`.
+/// A Collector configuration as its users write it: the `otlp` receiver and exporter
+/// (`host:port` with `tls.insecure`), `otlphttp` with `headers`, `retry_on_failure`,
+/// `sending_queue` and `timeout`, the `health_check` extension, the Collector's log
+/// `encoding`, no `service.storage`.
 const COLLECTOR_CONFIG: &str = r#"
 extensions:
   health_check:
@@ -27,6 +29,26 @@ receivers:
 exporters:
   otlp:
     endpoint: https://collector.example.com:4317
+  otlp/gateway:
+    endpoint: gateway.example.com:4317
+    tls:
+      insecure: true
+  otlphttp:
+    endpoint: http://collector.example.com:4318
+    headers:
+      X-Scope-OrgID: tenant-a
+    tls:
+      insecure: true
+    retry_on_failure:
+      enabled: true
+      initial_interval: 5s
+      max_interval: 30s
+      max_elapsed_time: 300s
+    sending_queue:
+      enabled: true
+      num_consumers: 10
+      queue_size: 5000
+    timeout: 10s
 
 service:
   extensions: [health_check]
@@ -37,7 +59,7 @@ service:
   pipelines:
     logs:
       receivers: [otlp]
-      exporters: [otlp]
+      exporters: [otlp, otlp/gateway, otlphttp]
 "#;
 
 fn validate(path: &std::path::Path) -> (i32, String) {
@@ -72,6 +94,36 @@ fn a_collector_config_using_only_shared_components_validates_unchanged() {
         text.contains("service.extensions[0]: `health_check` is not defined under `extensions`"),
         "{text}"
     );
+}
+
+#[test]
+fn collector_exporter_keys_without_a_meaning_here_are_refused_where_they_stand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("otelcol.yaml");
+    let config = COLLECTOR_CONFIG
+        .replace(
+            "      queue_size: 5000\n",
+            "      queue_size: 5000\n      storage: file_storage/queue\n",
+        )
+        .replace(
+            "      X-Scope-OrgID: tenant-a\n",
+            "      X-Scope-OrgID: tenant-a\n      Content-Length: \"12\"\n",
+        )
+        .replace(
+            "    endpoint: http://collector.example.com:4318\n",
+            "    endpoint: https://collector.example.com:4318\n",
+        );
+    std::fs::write(&path, &config).unwrap();
+    let (code, text) = validate(&path);
+    assert_eq!(code, 2, "{text}");
+    for expected in [
+        "exporters.otlphttp.sending_queue.storage",
+        "the journal under service.storage is already this exporter's persistent queue",
+        "exporters.otlphttp.headers.Content-Length",
+        "exporters.otlphttp.tls.insecure",
+    ] {
+        assert!(text.contains(expected), "{expected} missing in:\n{text}");
+    }
 }
 
 #[test]
@@ -119,4 +171,53 @@ service:
     assert!(!log.contains('\u{1b}'), "colour codes in a file:\n{log:?}");
     assert!(log.contains(" INFO "), "console lines, not JSON:\n{log}");
     assert!(!log.starts_with('{'), "console lines, not JSON:\n{log}");
+}
+
+#[test]
+fn a_sending_queue_size_makes_receivers_push_back_once_that_many_records_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (gateway, metrics, closed) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        r#"
+receivers:
+  http/gateway: {{ endpoint: 127.0.0.1:{gateway}, path: /v1/events }}
+exporters:
+  otlphttp/down:
+    endpoint: http://127.0.0.1:{closed}
+    sending_queue: {{ enabled: true, num_consumers: 4, queue_size: 20 }}
+service:
+  storage: {{ directory: {state} }}
+  telemetry:
+    metrics: {{ address: 127.0.0.1:{metrics} }}
+  pipelines:
+    logs/audit:
+      receivers: [http/gateway]
+      exporters: [otlphttp/down]
+"#,
+        state = tmp.path().join("state").display(),
+    );
+    let ready: [SocketAddr; 2] = [
+        ([127, 0, 0, 1], gateway).into(),
+        ([127, 0, 0, 1], metrics).into(),
+    ];
+    let _daemon = Daemon::start(tmp.path(), &yaml, &ready);
+    let url = format!("http://127.0.0.1:{gateway}/v1/events");
+    let body = |from: usize| -> String {
+        (from..from + 15)
+            .map(|i| format!("{{\"action\":\"login\",\"user_id\":\"u{i}\"}}\n"))
+            .collect()
+    };
+    // 15 and 15 more: the second request still finds 15 waiting, within the 20 allowed.
+    assert_eq!(http_post(&url, None, body(0).as_bytes()).0, 200);
+    assert_eq!(http_post(&url, None, body(15).as_bytes()).0, 200);
+    // 30 now wait for a sink that is down: past the queue's size, receivers push back.
+    let (status, answer) = http_post(&url, None, body(30).as_bytes());
+    assert!(matches!(status, 429 | 503), "{status} {answer}");
+
+    let text = http_get(&format!("http://127.0.0.1:{metrics}/metrics")).1;
+    let capacity = text
+        .lines()
+        .find(|l| l.starts_with("otelcol_exporter_queue_capacity{") && l.contains("otlphttp/down"))
+        .unwrap_or_else(|| panic!("no queue capacity in:\n{text}"));
+    assert!(capacity.ends_with(" 20"), "{capacity}");
 }

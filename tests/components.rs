@@ -52,6 +52,7 @@ const EXPORTERS: &[(&str, &str)] = &[
         "otlp",
         "{ endpoint: 'http://127.0.0.1:{closed}', protocol: http }",
     ),
+    ("otlphttp", "{ endpoint: 'http://127.0.0.1:{closed}' }"),
 ];
 
 fn names(table: &[(&'static str, &'static str)]) -> Vec<&'static str> {

@@ -13,6 +13,7 @@
 //! | a pipeline for the components it defines | `logs/docs`, from their receivers (or `otlp`) through their processors and `hash_chain` to their exporters (or `file/evidence`) |
 //! | `${env:NAME}` values | a placeholder of 40 characters |
 //! | `${file:/path}` files | the file under a temporary root, from [`placeholder_file`] |
+//! | certificate and key files (`/….pem`, `.crt`, `.key` as a value) | made under the temporary root: a CA for a name with `ca`, a key for `.key` or `key.pem`, else a certificate that CA signed |
 //!
 //! A block that shows a mistake on purpose opens with ```` ```yaml invalid ```` and is
 //! skipped, visibly, in the source.
@@ -26,6 +27,7 @@ use std::process::Command;
 use serde_json::{Map, Value, json};
 
 use common::BIN;
+use common::peers::tls_sink::Ca;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -272,6 +274,33 @@ fn signing_key(name: &str) -> String {
     text.lines().next().unwrap().to_string()
 }
 
+/// `text` with every certificate or key file it names as a value made under `tmp`: one
+/// CA and one certificate it signed, so that a pair named together matches.
+fn with_certificates(text: &str, tmp: &Path) -> String {
+    let pki = tmp.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let ca = Ca::new(&pki, "docs-ca");
+    let leaf = ca.issue(&pki, "docs", &["localhost"]);
+    let mut out = text.to_string();
+    let pattern = regex::Regex::new(r#""(/[^"$]+\.(?:pem|crt|key))""#).unwrap();
+    for found in pattern.captures_iter(text) {
+        let path = &found[1];
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let source = if name.ends_with(".key") || name.ends_with("key.pem") {
+            &leaf.key_file
+        } else if name.contains("ca") {
+            &ca.cert_file
+        } else {
+            &leaf.cert_file
+        };
+        let local = tmp.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+        std::fs::copy(source, &local).unwrap();
+        out = out.replace(&format!("\"{path}\""), &format!("\"{}\"", local.display()));
+    }
+    out
+}
+
 /// `${kind:NAME…}` references in `text`: the NAME of each that has no `:-` default.
 fn references<'t>(text: &'t str, kind: &str) -> Vec<&'t str> {
     let open = format!("${{{kind}:");
@@ -304,6 +333,7 @@ fn check(block: &Block, tmp: &Path) -> Result<(), String> {
             &format!("${{file:{}}}", local.display()),
         );
     }
+    text = with_certificates(&text, tmp);
     let config = tmp.join("config.yaml");
     std::fs::write(&config, &text).unwrap();
     let mut validate = Command::new(BIN);

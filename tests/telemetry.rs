@@ -294,35 +294,43 @@ fn metrics_count_what_was_sent_in_a_scrape_prometheus_parses() {
     assert!(buckets > 10, "{buckets} buckets");
 
     // The same counts under the Collector's names and labels, for its stock dashboards.
-    let collector = [
+    type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+    let collector: [Expected; 5] = [
         (
             "otelcol_receiver_accepted_log_records_total",
-            ("receiver", "otlp"),
+            &[("receiver", "otlp"), ("transport", "grpc")],
             40.0,
         ),
         (
             "otelcol_receiver_accepted_log_records_total",
-            ("receiver", "http/gateway"),
+            &[("receiver", "http/gateway"), ("transport", "http")],
             25.0,
         ),
         (
             "otelcol_exporter_sent_log_records_total",
-            ("exporter", "file/evidence"),
+            &[("exporter", "file/evidence")],
             n,
         ),
         (
             "otelcol_exporter_queue_size",
-            ("exporter", "file/evidence"),
+            &[("exporter", "file/evidence")],
             0.0,
         ),
+        // No sending_queue.queue_size: the pipeline's backlog limit, 1 000 000 by default.
+        (
+            "otelcol_exporter_queue_capacity",
+            &[("exporter", "file/evidence")],
+            1_000_000.0,
+        ),
     ];
-    for (name, label, expected) in collector {
-        assert_eq!(s.value(name, &[label]), Some(expected), "{name} {label:?}");
+    for (name, labels, expected) in collector {
+        assert_eq!(s.value(name, labels), Some(expected), "{name} {labels:?}");
     }
     for (name, kind) in [
         ("otelcol_receiver_accepted_log_records", "counter"),
         ("otelcol_exporter_sent_log_records", "counter"),
         ("otelcol_exporter_queue_size", "gauge"),
+        ("otelcol_exporter_queue_capacity", "gauge"),
         ("otelcol_process_uptime", "gauge"),
         ("otelcol_process_cpu_seconds", "gauge"),
         ("otelcol_process_memory_rss", "gauge"),
@@ -393,6 +401,7 @@ fn metrics_count_what_was_sent_in_a_scrape_prometheus_parses() {
                 "pipeline" | "stream" => value == "logs/audit",
                 "exporter" => value == "file/evidence",
                 "reason" => value.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "transport" => ["grpc", "http", "tcp", "udp"].contains(&value.as_str()),
                 "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
                 "service_name" => value == "vellum",
                 "version" | "service_version" => value == env!("CARGO_PKG_VERSION"),
@@ -479,7 +488,7 @@ fn readiness_fails_naming_an_exporter_whose_sink_stays_down_and_recovers_with_it
         post(gateway, "/v1/events", "application/json", "{not json"),
         400
     );
-    let gateway_id = [("receiver", "http/gateway")];
+    let gateway_id = [("receiver", "http/gateway"), ("transport", "http")];
     assert_eq!(
         Scrape::take(metrics).value("otelcol_receiver_refused_log_records_total", &gateway_id),
         Some(1.0)

@@ -11,6 +11,7 @@
 //!     ddtags: [env:prod, team:security]
 //!     hostname: gw-1            # default: the record's resource `host.name`, else this machine
 //!     compression: gzip         # or none
+//!     headers: { X-Proxy-Tenant: acme }   # extra headers; values may be ${env:…}
 //!     tls: { ca_file: /etc/vellum/proxy-ca.pem }
 //! ```
 //!
@@ -59,10 +60,12 @@
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::http::{self, Answer, Compression, EntryHead, Secret, TlsConfig, push_json_str};
+use super::http::{
+    self, Answer, ClientTls, Compression, EntryHead, Headers, Secret, push_json_str,
+};
 use super::{ExportError, Exporter, ExporterContext, Item};
 
 /// Datadog's limits per request (decimal megabytes, the smaller reading of "MB").
@@ -92,9 +95,21 @@ pub struct DatadogConfig {
     pub hostname: Option<String>,
     #[serde(default)]
     pub compression: Compression,
+    /// Extra headers; `DD-API-KEY` and the body's headers are the exporter's own.
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub headers: Headers,
+    #[serde(default)]
+    pub tls: ClientTls,
 }
+
+/// The headers the exporter sets itself; configured `headers` may not override them.
+const RESERVED: [&str; 5] = [
+    "dd-api-key",
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "host",
+];
 
 fn default_site() -> String {
     "datadoghq.com".into()
@@ -141,6 +156,11 @@ impl DatadogConfig {
                 out.push((key.into(), "must not be empty; leave it out instead".into()));
             }
         }
+        out.extend(self.headers.problems("headers", &RESERVED));
+        out.extend(
+            self.tls
+                .problems("tls", http::url_scheme(&self.intake_url())),
+        );
         out
     }
 
@@ -205,6 +225,7 @@ pub struct DatadogExporter {
     client: reqwest::Client,
     url: reqwest::Url,
     api_key: HeaderValue,
+    headers: HeaderMap,
     compression: Compression,
     /// `"ddsource":…,"ddtags":…` as JSON, the same for every log.
     fixed: Vec<u8>,
@@ -230,6 +251,7 @@ impl DatadogExporter {
             client: http::client(&cfg.tls)?,
             url: http::parse_url(&cfg.intake_url())?,
             api_key: http::sensitive(cfg.api_key.expose())?,
+            headers: cfg.headers.to_header_map()?,
             compression: cfg.compression,
             fixed,
             hostname: cfg.hostname.clone(),
@@ -361,6 +383,7 @@ impl DatadogExporter {
             let request = self
                 .client
                 .post(self.url.clone())
+                .headers(self.headers.clone())
                 .header(HeaderName::from_static("dd-api-key"), self.api_key.clone())
                 .header(CONTENT_TYPE, "application/json");
             let request = http::with_body(request, body, self.compression);

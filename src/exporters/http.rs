@@ -2,20 +2,26 @@
 //! the client, gzip, how an answer is classified, `Retry-After`, credentials that never
 //! show in logs, and the few entry fields their envelopes need.
 //!
-//! The client speaks TLS through rustls with the ring provider (no OpenSSL), trusts the
-//! system's roots plus an optional `tls.ca_file`, and follows no redirect: a credential
-//! must not travel to a host the configuration did not name, and a `POST` turned into a
-//! `GET` by a 302 would lose the batch. Proxies from `HTTPS_PROXY`/`HTTP_PROXY` apply.
+//! The client speaks TLS through rustls with the ring provider (no OpenSSL), with the
+//! exporter's `tls:` settings (the Collector's `configtls` client keys: CAs, a client
+//! certificate for mTLS, `server_name_override`, `min_version`, `insecure`; see
+//! `net::tls::client`), and follows no redirect: a credential must not travel to a host
+//! the configuration did not name, and a `POST` turned into a `GET` by a 302 would lose
+//! the batch. Proxies from `HTTPS_PROXY`/`HTTP_PROXY` apply.
 //!
 //! ```yaml
 //! exporters:
 //!   splunk_hec/siem:
 //!     endpoint: https://splunk.example.com:8088
 //!     token: "${env:SPLUNK_HEC_TOKEN}"
+//!     headers: { X-Tenant: audit }         # added to every request
 //!     tls:
-//!       ca_file: /etc/vellum/splunk-ca.pem   # PEM bundle trusted besides the system roots
-//!       insecure_skip_verify: false          # never verify the server's certificate (tests only)
+//!       ca_file: /etc/vellum/splunk-ca.pem   # the CAs that sign the sink's certificate
 //! ```
+//!
+//! `headers:` adds headers to every request; values may use `${env:…}` and are kept as
+//! secrets (never in logs or `Debug`). A header the exporter sets itself (its body's
+//! type and length, its credential) is refused by `validate` under `headers.<name>`.
 //!
 //! One table decides every HTTP answer unless an exporter knows its sink better (Splunk's
 //! HEC codes, Datadog's rate-limit header):
@@ -36,7 +42,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -115,17 +120,7 @@ pub fn sensitive(value: &str) -> Result<HeaderValue, ExportError> {
     Ok(v)
 }
 
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// A PEM bundle of CA certificates trusted besides the system's roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Accept any server certificate. For test rigs only: it gives up authenticating
-    /// the sink that receives audit records.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
+pub use crate::net::tls::client::ClientTls;
 
 /// Whether request bodies are gzip-compressed (`Content-Encoding: gzip`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -152,18 +147,41 @@ pub fn url_problem(url: &str) -> Option<String> {
     }
 }
 
+/// The scheme of a configured URL, for the `tls` checks: `https`, `http` or `` when it
+/// is neither (reported by [`url_problem`]).
+pub fn url_scheme(url: &str) -> &'static str {
+    let lower = url.trim_start().get(..8).unwrap_or("").to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        "https"
+    } else if lower.starts_with("http://") {
+        "http"
+    } else {
+        ""
+    }
+}
+
 /// Parses a URL that [`url_problem`] accepted.
 pub fn parse_url(url: &str) -> Result<reqwest::Url, ExportError> {
     reqwest::Url::parse(url)
         .map_err(|e| ExportError::Permanent(format!("`{}`: {e}", redact_url(url))))
 }
 
-/// The client every HTTP exporter uses: rustls, no redirects, bounded connection setup.
-pub fn client(tls: &TlsConfig) -> Result<reqwest::Client, ExportError> {
-    // rustls needs a process-wide provider when built without a default one; ring is the
-    // one the whole crate uses. A second install (another exporter) is refused harmlessly.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
+/// The client every HTTP exporter uses: rustls with the exporter's `tls` settings
+/// (`net::tls::client`), no redirects, bounded connection setup.
+pub fn client(tls: &ClientTls) -> Result<reqwest::Client, ExportError> {
+    // An http:// sink never uses it; the defaults keep one code path.
+    let tls = if tls.plaintext() {
+        &ClientTls::default()
+    } else {
+        tls
+    };
+    let mut config = tls
+        .config()
+        .map_err(|p| ExportError::Permanent(p.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    warn_if_unverified(tls);
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
         .user_agent(concat!("vellum/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
@@ -171,27 +189,20 @@ pub fn client(tls: &TlsConfig) -> Result<reqwest::Client, ExportError> {
         // rarely closed under a request.
         .pool_idle_timeout(Duration::from_secs(50))
         .tcp_keepalive(Duration::from_secs(30))
-        .tcp_nodelay(true);
-    if let Some(path) = &tls.ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            ExportError::Permanent(format!("cannot read tls.ca_file {}: {e}", path.display()))
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            ExportError::Permanent(format!(
-                "tls.ca_file {} is not a PEM bundle: {e}",
-                path.display()
-            ))
-        })?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| {
+            ExportError::Permanent(format!("cannot set up the HTTP client: {}", chain(&e)))
+        })
+}
+
+/// `insecure_skip_verify` gives up knowing who receives the records: said once per build.
+pub fn warn_if_unverified(tls: &ClientTls) {
     if tls.insecure_skip_verify {
-        builder = builder.tls_danger_accept_invalid_certs(true);
+        tracing::warn!(
+            "tls.insecure_skip_verify is set: the sink's certificate is not checked, so anyone on the path can receive these records"
+        );
     }
-    builder.build().map_err(|e| {
-        ExportError::Permanent(format!("cannot set up the HTTP client: {}", chain(&e)))
-    })
 }
 
 /// gzip at the fast level: audit JSON shrinks about tenfold even so, and the CPU is

@@ -48,7 +48,21 @@ pub struct ExporterConfig {
 ///       max_interval: 30s
 ///       max_elapsed_time: 0s               # 0: retry for as long as it takes
 ///     timeout: 30s
+///     sending_queue:                       # the Collector's keys, mapped onto the journal
+///       queue_size: 100000                 # records waiting past which receivers push back
 /// ```
+///
+/// **`sending_queue`.** The journal is every exporter's persistent queue: records wait
+/// there, on disk, until the exporter has delivered them, across restarts. The
+/// Collector's keys are taken where they mean something for it:
+///
+/// | key | here |
+/// |---|---|
+/// | `queue_size` | records waiting for this exporter past which receivers push back (429/503, `RESOURCE_EXHAUSTED`), as a full Collector queue refuses; capped by `service.storage.max_backlog_records`, which applies when it is unset; reported as `otelcol_exporter_queue_capacity` |
+/// | `enabled` | accepted; `false` changes nothing: records always wait in the journal, so none is lost while a sink is down |
+/// | `num_consumers` | accepted and without effect: one request is in flight per exporter, so each stream reaches the sink in `seq` order |
+/// | `storage` | refused: the journal under `service.storage` is already the persistent queue |
+/// | `sizer`, `blocking`, `batch`… | refused as unknown keys |
 ///
 /// One batch is in flight per exporter at a time: that keeps each stream's records in
 /// `seq` order at the sink. The driver cuts a batch into the requests the exporter sends
@@ -76,6 +90,54 @@ pub struct DeliverySettings {
     #[schemars(with = "crate::config::schema::HumanDuration")]
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    #[serde(default)]
+    pub sending_queue: SendingQueue,
+}
+
+/// The Collector's `sending_queue`, mapped onto the journal (table above).
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendingQueue {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub num_consumers: Option<u32>,
+    /// Records that may wait for this exporter before receivers push back.
+    #[serde(default)]
+    pub queue_size: Option<u64>,
+    /// A Collector storage extension's id: refused, the journal is the storage.
+    #[serde(default)]
+    pub storage: Option<String>,
+}
+
+impl SendingQueue {
+    /// How many records may wait for the exporter under a pipeline backlog of `max_backlog`.
+    pub fn capacity(&self, max_backlog: u64) -> u64 {
+        self.queue_size.map_or(max_backlog, |q| q.min(max_backlog))
+    }
+
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.storage.is_some() {
+            out.push((
+                "sending_queue.storage".into(),
+                "the journal under service.storage is already this exporter's persistent queue: remove storage".into(),
+            ));
+        }
+        if self.queue_size == Some(0) {
+            out.push((
+                "sending_queue.queue_size".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.num_consumers == Some(0) {
+            out.push((
+                "sending_queue.num_consumers".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        out
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -213,12 +275,13 @@ impl DeliverySettings {
         if self.timeout.is_zero() {
             out.push(("timeout".into(), "must be longer than 0s".into()));
         }
+        out.extend(self.sending_queue.problems());
         out
     }
 }
 
 /// The keys of [`DeliverySettings`], split off before the exporter's own config decodes.
-const DELIVERY_KEYS: [&str; 3] = ["batch", "retry_on_failure", "timeout"];
+const DELIVERY_KEYS: [&str; 4] = ["batch", "retry_on_failure", "timeout", "sending_queue"];
 
 impl ComponentConfig for ExporterConfig {
     fn decode(id: &ComponentId, json: serde_json::Value) -> Result<ExporterConfig, DecodeError> {

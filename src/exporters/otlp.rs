@@ -4,12 +4,29 @@
 //! ```yaml
 //! exporters:
 //!   otlp/central:
-//!     endpoint: https://central.example.com:4317
+//!     endpoint: central.example.com:4317   # https:// unless tls.insecure; or a full URL
 //!     protocol: grpc            # the default; `http` posts protobuf to <endpoint>/v1/logs
 //!     compression: gzip         # or none
 //!     headers: { authorization: "Bearer ${env:CENTRAL_TOKEN}" }   # gRPC metadata or HTTP headers
-//!     tls: { ca_file: /etc/vellum/central-ca.pem }   # for https:// endpoints
+//!     tls:                      # the Collector's configtls client keys (net::tls::client)
+//!       ca_file: /etc/vellum/central-ca.pem
+//!       cert_file: /etc/vellum/agent.crt
+//!       key_file: /etc/vellum/agent.key
+//!   otlphttp/central:           # the Collector's name for `otlp` with `protocol: http`
+//!     endpoint: https://central.example.com:4318   # /v1/logs is appended
+//!     logs_endpoint: https://central.example.com:4318/custom/logs   # instead, as is
+//!     headers: { x-tenant: acme }
 //! ```
+//!
+//! | endpoint as written | gRPC connects to | OTLP/HTTP posts to |
+//! |---|---|---|
+//! | `host:4317` (no scheme, as the Collector's gRPC exporter takes it) | TLS, or clear text with `tls.insecure: true` | refused: give a URL |
+//! | `https://host:port` | TLS | `https://host:port/v1/logs` |
+//! | `http://host:port` | clear text | `http://host:port/v1/logs` |
+//! | with `logs_endpoint` | refused: HTTP only | `logs_endpoint` as is |
+//!
+//! Over gRPC, TLS is done by the exporter's own rustls connector (`tls` settings,
+//! client certificate included) and the channel carries `:scheme http` inside it.
 //!
 //! **Mapping** (the inverse of the `otlp` receiver's): `time`, `observed_time`,
 //! `severity_number`, `severity_text`, `trace_id`, `span_id` go to their `LogRecord`
@@ -61,9 +78,10 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::http::{self, Compression, Headers, TlsConfig};
+use super::http::{self, ClientTls, Compression, Headers};
 use super::{ExportError, Exporter, ExporterContext, Item};
 use crate::event::Record;
+use crate::net::tls::client::TlsConnector;
 
 /// The integrity fields of an entry, forwarded as `vellum.<name>` attributes.
 pub const INTEGRITY_FIELDS: [&str; 7] = ["v", "stream", "seq", "prev", "hash", "kid", "mac"];
@@ -72,14 +90,18 @@ pub const INTEGRITY_FIELDS: [&str; 7] = ["v", "stream", "seq", "prev", "hash", "
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     pub endpoint: String,
+    /// OTLP/HTTP only: the full URL to post to, instead of `<endpoint>/v1/logs`.
     #[serde(default)]
-    pub protocol: Protocol,
+    pub logs_endpoint: Option<String>,
+    /// gRPC unless said; `otlphttp` sets HTTP.
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
     #[serde(default)]
     pub compression: Compression,
     #[serde(default)]
     pub headers: Headers,
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub tls: ClientTls,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -90,13 +112,49 @@ pub enum Protocol {
     Http,
 }
 
+/// `otlphttp`: the Collector's exporter name for OTLP/HTTP, the `otlp` settings with
+/// `protocol: http`.
+#[derive(Debug, Clone, schemars::JsonSchema)]
+#[schemars(transparent)]
+pub struct OtlpHttpConfig(pub OtlpConfig);
+
+impl<'de> Deserialize<'de> for OtlpHttpConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<OtlpHttpConfig, D::Error> {
+        let mut cfg = OtlpConfig::deserialize(d)?;
+        match cfg.protocol {
+            None | Some(Protocol::Http) => cfg.protocol = Some(Protocol::Http),
+            Some(Protocol::Grpc) => {
+                return Err(serde::de::Error::custom(
+                    "otlphttp speaks OTLP/HTTP only; use an otlp exporter for gRPC",
+                ));
+            }
+        }
+        Ok(OtlpHttpConfig(cfg))
+    }
+}
+
 impl OtlpConfig {
+    pub fn protocol(&self) -> Protocol {
+        self.protocol.unwrap_or_default()
+    }
+
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        if let Some(p) = http::url_problem(&self.endpoint) {
-            out.push(("endpoint".into(), p));
+        let (key, url) = match (self.protocol(), &self.logs_endpoint) {
+            (Protocol::Http, Some(logs)) => ("logs_endpoint", logs.clone()),
+            (Protocol::Http, None) => ("endpoint", self.endpoint.clone()),
+            (Protocol::Grpc, _) => ("endpoint", self.grpc_url()),
+        };
+        if let Some(p) = http::url_problem(&url) {
+            out.push((key.into(), p));
         }
-        let reserved: &[&str] = match self.protocol {
+        if self.protocol() == Protocol::Grpc && self.logs_endpoint.is_some() {
+            out.push((
+                "logs_endpoint".into(),
+                "is for OTLP/HTTP only; gRPC sends to endpoint".into(),
+            ));
+        }
+        let reserved: &[&str] = match self.protocol() {
             Protocol::Grpc => &[
                 "content-type",
                 "grpc-encoding",
@@ -106,17 +164,28 @@ impl OtlpConfig {
             Protocol::Http => &["content-type", "content-encoding", "content-length", "host"],
         };
         out.extend(self.headers.problems("headers", reserved));
-        if self.protocol == Protocol::Grpc && self.tls.insecure_skip_verify {
-            out.push((
-                "tls.insecure_skip_verify".into(),
-                "is only available with protocol: http; give the server's CA as tls.ca_file".into(),
-            ));
-        }
+        out.extend(self.tls.problems("tls", http::url_scheme(&url)));
         out
     }
 
-    /// Where OTLP/HTTP posts: `<endpoint>/v1/logs`, unless the endpoint names it.
+    /// The gRPC endpoint as a URL: one without a scheme (the Collector's `host:port`)
+    /// is `https://`, or `http://` with `tls.insecure`.
+    fn grpc_url(&self) -> String {
+        if self.endpoint.contains("://") {
+            self.endpoint.clone()
+        } else if self.tls.plaintext() {
+            format!("http://{}", self.endpoint)
+        } else {
+            format!("https://{}", self.endpoint)
+        }
+    }
+
+    /// Where OTLP/HTTP posts: `logs_endpoint` as is, else `<endpoint>/v1/logs` (unless
+    /// the endpoint already ends so).
     fn http_url(&self) -> String {
+        if let Some(url) = &self.logs_endpoint {
+            return url.clone();
+        }
         let base = self.endpoint.trim_end_matches('/');
         if base.ends_with("/v1/logs") {
             base.to_string()
@@ -129,6 +198,8 @@ impl OtlpConfig {
 enum Transport {
     Grpc {
         endpoint: Box<tonic::transport::Endpoint>,
+        /// TLS by the `tls` settings, for an https endpoint.
+        tls: Option<TlsConnector>,
         compression: Compression,
         /// Made on the first delivery: a channel needs the runtime, building does not.
         client: Option<LogsServiceClient<tonic::transport::Channel>>,
@@ -150,9 +221,10 @@ pub struct OtlpExporter {
 impl OtlpExporter {
     pub fn new(cfg: &OtlpConfig, context: &ExporterContext) -> Result<OtlpExporter, ExportError> {
         let headers = cfg.headers.to_header_map()?;
-        let transport = match cfg.protocol {
+        let transport = match cfg.protocol() {
             Protocol::Grpc => Transport::Grpc {
                 endpoint: Box::new(grpc_endpoint(cfg)?),
+                tls: grpc_tls(cfg)?,
                 compression: cfg.compression,
                 client: None,
                 metadata: headers,
@@ -182,11 +254,13 @@ impl OtlpExporter {
         let response = match &mut self.transport {
             Transport::Grpc {
                 endpoint,
+                tls,
                 compression,
                 client,
                 metadata,
             } => {
-                let client = client.get_or_insert_with(|| grpc_client(endpoint, *compression));
+                let client =
+                    client.get_or_insert_with(|| grpc_client(endpoint, tls.as_ref(), *compression));
                 let mut call = tonic::Request::new(request);
                 *call.metadata_mut() = tonic::metadata::MetadataMap::from_headers(metadata.clone());
                 client
@@ -227,38 +301,56 @@ impl OtlpExporter {
 }
 
 fn grpc_endpoint(cfg: &OtlpConfig) -> Result<tonic::transport::Endpoint, ExportError> {
+    let url = cfg.grpc_url();
     let bad = |e: &dyn std::error::Error| {
         ExportError::Permanent(crate::config::secret::redact_url(&format!(
-            "endpoint `{}`: {}",
-            cfg.endpoint,
+            "endpoint `{url}`: {}",
             http::chain(e)
         )))
     };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(cfg.endpoint.clone())
+    let uri: ::http::Uri = url.parse().map_err(|e| bad(&e))?;
+    // TLS is the connector's (module doc): the channel itself is told http.
+    let channel_url = match (uri.scheme_str(), uri.authority()) {
+        (Some("https"), Some(authority)) => format!(
+            "http://{}:{}{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(443),
+            uri.path()
+        ),
+        _ => url.clone(),
+    };
+    Ok(tonic::transport::Endpoint::from_shared(channel_url)
         .map_err(|e| bad(&e))?
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    if cfg.endpoint.starts_with("https://") {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
-        if let Some(path) = &cfg.tls.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                ExportError::Permanent(format!("cannot read tls.ca_file {}: {e}", path.display()))
-            })?;
-            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
-        }
-        endpoint = endpoint.tls_config(tls).map_err(|e| bad(&e))?;
+        .keep_alive_while_idle(true))
+}
+
+/// The TLS connector for an https endpoint, speaking HTTP/2.
+fn grpc_tls(cfg: &OtlpConfig) -> Result<Option<TlsConnector>, ExportError> {
+    if http::url_scheme(&cfg.grpc_url()) != "https" {
+        return Ok(None);
     }
-    Ok(endpoint)
+    let mut config = cfg
+        .tls
+        .config()
+        .map_err(|p| ExportError::Permanent(p.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    http::warn_if_unverified(&cfg.tls);
+    Ok(Some(TlsConnector::new(config)))
 }
 
 fn grpc_client(
     endpoint: &tonic::transport::Endpoint,
+    tls: Option<&TlsConnector>,
     compression: Compression,
 ) -> LogsServiceClient<tonic::transport::Channel> {
-    let client = LogsServiceClient::new(endpoint.connect_lazy())
+    let channel = match tls {
+        Some(tls) => endpoint.connect_with_connector_lazy(tls.clone()),
+        None => endpoint.connect_lazy(),
+    };
+    let client = LogsServiceClient::new(channel)
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(usize::MAX);
     match compression {
@@ -468,6 +560,24 @@ impl super::ExporterSettings for OtlpConfig {
     }
 }
 
+impl super::ExporterSettings for OtlpHttpConfig {
+    fn problems(&self) -> Vec<(String, String)> {
+        self.0.problems()
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities::sink()
+    }
+
+    fn build(&self, context: &ExporterContext) -> Result<Box<dyn Exporter>, ExportError> {
+        Ok(Box::new(OtlpExporter::new(&self.0, context)?))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,6 +753,22 @@ mod tests {
     }
 
     #[test]
+    fn otlphttp_is_otlp_over_http_and_refuses_grpc() {
+        let cfg: OtlpHttpConfig =
+            serde_json::from_value(json!({"endpoint": "https://c:4318"})).unwrap();
+        assert_eq!(cfg.0.protocol(), Protocol::Http);
+        assert_eq!(cfg.0.http_url(), "https://c:4318/v1/logs");
+        let e = serde_json::from_value::<OtlpHttpConfig>(
+            json!({"endpoint": "https://c:4318", "protocol": "grpc"}),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("otlphttp speaks OTLP/HTTP only"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn an_exporter_is_built_outside_any_runtime() {
         // The daemon builds exporters before their drivers run; a gRPC channel waits for
         // the first delivery.
@@ -668,10 +794,23 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.http_url(), "http://c:4318/v1/logs");
         let cfg: OtlpConfig = serde_json::from_value(json!({"endpoint": "c:4317",
-            "tls": {"insecure_skip_verify": true}, "headers": {"te": "x"}}))
+            "tls": {"insecure": true}, "headers": {"te": "x"}}))
+        .unwrap();
+        assert_eq!(cfg.grpc_url(), "http://c:4317");
+        let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["headers.te"]);
+        let cfg: OtlpConfig = serde_json::from_value(json!({"endpoint": "c:4318",
+            "protocol": "http", "logs_endpoint": "ftp://c/logs"}))
         .unwrap();
         let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["endpoint", "headers.te", "tls.insecure_skip_verify"]);
+        assert_eq!(keys, ["logs_endpoint"]);
+        assert_eq!(cfg.http_url(), "ftp://c/logs");
+        let cfg: OtlpConfig = serde_json::from_value(json!({"endpoint": "c:4317",
+            "logs_endpoint": "http://c/logs"}))
+        .unwrap();
+        assert_eq!(cfg.grpc_url(), "https://c:4317");
+        let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["logs_endpoint"]);
         assert!(
             serde_json::from_value::<OtlpConfig>(
                 json!({"endpoint": "http://c", "protocol": "udp"})

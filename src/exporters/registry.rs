@@ -30,6 +30,7 @@ pub static EXPORTERS: &[ExporterFactory] = &[
     ExporterFactory::of::<datadog::DatadogConfig>("datadog"),
     ExporterFactory::of::<webhook::WebhookConfig>("webhook"),
     ExporterFactory::of::<otlp::OtlpConfig>("otlp"),
+    ExporterFactory::of::<otlp::OtlpHttpConfig>("otlphttp"),
 ];
 
 /// An exporter's own settings, decoded: what the core may ask of any exporter.

@@ -13,7 +13,8 @@
 //!     indexer_ack: true         # delivered only once Splunk says the events are indexed
 //!     ack_poll_interval: 1s
 //!     max_request_size: 1MiB    # uncompressed; a larger batch is posted in several requests
-//!     tls: { ca_file: /etc/vellum/splunk-ca.pem }
+//!     headers: { X-Forwarded-For-Tenant: acme }   # extra headers; values may be ${env:…}
+//!     tls: { ca_file: /etc/vellum/splunk-ca.pem, cert_file: /etc/vellum/agent.crt, key_file: /etc/vellum/agent.key }
 //!     timeout: 60s              # delivery setting; it also bounds the wait for the ack
 //! ```
 //!
@@ -84,11 +85,13 @@
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::http::{self, Answer, Compression, EntryHead, Secret, TlsConfig, push_json_str};
+use super::http::{
+    self, Answer, ClientTls, Compression, EntryHead, Headers, Secret, push_json_str,
+};
 use super::{ExportError, Exporter, ExporterContext, Item};
 
 const CHANNEL_HEADER: &str = "x-splunk-request-channel";
@@ -117,9 +120,23 @@ pub struct SplunkHecConfig {
     #[serde(default = "default_max_request_size")]
     #[schemars(with = "crate::config::schema::Size")]
     pub max_request_size: bytesize::ByteSize,
+    /// Extra headers; `Authorization`, the channel and the body's headers are the
+    /// exporter's own.
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub headers: Headers,
+    #[serde(default)]
+    pub tls: ClientTls,
 }
+
+/// The headers the exporter sets itself; configured `headers` may not override them.
+const RESERVED: [&str; 6] = [
+    "authorization",
+    "content-type",
+    "content-encoding",
+    "content-length",
+    "host",
+    CHANNEL_HEADER,
+];
 
 fn default_sourcetype() -> String {
     "_json".into()
@@ -163,6 +180,8 @@ impl SplunkHecConfig {
         if self.max_request_size.as_u64() < 1024 {
             out.push(("max_request_size".into(), "must be at least 1KiB".into()));
         }
+        out.extend(self.headers.problems("headers", &RESERVED));
+        out.extend(self.tls.problems("tls", http::url_scheme(&self.endpoint)));
         out
     }
 }
@@ -336,6 +355,7 @@ pub struct SplunkHecExporter {
     event_url: reqwest::Url,
     ack_url: reqwest::Url,
     authorization: HeaderValue,
+    headers: HeaderMap,
     channel: HeaderValue,
     envelope: Envelope,
     compression: Compression,
@@ -359,6 +379,7 @@ impl SplunkHecExporter {
             event_url: http::parse_url(&format!("{base}/services/collector/event"))?,
             ack_url: http::parse_url(&format!("{base}/services/collector/ack"))?,
             authorization: http::sensitive(&format!("Splunk {}", cfg.token.expose()))?,
+            headers: cfg.headers.to_header_map()?,
             channel,
             envelope: Envelope::new(cfg, &context.stream),
             compression: cfg.compression,
@@ -396,6 +417,7 @@ impl SplunkHecExporter {
         let mut request = self
             .client
             .post(url.clone())
+            .headers(self.headers.clone())
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, "application/json");
         if self.indexer_ack {
@@ -761,5 +783,22 @@ mod tests {
             serde_json::json!({"endpoint": "https://s", "token": "t", "tokn": "x"}),
         );
         assert!(unknown.is_err());
+    }
+
+    #[test]
+    fn headers_may_not_replace_the_token_or_the_channel() {
+        let cfg = config(serde_json::json!({"headers": {
+            "Authorization": "Splunk forged", "X-Splunk-Request-Channel": "c", "X-Tenant": "acme"}}));
+        let keys: Vec<String> = cfg.problems().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            ["headers.Authorization", "headers.X-Splunk-Request-Channel"]
+        );
+        let cfg = config(serde_json::json!({"headers": {"X-Tenant": "acme"}}));
+        let e = SplunkHecExporter::new(&cfg, &context()).unwrap();
+        let request = e.request(&e.event_url).build().unwrap();
+        assert_eq!(request.headers()["x-tenant"], "acme");
+        assert!(request.headers()["x-tenant"].is_sensitive());
+        assert!(request.headers()["authorization"].is_sensitive());
     }
 }

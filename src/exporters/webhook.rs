@@ -55,15 +55,15 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::http::{self, Compression, Headers, Secret, TlsConfig};
+use super::http::{self, ClientTls, Compression, Headers, Secret};
 use super::{ExportError, Exporter, ExporterContext, Item};
 
 pub const SIGNATURE_HEADER: &str = "x-vellum-signature";
 pub const TIMESTAMP_HEADER: &str = "x-vellum-timestamp";
 
-/// The headers the exporter sets itself; configured `headers` may not override them.
-const RESERVED: [&str; 7] = [
-    "authorization",
+/// The headers the exporter sets itself; configured `headers` may not override them
+/// (nor `Authorization` when `auth` sets it).
+const RESERVED: [&str; 6] = [
     "content-type",
     "content-encoding",
     "content-length",
@@ -83,7 +83,7 @@ pub struct WebhookConfig {
     #[serde(default = "no_compression")]
     pub compression: Compression,
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub tls: ClientTls,
 }
 
 fn no_compression() -> Compression {
@@ -122,7 +122,12 @@ impl WebhookConfig {
             }
             _ => {}
         }
-        out.extend(self.headers.problems("headers", &RESERVED));
+        let mut reserved = RESERVED.to_vec();
+        if self.auth.is_some() {
+            reserved.push("authorization");
+        }
+        out.extend(self.headers.problems("headers", &reserved));
+        out.extend(self.tls.problems("tls", http::url_scheme(&self.url)));
         out
     }
 }
@@ -363,6 +368,14 @@ mod tests {
         );
         let parsed: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed["checkpoints"][0]["note"], "o\n1\nr=\n\n— k sig\n");
+    }
+
+    #[test]
+    fn authorization_is_free_without_auth_and_reserved_with_it() {
+        let e = exporter(json!({"url": "https://x.example/h",
+            "headers": {"Authorization": "Basic dXNlcjpwYXNz"}}));
+        assert_eq!(e.headers["authorization"], "Basic dXNlcjpwYXNz");
+        assert!(e.headers["authorization"].is_sensitive());
     }
 
     #[test]

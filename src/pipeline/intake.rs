@@ -28,6 +28,8 @@ pub struct PipelineIntake {
     /// Each exporter's next journal index; the slowest sets the backlog.
     positions: Vec<Arc<AtomicU64>>,
     max_backlog: u64,
+    /// Exporters with a `sending_queue.queue_size` of their own: their position and it.
+    queue_sizes: Vec<(Arc<AtomicU64>, u64)>,
 }
 
 impl PipelineIntake {
@@ -47,7 +49,25 @@ impl PipelineIntake {
             journal,
             positions,
             max_backlog,
+            queue_sizes: Vec::new(),
         }
+    }
+
+    /// Pushes back also when one of these exporters lags more than its own limit.
+    pub fn with_queue_sizes(mut self, queue_sizes: Vec<(Arc<AtomicU64>, u64)>) -> PipelineIntake {
+        self.queue_sizes = queue_sizes;
+        self
+    }
+
+    /// Whether new records must wait: the slowest exporter is past the pipeline's
+    /// backlog, or an exporter past its own `queue_size`.
+    fn full(&self) -> bool {
+        let end = self.journal.committed_end();
+        self.backlog() > self.max_backlog
+            || self
+                .queue_sizes
+                .iter()
+                .any(|(p, limit)| end.saturating_sub(p.load(Ordering::Acquire)) > *limit)
     }
 
     /// Records accepted but not yet delivered by the slowest exporter.
@@ -91,7 +111,7 @@ impl PipelineIntake {
     }
 
     async fn submit_owned(self: Arc<Self>, records: Vec<Record>) -> Result<(), SubmitError> {
-        if self.backlog() > self.max_backlog {
+        if self.full() {
             return Err(SubmitError::Overloaded {
                 retry_after: OVERLOAD_RETRY_AFTER,
             });
@@ -224,6 +244,38 @@ impl Submit for Switched {
 mod tests {
     use super::*;
     use crate::journal::{self, JournalOptions};
+
+    #[tokio::test]
+    async fn an_exporter_past_its_own_queue_size_pushes_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut writer, journal, _) =
+            journal::open(tmp.path(), JournalOptions::default()).unwrap();
+        for _ in 0..100 {
+            writer.append(b"E").unwrap();
+        }
+        writer.commit().unwrap();
+        let fast = Arc::new(AtomicU64::new(100));
+        let queued = Arc::new(AtomicU64::new(0));
+        let (queue, _requests) = mpsc::channel();
+        let intake = Arc::new(
+            PipelineIntake::new(
+                "p".into(),
+                Vec::new(),
+                queue,
+                journal,
+                vec![fast.clone(), queued.clone()],
+                1_000,
+            )
+            .with_queue_sizes(vec![(queued.clone(), 99)]),
+        );
+        let refused = intake.clone().submit_owned(vec![Record::new("t")]).await;
+        assert!(
+            matches!(refused, Err(SubmitError::Overloaded { .. })),
+            "{refused:?}"
+        );
+        queued.store(1, Ordering::Release);
+        assert!(!intake.full(), "99 waiting is within a queue_size of 99");
+    }
 
     #[tokio::test]
     async fn a_full_backlog_pushes_back_and_a_closed_intake_refuses() {

@@ -667,6 +667,15 @@ impl Service {
             })
             .collect();
         let positions: Vec<Arc<AtomicU64>> = exporters.iter().map(|e| e.position.clone()).collect();
+        let queue_sizes: Vec<(Arc<AtomicU64>, u64)> = exporters
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e.position.clone(),
+                    e.config.delivery.sending_queue.queue_size?,
+                ))
+            })
+            .collect();
         let evidence_retention: Vec<retention::EvidenceRetention> = exporters
             .iter()
             .filter_map(|e| match e.config.capabilities().evidence {
@@ -694,6 +703,11 @@ impl Service {
                 .map(|e| ExporterStatus {
                     health: e.health.clone(),
                     position: e.position.clone(),
+                    capacity: e
+                        .config
+                        .delivery
+                        .sending_queue
+                        .capacity(self.storage_config.max_backlog_records),
                     task: e.status.clone(),
                 })
                 .collect(),
@@ -702,14 +716,17 @@ impl Service {
             .name(format!("writer {}", p.id))
             .spawn(move || writer.run(requests))
             .map_err(|e| fail(format!("cannot start the writer thread: {e}")))?;
-        let intake = Arc::new(PipelineIntake::new(
-            p.id.clone(),
-            p.processors,
-            queue,
-            journal.clone(),
-            positions.clone(),
-            self.storage_config.max_backlog_records,
-        ));
+        let intake = Arc::new(
+            PipelineIntake::new(
+                p.id.clone(),
+                p.processors,
+                queue,
+                journal.clone(),
+                positions.clone(),
+                self.storage_config.max_backlog_records,
+            )
+            .with_queue_sizes(queue_sizes),
+        );
         let storage_config = &self.storage_config;
         let journal_purge = (storage_config.retention_days > 0).then(|| {
             retention::JournalRetention::new(

@@ -46,7 +46,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{Limits, count_accepted, count_refused, refusal_reason};
+use super::{Limits, Transport, count_accepted, count_refused, refusal_reason};
 use crate::component::{Intake, ReceiverHandle};
 use crate::config::{component::Endpoint, secret::Secret};
 use crate::event::{Record, json_safe, now_unix_nano, parse_time};
@@ -198,7 +198,7 @@ async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-            count_refused(id, "unauthorized", 1);
+            count_refused(id, Transport::Http, "unauthorized", 1);
             let mut r = refuse(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token",
@@ -214,14 +214,14 @@ async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes
     let body = match super::decode_body(&headers, body, state.max_body) {
         Ok(b) => b,
         Err(e) => {
-            count_refused(id, e.reason(), 1);
+            count_refused(id, Transport::Http, e.reason(), 1);
             return refuse(e.status(), e.to_string(), Vec::new());
         }
     };
     let events = match parse_events(&body, state.max_records) {
         Ok(events) => events,
         Err(Refusal::TooMany) => {
-            count_refused(id, "too_many_records", 1);
+            count_refused(id, Transport::Http, "too_many_records", 1);
             let limit = state.max_records;
             return refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -232,7 +232,7 @@ async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes
             );
         }
         Err(Refusal::Malformed(problems)) => {
-            count_refused(id, "malformed", 1);
+            count_refused(id, Transport::Http, "malformed", 1);
             return refuse(
                 StatusCode::BAD_REQUEST,
                 "malformed events; nothing was kept",
@@ -276,7 +276,12 @@ async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes
         } else {
             (StatusCode::BAD_REQUEST, "malformed", "malformed events")
         };
-        count_refused(id, reason, records.len() + malformed + too_large);
+        count_refused(
+            id,
+            Transport::Http,
+            reason,
+            records.len() + malformed + too_large,
+        );
         return refuse(status, format!("{what}; nothing was kept"), problems);
     }
     let n = records.len();
@@ -289,11 +294,11 @@ async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes
     }
     match state.intake.submit(records).await {
         Ok(()) => {
-            count_accepted(id, n);
+            count_accepted(id, Transport::Http, n);
             (StatusCode::OK, axum::Json(json!({ "accepted": n }))).into_response()
         }
         Err(e) => {
-            count_refused(id, refusal_reason(&e), n);
+            count_refused(id, Transport::Http, refusal_reason(&e), n);
             let (status, headers, message) = super::submit_error_response(&e);
             (status, headers, axum::Json(json!({ "error": message }))).into_response()
         }

@@ -120,24 +120,45 @@ pub struct Limits {
     pub max_record_bytes: usize,
 }
 
-/// Counts records by outcome, with the receiver id and a fixed reason as the only labels.
-/// Every record counted is also counted as received, so received = accepted + refused +
-/// dropped.
-pub fn count_accepted(receiver: &str, n: usize) {
+/// How records came in: the `transport` label of the Collector-named receiver counters,
+/// as the Collector sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    Http,
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+/// Counts records by outcome, with the receiver id and a fixed reason as the only labels
+/// (and the transport on the Collector-named counters). Every record counted is also
+/// counted as received, so received = accepted + refused + dropped.
+pub fn count_accepted(receiver: &str, transport: Transport, n: usize) {
     count_received(receiver, n);
     metrics::counter!("vellum_receiver_accepted_records_total", "receiver" => receiver.to_string())
         .increment(n as u64);
-    metrics::counter!("otelcol_receiver_accepted_log_records_total", "receiver" => receiver.to_string())
+    metrics::counter!("otelcol_receiver_accepted_log_records_total", "receiver" => receiver.to_string(), "transport" => transport.as_str())
         .increment(n as u64);
 }
 
 /// Records refused with an answer the sender sees (a status, a code, a closed
 /// connection), so that it can send them again.
-pub fn count_refused(receiver: &str, reason: &'static str, n: usize) {
+pub fn count_refused(receiver: &str, transport: Transport, reason: &'static str, n: usize) {
     count_received(receiver, n);
     metrics::counter!("vellum_receiver_refused_records_total", "receiver" => receiver.to_string(), "reason" => reason)
         .increment(n as u64);
-    metrics::counter!("otelcol_receiver_refused_log_records_total", "receiver" => receiver.to_string())
+    metrics::counter!("otelcol_receiver_refused_log_records_total", "receiver" => receiver.to_string(), "transport" => transport.as_str())
         .increment(n as u64);
 }
 

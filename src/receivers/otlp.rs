@@ -62,7 +62,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{Limits, count_accepted, count_refused, refusal_reason};
+use super::{Limits, Transport, count_accepted, count_refused, refusal_reason};
 use crate::component::{Intake, ReceiverHandle, SubmitError};
 use crate::config::component::Endpoint;
 use crate::event::{Record, float_value, int_value, now_unix_nano};
@@ -238,6 +238,7 @@ pub async fn start(
 #[derive(Clone)]
 struct Export {
     id: String,
+    transport: Transport,
     intake: Intake,
     limits: Limits,
     max_records: usize,
@@ -294,20 +295,20 @@ impl Export {
         let (records, rejected, message) = match to_records(&self.id, request, bounds) {
             Ok(converted) => converted,
             Err(too_large) => {
-                count_refused(&self.id, too_large.reason(), 1);
+                count_refused(&self.id, self.transport, too_large.reason(), 1);
                 return Err(ExportError::TooLarge(too_large));
             }
         };
         if rejected > 0 {
-            count_refused(&self.id, "oversized", rejected);
+            count_refused(&self.id, self.transport, "oversized", rejected);
         }
         let n = records.len();
         if n > 0 {
             if let Err(e) = self.intake.submit(records).await {
-                count_refused(&self.id, refusal_reason(&e), n);
+                count_refused(&self.id, self.transport, refusal_reason(&e), n);
                 return Err(ExportError::Submit(e));
             }
-            count_accepted(&self.id, n);
+            count_accepted(&self.id, self.transport, n);
         }
         Ok(Outcome { rejected, message })
     }
@@ -428,6 +429,7 @@ async fn start_grpc(
     let max_message = cfg.max_recv_msg_size.as_u64() as usize;
     let export = Arc::new(Export {
         id: id.to_string(),
+        transport: Transport::Grpc,
         intake,
         limits,
         max_records: cfg.max_records_per_request,
@@ -502,6 +504,7 @@ async fn start_http(
     let state = HttpState {
         export: Export {
             id: id.to_string(),
+            transport: Transport::Http,
             intake,
             limits,
             max_records: cfg.max_records_per_request,
@@ -597,7 +600,7 @@ async fn http_export(State(state): State<HttpState>, headers: HeaderMap, body: B
         "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
         "application/json" => Encoding::Json,
         other => {
-            count_refused(id, "malformed", 1);
+            count_refused(id, Transport::Http, "malformed", 1);
             let message = format!(
                 "unsupported Content-Type `{other}`: send application/x-protobuf or application/json"
             );
@@ -612,7 +615,7 @@ async fn http_export(State(state): State<HttpState>, headers: HeaderMap, body: B
     let body = match super::decode_body(&headers, body, state.max_body) {
         Ok(b) => b,
         Err(e) => {
-            count_refused(id, e.reason(), 1);
+            count_refused(id, Transport::Http, e.reason(), 1);
             return error(e.status(), encoding, HeaderMap::new(), e.to_string());
         }
     };
@@ -624,7 +627,7 @@ async fn http_export(State(state): State<HttpState>, headers: HeaderMap, body: B
         let too_many = TooLarge::Records {
             limit: state.export.max_records,
         };
-        count_refused(id, too_many.reason(), 1);
+        count_refused(id, Transport::Http, too_many.reason(), 1);
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             encoding,
@@ -641,7 +644,7 @@ async fn http_export(State(state): State<HttpState>, headers: HeaderMap, body: B
     let request = match request {
         Ok(r) => r,
         Err(message) => {
-            count_refused(id, "malformed", 1);
+            count_refused(id, Transport::Http, "malformed", 1);
             tracing::debug!(receiver = %id, %message, "refused an OTLP/HTTP request");
             return error(StatusCode::BAD_REQUEST, encoding, HeaderMap::new(), message);
         }

@@ -130,7 +130,12 @@ impl Decoder for CountingDecoder {
         let bytes = buf.copy_to_bytes(buf.remaining());
         let counts = super::otlp_count::protobuf(&bytes, self.max_records);
         if counts.is_some_and(|c| c.exceeds(self.max_records)) {
-            super::count_refused(&self.receiver, "too_many_records", 1);
+            super::count_refused(
+                &self.receiver,
+                super::Transport::Grpc,
+                "too_many_records",
+                1,
+            );
             return Err(Status::invalid_argument(
                 super::otlp::too_many_records_message(self.max_records),
             ));

@@ -65,11 +65,12 @@
 //!
 //! | Name | Type | Labels | Meaning |
 //! |---|---|---|---|
-//! | `otelcol_receiver_accepted_log_records_total` | counter | `receiver` | As `vellum_receiver_accepted_records_total` |
-//! | `otelcol_receiver_refused_log_records_total` | counter | `receiver` | As `vellum_receiver_refused_records_total`, every reason |
+//! | `otelcol_receiver_accepted_log_records_total` | counter | `receiver`, `transport` (`grpc`, `http`, `tcp`, `udp`) | As `vellum_receiver_accepted_records_total` |
+//! | `otelcol_receiver_refused_log_records_total` | counter | `receiver`, `transport` | As `vellum_receiver_refused_records_total`, every reason |
 //! | `otelcol_exporter_sent_log_records_total` | counter | `exporter` | As `vellum_exporter_sent_records_total` |
 //! | `otelcol_exporter_send_failed_log_records_total` | counter | `exporter` | As `vellum_exporter_failed_records_total` |
 //! | `otelcol_exporter_queue_size` | gauge | `exporter` | As `vellum_exporter_lag_records`: the journal is the exporter's queue |
+//! | `otelcol_exporter_queue_capacity` | gauge | `exporter` | Records that may wait for the exporter before receivers push back: its `sending_queue.queue_size`, at most `service.storage.max_backlog_records` |
 //! | `otelcol_process_*`, `vellum_build_info`, `target_info` | gauge | | See [`process`] |
 //!
 //! The Collector's `health_check` extension answers from the same board as `/readyz`:
@@ -179,6 +180,11 @@ fn describe_collector_gauges() {
         "otelcol_exporter_queue_size",
         Unit::Count,
         "Journal records waiting for the exporter: the journal is its queue (Collector name)."
+    );
+    describe_gauge!(
+        "otelcol_exporter_queue_capacity",
+        Unit::Count,
+        "Records that may wait for the exporter before receivers push back (Collector name)."
     );
     describe_gauge!(
         "otelcol_process_uptime",

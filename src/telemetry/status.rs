@@ -49,6 +49,8 @@ pub struct ExporterStatus {
     pub health: Arc<ExporterHealth>,
     /// The journal index the driver has delivered up to.
     pub position: Arc<AtomicU64>,
+    /// How many records may wait for it before receivers push back.
+    pub capacity: u64,
     /// The driver's task, once it runs (after a reload it starts when its predecessor
     /// has let go of the cursor).
     pub task: Arc<std::sync::OnceLock<AbortHandle>>,
@@ -191,6 +193,8 @@ impl ServiceStatus {
                 // The journal is the exporter's queue: what waits in it is the queue's size.
                 metrics::gauge!("otelcol_exporter_queue_size", "exporter" => e.health.exporter.clone())
                     .set(lag as f64);
+                metrics::gauge!("otelcol_exporter_queue_capacity", "exporter" => e.health.exporter.clone())
+                    .set(e.capacity as f64);
                 let failing = e.health.failing_for(now).unwrap_or_default();
                 metrics::gauge!("vellum_exporter_failing_seconds", &labels)
                     .set(failing.as_secs_f64());
@@ -401,6 +405,7 @@ mod tests {
                 exporters: vec![ExporterStatus {
                     health: health.clone(),
                     position: position.clone(),
+                    capacity: 1_000_000,
                     task: Arc::new(exporter_task.abort_handle().into()),
                 }],
             })],

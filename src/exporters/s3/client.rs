@@ -1,6 +1,7 @@
 //! Connecting to S3 or an S3-compatible service, and reading its failures as the export
 //! driver needs them: retry (with the service's `Retry-After` when it gives one) or never.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -11,6 +12,17 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client as LegacyClient;
+use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 
 use crate::config::secret::Secret;
 use crate::exporters::ExportError;
@@ -29,6 +41,9 @@ pub struct Connection {
     pub credentials: Option<StaticCredentials>,
     /// How long one request may take, connecting included.
     pub timeout: Option<Duration>,
+    /// The exporter's `tls` settings, built; without them the SDK's own rustls client
+    /// with the system's roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Clone)]
@@ -55,9 +70,12 @@ impl Connection {
     /// Builds a client. The SDK's own retries are off: the export driver retries, with
     /// its cursor, and a retry inside the SDK would only hide a sink that is down.
     pub async fn client(&self) -> Client {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
+        let http = match &self.tls {
+            Some(config) => SharedHttpClient::new(RustlsClient::new(config)),
+            None => aws_smithy_http_client::Builder::new()
+                .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+                .build_https(),
+        };
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http)
             .retry_config(RetryConfig::disabled());
@@ -93,6 +111,66 @@ impl Connection {
             config = config.region(Region::new(FALLBACK_REGION));
         }
         Client::from_conf(config.build())
+    }
+}
+
+/// The S3 client's HTTP with the exporter's own rustls config (client certificate,
+/// private CA, `server_name_override`…): hyper-util's pooled client over hyper-rustls.
+#[derive(Clone)]
+struct RustlsClient {
+    client: LegacyClient<HttpsConnector<TcpConnector>, SdkBody>,
+}
+
+impl std::fmt::Debug for RustlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RustlsClient")
+    }
+}
+
+impl RustlsClient {
+    fn new(config: &rustls::ClientConfig) -> RustlsClient {
+        let mut http = TcpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        // hyper-rustls sets ALPN from the protocols enabled, and panics on one set before.
+        let mut config = config.clone();
+        config.alpn_protocols.clear();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = LegacyClient::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(https);
+        RustlsClient { client }
+    }
+}
+
+impl HttpConnector for RustlsClient {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let request = match request.try_into_http1x() {
+            Ok(r) => r,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let sent = self.client.request(request);
+        HttpConnectorFuture::new(async move {
+            let response = sent.await.map_err(|e| ConnectorError::io(e.into()))?;
+            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                .map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+impl HttpClient for RustlsClient {
+    fn http_connector(
+        &self,
+        _settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
     }
 }
 

@@ -13,6 +13,7 @@
 //!     secret_access_key: ${env:EVIDENCE_SECRET}   # (and session_token); without
 //!                                                 # them the standard AWS chain
 //!     object_lock: { mode: COMPLIANCE, retain_days: 2555 }   # or GOVERNANCE
+//!     tls: { ca_file: /etc/vellum/minio-ca.pem }   # a private S3 (MinIO, Ceph); mTLS too
 //!     batch: { max_records: 10000, max_bytes: 16MiB }
 //!     timeout: 30s
 //! ```
@@ -38,6 +39,12 @@
 //! `SignatureDoesNotMatch`, `ExpiredToken`, any 401/403) also make `/readyz` name it at
 //! once, and other refusals are logged as errors until the configuration is fixed.
 //!
+//! TLS: `tls:` takes the exporters' client settings (`net::tls::client`: `ca_file`,
+//! `cert_file`/`key_file`, `server_name_override`, `min_version`,
+//! `insecure_skip_verify`) for an `https://` endpoint; with any of them the SDK sends
+//! through a client built on that rustls configuration, without them through its own
+//! with the system's roots.
+//!
 //! Permissions: `s3:PutObject` and `s3:PutObjectRetention` (with Object Lock) to write,
 //! `s3:GetObject` and `s3:ListBucket` to resume; without `s3:ListBucket` the exporter
 //! resumes from its state file alone. `vellum verify s3://…` needs `s3:GetObject` and
@@ -49,6 +56,7 @@ pub mod client;
 pub mod verify;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
@@ -64,6 +72,7 @@ use self::bundle::{KeyLayout, MANIFEST_SUFFIX, Manifest, NO_PREVIOUS, build_arti
 use self::client::{Connection, StaticCredentials, classify, status_of};
 use super::{ExportError, Exporter, ExporterContext, Item};
 use crate::config::secret::Secret;
+use crate::net::tls::client::ClientTls;
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +94,8 @@ pub struct S3Config {
     pub session_token: Option<Secret>,
     #[serde(default)]
     pub object_lock: Option<ObjectLockConfig>,
+    #[serde(default)]
+    pub tls: ClientTls,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -170,7 +181,26 @@ impl S3Config {
                 "must be at least 1".into(),
             ));
         }
+        // Without an endpoint the SDK talks to AWS over https.
+        let endpoint = self.endpoint.as_deref().unwrap_or("https://");
+        out.extend(
+            self.tls
+                .problems("tls", crate::exporters::http::url_scheme(endpoint)),
+        );
         out
+    }
+
+    /// The rustls configuration of the `tls` settings, when any is given.
+    pub fn tls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, ExportError> {
+        if self.tls == ClientTls::default() || self.tls.plaintext() {
+            return Ok(None);
+        }
+        let config = self
+            .tls
+            .config()
+            .map_err(|p| ExportError::Permanent(p.to_string()))?;
+        crate::exporters::http::warn_if_unverified(&self.tls);
+        Ok(Some(Arc::new(config)))
     }
 
     pub fn connection(&self) -> Connection {
@@ -187,6 +217,7 @@ impl S3Config {
                 _ => None,
             },
             timeout: None,
+            tls: None,
         }
     }
 }
@@ -242,7 +273,10 @@ impl S3Exporter {
             id: context.id.clone(),
             stream: context.stream.clone(),
             bucket: cfg.bucket.clone(),
-            connection: cfg.connection(),
+            connection: Connection {
+                tls: cfg.tls_config()?,
+                ..cfg.connection()
+            },
             layout,
             lock: cfg.object_lock.clone(),
             head_file: context.state_dir.join(HEAD_FILE),

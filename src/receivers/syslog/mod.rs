@@ -244,6 +244,10 @@ pub async fn start(
     })?;
     let receiver = Arc::new(Receiver {
         id: id.clone(),
+        transport: match cfg.protocol {
+            Protocol::Tcp => super::Transport::Tcp,
+            Protocol::Udp => super::Transport::Udp,
+        },
         format: cfg.format,
         location,
         max_message_bytes: usize::try_from(cfg.max_message_bytes.as_u64()).unwrap_or(usize::MAX),
@@ -279,6 +283,7 @@ pub async fn start(
 
 struct Receiver {
     id: String,
+    transport: super::Transport,
     format: Format,
     location: jiff::tz::TimeZone,
     max_message_bytes: usize,
@@ -330,7 +335,7 @@ impl Receiver {
 
     fn count_accepted(&self, built: &Built, records: usize) {
         let receiver = self.id.clone();
-        super::count_accepted(&receiver, records);
+        super::count_accepted(&receiver, self.transport, records);
         if built.unparsed > 0 {
             metrics::counter!("vellum_receiver_unparsed_records_total", "receiver" => receiver.clone())
                 .increment(built.unparsed);
@@ -342,7 +347,7 @@ impl Receiver {
     }
 
     fn count_refused(&self, records: usize, reason: &'static str) {
-        super::count_refused(&self.id, reason, records);
+        super::count_refused(&self.id, self.transport, reason, records);
     }
 
     /// Messages the sender already handed over and will not send again: syslog has no
@@ -953,6 +958,7 @@ mod tests {
     fn receiver(format: Format, max_message_bytes: usize) -> Receiver {
         Receiver {
             id: "syslog/test".into(),
+            transport: crate::receivers::Transport::Tcp,
             format,
             location: jiff::tz::TimeZone::UTC,
             max_message_bytes,

@@ -10,5 +10,7 @@
 pub mod datadog;
 pub mod http_faults;
 pub mod moto;
+pub mod otlp_sink;
 pub mod splunk_hec;
+pub mod tls_sink;
 pub mod webhook;

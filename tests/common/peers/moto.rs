@@ -81,6 +81,7 @@ pub fn connection(endpoint: &str) -> Connection {
             session_token: None,
         }),
         timeout: Some(Duration::from_secs(20)),
+        ..Connection::default()
     }
 }
 
