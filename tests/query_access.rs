@@ -74,13 +74,26 @@ fn get(api: u16, token: &str, params: &[(&str, &str)]) -> (u16, Option<String>, 
         .http_status_as_error(false)
         .build()
         .new_agent();
-    let mut req = agent
-        .get(&format!("http://127.0.0.1:{api}/api/v1/audit"))
-        .header("Authorization", &format!("Bearer {token}"));
-    for (k, v) in params {
-        req = req.query(*k, *v);
-    }
-    let mut r = req.call().expect("the API answers");
+    // After a reload or a restart the API listens again a moment after the daemon
+    // says it is ready: a refused connection is retried until a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut r = loop {
+        let mut req = agent
+            .get(&format!("http://127.0.0.1:{api}/api/v1/audit"))
+            .header("Authorization", &format!("Bearer {token}"));
+        for (k, v) in params {
+            req = req.query(*k, *v);
+        }
+        match req.call() {
+            Err(ureq::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other.expect("the API answers"),
+        }
+    };
     let retry = r
         .headers()
         .get("retry-after")
